@@ -1,0 +1,232 @@
+/**
+ * The schema of supervisor.toml. Every key, its type and its default lives
+ * here; the annotated supervisor.toml at the repository root documents the
+ * same keys for operators, and a test keeps the two in step.
+ */
+import { z } from "zod";
+import cronLib from "node-cron";
+import { absPath, duration, envName, fileMode, httpUrl, listenAddress, name, size } from "./fields.ts";
+
+export const BACKEND_KINDS = ["vllm", "ollama", "llamacpp", "openai", "anthropic"] as const;
+export type BackendKind = (typeof BACKEND_KINDS)[number];
+/** Kinds llmsup can run itself; the others are remote APIs only. */
+export const MANAGED_KINDS: readonly BackendKind[] = ["vllm", "ollama", "llamacpp"];
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** A cron expression (node-cron syntax, optional seconds field); "" switches the job off. */
+const cron = () =>
+  z.string().refine((s) => s === "" || cronLib.validate(s), {
+    message: 'expected a cron expression such as "0 8 * * *" (minute hour day month weekday), or "" to switch the job off',
+  });
+
+export const daemonSchema = z.strictObject({
+  log_level: z.enum(LOG_LEVELS).default("info"),
+  state_dir: absPath().default("/var/lib/llmsup"),
+  log_dir: absPath().default("/var/log/llmsup"),
+  run_dir: absPath().default("/run/llmsup"),
+  shutdown_timeout: duration().prefault("60s"),
+  hostname: z.string().default(""),
+  backend_log_max: size().prefault("20MiB"),
+  backend_log_keep: z.int().min(0).max(100).default(3),
+});
+
+export const controlSchema = z.strictObject({
+  socket: absPath().optional(),
+  mode: fileMode().prefault("0660"),
+  group: z.string().default(""),
+});
+
+export const tierTimeoutFields = {
+  connect_timeout: duration(),
+  ttft_timeout: duration(),
+  idle_timeout: duration(),
+  total_timeout: duration(),
+};
+
+export const routerSchema = z.strictObject({
+  socket: absPath().optional(),
+  socket_mode: fileMode().prefault("0660"),
+  socket_group: z.string().default(""),
+  listen: listenAddress().default("127.0.0.1:8181"),
+  api_keys_file: absPath().optional(),
+  api_keys_env: envName().optional(),
+  max_body: size().prefault("4MiB"),
+  request_timeout: duration().prefault("10m"),
+  max_attempts: z.int().min(1).max(20).default(4),
+  retry_base_delay: duration().prefault("200ms"),
+  retry_after_max: duration().prefault("60s"),
+  all_down_retry_after: duration().prefault("10s"),
+  queue_timeout: duration().prefault("0s"),
+  degraded_fields: z.boolean().default(true),
+  breaker: z
+    .strictObject({
+      failure_threshold: z.int().min(1).default(5),
+      open_interval: duration().prefault("30s"),
+      max_open_interval: duration().prefault("5m"),
+    })
+    .prefault({}),
+  tier_defaults: z
+    .strictObject({
+      connect_timeout: duration().prefault("2s"),
+      ttft_timeout: duration().prefault("30s"),
+      idle_timeout: duration().prefault("30s"),
+      total_timeout: duration().prefault("10m"),
+    })
+    .prefault({}),
+});
+
+/** Health keys; the same keys may be overridden per backend in [backend.health]. */
+export const healthFields = {
+  interval: duration(),
+  timeout: duration(),
+  failures_to_down: z.int().min(1),
+  degraded_latency: duration(),
+  deep_interval: duration(),
+  deep_timeout: duration(),
+  wedge_failures: z.int().min(1),
+  restart_on_wedge: z.boolean(),
+};
+export const healthSchema = z.strictObject(healthFields).partial();
+
+export const gpuSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  nvidia_smi: z.string().min(1).default("nvidia-smi"),
+  interval: duration().prefault("5s"),
+  deadline: duration().prefault("15s"),
+  kernel_log: z.enum(["auto", "kmsg", "journal", "off"]).default("auto"),
+  temperature_limit: z.number().min(30).max(120).default(87),
+  memory_full: z.number().gt(0).max(1).default(0.98),
+  sustain_samples: z.int().min(1).default(3),
+  clear_samples: z.int().min(1).default(3),
+});
+
+export const hostSchema = z.strictObject({
+  interval: duration().prefault("30s"),
+  min_free_memory: size().prefault("2GiB"),
+  min_free_disk: size().prefault("5GiB"),
+});
+
+export const smtpSchema = z.strictObject({
+  host: z.string().min(1).default("localhost"),
+  port: z.int().min(1).max(65535).default(587),
+  security: z.enum(["starttls", "tls", "none"]).default("starttls"),
+  user: z.string().optional(),
+  password_file: absPath().optional(),
+  password_env: envName().optional(),
+  timeout: duration().prefault("30s"),
+  tls_reject_unauthorized: z.boolean().default(true),
+});
+
+const email = () => z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, { message: 'expected an e-mail address such as "ops@example.com"' });
+
+export const alertsSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  from: z.string().default("llmsup@localhost"),
+  to: z.array(email()).default([]),
+  critical_to: z.array(email()).default([]),
+  coalesce_window: duration().prefault("10m"),
+  max_per_hour: z.int().min(1).default(30),
+  outbox_max: z.int().min(10).default(1000),
+  smtp: smtpSchema.prefault({}),
+});
+
+export const scheduleSchema = z.strictObject({
+  digest: cron().default("0 8 * * *"),
+  drill: cron().default(""),
+  drill_scenario: z.enum(["primary-outage", "backend-crash", "backend-hang"]).default("primary-outage"),
+  drill_duration: duration().prefault("60s"),
+  housekeeping: cron().default("*/10 * * * *"),
+});
+
+export const cacheSchema = z.strictObject({
+  max_entries: z.int().min(1).default(10_000),
+  max_bytes: size().prefault("256MiB"),
+  ttl: duration().prefault("7d"),
+  similarity: z.number().gt(0).max(1).default(0.85),
+  multi_turn: z.boolean().default(false),
+});
+
+export const processSchema = z.strictObject({
+  command: z.array(z.string().min(1)).min(1, { message: "expected the program and its arguments, such as [\"/usr/bin/llama-server\", \"--port\", \"8080\"]" }),
+  env: z.record(envName(), z.string()).default({}),
+  /** Environment variables whose values are read from files at spawn time (tokens such as HF_TOKEN). */
+  secret_env: z.record(envName(), absPath()).default({}),
+  cwd: absPath().optional(),
+  user: z.string().optional(),
+  group: z.string().optional(),
+  restart: z.enum(["always", "on-failure", "never"]).default("always"),
+  restart_sec: duration().prefault("10s"),
+  restart_max_delay: duration().prefault("2m"),
+  restart_steps: z.int().min(0).max(100).default(5),
+  start_limit_interval: duration().prefault("15m"),
+  start_limit_burst: z.int().min(1).default(5),
+  stable_after: duration().prefault("10m"),
+  startup_timeout: duration().prefault("15m"),
+  stop_timeout: duration().prefault("30s"),
+});
+
+export const backendSchema = z.strictObject({
+  name: name(),
+  kind: z.enum(BACKEND_KINDS),
+  url: httpUrl(),
+  gpus: z.array(z.int().min(0)).default([]),
+  context: z.int().min(1).optional(),
+  api_key_file: absPath().optional(),
+  api_key_env: envName().optional(),
+  process: processSchema.optional(),
+  health: healthSchema.optional(),
+});
+
+export const tierSchema = z.strictObject({
+  backend: z.string().min(1),
+  model: z.string().min(1),
+  max_tokens: z.int().min(1).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  drop_params: z.array(z.string().min(1)).default([]),
+  notice: z.string().optional(),
+  context: z.int().min(1).optional(),
+  ...Object.fromEntries(Object.entries(tierTimeoutFields).map(([k, v]) => [k, v.optional()])) as {
+    [K in keyof typeof tierTimeoutFields]: z.ZodOptional<(typeof tierTimeoutFields)[K]>;
+  },
+});
+
+export const routeSchema = z.strictObject({
+  model: z.string().min(1),
+  tiers: z.array(tierSchema).min(1, { message: "expected at least one tier" }),
+  cache: z.boolean().default(false),
+});
+
+/** Singleton sections: [name] tables whose keys all have defaults. */
+export const SECTION_SCHEMAS = {
+  daemon: daemonSchema.prefault({}),
+  control: controlSchema.prefault({}),
+  router: routerSchema.prefault({}),
+  health: healthSchema.prefault({}),
+  gpu: gpuSchema.prefault({}),
+  host: hostSchema.prefault({}),
+  alerts: alertsSchema.prefault({}),
+  schedule: scheduleSchema.prefault({}),
+  cache: cacheSchema.prefault({}),
+} as const;
+
+/** Array-of-tables sections. */
+export const LIST_SCHEMAS = {
+  backend: backendSchema,
+  route: routeSchema,
+} as const;
+
+export const HEALTH_DEFAULTS = {
+  interval: 5_000,
+  timeout: 2_000,
+  failures_to_down: 3,
+  degraded_latency: 1_000,
+  deep_interval: 60_000,
+  deep_timeout: 30_000,
+  wedge_failures: 2,
+  restart_on_wedge: true,
+} as const satisfies { [K in keyof typeof healthFields]: z.output<(typeof healthFields)[K]> };
+
+/** Keys that would hold a secret inline; they are refused in favour of *_file / *_env references. */
+export const INLINE_SECRET_KEYS = new Set(["password", "pass", "api_key", "apikey", "api_keys", "token", "secret", "bearer", "auth_token"]);
