@@ -1,9 +1,20 @@
 #!/usr/bin/env node
 /** Entry point of the `llmsup` executable. */
-import { runCli } from "./program.ts";
 import { EXIT } from "../errors/registry.ts";
+import { processIo } from "./output.ts";
 
-runCli(process.argv.slice(2)).then(
+async function main(argv: readonly string[]): Promise<number> {
+  // The simulated nvidia-smi is started once per sample by monitors under test:
+  // it skips the command-line framework and loads only what it needs.
+  if (argv[0] === "sim" && argv[1] === "nvidia-smi") {
+    const { runNvidiaSmi } = await import("../sim/nvidia-smi/cli.ts");
+    return runNvidiaSmi(argv.slice(2), processIo());
+  }
+  const { runCli } = await import("./program.ts");
+  return runCli(argv);
+}
+
+main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
