@@ -10,6 +10,14 @@ async function main(argv: readonly string[]): Promise<number> {
     const { runNvidiaSmi } = await import("../sim/nvidia-smi/cli.ts");
     return runNvidiaSmi(argv.slice(2), processIo());
   }
+  if (argv[0] === "sim" && argv[1] === "backend") {
+    const { runSimBackend } = await import("../sim/backend/main.ts");
+    return runSimBackend(argv.slice(2), processIo());
+  }
+  if (argv[0] === "sim" && argv[1] === "vllm-engine") {
+    const { runSimEngine } = await import("../sim/backend/engine.ts");
+    return runSimEngine(argv[2] ?? "{}");
+  }
   const { runCli } = await import("./program.ts");
   return runCli(argv);
 }

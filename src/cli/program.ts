@@ -36,6 +36,35 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       setExit(await checkConfigCommand(configPath(path, io.env), opts, io));
     });
 
+  const sim = program
+    .command("sim")
+    .description("simulated inference servers and GPUs, for demos, drills and tests (no GPU needed)");
+  sim
+    .command("backend")
+    .description("run a simulated vLLM, Ollama or llama-server (see `llmsup sim backend --help`)")
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument("[options...]");
+  sim
+    .command("nvidia-smi")
+    .description("a simulated nvidia-smi reading the GPU state file ($LLMSUP_SIM_GPU_STATE or --sim-state)")
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument("[args...]");
+  sim
+    .command("gpu")
+    .description("edit the simulated GPU state: init, show, set, wrapper (see `llmsup sim gpu --help`)")
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument("[args...]")
+    .action(async (args: string[]) => {
+      const { runSimGpu } = await import("../sim/gpu/cli.ts");
+      setExit(await runSimGpu(args, io));
+    });
+
   return program;
 }
 

@@ -9,6 +9,7 @@
  * Read-modify-write goes through a lock file and an atomic rename, so several
  * processes can share one state file.
  */
+import { readFileSync } from "node:fs";
 import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -122,13 +123,22 @@ export function freeMemoryMib(state: SimGpuState, gpu: SimGpu): number {
   return Math.max(0, gpu.memory_total_mib - usedMemoryMib(state, gpu));
 }
 
-/** Whether a pid names a live process (a zombie counts as gone once reaped). */
+/**
+ * Whether a pid names a live process. A zombie (dead, not yet reaped) counts as
+ * gone: the driver frees a process's memory when it exits, not when its parent
+ * reaps it — and an orphan's zombie may never be reaped where PID 1 does not.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
   }
 }
 

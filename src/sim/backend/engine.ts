@@ -1,0 +1,73 @@
+/**
+ * The simulated vLLM EngineCore: a child process of the API server that holds
+ * the GPU memory. Like the real one it survives a SIGKILL of its parent,
+ * keeping the memory listed, and leaves with its process group.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { gpuHooks } from "./gpu-hooks.ts";
+import { oomAtLoadLines, oomAtRuntimeLines, vllmFreeMemoryLines } from "./kinds.ts";
+import { readGpuState } from "../gpu/state.ts";
+
+export interface EngineOptions {
+  readonly gpuState?: string;
+  readonly gpus: readonly number[];
+  readonly utilization: number;
+  readonly loadMs: number;
+  readonly oomAtLoad: boolean;
+  readonly model: string;
+}
+
+/** How long an orphaned engine lingers before giving up, so stray simulators do not live forever. */
+const ORPHAN_LIFETIME_MS = 10 * 60_000;
+
+export async function runSimEngine(optionsJson: string): Promise<number> {
+  const o = JSON.parse(optionsJson) as EngineOptions;
+  const say = (lines: readonly string[]) => lines.forEach((l) => process.stderr.write(`(EngineCore_DP0 pid=${process.pid}) ${l}\n`));
+  const hooks = gpuHooks(o.gpuState, o.gpus, "VLLM::EngineCore");
+  process.title = "VLLM::EngineCore";
+  let held = false;
+
+  process.on("SIGTERM", () => {
+    void (async () => {
+      if (held) await hooks?.hold(0).catch(() => undefined);
+      process.exit(0);
+    })();
+  });
+  process.on("SIGINT", () => undefined);
+  process.on("disconnect", () => {
+    // The API server is gone. The real engine can linger, keeping the GPU memory.
+    setTimeout(() => process.exit(1), ORPHAN_LIFETIME_MS).unref();
+  });
+  process.on("message", (m: { type?: string }) => {
+    if (m?.type === "oom") {
+      void (async () => {
+        const total = o.gpuState ? ((await readGpuState(o.gpuState)).gpus.find((g) => g.index === o.gpus[0])?.memory_total_mib ?? 81559) : 81559;
+        say(oomAtRuntimeLines("vllm", o.gpus[0] ?? 0, total));
+        process.exit(1);
+      })();
+    }
+  });
+  setInterval(() => undefined, 1 << 30);
+
+  await sleep(o.loadMs);
+  if (hooks) {
+    const total = await hooks.totalMib();
+    const want = Math.round(total * o.utilization);
+    const short = await hooks.checkRoom(want);
+    if (short) {
+      say(vllmFreeMemoryLines(short.freeMib, short.totalMib, o.utilization));
+      process.exit(1);
+    }
+    if (o.oomAtLoad) {
+      say(oomAtLoadLines("vllm", o.gpus[0] ?? 0, want, total - want, total, o.model));
+      process.exit(1);
+    }
+    await hooks.hold(want);
+    held = true;
+  } else if (o.oomAtLoad) {
+    say(oomAtLoadLines("vllm", 0, 73_000, 8_000, 81_559, o.model));
+    process.exit(1);
+  }
+  process.send?.({ type: "ready" });
+  return new Promise<number>(() => undefined);
+}

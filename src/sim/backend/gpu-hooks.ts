@@ -1,0 +1,28 @@
+/** The simulated backends' side of the simulated GPU state file. */
+import { freeMemoryMib, readGpuState, registerProcess, unregisterProcess, withoutDeadProcesses } from "../gpu/state.ts";
+import type { SimGpuHooks } from "./server.ts";
+
+/** Hooks for a process holding memory on `gpus` of the state in `file`; without a file, GPUs are not simulated. */
+export function gpuHooks(file: string | undefined, gpus: readonly number[], processName: string, pid = process.pid): SimGpuHooks | undefined {
+  if (!file || gpus.length === 0) return undefined;
+  return {
+    async checkRoom(mib) {
+      const state = withoutDeadProcesses(await readGpuState(file));
+      for (const index of gpus) {
+        const gpu = state.gpus.find((g) => g.index === index);
+        if (!gpu) continue;
+        const free = freeMemoryMib(state, gpu);
+        if (free < mib) return { gpu: index, freeMib: free, totalMib: gpu.memory_total_mib };
+      }
+      return undefined;
+    },
+    async hold(mib) {
+      if (mib <= 0) await unregisterProcess(file, pid);
+      else await registerProcess(file, pid, gpus, mib, processName);
+    },
+    async totalMib() {
+      const state = await readGpuState(file);
+      return state.gpus.find((g) => g.index === gpus[0])?.memory_total_mib ?? 81559;
+    },
+  };
+}
