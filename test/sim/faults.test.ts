@@ -251,3 +251,18 @@ test("out of memory at run time: llama-server aborts, vLLM's engine dies and the
   assert.match(vllm.stderr(), /torch\.OutOfMemoryError: CUDA out of memory/);
   assert.match(vllm.stderr(), /EngineCore encountered an issue/);
 });
+
+test("slow load: at start (llama-server stays 503 Loading model) and at run time (Ollama's next model load)", async (t) => {
+  const llama = await startSim(t, ["--kind", "llamacpp", "--port", "0", "--fault", JSON.stringify({ load_ms: 1_000 })]);
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal((await fetch(`${llama.url}/health`)).status, 503);
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal((await fetch(`${llama.url}/health`)).status, 200);
+
+  const ollama = await startSim(t, ["--kind", "ollama", "--port", "0", "--load-time", "0s"]);
+  await ollama.setFault({ load_ms: 700 });
+  const started = performance.now();
+  const r = await fetch(`${ollama.url}/api/generate`, { method: "POST", body: JSON.stringify({ model: "llama3.1:8b" }) });
+  assert.equal(r.status, 200);
+  assert.ok(performance.now() - started >= 650, "the lazy load took the slow time");
+});

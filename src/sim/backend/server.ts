@@ -499,7 +499,7 @@ export class SimBackendServer {
 
   private async load(model: string): Promise<ErrorBody | undefined> {
     this.log(`time=${new Date().toISOString()} level=INFO source=server.go:400 msg="starting llama server" model=${model}`);
-    await sleep(this.options.loadMs);
+    await sleep(this.fault.load_ms ?? this.options.loadMs);
     const vramMib = Math.round(this.options.modelMib * this.options.vramFraction);
     const room = this.fault.oom === "load" ? { gpu: 0, freeMib: 0, totalMib: (await this.gpu?.totalMib()) ?? 81559 } : await this.gpu?.checkRoom(vramMib + this.heldMib());
     if (room) {
