@@ -54,6 +54,71 @@ export const ERRORS = {
     exit: EXIT.CONFIG,
     retryable: false,
   },
+  LLMSUP_E_SPAWN_FAILED: {
+    message: "A backend's process could not be started (program missing or not executable, unknown user or group). Check [backend.process] command, user and group.",
+    exit: EXIT.CONFIG,
+    retryable: true,
+  },
+  LLMSUP_E_BACKEND_UNKNOWN: {
+    message: "No backend of that name is configured; `llmsup status` lists them.",
+    exit: EXIT.USAGE,
+    retryable: false,
+  },
+  LLMSUP_E_BACKEND_NOT_MANAGED: {
+    message: "That backend is remote: llmsup only checks its health and cannot start, stop or restart it.",
+    exit: EXIT.USAGE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_SMI_MISSING: {
+    message: "nvidia-smi was not found or cannot be run at the configured path ([gpu] nvidia_smi, or --nvidia-smi). Install the NVIDIA driver utilities or fix the path.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_SMI_FAILED: {
+    message: "nvidia-smi failed in a way llmsup does not recognise; its own message is quoted. Run it by hand to see more.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_GPU_SMI_OUTPUT: {
+    message: "nvidia-smi answered with output llmsup cannot read (wrong number of columns, not CSV); the offending line is quoted. Please report it with the driver version.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_UNRESPONSIVE: {
+    message: "nvidia-smi did not answer within the deadline ([gpu] deadline): the driver may be wedged. llmsup starts no further nvidia-smi while one is stuck; a GPU reset or a reboot may be needed.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_GPU_DRIVER_NOT_LOADED: {
+    message: "nvidia-smi cannot communicate with the NVIDIA driver: the kernel module is not loaded or failed to load. Check that the nvidia module is loaded (`lsmod`) and read the kernel log.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_GPU_NVML_MISMATCH: {
+    message: "The NVIDIA driver in the kernel and the NVML library differ in version (usually after a driver upgrade): reload the driver or reboot.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_NO_DEVICES: {
+    message: "nvidia-smi found no GPUs: none is installed, visible to this user or container, or they all fell off the bus.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_LOST: {
+    message: "A GPU is lost (nvidia-smi: \"GPU is lost\"): it fell off the bus and only a reboot recovers it. Its bus id is named.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_DEVICE_ERROR: {
+    message: "nvidia-smi cannot open a GPU (\"Unable to determine the device handle\"); its bus id and the driver's reason are named. Check the kernel log for XID errors; a reset may be needed.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_GPU_FIELD_UNSUPPORTED: {
+    message: "This nvidia-smi does not know a field llmsup cannot do without (the field is named); the driver is probably too old.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
   LLMSUP_E_INTERNAL: {
     message: "An unexpected internal error; the log has the details. Please report it.",
     exit: EXIT.SOFTWARE,

@@ -1,0 +1,128 @@
+/**
+ * A backend's output: every byte it prints goes to its own size-capped,
+ * rotated log file, and the last lines stay in memory for status and alert
+ * mails. The pipes are always drained: if the disk cannot keep up, lines are
+ * dropped (and counted) rather than the child blocked.
+ */
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+
+/** The last `capacity` lines of a stream of chunks. */
+export class LineTail {
+  private readonly lines: string[] = [];
+  private partial = "";
+  private readonly capacity: number;
+
+  constructor(capacity = 200) {
+    this.capacity = capacity;
+  }
+
+  push(chunk: string, prefix = ""): void {
+    const text = this.partial + chunk;
+    const parts = text.split("\n");
+    this.partial = parts.pop() ?? "";
+    if (this.partial.length > 8192) {
+      parts.push(this.partial);
+      this.partial = "";
+    }
+    for (const p of parts) {
+      this.lines.push(prefix + p.replace(/\r$/, ""));
+      if (this.lines.length > this.capacity) this.lines.shift();
+    }
+  }
+
+  /** The last `n` complete lines, then the unfinished one. */
+  last(n = this.capacity): string[] {
+    return (this.partial === "" ? this.lines : [...this.lines, this.partial]).slice(-n);
+  }
+}
+
+/** Most bytes buffered for the file before new output is dropped. */
+const MAX_BUFFERED = 4 * 1024 * 1024;
+
+/** Appends to `file`, rotating it to file.1 … file.N when it passes `maxBytes`. */
+export class RotatingLog {
+  readonly file: string;
+  private readonly maxBytes: number;
+  private readonly keep: number;
+  private stream?: WriteStream;
+  private size = 0;
+  private rotating?: Promise<void>;
+  private pending: Buffer[] = [];
+  dropped = 0;
+  /** Set when the file cannot be written; output still reaches the tail. */
+  error?: string;
+
+  constructor(file: string, maxBytes: number, keep: number) {
+    this.file = file;
+    this.maxBytes = maxBytes;
+    this.keep = keep;
+  }
+
+  async open(): Promise<void> {
+    await mkdir(path.dirname(this.file), { recursive: true });
+    this.size = await stat(this.file).then((s) => s.size, () => 0);
+    this.openStream();
+  }
+
+  private openStream(): void {
+    const s = createWriteStream(this.file, { flags: "a" });
+    s.on("error", (e) => {
+      this.error = e.message;
+    });
+    this.stream = s;
+  }
+
+  write(chunk: Buffer): void {
+    if (this.rotating) {
+      if (this.pending.reduce((n, b) => n + b.length, 0) + chunk.length > MAX_BUFFERED) this.dropped += chunk.length;
+      else this.pending.push(chunk);
+      return;
+    }
+    const s = this.stream;
+    if (!s || this.error) return;
+    if (this.size > 0 && this.size + chunk.length > this.maxBytes) {
+      // Rotate first, so the newest output is always in the file itself.
+      this.pending.push(chunk);
+      this.rotating = this.rotate().finally(() => {
+        this.rotating = undefined;
+        const queued = this.pending;
+        this.pending = [];
+        for (const b of queued) this.write(b);
+      });
+      return;
+    }
+    if (s.writableLength > MAX_BUFFERED) {
+      this.dropped += chunk.length;
+      return;
+    }
+    s.write(chunk);
+    this.size += chunk.length;
+  }
+
+  private async rotate(): Promise<void> {
+    const old = this.stream;
+    this.stream = undefined;
+    if (old) await new Promise<void>((r) => old.end(r));
+    try {
+      if (this.keep <= 0) await rm(this.file, { force: true });
+      else {
+        await rm(`${this.file}.${this.keep}`, { force: true });
+        for (let i = this.keep - 1; i >= 1; i--) await rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => undefined);
+        await rename(this.file, `${this.file}.1`);
+      }
+    } catch (e) {
+      this.error = (e as Error).message;
+    }
+    this.size = 0;
+    this.openStream();
+  }
+
+  async close(): Promise<void> {
+    while (this.rotating) await this.rotating;
+    const s = this.stream;
+    this.stream = undefined;
+    if (s) await new Promise<void>((r) => s.end(r));
+  }
+}

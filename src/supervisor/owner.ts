@@ -1,0 +1,580 @@
+/**
+ * The one owner of a managed backend's process. Only the owner changes the
+ * backend's state; every transition is an event with its reason.
+ */
+import path from "node:path";
+import type { BackendConfig, ProcessConfig } from "../config/types.ts";
+import { formatDuration } from "../config/units.ts";
+import { isLlmsupError } from "../errors/error.ts";
+import type { Logger } from "../log/logger.ts";
+import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
+import { groupMembers, isAlive, procStat, signalGroup } from "../platform/procfs.ts";
+import { restartDelay, withJitter } from "./backoff.ts";
+import { budgetUsage, EMPTY_BUDGET, recordFailure, type Budget, type BudgetPolicy } from "./budget.ts";
+import { classifyExit, countsAsFailure, type ExitFacts } from "./classify.ts";
+import { LineTail, RotatingLog } from "./output.ts";
+import type { Prober } from "./probes.ts";
+import type { Spawned, Spawner } from "./spawn.ts";
+import type { BackendSnapshot, BackendState, ExitRecord, StateEvent, SupervisorEvent } from "./states.ts";
+import type { VramHolder, VramProbe } from "./vram.ts";
+
+export interface OwnerDeps {
+  readonly clock: Clock;
+  readonly spawn: Spawner;
+  readonly prober: Prober;
+  readonly vram?: VramProbe;
+  readonly logger: Logger;
+  readonly logDir: string;
+  readonly logMaxBytes: number;
+  readonly logKeep: number;
+  readonly random: () => number;
+  /** Whether the host is short of memory right now (tells the kernel OOM killer from a stray SIGKILL). */
+  readonly hostMemoryPressure: () => Promise<boolean>;
+  readonly onEvent: (e: SupervisorEvent) => void;
+  /** How often readiness is polled while starting. */
+  readonly readinessPollMs?: number;
+}
+
+type Requested = "stop" | "restart" | "startup_timeout" | "wedged" | "start_failed";
+
+interface Running {
+  readonly generation: number;
+  readonly pid: number;
+  readonly spawned: Spawned;
+  requested?: Requested;
+  requestDetail?: string;
+  exitedFlag: boolean;
+}
+
+/** How long to wait for a process to go after SIGKILL before calling it unkillable. */
+const KILL_GRACE_MS = 5_000;
+
+export class BackendOwner {
+  readonly config: BackendConfig;
+  private readonly proc: ProcessConfig;
+  private readonly deps: OwnerDeps;
+  private readonly log: Logger;
+  private state: BackendState = "stopped";
+  private since: number;
+  private reason = "not started";
+  private generation = 0;
+  private running?: Running;
+  private budget: Budget = EMPTY_BUDGET;
+  /** Consecutive failures since the last sustained ready period: drives the backoff. */
+  private consecutiveFailures = 0;
+  private lastExit?: ExitRecord;
+  private progress?: string;
+  private readonly tail = new LineTail(200);
+  private readonly logFile: RotatingLog;
+  private logOpened?: Promise<void>;
+  /** Process groups of earlier generations: their leftovers are ours to kill. */
+  private readonly ourGroups = new Set<number>();
+  private timers: TimerHandle[] = [];
+  private waitingStop: (() => void)[] = [];
+  private shallowFailures = 0;
+  private deepFailures = 0;
+  private lastDeepAt?: number;
+  private lastSuccessAt?: number;
+  private lastLatencyMs?: number;
+  private probing = false;
+  private beginning = false;
+
+  constructor(config: BackendConfig, deps: OwnerDeps) {
+    if (!config.process) throw new Error(`backend ${config.name} is not managed`);
+    this.config = config;
+    this.proc = config.process;
+    this.deps = deps;
+    this.log = deps.logger.child({ backend: config.name });
+    this.since = deps.clock.now();
+    this.logFile = new RotatingLog(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep);
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get currentState(): BackendState {
+    return this.state;
+  }
+
+  private get policy(): BudgetPolicy {
+    return { interval: this.proc.start_limit_interval, burst: this.proc.start_limit_burst };
+  }
+
+  snapshot(): BackendSnapshot {
+    const now = this.deps.clock.now();
+    return {
+      name: this.config.name,
+      kind: this.config.kind,
+      state: this.state,
+      since: this.since,
+      reason: this.reason,
+      generation: this.generation,
+      pid: this.running?.pid,
+      budget: budgetUsage(this.budget, this.policy, now),
+      lastExit: this.lastExit,
+      progress: this.state === "starting" ? `${this.progress ?? "starting"} (for ${formatDuration(now - this.since)})` : undefined,
+      probes: {
+        shallowFailures: this.shallowFailures,
+        deepFailures: this.deepFailures,
+        lastDeepAt: this.lastDeepAt,
+        lastSuccessAt: this.lastSuccessAt,
+        lastLatencyMs: this.lastLatencyMs,
+      },
+      logFile: this.logFile.file,
+    };
+  }
+
+  /** The last `n` lines the backend printed (stdout and stderr interleaved). */
+  logTail(n = 50): string[] {
+    return this.tail.last(n);
+  }
+
+  /** A real request succeeded on this backend: no deep probe is needed for a while. */
+  noteRequestSuccess(): void {
+    this.lastSuccessAt = this.deps.clock.now();
+  }
+
+  // ------------------------------------------------------------------ transitions
+
+  private transition(to: BackendState, reason: string, extra: Partial<StateEvent> = {}): void {
+    const from = this.state;
+    const at = this.deps.clock.now();
+    this.state = to;
+    this.since = at;
+    this.reason = reason;
+    const e: StateEvent = {
+      event: "backend.state",
+      backend: this.config.name,
+      generation: this.generation,
+      from,
+      to,
+      reason,
+      at,
+      pid: this.running?.pid,
+      budget: budgetUsage(this.budget, this.policy, at),
+      ...extra,
+    };
+    const level = to === "fatal" || to === "blocked" ? "error" : to === "exited" || to === "backoff" || to === "degraded" ? "warn" : "info";
+    this.log[level]({ ...e, exit: e.exit ? { ...e.exit, lastLines: e.exit.lastLines.slice(-10) } : undefined }, `${this.config.name}: ${from} → ${to}: ${reason}`);
+    this.deps.onEvent(e);
+  }
+
+  private after(ms: number, fn: () => void): TimerHandle {
+    const t = this.deps.clock.setTimeout(() => {
+      this.timers = this.timers.filter((x) => x !== t);
+      fn();
+    }, ms);
+    this.timers.push(t);
+    return t;
+  }
+
+  private cancelTimers(): void {
+    for (const t of this.timers) t.cancel();
+    this.timers = [];
+  }
+
+  // ------------------------------------------------------------------ operations
+
+  /** Starts the backend unless it is already running or on its way; a fatal backend needs reset(). */
+  async start(): Promise<void> {
+    if (this.running || this.beginning || this.state === "fatal") return;
+    if (this.state === "backoff" || this.state === "blocked") this.cancelTimers();
+    await this.begin("started");
+  }
+
+  /** Stops the backend (process group: SIGTERM, then SIGKILL) and keeps it stopped. */
+  async stop(reason = "stopped on request"): Promise<void> {
+    this.cancelTimers();
+    const r = this.running;
+    if (!r) {
+      if (this.state !== "stopped") this.transition("stopped", reason);
+      return;
+    }
+    r.requested = "stop";
+    r.requestDetail = reason;
+    const done = new Promise<void>((resolve) => this.waitingStop.push(resolve));
+    if (this.state !== "stopping") this.transition("stopping", reason);
+    await this.terminate(r);
+    await done;
+  }
+
+  /** Stops and starts again at once; an operator's restart does not count against the budget. */
+  async restart(reason = "restarted on request"): Promise<void> {
+    this.cancelTimers();
+    const r = this.running;
+    if (!r) {
+      await this.begin(reason);
+      return;
+    }
+    r.requested = "restart";
+    r.requestDetail = reason;
+    this.transition("stopping", reason);
+    await this.terminate(r);
+  }
+
+  /** Leaves fatal (or any stopped state): forgets the failed starts and starts again. */
+  async reset(): Promise<void> {
+    this.budget = EMPTY_BUDGET;
+    this.consecutiveFailures = 0;
+    if (this.running) return;
+    this.cancelTimers();
+    await this.begin("reset: restart budget cleared");
+  }
+
+  // ------------------------------------------------------------------ starting
+
+  private async begin(reason: string): Promise<void> {
+    if (this.beginning || this.running) return;
+    this.beginning = true;
+    try {
+      this.logOpened ??= this.logFile.open().catch((e: Error) => {
+        this.log.warn({ event: "backend.log.unwritable", file: this.logFile.file, err: e.message }, "backend log file cannot be written; output is kept in memory only");
+      });
+      await this.logOpened;
+      if (!(await this.clearLeftovers())) return;
+      this.generation++;
+      this.progress = "spawning";
+      let spawned: Spawned;
+      try {
+        spawned = await this.deps.spawn(this.config.name, this.proc);
+      } catch (e) {
+        const message = isLlmsupError(e) ? e.message : (e as Error).message;
+        this.tail.push(`llmsup: ${message}\n`);
+        this.transition("starting", reason);
+        this.onFailure({ at: this.deps.clock.now(), generation: this.generation, pid: 0, code: null, signal: null, class: "spawn_failed", reason: message, lastLines: this.tail.last(20) });
+        return;
+      }
+      const r: Running = { generation: this.generation, pid: spawned.pid, spawned, exitedFlag: false };
+      this.running = r;
+      this.ourGroups.add(spawned.pid);
+      this.shallowFailures = 0;
+      this.deepFailures = 0;
+      this.pipe(spawned);
+      this.transition("starting", reason);
+      spawned.exited.then((x) => this.onExit(r, x));
+      this.after(this.proc.startup_timeout, () => {
+        if (this.running === r && this.state === "starting") {
+          r.requested = "startup_timeout";
+          r.requestDetail = `not ready after ${formatDuration(this.proc.startup_timeout)}`;
+          void this.terminate(r);
+        }
+      });
+      void this.pollReadiness(r);
+    } finally {
+      this.beginning = false;
+    }
+  }
+
+  private pipe(s: Spawned): void {
+    const take = (chunk: Buffer) => {
+      this.logFile.write(chunk);
+      this.tail.push(chunk.toString("utf8"));
+    };
+    s.stdout.on("data", take);
+    s.stderr.on("data", take);
+    // An error on a pipe must not bring the daemon down.
+    s.stdout.on("error", () => undefined);
+    s.stderr.on("error", () => undefined);
+  }
+
+  private async pollReadiness(r: Running): Promise<void> {
+    const every = this.deps.readinessPollMs ?? Math.min(1_000, this.config.health.interval);
+    while (this.running === r && this.state === "starting" && !r.requested) {
+      let readiness;
+      try {
+        readiness = await this.deps.prober.readiness();
+      } catch (e) {
+        readiness = { state: "loading" as const, detail: (e as Error).message };
+      }
+      if (this.running !== r || this.state !== "starting" || r.requested) return;
+      if (readiness.state === "ready") {
+        this.progress = undefined;
+        this.lastSuccessAt = this.deps.clock.now();
+        this.transition("ready", `readiness passed after ${formatDuration(this.deps.clock.now() - this.since)}`);
+        this.armStable(r);
+        this.scheduleLiveness(r);
+        return;
+      }
+      if (readiness.state === "failed") {
+        r.requested = "start_failed";
+        r.requestDetail = readiness.reason;
+        void this.terminate(r);
+        return;
+      }
+      this.progress = readiness.detail;
+      await sleepOn(this.deps.clock, every);
+    }
+  }
+
+  /** After a sustained ready period the failed-start count starts again from zero. */
+  private armStable(r: Running): void {
+    this.after(this.proc.stable_after, () => {
+      if (this.running === r && (this.state === "ready" || this.state === "degraded")) {
+        this.budget = EMPTY_BUDGET;
+        this.consecutiveFailures = 0;
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ liveness
+
+  private scheduleLiveness(r: Running): void {
+    this.after(this.config.health.interval, () => void this.liveness(r));
+  }
+
+  private async liveness(r: Running): Promise<void> {
+    if (this.running !== r || r.requested || (this.state !== "ready" && this.state !== "degraded")) return;
+    if (this.probing) return this.scheduleLiveness(r);
+    this.probing = true;
+    try {
+      const h = this.config.health;
+      const shallow = await this.deps.prober.shallow().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, degraded: false }));
+      if (this.running !== r || r.requested) return;
+      this.lastLatencyMs = shallow.latencyMs;
+      if (!shallow.ok) this.shallowFailures++;
+      else this.shallowFailures = 0;
+
+      const now = this.deps.clock.now();
+      const idle = now - (this.lastSuccessAt ?? 0) >= h.deep_interval;
+      if (shallow.ok && idle) {
+        const deep = await this.deps.prober.deep().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, skipped: false }));
+        if (this.running !== r || r.requested) return;
+        this.lastDeepAt = this.deps.clock.now();
+        if (deep.ok) {
+          this.deepFailures = 0;
+          if (!deep.skipped) this.lastSuccessAt = this.lastDeepAt;
+        } else {
+          this.deepFailures++;
+          this.log.warn({ event: "backend.probe.deep_failed", failures: this.deepFailures, detail: deep.detail }, `${this.config.name}: deep probe failed: ${deep.detail}`);
+          if (this.deepFailures >= h.wedge_failures) {
+            const why = `wedged: ${this.deepFailures} consecutive 1-token completions failed while /health answered (${deep.detail})`;
+            if (h.restart_on_wedge) {
+              r.requested = "wedged";
+              r.requestDetail = why;
+              this.transition("stopping", why);
+              void this.terminate(r);
+              return;
+            }
+            if (this.state !== "degraded" || this.reason !== why) this.transition("degraded", why);
+            return;
+          }
+        }
+      }
+
+      if (this.shallowFailures >= h.failures_to_down) {
+        const why = `health probe failing ${this.shallowFailures} times: ${shallow.detail ?? "no detail"}`;
+        if (this.state !== "degraded") this.transition("degraded", why);
+      } else if (shallow.ok && shallow.degraded) {
+        if (this.state !== "degraded") this.transition("degraded", shallow.detail ?? "degraded");
+      } else if (shallow.ok && shallow.latencyMs > h.degraded_latency) {
+        if (this.state !== "degraded") this.transition("degraded", `health probe slow: ${shallow.latencyMs}ms > ${h.degraded_latency}ms`);
+      } else if (shallow.ok && this.deepFailures === 0 && this.state === "degraded") {
+        this.transition("ready", "health probes pass again");
+      }
+    } finally {
+      this.probing = false;
+      if (this.running === r && !r.requested) this.scheduleLiveness(r);
+    }
+  }
+
+  // ------------------------------------------------------------------ stopping
+
+  /** SIGTERM the group, wait stop_timeout, SIGKILL the group, wait; report a process that will not die. */
+  private async terminate(r: Running): Promise<void> {
+    if (r.exitedFlag) return;
+    signalGroup(r.pid, "SIGTERM");
+    const gone = await this.waitExit(r, this.proc.stop_timeout);
+    if (gone) return;
+    this.log.warn({ event: "backend.stop.sigkill", pid: r.pid, after_ms: this.proc.stop_timeout }, `${this.config.name}: still running ${formatDuration(this.proc.stop_timeout)} after SIGTERM; sending SIGKILL to the process group`);
+    signalGroup(r.pid, "SIGKILL");
+    if (await this.waitExit(r, KILL_GRACE_MS)) return;
+    const st = await procStat(r.pid);
+    this.deps.onEvent({ event: "backend.unkillable", backend: this.config.name, generation: r.generation, pid: r.pid, processState: st?.state ?? "?", at: this.deps.clock.now() });
+    this.log.error(
+      { event: "backend.unkillable", pid: r.pid, process_state: st?.state },
+      `${this.config.name}: pid ${r.pid} survives SIGKILL (process state ${st?.state ?? "?"}${st?.state === "D" ? ", stuck in the kernel, usually the GPU driver" : ""}); it will be reaped when the kernel lets it go`,
+    );
+  }
+
+  private async waitExit(r: Running, ms: number): Promise<boolean> {
+    if (r.exitedFlag) return true;
+    let timer: TimerHandle | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = this.deps.clock.setTimeout(() => resolve(false), ms);
+    });
+    const result = await Promise.race([r.spawned.exited.then(() => true as const), timeout]);
+    timer?.cancel();
+    return result;
+  }
+
+  /** Kills what is left of a process group after its leader exited (systemd's KillMode=control-group). */
+  private async killGroupRemains(pgid: number): Promise<void> {
+    if ((await groupMembers(pgid)).length === 0) return;
+    signalGroup(pgid, "SIGTERM");
+    const deadline = this.deps.clock.now() + this.proc.stop_timeout;
+    while (this.deps.clock.now() < deadline) {
+      if ((await groupMembers(pgid)).length === 0) return;
+      await sleepOn(this.deps.clock, 50);
+    }
+    signalGroup(pgid, "SIGKILL");
+  }
+
+  // ------------------------------------------------------------------ exits
+
+  private async onExit(r: Running, x: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
+    r.exitedFlag = true;
+    if (this.running !== r) return;
+    this.running = undefined;
+    this.cancelTimers();
+    // Give the pipes a moment to deliver the last lines (an orphan may keep them open: do not wait for close).
+    await sleepOn(this.deps.clock, 20);
+    const requested = r.requested === "restart" ? "stop" : r.requested;
+    const facts: ExitFacts = {
+      code: x.code,
+      signal: x.signal,
+      lastLines: this.tail.last(40),
+      requested,
+      hostMemoryPressure: x.signal === "SIGKILL" && !r.requested ? await this.deps.hostMemoryPressure().catch(() => false) : false,
+    };
+    const c = classifyExit(facts);
+    const record: ExitRecord = {
+      at: this.deps.clock.now(),
+      generation: r.generation,
+      pid: r.pid,
+      code: x.code,
+      signal: x.signal,
+      class: c.class,
+      reason: r.requestDetail && r.requested !== "stop" && r.requested !== "restart" ? `${c.reason}: ${r.requestDetail}` : c.reason,
+      evidence: c.evidence,
+      lastLines: this.tail.last(20),
+    };
+    this.lastExit = record;
+    await this.killGroupRemains(r.pid);
+
+    if (r.requested === "stop") {
+      this.transition("stopped", r.requestDetail ?? "stopped", { exit: record, pid: r.pid });
+      for (const w of this.waitingStop.splice(0)) w();
+      return;
+    }
+    this.transition("exited", record.reason, { exit: record, pid: r.pid });
+    for (const w of this.waitingStop.splice(0)) w();
+    if (r.requested === "restart") {
+      await this.begin(r.requestDetail ?? "restarted on request");
+      return;
+    }
+    if (c.class === "gpu_occupied" && (await this.blockOnForeignHolder(record))) return;
+    this.onFailure(record);
+  }
+
+  /** Counts a failure against the budget, then backs off, gives up (fatal) or stays exited by policy. */
+  private onFailure(record: ExitRecord): void {
+    const now = this.deps.clock.now();
+    if (countsAsFailure(record.class)) {
+      const counted = recordFailure(this.budget, this.policy, now);
+      this.budget = counted.budget;
+      this.consecutiveFailures++;
+      if (counted.exhausted) {
+        this.transition(
+          "fatal",
+          `restart budget spent: ${counted.count} failed starts within ${formatDuration(this.proc.start_limit_interval)} (start_limit_burst ${this.proc.start_limit_burst}); last: ${record.reason}. Fix the cause, then run \`llmsup reset ${this.config.name}\``,
+          { exit: record },
+        );
+        return;
+      }
+    }
+    const policy = this.proc.restart;
+    if (policy === "never" || (policy === "on-failure" && record.class === "clean_exit")) {
+      if (this.state !== "exited") this.transition("exited", `${record.reason}; restart = "${policy}"`, { exit: record });
+      return;
+    }
+    const n = Math.max(0, this.consecutiveFailures - 1);
+    const delay = withJitter(restartDelay({ restartSec: this.proc.restart_sec, maxDelay: this.proc.restart_max_delay, steps: this.proc.restart_steps }, n), this.deps.random);
+    this.transition("backoff", `restarting in ${formatDuration(delay)} after: ${record.reason}`, { restartInMs: delay, exit: record });
+    this.after(delay, () => void this.begin(`restart after backoff (${record.class})`));
+  }
+
+  // ------------------------------------------------------------------ GPU memory
+
+  /** Whether a holder process belongs to one of our earlier generations. */
+  private async isOurs(h: VramHolder): Promise<boolean> {
+    const st = await procStat(h.pid);
+    return st !== undefined && this.ourGroups.has(st.pgrp);
+  }
+
+  /**
+   * Before a start on GPUs: kill our own leftovers (processes of earlier
+   * generations still holding memory) and wait for the memory to be released.
+   * False when the start must wait (state blocked).
+   */
+  private async clearLeftovers(): Promise<boolean> {
+    const vram = this.deps.vram;
+    if (!vram || this.config.gpus.length === 0 || this.ourGroups.size === 0) return true;
+    const deadline = this.deps.clock.now() + this.proc.stop_timeout;
+    for (let round = 0; ; round++) {
+      let holders: readonly VramHolder[];
+      try {
+        holders = await vram.holders(this.config.gpus);
+      } catch (e) {
+        this.log.warn({ event: "backend.vram.unknown", err: (e as Error).message }, `${this.config.name}: cannot tell who holds GPU memory (${(e as Error).message}); starting anyway`);
+        return true;
+      }
+      const ours: VramHolder[] = [];
+      for (const h of holders) if (await this.isOurs(h)) ours.push(h);
+      if (ours.length === 0) return true;
+      if (round === 0) {
+        this.log.warn({ event: "backend.vram.leftover", holders: ours }, `${this.config.name}: killing leftovers of an earlier generation that still hold GPU memory: ${ours.map((h) => `pid ${h.pid} (${h.usedMemoryMib} MiB on GPU ${h.gpu})`).join(", ")}`);
+        for (const h of ours) {
+          const st = await procStat(h.pid);
+          if (st) signalGroup(st.pgrp, "SIGKILL");
+        }
+      }
+      if (this.deps.clock.now() >= deadline) {
+        const h = ours[0]!;
+        const st = await procStat(h.pid);
+        this.block(`GPU memory still held by pid ${h.pid} of an earlier generation ${formatDuration(this.proc.stop_timeout)} after SIGKILL (process state ${st?.state ?? "?"}${st?.state === "D" ? ": stuck in the driver" : ""})`, h);
+        return false;
+      }
+      await sleepOn(this.deps.clock, 200);
+    }
+  }
+
+  /** A start failed because another process holds the memory: wait for it without burning the budget. */
+  private async blockOnForeignHolder(record: ExitRecord): Promise<boolean> {
+    const vram = this.deps.vram;
+    if (!vram || this.config.gpus.length === 0) return false;
+    let holders: readonly VramHolder[];
+    try {
+      holders = await vram.holders(this.config.gpus);
+    } catch {
+      return false;
+    }
+    const foreign: VramHolder[] = [];
+    for (const h of holders) if ((await isAlive(h.pid)) && !(await this.isOurs(h))) foreign.push(h);
+    if (foreign.length === 0) return false;
+    const h = foreign.sort((a, b) => b.usedMemoryMib - a.usedMemoryMib)[0]!;
+    this.block(`gpu_occupied: pid ${h.pid}${h.processName ? ` (${h.processName})` : ""} holds ${h.usedMemoryMib} MiB on GPU ${h.gpu}; waiting for it to go (restart budget untouched)`, h, record);
+    return true;
+  }
+
+  private block(reason: string, holder: VramHolder, exit?: ExitRecord): void {
+    this.transition("blocked", reason, { holder, exit });
+    const recheck = Math.max(1_000, this.proc.restart_sec);
+    const poll = async () => {
+      if (this.state !== "blocked") return;
+      const stillThere = await this.deps
+        .vram!.holders(this.config.gpus)
+        .then((hs) => hs.some((x) => x.pid === holder.pid), () => false);
+      if (this.state !== "blocked") return;
+      if (stillThere) this.after(recheck, () => void poll());
+      else await this.begin(`GPU memory released by pid ${holder.pid}`);
+    };
+    this.after(recheck, () => void poll());
+  }
+
+  /** Closes the log file (after the process is gone). */
+  async close(): Promise<void> {
+    this.cancelTimers();
+    await this.logFile.close();
+  }
+}

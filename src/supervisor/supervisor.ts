@@ -1,0 +1,118 @@
+/** All managed backends of a configuration, and the operations the control layer calls. */
+import type { BackendConfig, Config } from "../config/types.ts";
+import { LlmsupError } from "../errors/error.ts";
+import type { Logger } from "../log/logger.ts";
+import { realClock, type Clock } from "../platform/clock.ts";
+import { memInfo } from "../platform/procfs.ts";
+import { BackendOwner } from "./owner.ts";
+import { createProber, type Prober } from "./probes.ts";
+import { spawnBackend, type Spawner } from "./spawn.ts";
+import type { BackendSnapshot, SupervisorEvent } from "./states.ts";
+import type { VramProbe } from "./vram.ts";
+
+export interface SupervisorDeps {
+  readonly logger: Logger;
+  readonly onEvent?: (e: SupervisorEvent) => void;
+  readonly clock?: Clock;
+  readonly spawn?: Spawner;
+  readonly vram?: VramProbe;
+  readonly random?: () => number;
+  readonly hostMemoryPressure?: () => Promise<boolean>;
+  readonly prober?: (backend: BackendConfig, models: readonly string[]) => Prober;
+  readonly readinessPollMs?: number;
+}
+
+/** Upstream model names the routes send to `backend`, in route order, each once. */
+export function modelsOn(config: Config, backend: string): string[] {
+  const out: string[] = [];
+  for (const route of config.routes) for (const t of route.tiers) if (t.backend === backend && !out.includes(t.model)) out.push(t.model);
+  return out;
+}
+
+/** The host is short of memory: under 5% (or 256 MiB) available. */
+export async function hostShortOfMemory(): Promise<boolean> {
+  const m = await memInfo();
+  return m !== undefined && (m.available < 256 * 1024 * 1024 || m.available / m.total < 0.05);
+}
+
+export class Supervisor {
+  private readonly owners = new Map<string, BackendOwner>();
+  private readonly config: Config;
+
+  constructor(config: Config, deps: SupervisorDeps) {
+    this.config = config;
+    for (const b of config.backends) {
+      if (!b.managed) continue;
+      const models = modelsOn(config, b.name);
+      this.owners.set(
+        b.name,
+        new BackendOwner(b, {
+          clock: deps.clock ?? realClock,
+          spawn: deps.spawn ?? spawnBackend,
+          prober: (deps.prober ?? createProber)(b, models),
+          vram: deps.vram,
+          logger: deps.logger,
+          logDir: config.daemon.log_dir,
+          logMaxBytes: config.daemon.backend_log_max,
+          logKeep: config.daemon.backend_log_keep,
+          random: deps.random ?? Math.random,
+          hostMemoryPressure: deps.hostMemoryPressure ?? hostShortOfMemory,
+          onEvent: deps.onEvent ?? (() => undefined),
+          readinessPollMs: deps.readinessPollMs,
+        }),
+      );
+    }
+  }
+
+  /** The owner of a managed backend; a coded error for unknown or remote names. */
+  owner(name: string): BackendOwner {
+    const o = this.owners.get(name);
+    if (o) return o;
+    if (this.config.backends.some((b) => b.name === name)) throw new LlmsupError("LLMSUP_E_BACKEND_NOT_MANAGED", `backend "${name}" is remote: llmsup does not run its process`, { backend: name });
+    throw new LlmsupError("LLMSUP_E_BACKEND_UNKNOWN", `no backend named "${name}" (managed: ${[...this.owners.keys()].join(", ") || "none"})`, { backend: name });
+  }
+
+  names(): string[] {
+    return [...this.owners.keys()];
+  }
+
+  /** Starts every managed backend, in `order` first (route priority), then the rest. */
+  async startAll(order: readonly string[] = []): Promise<void> {
+    const names = [...order.filter((n) => this.owners.has(n)), ...this.names().filter((n) => !order.includes(n))];
+    for (const n of names) await this.owners.get(n)!.start();
+  }
+
+  /** Stops every backend in parallel, each by its own stop_timeout. */
+  async stopAll(reason = "llmsup is stopping"): Promise<void> {
+    await Promise.all([...this.owners.values()].map((o) => o.stop(reason)));
+    await Promise.all([...this.owners.values()].map((o) => o.close()));
+  }
+
+  start(name: string): Promise<void> {
+    return this.owner(name).start();
+  }
+
+  stop(name: string): Promise<void> {
+    return this.owner(name).stop();
+  }
+
+  restart(name: string): Promise<void> {
+    return this.owner(name).restart();
+  }
+
+  reset(name: string): Promise<void> {
+    return this.owner(name).reset();
+  }
+
+  tail(name: string, lines = 50): string[] {
+    return this.owner(name).logTail(lines);
+  }
+
+  snapshot(): BackendSnapshot[] {
+    return [...this.owners.values()].map((o) => o.snapshot());
+  }
+
+  noteRequestSuccess(name: string): void {
+    this.owners.get(name)?.noteRequestSuccess();
+  }
+}

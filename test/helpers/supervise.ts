@@ -1,0 +1,70 @@
+/** Supervisor tests: configurations whose backends are the simulators, and an event recorder. */
+import assert from "node:assert/strict";
+import { validateConfigText } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/types.ts";
+import { createLogger, type Logger } from "../../src/log/logger.ts";
+import type { StateEvent, SupervisorEvent } from "../../src/supervisor/states.ts";
+import { CLI_ENTRY } from "./cli.ts";
+
+/** A TOML array running `llmsup sim backend ARGS` with this node. */
+export function simCommand(args: readonly (string | number)[]): string {
+  return JSON.stringify([process.execPath, CLI_ENTRY, "sim", "backend", ...args.map(String)]);
+}
+
+/** A configuration with `dir` for logs and state, validated like any other. */
+export function testConfig(dir: string, body: string): Config {
+  const text = `[daemon]\nstate_dir = "${dir}/state"\nlog_dir = "${dir}/log"\nrun_dir = "${dir}/run"\n\n${body}`;
+  const r = validateConfigText(text, { hostname: "test-box" });
+  if (!r.ok) assert.fail(`test config invalid:\n${r.problems.map((p) => `${p.path}: ${p.message}`).join("\n")}\n${text}`);
+  return r.config;
+}
+
+/** Log lines of the code under test, kept for assertions, quiet otherwise. */
+export function memoryLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const raw: string[] = [];
+  const logger = createLogger({ level: "debug", destination: { write: (s: string) => void raw.push(s) } });
+  return { logger, lines: () => raw.map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+export class EventLog {
+  readonly events: SupervisorEvent[] = [];
+  private waiters: { pred: (e: SupervisorEvent) => boolean; resolve: (e: SupervisorEvent) => void }[] = [];
+
+  readonly push = (e: SupervisorEvent): void => {
+    this.events.push(e);
+    for (const w of [...this.waiters]) {
+      if (w.pred(e)) {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        w.resolve(e);
+      }
+    }
+  };
+
+  states(backend?: string): StateEvent[] {
+    return this.events.filter((e): e is StateEvent => e.event === "backend.state" && (!backend || e.backend === backend));
+  }
+
+  /** Resolves with the first event (past or future) matching `pred`. */
+  waitFor(what: string, pred: (e: SupervisorEvent) => boolean, ms = 10_000, fromIndex = 0): Promise<SupervisorEvent> {
+    const seen = this.events.slice(fromIndex).find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x.resolve !== done);
+        reject(new Error(`timed out after ${ms}ms waiting for ${what}; events:\n${this.states().map((s) => `  ${s.backend} g${s.generation} ${s.from}→${s.to}: ${s.reason}`).join("\n")}`));
+      }, ms);
+      const done = (e: SupervisorEvent) => {
+        clearTimeout(timer);
+        resolve(e);
+      };
+      this.waiters.push({ pred, resolve: done });
+    });
+  }
+
+  /** Waits for backend `name` to enter `state` (optionally the n-th time). */
+  async state(name: string, state: string, options: { nth?: number; ms?: number } = {}): Promise<StateEvent> {
+    const nth = options.nth ?? 1;
+    let count = 0;
+    return (await this.waitFor(`${name} → ${state} (#${nth})`, (e) => e.event === "backend.state" && e.backend === name && e.to === state && ++count === nth, options.ms)) as StateEvent;
+  }
+}

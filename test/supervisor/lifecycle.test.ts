@@ -1,0 +1,273 @@
+/** The supervisor against real simulated servers: start, readiness, crashes, budget, stops. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { Supervisor } from "../../src/supervisor/supervisor.ts";
+import { isAlive } from "../../src/platform/procfs.ts";
+import { freePort } from "../helpers/sim.ts";
+import { EventLog, memoryLogger, simCommand, testConfig } from "../helpers/supervise.ts";
+import { tempDir } from "../helpers/tmp.ts";
+import { LlmsupError } from "../../src/errors/error.ts";
+
+interface Setup {
+  readonly sup: Supervisor;
+  readonly events: EventLog;
+  readonly port: number;
+}
+
+async function setup(t: { after(fn: () => Promise<void> | void): void }, kind: string, simArgs: readonly (string | number)[], processToml = "", extra = ""): Promise<Setup> {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const config = testConfig(
+    dir,
+    `[[backend]]
+name = "b"
+kind = "${kind}"
+url = "http://127.0.0.1:${port}"
+  [backend.process]
+  command = ${simCommand(["--kind", kind, "--port", port, ...simArgs])}
+  restart_sec = "100ms"
+  restart_max_delay = "1s"
+  restart_steps = 3
+  start_limit_interval = "1m"
+  start_limit_burst = 5
+  startup_timeout = "10s"
+  stop_timeout = "2s"
+${processToml}
+  [backend.health]
+  interval = "150ms"
+  timeout = "500ms"
+${extra}
+[[route]]
+model = "m"
+tiers = [{ backend = "b", model = "m" }]
+`,
+  );
+  const events = new EventLog();
+  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, readinessPollMs: 50 });
+  t.after(() => sup.stopAll());
+  return { sup, events, port };
+}
+
+test("start means readiness passed: llama-server's 503 Loading model is not a failure until startup_timeout", async (t) => {
+  const { sup, events, port } = await setup(t, "llamacpp", ["--load-time", "1200ms"]);
+  const t0 = Date.now();
+  await sup.start("b");
+  assert.equal(sup.snapshot()[0]!.state, "starting");
+  await new Promise((r) => setTimeout(r, 500));
+  const snap = sup.snapshot()[0]!;
+  assert.equal(snap.state, "starting");
+  assert.match(snap.progress ?? "", /^loading model \(for \d/);
+  const ready = await events.state("b", "ready");
+  assert.ok(ready.at - t0 >= 1_100, "ready only once /health says 200");
+  assert.equal(events.states("b").filter((e) => e.to === "exited").length, 0);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/health`)).status, 200);
+  assert.deepEqual(sup.snapshot()[0]!.budget, { used: 0, burst: 5 });
+});
+
+test("startup timeout: the start is stopped and counted", async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const config = testConfig(
+    dir,
+    `[[backend]]
+name = "slow"
+kind = "llamacpp"
+url = "http://127.0.0.1:${port}"
+  [backend.process]
+  command = ${simCommand(["--kind", "llamacpp", "--port", port, "--load-time", "30s"])}
+  restart_sec = "5s"
+  restart_max_delay = "5s"
+  start_limit_interval = "1m"
+  startup_timeout = "800ms"
+  stop_timeout = "1s"
+[[route]]
+model = "m"
+tiers = [{ backend = "slow", model = "m" }]
+`,
+  );
+  const ev = new EventLog();
+  const s2 = new Supervisor(config, { logger: memoryLogger().logger, onEvent: ev.push, readinessPollMs: 50 });
+  t.after(() => s2.stopAll());
+  await s2.start("slow");
+  const exited = await ev.state("slow", "exited");
+  assert.equal(exited.exit?.class, "startup_timeout");
+  assert.match(exited.reason, /not ready after 800ms/);
+  const backoff = await ev.state("slow", "backoff");
+  assert.deepEqual(backoff.budget, { used: 1, burst: 5 });
+});
+
+test("a crash is restarted after the configured delay, and the delays grow", async (t) => {
+  const { sup, events } = await setup(t, "llamacpp", ["--load-time", "0s", "--crash-exit-code", "3", "--crash-after", "250ms"]);
+  await sup.start("b");
+  const first = await events.state("b", "backoff", { nth: 1 });
+  const second = await events.state("b", "backoff", { nth: 2 });
+  const third = await events.state("b", "backoff", { nth: 3 });
+  assert.equal(first.exit?.class, "crash");
+  assert.equal(first.exit?.code, 3);
+  assert.match(first.reason, /restarting in \d+ms after: crashed \(exit status 3\)/);
+  const delays = [first, second, third].map((e) => e.restartInMs!);
+  assert.ok(delays[0]! >= 100 && delays[0]! <= 110, `first delay is restart_sec plus jitter: ${delays[0]}`);
+  assert.ok(delays[1]! > delays[0]! && delays[2]! > delays[1]!, `delays grow: ${delays.join(", ")}`);
+  // The restart happened no earlier than the delay.
+  const restarted = await events.state("b", "starting", { nth: 2 });
+  assert.ok(restarted.at - first.at >= first.restartInMs! - 5, "waited the backoff");
+  assert.ok(restarted.generation === 2);
+  assert.deepEqual(third.budget, { used: 3, burst: 5 });
+});
+
+test("a crash loop ends in fatal after the burst, with no further spawns until reset", async (t) => {
+  const { sup, events } = await setup(t, "llamacpp", ["--crash-exit-code", "7"]);
+  await sup.start("b");
+  const fatal = await events.state("b", "fatal");
+  assert.match(fatal.reason, /restart budget spent: 6 failed starts within 1m \(start_limit_burst 5\)/);
+  assert.match(fatal.reason, /llmsup reset b/);
+  assert.equal(fatal.exit?.code, 7);
+  const spawns = events.states("b").filter((e) => e.to === "starting").length;
+  assert.equal(spawns, 6);
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(events.states("b").filter((e) => e.to === "starting").length, spawns, "no spawn after fatal");
+  await sup.start("b");
+  assert.equal(sup.snapshot()[0]!.state, "fatal", "start does not leave fatal");
+  await sup.reset("b");
+  await events.state("b", "starting", { nth: spawns + 1 });
+  assert.equal(sup.snapshot()[0]!.budget.used <= 1, true);
+});
+
+test("out of memory at load is classified as oom, with the line that says so", async (t) => {
+  const { sup, events } = await setup(t, "llamacpp", ["--load-time", "0s", "--oom", "load"]);
+  await sup.start("b");
+  const exited = await events.state("b", "exited");
+  assert.equal(exited.exit?.class, "oom");
+  assert.match(exited.exit?.evidence ?? "", /cudaMalloc failed: out of memory/);
+  assert.ok(exited.exit!.lastLines.some((l) => /llama_model_load: error loading model/.test(l)));
+  assert.equal(exited.exit?.pid, exited.pid);
+  assert.equal(exited.generation, 1);
+});
+
+test("wedge: /health says 200 but 1-token completions hang → found by the deep probe and restarted", async (t) => {
+  const { sup, events, port } = await setup(t, "llamacpp", ["--load-time", "0s"], "", `  deep_interval = "100ms"\n  deep_timeout = "300ms"\n  wedge_failures = 2`);
+  await sup.start("b");
+  await events.state("b", "ready");
+  const r = await fetch(`http://127.0.0.1:${port}/_sim/fault`, { method: "POST", body: JSON.stringify({ wedge: true }) });
+  assert.equal(r.status, 200);
+  const stopping = await events.state("b", "stopping");
+  assert.match(stopping.reason, /wedged: 2 consecutive 1-token completions failed while \/health answered/);
+  const exited = await events.state("b", "exited");
+  assert.equal(exited.exit?.class, "wedged");
+  const ready2 = await events.state("b", "ready", { nth: 2 });
+  assert.equal(ready2.generation, 2, "a fresh process serves again");
+  assert.equal(sup.snapshot()[0]!.budget.used, 1, "a wedge restart counts against the budget");
+});
+
+test("stop reaches grandchildren: vLLM's engine child goes with its process group", async (t) => {
+  const { sup, events } = await setup(t, "vllm", ["--load-time", "0s", "--model", "m"]);
+  await sup.start("b");
+  const ready = await events.state("b", "ready");
+  const parent = ready.pid!;
+  const engine = Number(readFileSync(`/proc/${parent}/task/${parent}/children`, "utf8").trim().split(/\s+/)[0]);
+  assert.ok(engine > 0 && (await isAlive(engine)), "the engine child runs");
+  await sup.stop("b");
+  const stopped = events.states("b").at(-1)!;
+  assert.equal(stopped.to, "stopped");
+  assert.equal(stopped.exit?.class, "stopped");
+  assert.equal(await isAlive(parent), false);
+  assert.equal(await isAlive(engine), false, "the grandchild is gone too");
+});
+
+test("a stop escalates to SIGKILL when SIGTERM is not enough", async (t) => {
+  // A process that ignores SIGTERM.
+  const dir = tempDir(t);
+  const port = await freePort();
+  const script = `process.on("SIGTERM", () => {}); require("http").createServer((q, s) => s.end("ok")).listen(${port}, "127.0.0.1"); setInterval(() => {}, 1000);`;
+  const config = testConfig(
+    dir,
+    `[[backend]]
+name = "stubborn"
+kind = "vllm"
+url = "http://127.0.0.1:${port}"
+  [backend.process]
+  command = ${JSON.stringify([process.execPath, "-e", script])}
+  stop_timeout = "400ms"
+[[route]]
+model = "m"
+tiers = [{ backend = "stubborn", model = "m" }]
+`,
+  );
+  const events = new EventLog();
+  const mem = memoryLogger();
+  const sup = new Supervisor(config, { logger: mem.logger, onEvent: events.push, readinessPollMs: 50 });
+  t.after(() => sup.stopAll());
+  await sup.start("stubborn");
+  await events.state("stubborn", "ready");
+  const t0 = Date.now();
+  await sup.stop("stubborn");
+  assert.ok(Date.now() - t0 >= 380, "waited stop_timeout before SIGKILL");
+  const stopped = events.states("stubborn").at(-1)!;
+  assert.equal(stopped.to, "stopped");
+  assert.equal(stopped.exit?.signal, "SIGKILL");
+  assert.ok(mem.lines().some((l) => l.event === "backend.stop.sigkill"));
+});
+
+test("restart by the operator does not count against the budget; output goes to the log file and the tail", async (t) => {
+  const { sup, events } = await setup(t, "llamacpp", ["--load-time", "0s"]);
+  await sup.start("b");
+  await events.state("b", "ready");
+  await sup.restart("b");
+  const ready2 = await events.state("b", "ready", { nth: 2 });
+  assert.equal(ready2.generation, 2);
+  assert.equal(sup.snapshot()[0]!.budget.used, 0);
+  assert.ok(sup.tail("b", 10).some((l) => /main: server is listening on/.test(l)));
+  const file = sup.snapshot()[0]!.logFile;
+  assert.ok(existsSync(file));
+  assert.equal(path.basename(file), "b.log");
+  assert.equal(readFileSync(file, "utf8").match(/server is listening/g)?.length, 2, "both generations in the log file");
+});
+
+test("operations on unknown or remote backends are clear errors", async (t) => {
+  const dir = tempDir(t);
+  const config = testConfig(
+    dir,
+    `[[backend]]
+name = "remote"
+kind = "openai"
+url = "http://127.0.0.1:9"
+[[route]]
+model = "m"
+tiers = [{ backend = "remote", model = "m" }]
+`,
+  );
+  const sup = new Supervisor(config, { logger: memoryLogger().logger });
+  assert.throws(() => sup.owner("nope"), (e: unknown) => e instanceof LlmsupError && e.code === "LLMSUP_E_BACKEND_UNKNOWN");
+  assert.throws(() => sup.owner("remote"), (e: unknown) => e instanceof LlmsupError && e.code === "LLMSUP_E_BACKEND_NOT_MANAGED");
+  assert.deepEqual(sup.snapshot(), []);
+});
+
+test("a program that cannot be started is a failed start with the reason in the tail", async (t) => {
+  const dir = tempDir(t);
+  const config = testConfig(
+    dir,
+    `[[backend]]
+name = "missing"
+kind = "vllm"
+url = "http://127.0.0.1:9"
+  [backend.process]
+  command = ["/nonexistent/vllm"]
+  restart_sec = "5s"
+  restart_max_delay = "5s"
+  start_limit_interval = "1m"
+[[route]]
+model = "m"
+tiers = [{ backend = "missing", model = "m" }]
+`,
+  );
+  const events = new EventLog();
+  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push });
+  t.after(() => sup.stopAll());
+  await sup.start("missing");
+  const backoff = await events.state("missing", "backoff");
+  assert.equal(backoff.exit?.class, "spawn_failed");
+  assert.match(backoff.reason, /cannot start \/nonexistent\/vllm: ENOENT/);
+  assert.ok(sup.tail("missing").some((l) => /ENOENT/.test(l)));
+});
