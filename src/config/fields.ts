@@ -55,7 +55,7 @@ export function parseHostPort(s: string): { host: string; port: number } | undef
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
   if (!m) return undefined;
   const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
+  if (port > 65535) return undefined;
   return { host: (m[1] as string).replace(/^\[|\]$/g, ""), port };
 }
 

@@ -119,11 +119,41 @@ export const ERRORS = {
     exit: EXIT.UNAVAILABLE,
     retryable: false,
   },
+  LLMSUP_E_LISTEN_FAILED: {
+    message: "A listener could not be opened (address in use, socket held by a running process, no permission). Check router.listen, router.socket and control.socket.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_ROUTER_EXPOSED: {
+    message: "The router refuses to listen on an address other machines can reach without API keys. Set router.api_keys_file (or api_keys_env), or listen on 127.0.0.1.",
+    exit: EXIT.CONFIG,
+    retryable: false,
+  },
   LLMSUP_E_INTERNAL: {
     message: "An unexpected internal error; the log has the details. Please report it.",
     exit: EXIT.SOFTWARE,
     http: 500,
     retryable: true,
+  },
+  LLMSUP_E_SMTP_AUTH: {
+    message: "The SMTP server refused llmsup's login (EAUTH): check [alerts.smtp] user and the password in password_file or password_env, and that the server accepts this login with the chosen security.",
+    exit: EXIT.CONFIG,
+    retryable: false,
+  },
+  LLMSUP_E_SMTP_UNREACHABLE: {
+    message: "The SMTP server could not be reached or dropped the connection (ECONNECTION, ESOCKET, ETIMEDOUT, EDNS): check [alerts.smtp] host, port and security, and the network. Alerts wait in the outbox and are retried.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_SMTP_TLS: {
+    message: "The TLS handshake with the SMTP server failed (certificate not trusted, name mismatch, or STARTTLS not offered): check [alerts.smtp] security and the server's certificate; set tls_reject_unauthorized = false only for a server you trust.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_SMTP_REJECTED: {
+    message: "The SMTP server refused the message (sender, recipients or content); its response is quoted. Check [alerts] from and to.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
   },
 } as const satisfies Record<string, ErrorSpec>;
 

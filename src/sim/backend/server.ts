@@ -55,6 +55,8 @@ export class SimBackendServer {
   private generationTokensTotal = 0;
   private requestsOk = 0;
   private requests = 0;
+  /** The last inference request body, for tests of what a router sent. */
+  private lastRequest?: unknown;
   private ttftSum = 0;
   private ttftCount = 0;
   /** Ollama: loaded model → expiry time; a pending load per model. */
@@ -254,6 +256,7 @@ export class SimBackendServer {
         requests: this.requests,
         running: this.running,
         fault: this.fault,
+        last_request: this.lastRequest,
       });
     }
     return json(res, 404, { error: `no simulator control endpoint ${req.method} ${path}` });
@@ -279,6 +282,7 @@ export class SimBackendServer {
       return errorJson(res, apiError(kind, 400, "Invalid JSON in request body"));
     }
     this.requests++;
+    this.lastRequest = body;
     const model = typeof body.model === "string" && body.model !== "" ? body.model : this.options.models[0]!;
     if (kind !== "llamacpp" && !this.options.models.includes(model)) return errorJson(res, modelNotFound(kind, model));
 

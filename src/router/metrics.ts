@@ -1,0 +1,43 @@
+/** Prometheus metrics of the router (prom-client), one registry per router so tests stay apart. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export class RouterMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"route" | "tier" | "backend" | "outcome">;
+  private readonly failovers: Counter<"route" | "from" | "to" | "reason">;
+  private readonly breakers: Gauge<"backend" | "model">;
+  private readonly ttftHist: Histogram<"route" | "backend">;
+  private readonly overheadHist: Histogram;
+  readonly health: Gauge<"backend">;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: "llmsup_requests_total", help: "Requests by route, tier, backend and outcome (ok, or the failure class).", labelNames: ["route", "tier", "backend", "outcome"], registers });
+    this.failovers = new Counter({ name: "llmsup_failovers_total", help: "Failovers from one tier to the next, by reason.", labelNames: ["route", "from", "to", "reason"], registers });
+    this.breakers = new Gauge({ name: "llmsup_breaker_state", help: "Circuit breaker per (backend, model): 0 closed, 0.5 half-open, 1 open.", labelNames: ["backend", "model"], registers });
+    this.ttftHist = new Histogram({ name: "llmsup_time_to_first_token_seconds", help: "Time to first token (whole answer when not streaming).", labelNames: ["route", "backend"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers });
+    this.overheadHist = new Histogram({ name: "llmsup_router_overhead_seconds", help: "Time the router itself adds to a request.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers });
+    this.health = new Gauge({ name: "llmsup_backend_health", help: "Backend health: 0 healthy, 1 degraded, 2 down.", labelNames: ["backend"], registers });
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_process_" });
+  }
+
+  request(route: string, tier: number, backend: string, outcome: string): void {
+    this.requests.inc({ route, tier: String(tier), backend, outcome });
+  }
+
+  failover(route: string, from: string, to: string, reason: string): void {
+    this.failovers.inc({ route, from, to, reason });
+  }
+
+  breaker(backend: string, model: string, state: string): void {
+    this.breakers.set({ backend, model }, state === "open" ? 1 : state === "half_open" ? 0.5 : 0);
+  }
+
+  ttft(route: string, backend: string, seconds: number): void {
+    this.ttftHist.observe({ route, backend }, seconds);
+  }
+
+  overhead(seconds: number): void {
+    this.overheadHist.observe(seconds);
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * Relaying one upstream SSE stream to the client, honestly: nothing reaches
+ * the client before the first output token (the commit point), so a failure
+ * before it can fall over invisibly; after it, a stream never ends as a clean
+ * `[DONE]` unless the upstream finished the answer.
+ */
+import type { ServerResponse } from "node:http";
+import type { FailureClass } from "./classify.ts";
+import { chunkContent, chunkFinish, chunkHasOutput, SseReader } from "./sse.ts";
+import { transportFailure, type AttemptOutcome } from "./upstream.ts";
+
+export type RelayResult =
+  | { readonly kind: "complete"; readonly content: string; readonly chunks: number; readonly ttftMs?: number }
+  | { readonly kind: "failed_before_commit"; readonly failure: FailureClass; readonly detail: string }
+  | { readonly kind: "broken_after_commit"; readonly failure: FailureClass; readonly detail: string; readonly content: string; readonly chunks: number }
+  | { readonly kind: "client_gone" };
+
+export interface RelayOptions {
+  /** Writes the client's response head; called once, at the commit point. */
+  readonly commit: () => void;
+  /** Already committed: this stream continues an answer another tier started (skip its role chunk). */
+  readonly continuing: boolean;
+  /** Milliseconds until the first output token must arrive (from the attempt's start). */
+  readonly ttftLeftMs: number;
+  /** How long to wait after a finish_reason for [DONE] before finalising ourselves. */
+  readonly finishGraceMs: number;
+  readonly startedAt: number;
+}
+
+type Response = Extract<AttemptOutcome, { kind: "response" }>;
+
+/** Writes with backpressure: waits for 'drain' when the client reads slower than the upstream writes. */
+async function write(res: ServerResponse, text: string): Promise<void> {
+  if (!res.write(text)) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        res.off("drain", done);
+        res.off("close", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+    });
+  }
+}
+
+export async function relayStream(res: ServerResponse, up: Response, o: RelayOptions): Promise<RelayResult> {
+  const reader = new SseReader();
+  let committed = o.continuing;
+  const pending: string[] = [];
+  let content = "";
+  let chunks = 0;
+  let finishSeen = false;
+  let finalising = false;
+  let doneSent = false;
+  let broken: { failure: FailureClass; detail: string } | undefined;
+  let ttftMs: number | undefined;
+  let grace: NodeJS.Timeout | undefined;
+  const ttft = committed ? undefined : setTimeout(() => up.abort("ttft_timeout"), Math.max(1, o.ttftLeftMs));
+
+  const commit = async () => {
+    if (committed) return;
+    committed = true;
+    if (ttft) clearTimeout(ttft);
+    ttftMs = performance.now() - o.startedAt;
+    o.commit();
+    for (const p of pending.splice(0)) await write(res, p);
+  };
+
+  try {
+    outer: for await (const chunk of up.body as AsyncIterable<Buffer>) {
+      if (res.destroyed) break;
+      for (const item of reader.push(chunk.toString("utf8"))) {
+        if (item.type === "malformed") {
+          broken = { failure: "stream_broken", detail: `malformed chunk from the backend (${item.error})` };
+          up.abort("aborted");
+          break outer;
+        }
+        if (item.type === "other") {
+          if (committed) await write(res, item.raw);
+          else pending.push(item.raw);
+          continue;
+        }
+        if (item.type === "done") {
+          if (!committed && !finishSeen) {
+            broken = { failure: "stream_broken", detail: "the stream ended ([DONE]) without any output or finish_reason" };
+            break outer;
+          }
+          await commit();
+          await write(res, item.raw);
+          doneSent = true;
+          if (grace) clearTimeout(grace);
+          up.abort("aborted");
+          finalising = true;
+          break outer;
+        }
+        const c = item.json;
+        if (c.error !== undefined) {
+          broken = { failure: "stream_broken", detail: `the backend sent an error mid-stream: ${JSON.stringify(c.error).slice(0, 300)}` };
+          up.abort("aborted");
+          break outer;
+        }
+        const finish = chunkFinish(c);
+        const output = chunkHasOutput(c);
+        content += chunkContent(c);
+        if (output) chunks++;
+        if (!committed) {
+          pending.push(item.raw);
+          if (output || finish) await commit();
+        } else if (!(o.continuing && !output && !finish && c.usage == null && chunks === 0)) {
+          // A continuation's own role chunk is skipped: the client already has one.
+          await write(res, item.raw);
+        }
+        if (finish && !finishSeen) {
+          finishSeen = true;
+          // Usage may follow the finish chunk; if [DONE] does not come soon, finish the stream ourselves.
+          grace = setTimeout(() => {
+            finalising = true;
+            up.abort("aborted");
+          }, o.finishGraceMs);
+        }
+      }
+    }
+  } catch (e) {
+    if (!finalising && !broken) {
+      const why = up.abortedBy() ?? transportFailure(e);
+      if (why === "aborted" && res.destroyed) return cleanup({ kind: "client_gone" });
+      if (!finishSeen) {
+        broken = {
+          failure: why === "aborted" ? "stream_broken" : why === "connect" ? "stream_broken" : why,
+          detail: why === "connect" || why === "aborted" ? "the backend closed the connection mid-stream" : `${why.replace("_", " ")} while streaming`,
+        };
+      }
+    }
+  }
+
+  function cleanup(r: RelayResult): RelayResult {
+    if (ttft) clearTimeout(ttft);
+    if (grace) clearTimeout(grace);
+    up.done();
+    return r;
+  }
+
+  if (res.destroyed) return cleanup({ kind: "client_gone" });
+  if (broken) {
+    return cleanup(committed ? { kind: "broken_after_commit", ...broken, content, chunks } : { kind: "failed_before_commit", ...broken });
+  }
+  if (!finishSeen && !finalising) {
+    const b = { failure: "stream_broken" as const, detail: "the stream ended without finish_reason (truncated answer)" };
+    return cleanup(committed ? { kind: "broken_after_commit", ...b, content, chunks } : { kind: "failed_before_commit", ...b });
+  }
+  await commit();
+  // A finished answer whose [DONE] never came is finalised here, at once.
+  if (!doneSent) await write(res, "data: [DONE]\n\n");
+  return cleanup({ kind: "complete", content, chunks, ttftMs });
+}

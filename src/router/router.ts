@@ -1,0 +1,619 @@
+/**
+ * The routing core: for each request, try the route's tiers in order,
+ * skipping those that are down, open or cooling off; classify every failure
+ * before acting; one retry loop with an attempt budget and a deadline.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { randomBytes } from "node:crypto";
+import type { BackendConfig, Config, RouteConfig, TierConfig } from "../config/types.ts";
+import type { HealthRegistry } from "../health/registry.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Clock } from "../platform/clock.ts";
+import { adjustForTier, type Body } from "./adjust.ts";
+import { admit, CLOSED, onFailure, onSuccess, release, trip, type BreakerPolicy, type BreakerState } from "./breaker.ts";
+import { classifyHttp, classifyTransport, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
+import { header, readText, sendError, sendJson } from "./http.ts";
+import type { RouterMetrics } from "./metrics.ts";
+import { relayStream } from "./relay.ts";
+import { Upstreams, type AttemptOutcome } from "./upstream.ts";
+
+export type Endpoint = "chat" | "completion" | "embedding";
+
+export const ENDPOINT_PATHS: Record<Endpoint, string> = { chat: "/v1/chat/completions", completion: "/v1/completions", embedding: "/v1/embeddings" };
+
+export interface TierRef {
+  readonly index: number;
+  readonly backend: string;
+  readonly model: string;
+}
+
+export type RouterEvent =
+  | { readonly event: "router.failover"; readonly route: string; readonly requestId: string; readonly from: TierRef; readonly to?: TierRef; readonly reason: FailureClass; readonly detail: string; readonly at: number }
+  | { readonly event: "router.route.fallback"; readonly route: string; readonly from?: TierRef; readonly to: TierRef; readonly reason: string; readonly at: number }
+  | { readonly event: "router.route.recovered"; readonly route: string; readonly to: TierRef; readonly outageMs: number; readonly at: number }
+  | { readonly event: "router.route.down"; readonly route: string; readonly tried: readonly TriedTier[]; readonly at: number }
+  | { readonly event: "router.breaker"; readonly backend: string; readonly model: string; readonly from: string; readonly to: string; readonly reason: string; readonly at: number }
+  | { readonly event: "router.misconfigured"; readonly backend: string; readonly model: string; readonly status: number; readonly detail: string; readonly at: number }
+  | { readonly event: "router.cache.served"; readonly route: string; readonly similarity: number; readonly at: number };
+
+export interface TriedTier {
+  readonly tier: number;
+  readonly backend: string;
+  readonly model: string;
+  /** "skipped" when no request was sent. */
+  readonly outcome: FailureClass | "skipped";
+  readonly detail: string;
+}
+
+/** Where the emergency cache plugs in. */
+export interface CacheHook {
+  store(route: RouteConfig, endpoint: Endpoint, request: Body, response: unknown, headers: Record<string, string | string[] | undefined>): void;
+  lookup(route: RouteConfig, endpoint: Endpoint, request: Body): Promise<{ readonly response: unknown; readonly similarity: number; readonly cachedAt: number } | undefined>;
+}
+
+export interface RouterDeps {
+  readonly health: HealthRegistry;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics?: RouterMetrics;
+  readonly onEvent?: (e: RouterEvent) => void;
+  readonly cache?: CacheHook;
+  readonly random?: () => number;
+  /** A request succeeded on a backend (the supervisor skips its deep probe). */
+  readonly onSuccess?: (backend: string) => void;
+}
+
+/** Kinds that continue an assistant message (prefill): a broken stream can be finished there. */
+const PREFILL_KINDS = new Set(["vllm", "llamacpp", "ollama"]);
+
+interface RouteState {
+  /** Tier that answered last; -1 when nothing could. */
+  serving: number;
+  /** When the route left its first tier. */
+  degradedSince?: number;
+}
+
+interface RequestCtx {
+  readonly route: RouteConfig;
+  readonly endpoint: Endpoint;
+  readonly body: Body;
+  readonly stream: boolean;
+  readonly requestId: string;
+  readonly res: ServerResponse;
+  readonly clientGone: AbortSignal;
+  readonly deadline: number;
+  readonly startedAt: number;
+  attempts: number;
+  readonly tried: TriedTier[];
+  /** After a context-length error: only tiers with a context larger than this. */
+  contextFloor?: number;
+  contextError?: { status: number; body: string };
+}
+
+export class Router {
+  private readonly config: Config;
+  private readonly deps: RouterDeps;
+  private readonly backends: Map<string, BackendConfig>;
+  private readonly breakers = new Map<string, BreakerState>();
+  private readonly cooldowns = new Map<string, { until: number; reason: string }>();
+  private readonly routeStates = new Map<string, RouteState>();
+  readonly upstreams: Upstreams;
+  private readonly breakerPolicy: BreakerPolicy;
+  private readonly random: () => number;
+  private readonly log: Logger;
+
+  constructor(config: Config, deps: RouterDeps) {
+    this.config = config;
+    this.deps = deps;
+    this.backends = new Map(config.backends.map((b) => [b.name, b]));
+    this.upstreams = new Upstreams(config.backends);
+    for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
+    this.breakerPolicy = { threshold: config.router.breaker.failure_threshold, openMs: config.router.breaker.open_interval, maxOpenMs: config.router.breaker.max_open_interval };
+    this.random = deps.random ?? Math.random;
+    this.log = deps.logger.child({ component: "router" });
+  }
+
+  /** The route for a model name: exact, else the default route "*". */
+  routeFor(model: string | undefined): RouteConfig | undefined {
+    return this.config.routes.find((r) => r.model === model) ?? this.config.routes.find((r) => r.model === "*");
+  }
+
+  /** The default route, for /health/ready: "*" if there is one, else the first. */
+  defaultRoute(): RouteConfig | undefined {
+    return this.config.routes.find((r) => r.model === "*") ?? this.config.routes[0];
+  }
+
+  private emit(e: RouterEvent): void {
+    this.deps.onEvent?.(e);
+  }
+
+  // ------------------------------------------------------------------ tier availability
+
+  private key(t: TierConfig): string {
+    return `${t.backend}\u0000${t.model}`;
+  }
+
+  breaker(t: TierConfig): BreakerState {
+    return this.breakers.get(this.key(t)) ?? CLOSED;
+  }
+
+  private setBreaker(t: TierConfig, next: BreakerState, reason: string): void {
+    const prev = this.breaker(t);
+    this.breakers.set(this.key(t), next);
+    if (prev.state !== next.state) {
+      const e: RouterEvent = { event: "router.breaker", backend: t.backend, model: t.model, from: prev.state, to: next.state, reason, at: this.deps.clock.now() };
+      this.log.warn(e, `breaker ${t.backend}/${t.model}: ${prev.state} → ${next.state} (${reason})`);
+      this.deps.metrics?.breaker(t.backend, t.model, next.state);
+      this.emit(e);
+    }
+  }
+
+  /** Why a tier cannot take a request now (no request is sent), or undefined when it can. */
+  unavailable(t: TierConfig, ctx?: Pick<RequestCtx, "contextFloor">): string | undefined {
+    const b = this.backends.get(t.backend);
+    if (!b) return "backend not configured";
+    if (b.kind === "anthropic") return "the anthropic API is not spoken by the router; use an OpenAI-compatible endpoint";
+    const h = this.deps.health.get(t.backend);
+    if (h.state === "down") return `backend down: ${h.reason}`;
+    const cd = this.cooldowns.get(this.key(t));
+    const now = this.deps.clock.now();
+    if (cd && cd.until > now) return `cooling off for ${Math.ceil((cd.until - now) / 1000)}s more (${cd.reason})`;
+    const br = this.breaker(t);
+    if (br.state === "open" && br.until > now) return `breaker open for ${Math.ceil((br.until - now) / 1000)}s more (${br.reason})`;
+    if (br.state === "half_open") return `breaker half-open: a probe request is in flight (${br.reason})`;
+    if (ctx?.contextFloor !== undefined && (t.context === undefined || t.context <= ctx.contextFloor)) {
+      return `context ${t.context ?? "unknown"} is not larger than the ${ctx.contextFloor} tokens that were too few`;
+    }
+    return undefined;
+  }
+
+  /** Index of the first tier of a route that could take a request now; -1 if none. */
+  servingTier(route: RouteConfig): number {
+    return route.tiers.findIndex((t) => this.unavailable(t) === undefined);
+  }
+
+  snapshot(): { routes: { model: string; serving: number; lastServed: number; degradedSince?: number; tiers: { backend: string; model: string; available: boolean; why?: string; breaker: string }[] }[] } {
+    return {
+      routes: this.config.routes.map((r) => ({
+        model: r.model,
+        serving: this.servingTier(r),
+        lastServed: this.routeStates.get(r.model)?.serving ?? 0,
+        degradedSince: this.routeStates.get(r.model)?.degradedSince,
+        tiers: r.tiers.map((t) => {
+          const why = this.unavailable(t);
+          return { backend: t.backend, model: t.model, available: why === undefined, why, breaker: this.breaker(t).state };
+        }),
+      })),
+    };
+  }
+
+  // ------------------------------------------------------------------ the request
+
+  async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, body: Body): Promise<void> {
+    const startedAt = performance.now();
+    const requestId = (header(req.headers as Record<string, string>, "x-request-id") ?? randomBytes(8).toString("hex")).slice(0, 128);
+    const model = typeof body.model === "string" ? body.model : undefined;
+    const route = this.routeFor(model);
+    if (!route) {
+      sendError(res, 404, `The model \`${model ?? ""}\` does not exist: llmsup routes ${this.config.routes.map((r) => r.model).join(", ")}`, "invalid_request_error", "model_not_found", { "x-request-id": requestId });
+      return;
+    }
+    const clientGone = new AbortController();
+    res.on("close", () => {
+      if (!res.writableFinished) clientGone.abort();
+    });
+    const ctx: RequestCtx = {
+      route,
+      endpoint,
+      body,
+      stream: endpoint !== "embedding" && body.stream === true,
+      requestId,
+      res,
+      clientGone: clientGone.signal,
+      deadline: this.deps.clock.now() + this.config.router.request_timeout,
+      startedAt,
+      attempts: 0,
+      tried: [],
+    };
+    if (await this.tryTiers(ctx)) return;
+    if (ctx.clientGone.aborted) return;
+    if (this.config.router.queue_timeout > 0 && (await this.holdForRecovery(ctx)) && (await this.tryTiers(ctx))) return;
+    if (ctx.clientGone.aborted) return;
+    await this.allDown(ctx);
+  }
+
+  /** Tries the route's tiers in order; true once a response was sent. */
+  private async tryTiers(ctx: RequestCtx): Promise<boolean> {
+    const tiers = ctx.route.tiers;
+    let lastFailed: { ref: TierRef; reason: FailureClass; detail: string } | undefined;
+    for (let i = 0; i < tiers.length; i++) {
+      const tier = tiers[i]!;
+      const ref: TierRef = { index: i, backend: tier.backend, model: tier.model };
+      const why = this.unavailable(tier, ctx);
+      if (why !== undefined) {
+        ctx.tried.push({ tier: i, backend: tier.backend, model: tier.model, outcome: "skipped", detail: why });
+        continue;
+      }
+      // An open breaker past its interval admits one probe request (half-open).
+      const a = admit(this.breaker(tier), this.deps.clock.now());
+      if (!a.allowed) {
+        ctx.tried.push({ tier: i, backend: tier.backend, model: tier.model, outcome: "skipped", detail: "breaker open" });
+        continue;
+      }
+      if (a.next !== this.breaker(tier)) this.setBreaker(tier, a.next, "open interval over: one probe request admitted");
+      if (lastFailed) this.failover(ctx, lastFailed.ref, ref, lastFailed.reason, lastFailed.detail);
+      const outcome = await this.tryTier(ctx, i);
+      if (outcome === "sent") return true;
+      if (outcome === "gone") {
+        this.setBreaker(tier, release(this.breaker(tier), this.deps.clock.now()), "client went away during the probe");
+        return true;
+      }
+      lastFailed = { ref, reason: outcome.class, detail: outcome.detail };
+      if (ctx.attempts >= this.config.router.max_attempts || this.deps.clock.now() >= ctx.deadline) break;
+    }
+    if (lastFailed) this.failover(ctx, lastFailed.ref, undefined, lastFailed.reason, lastFailed.detail);
+    return false;
+  }
+
+  private failover(ctx: RequestCtx, from: TierRef, to: TierRef | undefined, reason: FailureClass, detail: string): void {
+    const e: RouterEvent = { event: "router.failover", route: ctx.route.model, requestId: ctx.requestId, from, to, reason, detail, at: this.deps.clock.now() };
+    this.log.info(e, `failover on ${ctx.route.model}: tier ${from.index} (${from.backend}) → ${to ? `tier ${to.index} (${to.backend})` : "nothing left"}: ${reason}: ${detail}`);
+    this.deps.metrics?.failover(ctx.route.model, from.backend, to?.backend ?? "none", reason);
+    this.emit(e);
+  }
+
+  /** One tier, with at most one retry for a 5xx. "sent": a response went out; else why the tier failed. */
+  private async tryTier(ctx: RequestCtx, index: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+    const tier = ctx.route.tiers[index]!;
+    const backend = this.backends.get(tier.backend)!;
+    let retried = false;
+    for (;;) {
+      if (ctx.clientGone.aborted) return "gone";
+      const remainingMs = ctx.deadline - this.deps.clock.now();
+      if (remainingMs <= 0) return { class: "total_timeout", detail: "the request's deadline passed" };
+      ctx.attempts++;
+      const attemptStart = performance.now();
+      const up = await this.upstreams.attempt({
+        backend,
+        tier,
+        path: ENDPOINT_PATHS[ctx.endpoint],
+        body: JSON.stringify(adjustForTier(ctx.body, tier)),
+        stream: ctx.stream,
+        requestId: ctx.requestId,
+        clientSignal: ctx.clientGone,
+        remainingMs,
+      });
+      if (up.kind === "failure") {
+        if (up.failure === "aborted") return "gone";
+        const c = classifyTransport(up.failure);
+        this.recordFailure(ctx, index, c, up.detail);
+        return { class: c.class, detail: up.detail };
+      }
+      if (up.status < 200 || up.status >= 300) {
+        const text = await readText(up.body).catch(() => "");
+        up.done();
+        const c = classifyHttp(
+          { status: up.status, body: text, retryAfter: header(up.headers, "retry-after") },
+          { now: this.deps.clock.now(), retryAfterMax: this.config.router.retry_after_max, defaultCooldown: this.config.router.breaker.open_interval, retried },
+        );
+        const detail = `HTTP ${up.status}: ${text.slice(0, 300)}`;
+        if (c.action.kind === "return_to_caller") {
+          // The caller's own mistake: unchanged, no failover, no breaker count.
+          this.settleBreaker(tier, true);
+          this.respondRaw(ctx, index, up.status, up.headers, text);
+          return "sent";
+        }
+        this.recordFailure(ctx, index, c, detail);
+        if (c.action.kind === "retry_same_tier" && ctx.attempts < this.config.router.max_attempts && !this.breakerOpen(tier)) {
+          retried = true;
+          const delay = this.config.router.retry_base_delay * (1 + this.random());
+          if (ctx.deadline - this.deps.clock.now() > delay) {
+            await new Promise((r) => setTimeout(r, delay));
+            continue;
+          }
+        }
+        if (c.action.kind === "skip_smaller_context") {
+          ctx.contextFloor = Math.max(ctx.contextFloor ?? 0, tier.context ?? 0);
+          ctx.contextError = { status: up.status, body: text };
+        }
+        return { class: c.class, detail };
+      }
+      // A success status: the answer itself can still be broken.
+      const result = ctx.stream ? await this.streamAnswer(ctx, index, up, attemptStart) : await this.wholeAnswer(ctx, index, up, attemptStart);
+      if (result === "sent" || result === "gone") return result;
+      this.recordFailure(ctx, index, classifyTransport(result.class as TransportClass), result.detail);
+      return result;
+    }
+  }
+
+  private breakerOpen(t: TierConfig): boolean {
+    return this.breaker(t).state === "open";
+  }
+
+  private recordFailure(ctx: RequestCtx, index: number, c: Classified, detail: string): void {
+    const tier = ctx.route.tiers[index]!;
+    ctx.tried.push({ tier: index, backend: tier.backend, model: tier.model, outcome: c.class, detail });
+    this.deps.metrics?.request(ctx.route.model, index, tier.backend, c.class);
+    const now = this.deps.clock.now();
+    if (c.action.kind === "cooldown") {
+      this.cooldowns.set(this.key(tier), { until: now + c.action.ms, reason: `429 from the backend, Retry-After ${Math.round(c.action.ms / 1000)}s` });
+    }
+    if (c.class === "misconfigured") {
+      this.setBreaker(tier, trip(this.breaker(tier), this.breakerPolicy, now, detail), `misconfiguration: ${detail.slice(0, 120)}`);
+      const e: RouterEvent = { event: "router.misconfigured", backend: tier.backend, model: tier.model, status: Number(/HTTP (\d+)/.exec(detail)?.[1] ?? 0), detail, at: now };
+      this.log.error(e, `backend ${tier.backend} refuses model ${tier.model}: ${detail}`);
+      this.emit(e);
+    } else if (c.breaker) {
+      this.setBreaker(tier, onFailure(this.breaker(tier), this.breakerPolicy, now, `${c.class}: ${detail.slice(0, 120)}`), `${c.class}`);
+    } else if (this.breaker(tier).state === "half_open") {
+      this.setBreaker(tier, release(this.breaker(tier), now), "probe ended without a verdict");
+    }
+    if (c.backendDown) this.deps.health.set(tier.backend, "passive", "down", `${c.class}: ${detail}`);
+  }
+
+  private settleBreaker(t: TierConfig, ok: boolean): void {
+    if (ok && this.breaker(t).state !== "closed") this.setBreaker(t, onSuccess(this.breaker(t)), "a request succeeded");
+  }
+
+  // ------------------------------------------------------------------ answers
+
+  private llmsupHeaders(ctx: RequestCtx, index: number): Record<string, string> {
+    const tier = ctx.route.tiers[index]!;
+    const degraded = index > 0;
+    const h: Record<string, string> = {
+      "x-llmsup-tier": String(index),
+      "x-llmsup-backend": tier.backend,
+      "x-llmsup-degraded": String(degraded),
+      "x-llmsup-attempts": String(ctx.attempts),
+      "x-request-id": ctx.requestId,
+    };
+    const notice = this.notice(ctx, index);
+    if (notice) h["x-llmsup-notice"] = encodeURIComponent(notice).replace(/%20/g, " ").replace(/%2C/g, ",");
+    return h;
+  }
+
+  private notice(ctx: RequestCtx, index: number): string | undefined {
+    const tier = ctx.route.tiers[index]!;
+    if (tier.notice) return tier.notice;
+    return index > 0 ? `Answered by fallback tier ${index} (${tier.backend}, ${tier.model})` : undefined;
+  }
+
+  private succeeded(ctx: RequestCtx, index: number, ttftMs?: number): void {
+    const tier = ctx.route.tiers[index]!;
+    this.settleBreaker(tier, true);
+    this.deps.health.set(tier.backend, "passive", "healthy", "");
+    this.deps.metrics?.request(ctx.route.model, index, tier.backend, "ok");
+    if (ttftMs !== undefined) this.deps.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);
+    this.deps.onSuccess?.(tier.backend);
+    this.routeServed(ctx.route, index);
+  }
+
+  /** Route-level transitions for alerts: left the first tier, came back, went dark. */
+  private routeServed(route: RouteConfig, index: number): void {
+    const st = this.routeStates.get(route.model) ?? { serving: 0 };
+    const now = this.deps.clock.now();
+    const tier = route.tiers[index];
+    if (index >= 0 && tier) {
+      const to: TierRef = { index, backend: tier.backend, model: tier.model };
+      if (index > 0 && st.serving !== index) {
+        const prev = st.serving >= 0 ? route.tiers[st.serving] : undefined;
+        st.degradedSince ??= now;
+        this.emit({ event: "router.route.fallback", route: route.model, from: prev ? { index: st.serving, backend: prev.backend, model: prev.model } : undefined, to, reason: this.unavailable(route.tiers[0]!) ?? "the first tier failed", at: now });
+      } else if (index === 0 && st.serving !== 0) {
+        this.emit({ event: "router.route.recovered", route: route.model, to, outageMs: now - (st.degradedSince ?? now), at: now });
+        st.degradedSince = undefined;
+      }
+      st.serving = index;
+    } else {
+      st.degradedSince ??= now;
+      st.serving = -1;
+    }
+    this.routeStates.set(route.model, st);
+  }
+
+  private respondRaw(ctx: RequestCtx, index: number, status: number, headers: Record<string, string | string[] | undefined>, text: string): void {
+    if (ctx.res.headersSent || ctx.res.destroyed) return;
+    const ct = header(headers, "content-type") ?? "application/json";
+    ctx.res.writeHead(status, { "content-type": ct, "content-length": Buffer.byteLength(text), ...this.llmsupHeaders(ctx, index) });
+    ctx.res.end(text);
+  }
+
+  private async wholeAnswer(ctx: RequestCtx, index: number, up: Extract<AttemptOutcome, { kind: "response" }>, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+    let text: string;
+    try {
+      const parts: Buffer[] = [];
+      for await (const c of up.body as AsyncIterable<Buffer>) parts.push(c);
+      text = Buffer.concat(parts).toString("utf8");
+    } catch (e) {
+      const why = up.abortedBy();
+      up.done();
+      if (why === "aborted") return "gone";
+      return { class: why ?? "stream_broken", detail: why ? `${why.replace("_", " ")} while reading the answer` : `the answer broke off: ${(e as Error).message}` };
+    }
+    up.done();
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(text) as Record<string, unknown>;
+      if (!json || typeof json !== "object") throw new Error("not a JSON object");
+    } catch (e) {
+      return { class: "stream_broken", detail: `the backend's answer is not valid JSON (${(e as Error).message})` };
+    }
+    if (ctx.endpoint !== "embedding" && !Array.isArray(json.choices)) return { class: "stream_broken", detail: "the backend's answer has no choices" };
+    const ttftMs = performance.now() - attemptStart;
+    this.succeeded(ctx, index, ttftMs);
+    this.deps.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, up.headers);
+    const degraded = index > 0;
+    let out = text;
+    if (degraded && this.config.router.degraded_fields) {
+      const tier = ctx.route.tiers[index]!;
+      out = JSON.stringify({ ...json, _backend: tier.backend, _degraded: true, _notice: this.notice(ctx, index) });
+    }
+    if (ctx.res.headersSent || ctx.res.destroyed) return "gone";
+    ctx.res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(out), ...this.llmsupHeaders(ctx, index) });
+    ctx.res.end(out);
+    return "sent";
+  }
+
+  private async streamAnswer(ctx: RequestCtx, index: number, up: Extract<AttemptOutcome, { kind: "response" }>, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+    const tier = ctx.route.tiers[index]!;
+    const ct = header(up.headers, "content-type") ?? "";
+    if (!ct.includes("text/event-stream")) {
+      // Some servers answer a stream request with one JSON body: relay it as a whole answer.
+      return this.wholeAnswer(ctx, index, up, attemptStart);
+    }
+    const result = await relayStream(ctx.res, up, {
+      commit: () => ctx.res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", ...this.llmsupHeaders(ctx, index) }),
+      continuing: false,
+      ttftLeftMs: tier.ttft_timeout - (performance.now() - attemptStart),
+      finishGraceMs: Math.min(1_000, tier.idle_timeout),
+      startedAt: attemptStart,
+    });
+    if (result.kind === "client_gone") return "gone";
+    if (result.kind === "failed_before_commit") return { class: result.failure, detail: result.detail };
+    if (result.kind === "complete") {
+      this.succeeded(ctx, index, result.ttftMs);
+      ctx.res.end();
+      return "sent";
+    }
+    // Broken after the commit: count it, then finish the answer elsewhere or say so.
+    this.recordFailure(ctx, index, classifyTransport(result.failure as TransportClass), result.detail);
+    await this.continueOrFail(ctx, index, result.content, result.chunks, result.detail);
+    return "sent";
+  }
+
+  /** Continues a broken stream on the next tier that supports assistant prefill, or ends it with an error event. */
+  private async continueOrFail(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void> {
+    const res = ctx.res;
+    const messages = Array.isArray(ctx.body.messages) ? (ctx.body.messages as unknown[]) : undefined;
+    if (ctx.endpoint === "chat" && messages && soFar !== "") {
+      for (let j = failedIndex + 1; j < ctx.route.tiers.length; j++) {
+        const tier = ctx.route.tiers[j]!;
+        const backend = this.backends.get(tier.backend)!;
+        if (!PREFILL_KINDS.has(backend.kind) || this.unavailable(tier) !== undefined) continue;
+        if (ctx.attempts >= this.config.router.max_attempts || this.deps.clock.now() >= ctx.deadline) break;
+        ctx.attempts++;
+        const asked = typeof ctx.body.max_tokens === "number" ? ctx.body.max_tokens : undefined;
+        const body = adjustForTier(ctx.body, tier, {
+          messages: [...messages, { role: "assistant", content: soFar }],
+          stream: true,
+          ...(asked !== undefined ? { max_tokens: Math.max(1, Math.min(asked - generated, tier.max_tokens ?? Infinity)) } : {}),
+          ...(backend.kind === "vllm" ? { continue_final_message: true, add_generation_prompt: false } : {}),
+        });
+        const start = performance.now();
+        const up = await this.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, remainingMs: ctx.deadline - this.deps.clock.now() });
+        if (up.kind === "failure" || up.status !== 200) {
+          if (up.kind === "response") {
+            await readText(up.body).catch(() => "");
+            up.done();
+          }
+          continue;
+        }
+        this.failover(ctx, { index: failedIndex, backend: ctx.route.tiers[failedIndex]!.backend, model: ctx.route.tiers[failedIndex]!.model }, { index: j, backend: tier.backend, model: tier.model }, "stream_broken", `continued after: ${detail}`);
+        res.write(`: llmsup: the answer continues on tier ${j} (${tier.backend}) after tier ${failedIndex} broke off: ${detail}\n\n`);
+        const r = await relayStream(res, up, { commit: () => undefined, continuing: true, ttftLeftMs: tier.ttft_timeout, finishGraceMs: Math.min(1_000, tier.idle_timeout), startedAt: start });
+        if (r.kind === "complete") {
+          this.succeeded(ctx, j);
+          res.end();
+          return;
+        }
+        if (r.kind === "client_gone") return;
+        soFar += r.kind === "broken_after_commit" ? r.content : "";
+      }
+    }
+    if (!res.destroyed) {
+      res.write(`data: ${JSON.stringify({ error: { message: `The answer was cut off and could not be completed: ${detail}`, type: "upstream_error", param: null, code: "stream_interrupted" } })}\n\n`);
+      res.end();
+    }
+  }
+
+  // ------------------------------------------------------------------ nothing left
+
+  /** Waits (bounded by queue_timeout) for a restarting backend of the route to come back. */
+  private async holdForRecovery(ctx: RequestCtx): Promise<boolean> {
+    const names = new Set(ctx.route.tiers.map((t) => t.backend).filter((n) => this.deps.health.isRecovering(n)));
+    if (names.size === 0) return false;
+    const wait = Math.min(this.config.router.queue_timeout, ctx.deadline - this.deps.clock.now());
+    if (wait <= 0) return false;
+    const back = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => finish(false), wait);
+      const off = this.deps.health.onChange((name, h) => {
+        if (names.has(name) && h.state !== "down") finish(true);
+      });
+      const onGone = () => finish(false);
+      ctx.clientGone.addEventListener("abort", onGone, { once: true });
+      function finish(v: boolean) {
+        clearTimeout(timer);
+        off();
+        ctx.clientGone.removeEventListener("abort", onGone);
+        resolve(v);
+      }
+    });
+    if (back) ctx.tried.length = 0;
+    return back;
+  }
+
+  private async allDown(ctx: RequestCtx): Promise<void> {
+    const route = ctx.route;
+    if (this.deps.cache) {
+      const hit = await this.deps.cache.lookup(route, ctx.endpoint, ctx.body).catch(() => undefined);
+      if (hit) {
+        this.emit({ event: "router.cache.served", route: route.model, similarity: hit.similarity, at: this.deps.clock.now() });
+        this.deps.metrics?.request(route.model, -1, "cache", "cache_hit");
+        sendJson(ctx.res, 200, hit.response, {
+          "x-llmsup-tier": "cache",
+          "x-llmsup-backend": "emergency-cache",
+          "x-llmsup-degraded": "true",
+          "x-llmsup-attempts": String(ctx.attempts),
+          "x-llmsup-cache": "hit",
+          "x-llmsup-cache-similarity": hit.similarity.toFixed(3),
+          "x-llmsup-notice": "Answered from the emergency cache: every tier is down",
+          "x-request-id": ctx.requestId,
+        });
+        return;
+      }
+    }
+    const onlyContext = ctx.contextError && ctx.tried.every((t) => t.outcome === "skipped" || t.outcome === "context_length");
+    if (onlyContext && ctx.contextError) {
+      // Nothing larger to go to: the caller's prompt is too long — say so in the backend's words.
+      const last = [...ctx.tried].reverse().find((t) => t.outcome === "context_length");
+      sendJson(ctx.res, 400, { error: { message: `No tier has a context large enough for this request. ${extractMessage(ctx.contextError.body)}`, type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } }, {
+        "x-llmsup-tier": String(last?.tier ?? 0),
+        "x-llmsup-backend": last?.backend ?? "",
+        "x-llmsup-degraded": "false",
+        "x-llmsup-attempts": String(ctx.attempts),
+        "x-request-id": ctx.requestId,
+      });
+      return;
+    }
+    const st = this.routeStates.get(route.model);
+    if (!st || st.serving !== -1) this.emit({ event: "router.route.down", route: route.model, tried: ctx.tried, at: this.deps.clock.now() });
+    this.routeServed(route, -1);
+    this.deps.metrics?.request(route.model, -1, "none", "all_tiers_down");
+    const retryAfter = Math.ceil(this.config.router.all_down_retry_after / 1000);
+    const summary = ctx.tried.map((t) => `tier ${t.tier} (${t.backend}): ${t.outcome === "skipped" ? "skipped" : t.outcome}: ${t.detail}`).join("; ");
+    if (ctx.res.headersSent) {
+      if (!ctx.res.writableEnded) ctx.res.end();
+      return;
+    }
+    sendJson(
+      ctx.res,
+      503,
+      { error: { message: `Every tier of ${route.model} is unavailable; retry after ${retryAfter}s. ${summary}`, type: "service_unavailable", param: null, code: "all_tiers_down", tried: ctx.tried } },
+      { "retry-after": String(retryAfter), "x-llmsup-degraded": "true", "x-llmsup-attempts": String(ctx.attempts), "x-llmsup-tier": "none", "x-llmsup-backend": "none", "x-request-id": ctx.requestId },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.upstreams.close();
+  }
+}
+
+function extractMessage(body: string): string {
+  try {
+    const j = JSON.parse(body) as { error?: { message?: string } | string; message?: string };
+    if (typeof j.error === "string") return j.error;
+    return j.error?.message ?? j.message ?? body.slice(0, 300);
+  } catch {
+    return body.slice(0, 300);
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The routing socket: OpenAI-compatible HTTP on a unix socket and/or a TCP
+ * listener (127.0.0.1 by default; any other address only with API keys).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { connect } from "node:net";
+import { chmod, chown, mkdir, readFile, unlink } from "node:fs/promises";
+import path from "node:path";
+import { timingSafeEqual } from "node:crypto";
+import type { Config } from "../config/types.ts";
+import { parseHostPort } from "../config/fields.ts";
+import { isLoopbackHost } from "../config/checks.ts";
+import { LlmsupError } from "../errors/error.ts";
+import type { Logger } from "../log/logger.ts";
+import { gidOf } from "../platform/users.ts";
+import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
+import type { RouterMetrics } from "./metrics.ts";
+import type { Endpoint, Router } from "./router.ts";
+
+const ENDPOINTS: Record<string, Endpoint> = {
+  "/v1/chat/completions": "chat",
+  "/v1/completions": "completion",
+  "/v1/embeddings": "embedding",
+};
+
+export interface Listening {
+  readonly socket?: string;
+  readonly tcp?: { readonly host: string; readonly port: number };
+}
+
+/** API keys from a file (one per line, # comments) or a variable (comma-separated). */
+export async function loadApiKeys(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
+  const r = config.router;
+  if (r.api_keys_file) {
+    let text: string;
+    try {
+      text = await readFile(r.api_keys_file, "utf8");
+    } catch (e) {
+      throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `cannot read router.api_keys_file ${r.api_keys_file}: ${(e as NodeJS.ErrnoException).code}`, {});
+    }
+    return text.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean);
+  }
+  if (r.api_keys_env) {
+    const v = env[r.api_keys_env];
+    if (!v) throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `environment variable ${r.api_keys_env} (router.api_keys_env) is not set`, {});
+    return v.split(",").map((k) => k.trim()).filter(Boolean);
+  }
+  return [];
+}
+
+function keyMatches(given: string, keys: readonly Buffer[]): boolean {
+  const g = Buffer.from(given);
+  let ok = false;
+  for (const k of keys) if (k.length === g.length && timingSafeEqual(k, g)) ok = true;
+  return ok;
+}
+
+/** Removes a socket file left by a dead process; refuses when something still listens on it. */
+async function clearStaleSocket(file: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = connect(file);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+  if (alive) throw new LlmsupError("LLMSUP_E_LISTEN_FAILED", `${file} is in use by a running process (is another llmsup running?)`, { path: file });
+  await unlink(file).catch(() => undefined);
+}
+
+export class RouterServer {
+  private readonly servers: Server[] = [];
+  private keys: Buffer[] = [];
+  private readonly router: Router;
+  private readonly config: Config;
+  private readonly log: Logger;
+  private readonly metrics?: RouterMetrics;
+  private inFlight = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  private draining = false;
+
+  constructor(config: Config, router: Router, log: Logger, metrics?: RouterMetrics) {
+    this.config = config;
+    this.router = router;
+    this.log = log.child({ component: "router" });
+    this.metrics = metrics;
+  }
+
+  /** Binds the unix socket and the TCP listener; a non-loopback address without keys is refused. */
+  async listen(options: { socket?: string | null; listen?: string } = {}): Promise<Listening> {
+    const r = this.config.router;
+    const listenAddr = options.listen ?? r.listen;
+    const keys = await loadApiKeys(this.config);
+    this.keys = keys.map((k) => Buffer.from(k));
+    const out: { socket?: string; tcp?: { host: string; port: number } } = {};
+    if (listenAddr !== "") {
+      const hp = parseHostPort(listenAddr);
+      if (!hp) throw new LlmsupError("LLMSUP_E_LISTEN_FAILED", `router.listen ${JSON.stringify(listenAddr)} is not host:port`, {});
+      if (!isLoopbackHost(hp.host) && keys.length === 0) {
+        throw new LlmsupError("LLMSUP_E_ROUTER_EXPOSED", `refusing to listen on ${listenAddr} without API keys: other machines could use every backend; set router.api_keys_file or listen on 127.0.0.1`, {});
+      }
+      const server = this.newServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${listenAddr}: ${e.code ?? e.message}`, {}, { cause: e })));
+        server.listen(hp.port, hp.host, () => resolve());
+      });
+      const a = server.address() as { address: string; port: number };
+      out.tcp = { host: a.address, port: a.port };
+    }
+    const socket = options.socket === null ? undefined : (options.socket ?? r.socket);
+    if (socket) {
+      await mkdir(path.dirname(socket), { recursive: true });
+      await clearStaleSocket(socket);
+      const server = this.newServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${socket}: ${e.code ?? e.message}`, {}, { cause: e })));
+        server.listen(socket, () => resolve());
+      });
+      await chmod(socket, r.socket_mode);
+      if (r.socket_group) {
+        const gid = await gidOf(r.socket_group);
+        if (gid !== undefined) await chown(socket, -1, gid).catch((e: Error) => this.log.warn({ event: "router.socket.chown_failed", err: e.message }, `cannot give ${socket} to group ${r.socket_group}`));
+      }
+      out.socket = socket;
+    }
+    this.log.info({ event: "router.listening", ...out }, `routing on ${[out.socket, out.tcp && `http://${out.tcp.host}:${out.tcp.port}`].filter(Boolean).join(" and ")}`);
+    return out;
+  }
+
+  private newServer(): Server {
+    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+      this.inFlight++;
+      res.once("close", () => {
+        this.inFlight--;
+        if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+      this.handle(req, res).catch((e: unknown) => {
+        this.log.error({ event: "router.internal_error", err: (e as Error).stack ?? String(e) }, "internal error while routing");
+        if (!res.headersSent) sendError(res, 500, "internal error in llmsup (LLMSUP_E_INTERNAL); the log has the details", "internal_error", "internal_error");
+        else res.destroy();
+      });
+    });
+    this.servers.push(server);
+    return server;
+  }
+
+  private authorised(req: IncomingMessage): boolean {
+    if (this.keys.length === 0) return true;
+    const auth = req.headers.authorization ?? "";
+    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    const key = m?.[1] ?? (typeof req.headers["x-api-key"] === "string" ? req.headers["x-api-key"] : "");
+    return key !== "" && keyMatches(key, this.keys);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const p = q >= 0 ? url.slice(0, q) : url;
+    if (this.draining) res.setHeader("connection", "close");
+    if (req.method === "GET") {
+      if (p === "/health") return sendJson(res, 200, { status: "ok" });
+      if (p === "/health/ready") {
+        const route = this.router.defaultRoute();
+        const serving = route ? this.router.servingTier(route) : -1;
+        return sendJson(res, serving >= 0 && !this.draining ? 200 : 503, { ready: serving >= 0 && !this.draining, route: route?.model, tier: serving });
+      }
+      if (p === "/metrics" && this.metrics) {
+        const text = await this.metrics.registry.metrics();
+        res.writeHead(200, { "content-type": this.metrics.registry.contentType });
+        res.end(text);
+        return;
+      }
+      if (p === "/v1/models") {
+        if (!this.authorised(req)) return sendError(res, 401, "Missing or invalid API key (Authorization: Bearer …)", "invalid_request_error", "invalid_api_key");
+        return sendJson(res, 200, {
+          object: "list",
+          data: this.config.routes.filter((r) => r.model !== "*").map((r) => ({ id: r.model, object: "model", created: 0, owned_by: "llmsup" })),
+        });
+      }
+    }
+    const endpoint = ENDPOINTS[p];
+    if (!endpoint) return sendError(res, 404, `No endpoint ${req.method} ${p}`, "invalid_request_error", "not_found");
+    if (req.method !== "POST") return sendError(res, 405, `${p} takes POST`, "invalid_request_error", "method_not_allowed");
+    if (!this.authorised(req)) return sendError(res, 401, "Missing or invalid API key (Authorization: Bearer …)", "invalid_request_error", "invalid_api_key");
+    if (this.draining) return sendError(res, 503, "llmsup is shutting down; retry shortly", "service_unavailable", "shutting_down", { "retry-after": "5" });
+    let raw: Buffer;
+    try {
+      raw = await readBody(req, this.config.router.max_body);
+    } catch (e) {
+      if (e instanceof BodyTooLarge) return sendError(res, 413, `Request body larger than router.max_body (${this.config.router.max_body} bytes)`, "invalid_request_error", "request_too_large", { connection: "close" });
+      throw e;
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(raw.toString("utf8")) as Record<string, unknown>;
+      if (!body || typeof body !== "object" || Array.isArray(body)) throw new Error("the body must be a JSON object");
+    } catch (e) {
+      return sendError(res, 400, `Invalid JSON body: ${(e as Error).message}`, "invalid_request_error", "invalid_json");
+    }
+    await this.router.handle(req, res, endpoint, body);
+  }
+
+  /** Stops accepting; resolves when in-flight requests finished or `ms` passed. */
+  async drain(ms: number): Promise<boolean> {
+    this.draining = true;
+    for (const s of this.servers) s.close();
+    for (const s of this.servers) s.closeIdleConnections();
+    if (this.inFlight === 0) return true;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), ms);
+      this.idleWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.draining = true;
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    this.servers.length = 0;
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * An incremental reader of OpenAI-style SSE: splits the byte stream into
+ * events, and tells content deltas, finish reasons, [DONE] and malformed
+ * chunks apart without re-serialising anything. Pure (state in the object).
+ */
+
+export type SseItem =
+  | { readonly type: "data"; readonly raw: string; readonly json: SseChunk }
+  | { readonly type: "done"; readonly raw: string }
+  | { readonly type: "malformed"; readonly raw: string; readonly error: string }
+  | { readonly type: "other"; readonly raw: string };
+
+export interface SseChunk {
+  readonly choices?: readonly { readonly delta?: { readonly content?: unknown; readonly role?: unknown }; readonly text?: unknown; readonly finish_reason?: unknown }[];
+  readonly usage?: unknown;
+  readonly error?: unknown;
+  readonly [k: string]: unknown;
+}
+
+export class SseReader {
+  private buffer = "";
+
+  /** Feeds bytes (as text); returns the complete events they finish. */
+  push(text: string): SseItem[] {
+    this.buffer += text;
+    const out: SseItem[] = [];
+    for (;;) {
+      const m = /\r?\n\r?\n/.exec(this.buffer);
+      if (!m) break;
+      const block = this.buffer.slice(0, m.index);
+      this.buffer = this.buffer.slice(m.index + m[0].length);
+      const item = parseEvent(block, block + m[0]);
+      if (item) out.push(item);
+    }
+    return out;
+  }
+
+  /** What is left unterminated when the stream ends. */
+  rest(): string {
+    return this.buffer;
+  }
+}
+
+function parseEvent(block: string, raw: string): SseItem | undefined {
+  const lines = block.split(/\r?\n/);
+  const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(l.startsWith("data: ") ? 6 : 5));
+  if (data.length === 0) return block.trim() === "" ? undefined : { type: "other", raw };
+  const payload = data.join("\n");
+  if (payload.trim() === "[DONE]") return { type: "done", raw };
+  try {
+    const json = JSON.parse(payload) as unknown;
+    if (!json || typeof json !== "object") return { type: "malformed", raw, error: "not a JSON object" };
+    return { type: "data", raw, json: json as SseChunk };
+  } catch (e) {
+    return { type: "malformed", raw, error: (e as Error).message };
+  }
+}
+
+/** The content text a chunk carries (chat delta or completion text), "" if none. */
+export function chunkContent(c: SseChunk): string {
+  const choice = c.choices?.[0];
+  if (!choice) return "";
+  const d = choice.delta?.content;
+  if (typeof d === "string") return d;
+  return typeof choice.text === "string" ? choice.text : "";
+}
+
+/** Whether a chunk carries output of any kind: content, a tool call or reasoning. */
+export function chunkHasOutput(c: SseChunk): boolean {
+  const choice = c.choices?.[0];
+  if (!choice) return false;
+  const d = choice.delta as Record<string, unknown> | undefined;
+  if (d) {
+    if (typeof d.content === "string" && d.content !== "") return true;
+    if (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) return true;
+    if (typeof d.reasoning_content === "string" && d.reasoning_content !== "") return true;
+    if (typeof d.reasoning === "string" && d.reasoning !== "") return true;
+  }
+  return typeof choice.text === "string" && choice.text !== "";
+}
+
+export function chunkFinish(c: SseChunk): string | undefined {
+  const f = c.choices?.[0]?.finish_reason;
+  return typeof f === "string" ? f : undefined;
+}

@@ -1,0 +1,172 @@
+/**
+ * Talking to backends: keep-alive connection pools per origin, one attempt
+ * with the tier's connect / first-byte / idle / total timeouts, and transport
+ * failures named precisely. Thin I/O shell over undici.
+ */
+import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { Pool, errors as undiciErrors } from "undici";
+import type { BackendConfig, TierConfig } from "../config/types.ts";
+import { LlmsupError } from "../errors/error.ts";
+import { isConnectError } from "./classify.ts";
+
+export type TransportFailure = "connect" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted";
+
+export type AttemptOutcome =
+  | {
+      readonly kind: "response";
+      readonly status: number;
+      readonly headers: Record<string, string | string[] | undefined>;
+      readonly body: Readable;
+      /** Aborts the upstream request (client gone, deadline, stream given up). */
+      readonly abort: (why?: TransportFailure) => void;
+      /** Why the attempt was aborted, if it was. */
+      readonly abortedBy: () => TransportFailure | undefined;
+      /** Ends the total-timeout timer once the body has been consumed. */
+      readonly done: () => void;
+    }
+  | { readonly kind: "failure"; readonly failure: TransportFailure; readonly detail: string };
+
+export interface AttemptRequest {
+  readonly backend: BackendConfig;
+  readonly tier: TierConfig;
+  readonly path: string;
+  readonly body: string;
+  /** Streaming: headers are awaited for ttft_timeout; the first content token is watched by the caller. */
+  readonly stream: boolean;
+  readonly requestId: string;
+  /** The caller went away. */
+  readonly clientSignal: AbortSignal;
+  /** Milliseconds left of the whole request's deadline. */
+  readonly remainingMs: number;
+}
+
+function readSecret(backend: BackendConfig): string | undefined {
+  if (backend.api_key_env) {
+    const v = process.env[backend.api_key_env];
+    if (!v) throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `environment variable ${backend.api_key_env} (API key of backend ${backend.name}) is not set`, { backend: backend.name });
+    return v.trim();
+  }
+  if (backend.api_key_file) {
+    try {
+      return readFileSync(backend.api_key_file, "utf8").trim();
+    } catch (e) {
+      throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `cannot read ${backend.api_key_file} (API key of backend ${backend.name}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { backend: backend.name });
+    }
+  }
+  return undefined;
+}
+
+export class Upstreams {
+  private readonly pools = new Map<string, Pool>();
+  private readonly keys = new Map<string, string | undefined>();
+  /** Backends whose API key could not be read, and why: they are unusable until a reload. */
+  readonly keyProblems = new Map<string, string>();
+
+  /** Reads every backend's API key once. */
+  constructor(backends: readonly BackendConfig[]) {
+    for (const b of backends) {
+      try {
+        this.keys.set(b.name, readSecret(b));
+      } catch (e) {
+        this.keyProblems.set(b.name, (e as Error).message);
+      }
+    }
+  }
+
+  private pool(backend: BackendConfig, connectTimeout: number): Pool {
+    const url = new URL(backend.url);
+    const key = `${url.origin}|${connectTimeout}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      p = new Pool(url.origin, {
+        connections: 256,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 120_000,
+        connect: { timeout: connectTimeout },
+      });
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  /** Base path of the backend URL ("" for http://host:port, "/v1" is not assumed). */
+  private basePath(backend: BackendConfig): string {
+    return new URL(backend.url).pathname.replace(/\/+$/, "");
+  }
+
+  async attempt(r: AttemptRequest): Promise<AttemptOutcome> {
+    const { tier, backend } = r;
+    const ctl = new AbortController();
+    let abortedBy: TransportFailure | undefined;
+    const abort = (why: TransportFailure = "aborted") => {
+      if (!abortedBy) abortedBy = why;
+      ctl.abort();
+    };
+    const onClient = () => abort("aborted");
+    r.clientSignal.addEventListener("abort", onClient, { once: true });
+    const totalMs = Math.max(1, Math.min(tier.total_timeout, r.remainingMs));
+    const total = setTimeout(() => abort("total_timeout"), totalMs);
+    const done = () => {
+      clearTimeout(total);
+      r.clientSignal.removeEventListener("abort", onClient);
+    };
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: r.stream ? "text/event-stream" : "application/json",
+      "x-request-id": r.requestId,
+    };
+    const key = this.keys.get(backend.name);
+    if (key) headers.authorization = `Bearer ${key}`;
+    try {
+      const res = await this.pool(backend, tier.connect_timeout).request({
+        path: `${this.basePath(backend)}${r.path}`,
+        method: "POST",
+        headers,
+        body: r.body,
+        signal: ctl.signal,
+        headersTimeout: Math.min(tier.ttft_timeout, totalMs),
+        bodyTimeout: tier.idle_timeout,
+      });
+      return {
+        kind: "response",
+        status: res.statusCode,
+        headers: res.headers as Record<string, string | string[] | undefined>,
+        body: res.body,
+        abort,
+        abortedBy: () => abortedBy,
+        done,
+      };
+    } catch (e) {
+      done();
+      return { kind: "failure", failure: abortedBy ?? transportFailure(e), detail: describe(e, abortedBy, r) };
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
+    this.pools.clear();
+  }
+}
+
+/** Names a transport error from undici or the socket layer. */
+export function transportFailure(e: unknown): TransportFailure {
+  const err = e as { code?: string; cause?: { code?: string } };
+  if (e instanceof undiciErrors.ConnectTimeoutError || err.code === "UND_ERR_CONNECT_TIMEOUT") return "connect_timeout";
+  if (e instanceof undiciErrors.HeadersTimeoutError || err.code === "UND_ERR_HEADERS_TIMEOUT") return "ttft_timeout";
+  if (e instanceof undiciErrors.BodyTimeoutError || err.code === "UND_ERR_BODY_TIMEOUT") return "idle_timeout";
+  if (isConnectError(err.code) || isConnectError(err.cause?.code)) return "connect";
+  return "connect";
+}
+
+function describe(e: unknown, abortedBy: TransportFailure | undefined, r: AttemptRequest): string {
+  if (abortedBy === "total_timeout") return `no complete answer within total_timeout ${r.tier.total_timeout}ms`;
+  if (abortedBy === "aborted") return "the client went away";
+  const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const f = transportFailure(e);
+  if (f === "connect_timeout") return `no connection within ${r.tier.connect_timeout}ms`;
+  if (f === "ttft_timeout") return `no answer within ttft_timeout ${r.tier.ttft_timeout}ms`;
+  if (f === "idle_timeout") return `silent for idle_timeout ${r.tier.idle_timeout}ms`;
+  return err.cause?.code ?? err.code ?? err.message ?? "connection failed";
+}
