@@ -1,15 +1,11 @@
 /** The `llmsup` command line: one commander program, each command in its own module. */
-import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { DEFAULT_CONFIG_PATH } from "../config/load.ts";
 import { EXIT } from "../errors/registry.ts";
+import { packageVersion } from "../platform/version.ts";
 import { checkConfigCommand } from "./check-config.ts";
 import { processIo, type Io } from "./output.ts";
 
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
 
 /** The configuration path: an explicit one, else $LLMSUP_CONFIG, else /etc/llmsup/supervisor.toml. */
 export function configPath(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
@@ -34,6 +30,97 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .addOption(new Option("--json", "machine-readable output"))
     .action(async (path: string | undefined, opts: { json?: boolean }) => {
       setExit(await checkConfigCommand(configPath(path, io.env), opts, io));
+    });
+
+  program
+    .command("gpus")
+    .description("one-shot snapshot of every GPU: condition, faults and processes (works without the daemon; exit 69 when nvidia-smi is missing or fails)")
+    .addOption(new Option("--json", "machine-readable output"))
+    .addOption(new Option("--config <path>", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH}; built-in defaults when that is absent)`))
+    .addOption(new Option("--nvidia-smi <path>", "nvidia-smi to run (overrides [gpu] nvidia_smi)"))
+    .action(async (opts: { json?: boolean; config?: string; nvidiaSmi?: string }) => {
+      const { gpusCommand } = await import("./gpus.ts");
+      setExit(await gpusCommand(opts, io));
+    });
+
+  const target = (c: Command) =>
+    c
+      .option("-c, --config <path>", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH})`)
+      .option("--socket <path>", "control socket (default: control.socket from the configuration)");
+
+  program
+    .command("run")
+    .description("run the daemon in the foreground (what the systemd unit runs); SIGHUP reloads, SIGTERM stops")
+    .option("-c, --config <path>", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH})`)
+    .addOption(new Option("--log-level <level>", "override daemon.log_level").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
+    .action(async (opts: { config?: string; logLevel?: string }) => {
+      const { runCommand } = await import("./run.ts");
+      setExit(await runCommand({ config: configPath(opts.config, io.env), logLevel: opts.logLevel }, io));
+    });
+
+  target(
+    program
+      .command("status")
+      .description("is the LLM API up, on which tier, and what is wrong; exit 0 ok, 1 degraded, 2 critical, 3 unknown (daemon not reachable)")
+      .option("--json", "machine-readable output")
+      .option("-w, --watch", "refresh every 2 seconds"),
+  ).action(async (opts: { config?: string; socket?: string; json?: boolean; watch?: boolean }) => {
+    const { statusCommand } = await import("./daemon-commands.ts");
+    setExit(await statusCommand({ ...opts, config: configPath(opts.config, io.env) }, io));
+  });
+
+  for (const [op, what] of [
+    ["start", "start a stopped managed backend"],
+    ["stop", "stop a managed backend (process group: SIGTERM, then SIGKILL) and keep it stopped"],
+    ["restart", "restart a managed backend now (does not count against its restart budget)"],
+    ["reset", "leave fatal: forget the failed starts and start the backend again"],
+  ] as const) {
+    target(program.command(op).description(what).argument("<backend>", "backend name").option("--json", "machine-readable output")).action(
+      async (name: string, opts: { config?: string; socket?: string; json?: boolean }) => {
+        const { backendOpCommand } = await import("./daemon-commands.ts");
+        setExit(await backendOpCommand(op, name, { ...opts, config: configPath(opts.config, io.env) }, io));
+      },
+    );
+  }
+
+  target(
+    program
+      .command("logs")
+      .description("the last lines a managed backend printed (stdout and stderr)")
+      .argument("<backend>", "backend name")
+      .option("-f, --follow", "keep printing new lines")
+      .option("-n, --lines <n>", "how many lines", (v) => Number.parseInt(v, 10), 50)
+      .option("--json", "machine-readable output"),
+  ).action(async (name: string, opts: { config?: string; socket?: string; follow?: boolean; lines?: number; json?: boolean }) => {
+    const { logsCommand } = await import("./daemon-commands.ts");
+    setExit(await logsCommand(name, { ...opts, config: configPath(opts.config, io.env) }, io));
+  });
+
+  target(program.command("reload").description("re-read the configuration: unchanged backends keep running, changed ones restart; an invalid file is refused").option("--json", "machine-readable output")).action(
+    async (opts: { config?: string; socket?: string; json?: boolean }) => {
+      const { reloadCommand } = await import("./daemon-commands.ts");
+      setExit(await reloadCommand({ ...opts, config: configPath(opts.config, io.env) }, io));
+    },
+  );
+
+  program
+    .command("demo")
+    .description("run llmsup end to end on built-in simulated GPUs and inference servers, with instructions to cause failures")
+    .option("--dir <path>", "where to write the demo's configuration and state (default: a new temporary directory)")
+    .option("--port <n>", "TCP port of the routing socket (default 8181, or a free one)", (v) => Number.parseInt(v, 10))
+    .action(async (opts: { dir?: string; port?: number }) => {
+      const { demoCommand } = await import("./demo.ts");
+      setExit(await demoCommand(opts, io));
+    });
+
+  program
+    .command("test-alert")
+    .description("send one test mail through [alerts.smtp] now and show the server's answer; exit 0 when accepted, 78 login refused, 69 unreachable/TLS/refused")
+    .option("-c, --config <path>", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH})`)
+    .addOption(new Option("--json", "machine-readable output"))
+    .action(async (opts: { config?: string; json?: boolean }) => {
+      const { testAlertCommand } = await import("./test-alert.ts");
+      setExit(await testAlertCommand({ config: configPath(opts.config, io.env), json: opts.json }, io));
     });
 
   const sim = program

@@ -100,6 +100,7 @@ export const gpuSchema = z.strictObject({
   memory_full: z.number().gt(0).max(1).default(0.98),
   sustain_samples: z.int().min(1).default(3),
   clear_samples: z.int().min(1).default(3),
+  event_hold: duration().prefault("30m"),
 });
 
 export const hostSchema = z.strictObject({

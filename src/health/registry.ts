@@ -41,6 +41,24 @@ export class HealthRegistry {
     }
   }
 
+  /** Follows a reload: new backends start fresh, removed ones are forgotten, the rest keep their state. */
+  reconfigure(config: Config): void {
+    const names = new Set(config.backends.map((b) => b.name));
+    for (const n of [...this.sources.keys()]) {
+      if (!names.has(n)) {
+        this.sources.delete(n);
+        this.current.delete(n);
+        this.recovering.delete(n);
+      }
+    }
+    for (const b of config.backends) {
+      if (this.sources.has(b.name)) continue;
+      this.sources.set(b.name, new Map());
+      this.current.set(b.name, { state: "healthy", reason: "no report yet", since: this.clock.now() });
+      if (b.managed) this.set(b.name, "process", "down", "not started");
+    }
+  }
+
   get(name: string): BackendHealth {
     return this.current.get(name) ?? { state: "down", reason: "unknown backend", since: 0 };
   }

@@ -18,7 +18,8 @@ export class RouterMetrics {
     this.ttftHist = new Histogram({ name: "llmsup_time_to_first_token_seconds", help: "Time to first token (whole answer when not streaming).", labelNames: ["route", "backend"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers });
     this.overheadHist = new Histogram({ name: "llmsup_router_overhead_seconds", help: "Time the router itself adds to a request.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers });
     this.health = new Gauge({ name: "llmsup_backend_health", help: "Backend health: 0 healthy, 1 degraded, 2 down.", labelNames: ["backend"], registers });
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_process_" });
+    // A coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_process_", eventLoopMonitoringPrecision: 250 });
   }
 
   request(route: string, tier: number, backend: string, outcome: string): void {

@@ -16,6 +16,7 @@ import { header, readText, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { relayStream } from "./relay.ts";
 import { Upstreams, type AttemptOutcome } from "./upstream.ts";
+import { ServedWindow } from "./window.ts";
 
 export type Endpoint = "chat" | "completion" | "embedding";
 
@@ -69,6 +70,8 @@ const PREFILL_KINDS = new Set(["vllm", "llamacpp", "ollama"]);
 interface RouteState {
   /** Tier that answered last; -1 when nothing could. */
   serving: number;
+  /** The first tier has served at least once: from then on, changes are announced. */
+  settled: boolean;
   /** When the route left its first tier. */
   degradedSince?: number;
 }
@@ -101,6 +104,9 @@ export class Router {
   private readonly breakerPolicy: BreakerPolicy;
   private readonly random: () => number;
   private readonly log: Logger;
+  private readonly createdAt: number;
+  /** Answers served, and how many by a fallback tier, over the last five minutes. */
+  readonly served = new ServedWindow(300);
 
   constructor(config: Config, deps: RouterDeps) {
     this.config = config;
@@ -111,6 +117,7 @@ export class Router {
     this.breakerPolicy = { threshold: config.router.breaker.failure_threshold, openMs: config.router.breaker.open_interval, maxOpenMs: config.router.breaker.max_open_interval };
     this.random = deps.random ?? Math.random;
     this.log = deps.logger.child({ component: "router" });
+    this.createdAt = deps.clock.now();
   }
 
   /** The route for a model name: exact, else the default route "*". */
@@ -145,6 +152,7 @@ export class Router {
       this.log.warn(e, `breaker ${t.backend}/${t.model}: ${prev.state} → ${next.state} (${reason})`);
       this.deps.metrics?.breaker(t.backend, t.model, next.state);
       this.emit(e);
+      this.reassess();
     }
   }
 
@@ -177,7 +185,7 @@ export class Router {
       routes: this.config.routes.map((r) => ({
         model: r.model,
         serving: this.servingTier(r),
-        lastServed: this.routeStates.get(r.model)?.serving ?? 0,
+        lastServed: this.routeStates.get(r.model)?.serving ?? -1,
         degradedSince: this.routeStates.get(r.model)?.degradedSince,
         tiers: r.tiers.map((t) => {
           const why = this.unavailable(t);
@@ -368,7 +376,7 @@ export class Router {
       "x-request-id": ctx.requestId,
     };
     const notice = this.notice(ctx, index);
-    if (notice) h["x-llmsup-notice"] = encodeURIComponent(notice).replace(/%20/g, " ").replace(/%2C/g, ",");
+    if (notice) h["x-llmsup-notice"] = headerSafe(notice);
     return h;
   }
 
@@ -385,30 +393,49 @@ export class Router {
     this.deps.metrics?.request(ctx.route.model, index, tier.backend, "ok");
     if (ttftMs !== undefined) this.deps.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);
     this.deps.onSuccess?.(tier.backend);
+    this.served.record(this.deps.clock.now(), index > 0);
     this.routeServed(ctx.route, index);
   }
 
-  /** Route-level transitions for alerts: left the first tier, came back, went dark. */
-  private routeServed(route: RouteConfig, index: number): void {
-    const st = this.routeStates.get(route.model) ?? { serving: 0 };
+  /**
+   * Route-level transitions for alerts: left the first tier, came back, went
+   * dark. Until a route's first tier has served once, or its start-up time
+   * has passed (the CPU tier is ready minutes before vLLM loads), changes are
+   * tracked silently.
+   */
+  private routeServed(route: RouteConfig, index: number, tried: readonly TriedTier[] = []): void {
+    const st = this.routeStates.get(route.model) ?? { serving: Number.NaN, settled: false };
     const now = this.deps.clock.now();
     const tier = route.tiers[index];
+    const first = this.backends.get(route.tiers[0]!.backend);
+    const grace = first?.managed ? (first.process?.startup_timeout ?? 0) : 0;
+    const loud = st.settled || now - this.createdAt >= grace;
+    if (index === 0 || loud) st.settled = true;
+    if (st.serving === index) return;
     if (index >= 0 && tier) {
       const to: TierRef = { index, backend: tier.backend, model: tier.model };
-      if (index > 0 && st.serving !== index) {
+      if (index > 0) {
         const prev = st.serving >= 0 ? route.tiers[st.serving] : undefined;
         st.degradedSince ??= now;
-        this.emit({ event: "router.route.fallback", route: route.model, from: prev ? { index: st.serving, backend: prev.backend, model: prev.model } : undefined, to, reason: this.unavailable(route.tiers[0]!) ?? "the first tier failed", at: now });
-      } else if (index === 0 && st.serving !== 0) {
-        this.emit({ event: "router.route.recovered", route: route.model, to, outageMs: now - (st.degradedSince ?? now), at: now });
+        if (loud) this.emit({ event: "router.route.fallback", route: route.model, from: prev ? { index: st.serving, backend: prev.backend, model: prev.model } : undefined, to, reason: this.unavailable(route.tiers[0]!) ?? "the first tier failed", at: now });
+      } else {
+        if (loud) this.emit({ event: "router.route.recovered", route: route.model, to, outageMs: now - (st.degradedSince ?? now), at: now });
         st.degradedSince = undefined;
       }
-      st.serving = index;
     } else {
       st.degradedSince ??= now;
-      st.serving = -1;
+      if (loud) {
+        const trail = tried.length ? tried : route.tiers.map((t, i) => ({ tier: i, backend: t.backend, model: t.model, outcome: "skipped" as const, detail: this.unavailable(t) ?? "unavailable" }));
+        this.emit({ event: "router.route.down", route: route.model, tried: trail, at: now });
+      }
     }
+    st.serving = index;
     this.routeStates.set(route.model, st);
+  }
+
+  /** Re-reads every route's serving tier from health and breakers (called when they change), without waiting for traffic. */
+  reassess(): void {
+    for (const route of this.config.routes) this.routeServed(route, this.servingTier(route));
   }
 
   private respondRaw(ctx: RequestCtx, index: number, status: number, headers: Record<string, string | string[] | undefined>, text: string): void {
@@ -585,9 +612,7 @@ export class Router {
       });
       return;
     }
-    const st = this.routeStates.get(route.model);
-    if (!st || st.serving !== -1) this.emit({ event: "router.route.down", route: route.model, tried: ctx.tried, at: this.deps.clock.now() });
-    this.routeServed(route, -1);
+    this.routeServed(route, -1, ctx.tried);
     this.deps.metrics?.request(route.model, -1, "none", "all_tiers_down");
     const retryAfter = Math.ceil(this.config.router.all_down_retry_after / 1000);
     const summary = ctx.tried.map((t) => `tier ${t.tier} (${t.backend}): ${t.outcome === "skipped" ? "skipped" : t.outcome}: ${t.detail}`).join("; ");
@@ -606,6 +631,11 @@ export class Router {
   async close(): Promise<void> {
     await this.upstreams.close();
   }
+}
+
+/** A header value: printable ASCII kept, anything else percent-encoded (UTF-8). */
+export function headerSafe(s: string): string {
+  return s.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
 function extractMessage(body: string): string {

@@ -72,8 +72,8 @@ async function clearStaleSocket(file: string): Promise<void> {
 export class RouterServer {
   private readonly servers: Server[] = [];
   private keys: Buffer[] = [];
-  private readonly router: Router;
-  private readonly config: Config;
+  private router: Router;
+  private config: Config;
   private readonly log: Logger;
   private readonly metrics?: RouterMetrics;
   private inFlight = 0;
@@ -85,6 +85,12 @@ export class RouterServer {
     this.router = router;
     this.log = log.child({ component: "router" });
     this.metrics = metrics;
+  }
+
+  /** Swaps in the router of a reloaded configuration; requests in flight finish on the old one. */
+  setRouter(router: Router, config: Config): void {
+    this.router = router;
+    this.config = config;
   }
 
   /** Binds the unix socket and the TCP listener; a non-loopback address without keys is refused. */

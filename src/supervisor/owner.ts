@@ -53,6 +53,7 @@ export class BackendOwner {
   readonly config: BackendConfig;
   private readonly proc: ProcessConfig;
   private readonly deps: OwnerDeps;
+  private prober: Prober;
   private readonly log: Logger;
   private state: BackendState = "stopped";
   private since: number;
@@ -77,6 +78,7 @@ export class BackendOwner {
   private lastSuccessAt?: number;
   private lastLatencyMs?: number;
   private probing = false;
+  private readonly outputListeners = new Set<(text: string) => void>();
   private beginning = false;
 
   constructor(config: BackendConfig, deps: OwnerDeps) {
@@ -84,6 +86,7 @@ export class BackendOwner {
     this.config = config;
     this.proc = config.process;
     this.deps = deps;
+    this.prober = deps.prober;
     this.log = deps.logger.child({ backend: config.name });
     this.since = deps.clock.now();
     this.logFile = new RotatingLog(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep);
@@ -128,6 +131,33 @@ export class BackendOwner {
   /** The last `n` lines the backend printed (stdout and stderr interleaved). */
   logTail(n = 50): string[] {
     return this.tail.last(n);
+  }
+
+  /** What survives a daemon restart: failed starts in the window, and a fatal mark. */
+  persisted(): { failures: readonly number[]; fatal?: { reason: string; at: number } } {
+    return { failures: this.budget.failures, ...(this.state === "fatal" ? { fatal: { reason: this.reason, at: this.since } } : {}) };
+  }
+
+  /** Restores a previous daemon's view: the budget window, and fatal (which then needs a reset). */
+  restore(p: { failures: readonly number[]; fatal?: { reason: string; at: number } }): void {
+    this.budget = { failures: [...p.failures] };
+    this.consecutiveFailures = p.failures.length;
+    if (p.fatal && this.state === "stopped" && !this.running) {
+      this.state = "fatal";
+      this.since = p.fatal.at;
+      this.reason = `${p.fatal.reason} (carried over from before the daemon restarted)`;
+    }
+  }
+
+  /** Follows the backend's output as it comes (`llmsup logs -f`); returns the unsubscribe. */
+  onOutput(fn: (text: string) => void): () => void {
+    this.outputListeners.add(fn);
+    return () => this.outputListeners.delete(fn);
+  }
+
+  /** Replaces the probes (the routes naming this backend's models changed on a reload). */
+  setProber(p: Prober): void {
+    this.prober = p;
   }
 
   /** A real request succeeded on this backend: no deep probe is needed for a while. */
@@ -269,7 +299,9 @@ export class BackendOwner {
   private pipe(s: Spawned): void {
     const take = (chunk: Buffer) => {
       this.logFile.write(chunk);
-      this.tail.push(chunk.toString("utf8"));
+      const text = chunk.toString("utf8");
+      this.tail.push(text);
+      for (const l of this.outputListeners) l(text);
     };
     s.stdout.on("data", take);
     s.stderr.on("data", take);
@@ -283,7 +315,7 @@ export class BackendOwner {
     while (this.running === r && this.state === "starting" && !r.requested) {
       let readiness;
       try {
-        readiness = await this.deps.prober.readiness();
+        readiness = await this.prober.readiness();
       } catch (e) {
         readiness = { state: "loading" as const, detail: (e as Error).message };
       }
@@ -329,7 +361,7 @@ export class BackendOwner {
     this.probing = true;
     try {
       const h = this.config.health;
-      const shallow = await this.deps.prober.shallow().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, degraded: false }));
+      const shallow = await this.prober.shallow().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, degraded: false }));
       if (this.running !== r || r.requested) return;
       this.lastLatencyMs = shallow.latencyMs;
       if (!shallow.ok) this.shallowFailures++;
@@ -338,7 +370,7 @@ export class BackendOwner {
       const now = this.deps.clock.now();
       const idle = now - (this.lastSuccessAt ?? 0) >= h.deep_interval;
       if (shallow.ok && idle) {
-        const deep = await this.deps.prober.deep().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, skipped: false }));
+        const deep = await this.prober.deep().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, skipped: false }));
         if (this.running !== r || r.requested) return;
         this.lastDeepAt = this.deps.clock.now();
         if (deep.ok) {

@@ -35,33 +35,79 @@ export async function hostShortOfMemory(): Promise<boolean> {
   return m !== undefined && (m.available < 256 * 1024 * 1024 || m.available / m.total < 0.05);
 }
 
+export interface ReloadChanges {
+  readonly unchanged: string[];
+  readonly restarted: string[];
+  readonly stopped: string[];
+  readonly started: string[];
+}
+
 export class Supervisor {
   private readonly owners = new Map<string, BackendOwner>();
-  private readonly config: Config;
+  private config: Config;
+  private readonly deps: SupervisorDeps;
 
   constructor(config: Config, deps: SupervisorDeps) {
     this.config = config;
-    for (const b of config.backends) {
-      if (!b.managed) continue;
-      const models = modelsOn(config, b.name);
-      this.owners.set(
-        b.name,
-        new BackendOwner(b, {
-          clock: deps.clock ?? realClock,
-          spawn: deps.spawn ?? spawnBackend,
-          prober: (deps.prober ?? createProber)(b, models),
-          vram: deps.vram,
-          logger: deps.logger,
-          logDir: config.daemon.log_dir,
-          logMaxBytes: config.daemon.backend_log_max,
-          logKeep: config.daemon.backend_log_keep,
-          random: deps.random ?? Math.random,
-          hostMemoryPressure: deps.hostMemoryPressure ?? hostShortOfMemory,
-          onEvent: deps.onEvent ?? (() => undefined),
-          readinessPollMs: deps.readinessPollMs,
-        }),
-      );
+    this.deps = deps;
+    for (const b of config.backends) if (b.managed) this.owners.set(b.name, this.makeOwner(config, b));
+  }
+
+  private makeOwner(config: Config, b: BackendConfig): BackendOwner {
+    const deps = this.deps;
+    const models = modelsOn(config, b.name);
+    return new BackendOwner(b, {
+      clock: deps.clock ?? realClock,
+      spawn: deps.spawn ?? spawnBackend,
+      prober: (deps.prober ?? createProber)(b, models),
+      vram: deps.vram,
+      logger: deps.logger,
+      logDir: config.daemon.log_dir,
+      logMaxBytes: config.daemon.backend_log_max,
+      logKeep: config.daemon.backend_log_keep,
+      random: deps.random ?? Math.random,
+      hostMemoryPressure: deps.hostMemoryPressure ?? hostShortOfMemory,
+      onEvent: deps.onEvent ?? (() => undefined),
+      readinessPollMs: deps.readinessPollMs,
+    });
+  }
+
+  /**
+   * Applies a new configuration: unchanged backends keep running untouched,
+   * changed ones are restarted, removed ones stopped, added ones started.
+   */
+  async apply(next: Config): Promise<ReloadChanges> {
+    const changes: ReloadChanges = { unchanged: [], restarted: [], stopped: [], started: [] };
+    const nextManaged = new Map(next.backends.filter((b) => b.managed).map((b) => [b.name, b]));
+    const prevConfig = this.config;
+    this.config = next;
+    for (const [name, owner] of [...this.owners]) {
+      const nb = nextManaged.get(name);
+      if (!nb) {
+        await owner.stop("removed from the configuration");
+        await owner.close();
+        this.owners.delete(name);
+        changes.stopped.push(name);
+      } else if (JSON.stringify(nb) !== JSON.stringify(owner.config)) {
+        await owner.stop("its configuration changed");
+        await owner.close();
+        const fresh = this.makeOwner(next, nb);
+        this.owners.set(name, fresh);
+        await fresh.start();
+        changes.restarted.push(name);
+      } else {
+        if (JSON.stringify(modelsOn(prevConfig, name)) !== JSON.stringify(modelsOn(next, name))) owner.setProber((this.deps.prober ?? createProber)(nb, modelsOn(next, name)));
+        changes.unchanged.push(name);
+      }
     }
+    for (const [name, nb] of nextManaged) {
+      if (this.owners.has(name)) continue;
+      const fresh = this.makeOwner(next, nb);
+      this.owners.set(name, fresh);
+      await fresh.start();
+      changes.started.push(name);
+    }
+    return changes;
   }
 
   /** The owner of a managed backend; a coded error for unknown or remote names. */

@@ -60,6 +60,7 @@ test("SIGKILL of the vLLM API server leaves its engine holding the GPU memory un
   const third = await startSim(t, args);
   assert.equal((await computeApps(state)).length, 1);
   third.killGroup("SIGTERM");
+  await third.exited;
 });
 
 test("a stop of the process group takes the engine along and removes its memory cleanly", async (t) => {

@@ -118,7 +118,8 @@ function typedValue(key: string, current: unknown, text: string): unknown {
   throw new UsageError(`${key} expects a ${typeof current}, got "${text}"`);
 }
 
-async function writeWrapper(statePath: string, out: string): Promise<string> {
+/** Writes an executable nvidia-smi stand-in reading `statePath`, so a config can name it as gpu.nvidia_smi. */
+export async function writeWrapper(statePath: string, out: string): Promise<string> {
   const [node, entry] = selfCommand();
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
   const script = [

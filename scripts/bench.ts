@@ -1,0 +1,374 @@
+/**
+ * `npm run bench`: llmsup's router against the floor any Node proxy pays, in one run.
+ *
+ *   (a) direct      load → fast upstream
+ *   (b) minimal     load → a pass-through proxy written here (node:http + undici, no routing logic) → upstream
+ *   (c) llmsup tcp  load → `llmsup run` over 127.0.0.1 → upstream
+ *   (d) llmsup unix load → `llmsup run` over its unix socket → upstream
+ *
+ * Non-streaming requests at fixed concurrency; many concurrent SSE streams with
+ * small chunks; a failover run (SIGKILL of the primary under steady load); an
+ * idle daemon. Every process is separate; CPU is read from /proc for the proxy
+ * process only. Loopback only, bounded in count and time.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Agent, Pool } from "undici";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = path.join(ROOT, "src/cli/main.ts");
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const STREAMS = Number(process.env.BENCH_STREAMS ?? 1000);
+const CHUNKS = 20;
+const CLK_TCK = 100;
+
+const BODY = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 8 });
+const ANSWER = JSON.stringify({
+  id: "chatcmpl-bench",
+  object: "chat.completion",
+  created: 0,
+  model: "bench-upstream",
+  choices: [{ index: 0, message: { role: "assistant", content: "Hello there, friend." }, finish_reason: "stop" }],
+  usage: { prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 },
+});
+
+// ------------------------------------------------------------------ harness
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createNetServer().listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function start(args: string[], ready: RegExp | "ready", env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env }, detached: true });
+    let out = "";
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (ready === "ready" ? out.includes("ready\n") : ready.test(out)) {
+        child.stdout!.off("data", onData);
+        child.stdout!.resume();
+        resolve(child);
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.resume();
+    child.on("exit", (c) => reject(new Error(`${args.join(" ")} exited ${c}: ${out.slice(-2000)}`)));
+  });
+}
+
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK;
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
+}
+
+interface Target {
+  readonly name: string;
+  readonly origin: string;
+  readonly socketPath?: string;
+  readonly pid?: number;
+}
+
+function poolFor(t: Target, connections: number): Pool {
+  return new Pool(t.origin, { connections, pipelining: 1, ...(t.socketPath ? { socketPath: t.socketPath } : {}) });
+}
+
+/** Non-streaming requests at fixed concurrency for `seconds`. */
+async function closedLoop(t: Target, seconds: number, concurrency: number): Promise<{ rps: number; p50: number; p99: number; max: number; errors: number; cpuPerReqUs?: number; n: number }> {
+  const pool = poolFor(t, concurrency);
+  const lat: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  const cpu0 = t.pid ? cpuMs(t.pid) : 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const s = performance.now();
+        try {
+          const r = await pool.request({ path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: BODY });
+          await r.body.text();
+          if (r.statusCode !== 200) errors++;
+          lat.push(performance.now() - s);
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  const cpu = t.pid ? cpuMs(t.pid) - cpu0 : undefined;
+  await pool.close();
+  lat.sort((a, b) => a - b);
+  return { rps: lat.length / elapsed, p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1) ?? NaN, errors, n: lat.length, cpuPerReqUs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, lat.length) };
+}
+
+/** `streams` concurrent SSE streams; counts chunks and clean endings. */
+async function streams(t: Target, count: number): Promise<{ ok: number; errors: number; chunks: number; cpuPer1kChunksMs?: number; peakRssMb?: number; seconds: number }> {
+  const agent = new Agent({ connections: count, pipelining: 1, ...(t.socketPath ? { connect: { socketPath: t.socketPath } } : {}) });
+  const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "stream" }], stream: true });
+  let ok = 0;
+  let errors = 0;
+  let chunks = 0;
+  let peak = 0;
+  const cpu0 = t.pid ? cpuMs(t.pid) : 0;
+  const sampler = t.pid ? setInterval(() => (peak = Math.max(peak, rssMb(t.pid!))), 100) : undefined;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: count }, async () => {
+      try {
+        const r = await agent.request({ origin: t.origin, path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body });
+        let text = "";
+        for await (const c of r.body) text += c.toString();
+        chunks += (text.match(/"content":"t\d+ "/g) ?? []).length;
+        if (r.statusCode === 200 && text.endsWith("data: [DONE]\n\n")) ok++;
+        else errors++;
+      } catch {
+        errors++;
+      }
+    }),
+  );
+  if (sampler) clearInterval(sampler);
+  const cpu = t.pid ? cpuMs(t.pid) - cpu0 : undefined;
+  await agent.close();
+  return { ok, errors, chunks, seconds: (performance.now() - t0) / 1000, cpuPer1kChunksMs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, chunks), peakRssMb: t.pid ? peak : undefined };
+}
+
+function daemonConfig(dir: string, backends: string, routes: string, listen: string, extra = ""): string {
+  const file = path.join(dir, "supervisor.toml");
+  writeFileSync(
+    file,
+    `[daemon]\nstate_dir = "${dir}/state"\nlog_dir = "${dir}/log"\nrun_dir = "${dir}/run"\nlog_level = "warn"\nshutdown_timeout = "10s"\n[router]\nsocket = "${dir}/run/api.sock"\nlisten = "${listen}"\nmax_attempts = 4\n[health]\ninterval = "5s"\n${extra}\n${backends}\n${routes}`,
+  );
+  return file;
+}
+
+async function waitReady(socket: string, seconds = 30): Promise<void> {
+  const agent = new Agent({ connect: { socketPath: socket } });
+  const end = Date.now() + seconds * 1000;
+  for (;;) {
+    try {
+      const r = await agent.request({ origin: "http://llmsup", path: "/health/ready", method: "GET" });
+      await r.body.text();
+      if (r.statusCode === 200) break;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > end) throw new Error("llmsup did not become ready");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await agent.close();
+}
+
+const fmt = (n: number | undefined, d = 2) => (n === undefined || Number.isNaN(n) ? "–" : n.toFixed(d));
+
+function spawnDaemon(config: string): ChildProcess {
+  const child = spawn(process.execPath, [CLI, "run", "--config", config], { stdio: ["ignore", "ignore", "inherit"], detached: true });
+  return child;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), "llmsup-bench-"));
+  const children: ChildProcess[] = [];
+  const kill = () => {
+    for (const c of children)
+      try {
+        process.kill(-c.pid!, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+  };
+  process.on("exit", kill);
+  const self = fileURLToPath(import.meta.url);
+  const out: string[] = [];
+  const say = (line = "") => {
+    out.push(line);
+    process.stdout.write(`${line}\n`);
+  };
+  try {
+    const upPort = await freePort();
+    children.push(await start([self, "upstream", String(upPort)], "ready"));
+    const upstream = `http://127.0.0.1:${upPort}`;
+    const minPort = await freePort();
+    const minimal = await start([self, "minimal", String(minPort), upstream], "ready");
+    children.push(minimal);
+    const llPort = await freePort();
+    const cfgDir = path.join(dir, "router");
+    mkdirSync(cfgDir, { recursive: true });
+    const cfg = daemonConfig(
+      cfgDir,
+      `[gpu]\nenabled = false\n[[backend]]\nname = "fast"\nkind = "vllm"\nurl = "${upstream}"\n`,
+      `[[route]]\nmodel = "bench"\ntiers = [{ backend = "fast", model = "bench-upstream" }]\n`,
+      `127.0.0.1:${llPort}`,
+    );
+    const daemon = spawnDaemon(cfg);
+    children.push(daemon);
+    await waitReady(path.join(cfgDir, "run/api.sock"));
+
+    const targets: Target[] = [
+      { name: "direct", origin: upstream },
+      { name: "minimal proxy", origin: `http://127.0.0.1:${minPort}`, pid: minimal.pid },
+      { name: "llmsup tcp", origin: `http://127.0.0.1:${llPort}`, pid: daemon.pid },
+      { name: "llmsup unix", origin: "http://llmsup", socketPath: path.join(cfgDir, "run/api.sock"), pid: daemon.pid },
+    ];
+    say(`llmsup benchmark — node ${process.versions.node}, ${SECONDS}s per run, loopback only`);
+    say();
+    say(`Non-streaming, ${CONCURRENCY} concurrent`);
+    say("  target          req/s     p50 ms  p99 ms  errors  CPU/req µs");
+    for (const t of targets) await closedLoop(t, 1, CONCURRENCY); // warm-up
+    const res: Record<string, Awaited<ReturnType<typeof closedLoop>>> = {};
+    for (const t of targets) {
+      const r = await closedLoop(t, SECONDS, CONCURRENCY);
+      res[t.name] = r;
+      say(`  ${t.name.padEnd(14)} ${fmt(r.rps, 0).padStart(7)}  ${fmt(r.p50, 3).padStart(7)}  ${fmt(r.p99, 3).padStart(6)}  ${String(r.errors).padStart(6)}  ${fmt(r.cpuPerReqUs, 0).padStart(10)}`);
+    }
+    const base = res["minimal proxy"]!;
+    for (const n of ["llmsup tcp", "llmsup unix"]) {
+      const r = res[n]!;
+      say(`  ${n} / minimal: throughput ×${fmt(r.rps / base.rps)}, p50 ×${fmt(r.p50 / base.p50)}, p99 ×${fmt(r.p99 / base.p99)}, CPU/req ×${fmt((r.cpuPerReqUs ?? NaN) / (base.cpuPerReqUs ?? NaN))}`);
+    }
+    const direct = res.direct!;
+    say(`  added latency p50: minimal ${fmt(base.p50 - direct.p50, 3)} ms, llmsup tcp ${fmt(res["llmsup tcp"]!.p50 - direct.p50, 3)} ms`);
+
+    say();
+    say(`Streaming, ${STREAMS} concurrent streams × ${CHUNKS} chunks`);
+    say("  target          ok     errors  seconds  CPU/1k chunks ms  peak RSS MB");
+    const sres: Record<string, Awaited<ReturnType<typeof streams>>> = {};
+    for (const t of targets.slice(1)) {
+      const r = await streams(t, STREAMS);
+      sres[t.name] = r;
+      say(`  ${t.name.padEnd(14)} ${String(r.ok).padStart(5)}  ${String(r.errors).padStart(6)}  ${fmt(r.seconds).padStart(7)}  ${fmt(r.cpuPer1kChunksMs).padStart(16)}  ${fmt(r.peakRssMb, 0).padStart(11)}`);
+    }
+    say(`  llmsup tcp / minimal CPU per chunk: ×${fmt((sres["llmsup tcp"]!.cpuPer1kChunksMs ?? NaN) / (sres["minimal proxy"]!.cpuPer1kChunksMs ?? NaN))}`);
+
+    // Idle: no traffic, probes on.
+    await new Promise((r) => setTimeout(r, 2_000));
+    const c0 = cpuMs(daemon.pid!);
+    await new Promise((r) => setTimeout(r, 10_000));
+    say();
+    say(`Idle daemon (router only, probes on): ${fmt(((cpuMs(daemon.pid!) - c0) / 10_000) * 100)}% of a core, RSS ${fmt(rssMb(daemon.pid!), 0)} MB`);
+    process.kill(-daemon.pid!, "SIGTERM");
+
+    await failover(dir, say);
+  } finally {
+    kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** SIGKILL of a managed primary under steady non-streaming load: client-visible errors and worst latency. */
+async function failover(dir: string, say: (l?: string) => void): Promise<void> {
+  const fdir = path.join(dir, "failover");
+  mkdirSync(fdir, { recursive: true });
+  const p1 = await freePort();
+  const p2 = await freePort();
+  const sim = (port: number) => JSON.stringify([process.execPath, CLI, "sim", "backend", "--kind", "llamacpp", "--port", String(port), "--load-time", "0s", "--ttft", "0s", "--token-rate", "100000"]);
+  const cfg = daemonConfig(
+    fdir,
+    `[gpu]\nenabled = false\n[[backend]]\nname = "primary"\nkind = "llamacpp"\nurl = "http://127.0.0.1:${p1}"\n  [backend.process]\n  command = ${sim(p1)}\n  restart_sec = "1s"\n  restart_max_delay = "1s"\n[[backend]]\nname = "fallback"\nkind = "llamacpp"\nurl = "http://127.0.0.1:${p2}"\n  [backend.process]\n  command = ${sim(p2)}\n`,
+    `[[route]]\nmodel = "bench"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`,
+    "",
+  );
+  const daemon = spawnDaemon(cfg);
+  try {
+    const socket = path.join(fdir, "run/api.sock");
+    await waitReady(socket);
+    const agent = new Agent({ connect: { socketPath: socket } });
+    // Wait until both tiers are up.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const t: Target = { name: "failover", origin: "http://llmsup", socketPath: socket };
+    const before = await closedLoop(t, 2, CONCURRENCY);
+    const primaryPid = Number(JSON.parse(await (await fetchControl(path.join(fdir, "run/control.sock"))).text()).backends.find((b: { name: string }) => b.name === "primary").pid);
+    const during = closedLoop(t, 6, CONCURRENCY);
+    await new Promise((r) => setTimeout(r, 1_000));
+    process.kill(primaryPid, "SIGKILL");
+    const r = await during;
+    await agent.close();
+    say();
+    say(`Failover: SIGKILL of the primary (pid ${primaryPid}) under ${CONCURRENCY} concurrent requests`);
+    say(`  requests ${r.n}, client-visible errors ${r.errors}, p99 before ${fmt(before.p99, 2)} ms, during ${fmt(r.p99, 2)} ms, worst ${fmt(r.max, 1)} ms (added ${fmt(r.max - before.max, 1)} ms)`);
+  } finally {
+    try {
+      process.kill(-daemon.pid!, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+async function fetchControl(socket: string): Promise<{ text(): Promise<string> }> {
+  const agent = new Agent({ connect: { socketPath: socket } });
+  const r = await agent.request({ origin: "http://control", path: "/status", method: "GET" });
+  const text = await r.body.text();
+  await agent.close();
+  return { text: async () => text };
+}
+
+// ------------------------------------------------------------------ child roles
+
+const role = process.argv[2];
+if (role === "upstream") {
+  const port = Number(process.argv[3]);
+  const chunk = (i: number) => `data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"bench-upstream","choices":[{"index":0,"delta":{"content":"t${i} "},"finish_reason":null}]}\n\n`;
+  createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    let body = "";
+    req.on("data", (d: Buffer) => (body += d));
+    req.on("end", () => {
+      if (req.url === "/health" || req.url === "/v1/models") return void res.end("{}");
+      if (body.includes('"stream":true')) {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(`data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"bench-upstream","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n`);
+        let i = 0;
+        const t = setInterval(() => {
+          if (i < CHUNKS) res.write(chunk(i++));
+          else {
+            clearInterval(t);
+            res.end(`data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"bench-upstream","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
+          }
+        }, 20);
+        res.on("close", () => clearInterval(t));
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(ANSWER) });
+      res.end(ANSWER);
+    });
+  }).listen(port, "127.0.0.1", () => process.stdout.write("ready\n"));
+} else if (role === "minimal") {
+  // The floor: parse nothing, route nothing, stream through.
+  const [port, upstream] = [Number(process.argv[3]), process.argv[4]!];
+  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+  createHttpServer({ keepAliveTimeout: 60_000 }, async (req, res) => {
+    try {
+      const up = await pool.request({ path: req.url!, method: req.method as "POST", headers: { "content-type": "application/json" }, body: req });
+      res.writeHead(up.statusCode, { "content-type": String(up.headers["content-type"] ?? "application/json") });
+      for await (const c of up.body) res.write(c);
+      res.end();
+    } catch {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    }
+  }).listen(port, "127.0.0.1", () => process.stdout.write("ready\n"));
+} else {
+  await main();
+}
+

@@ -1,0 +1,136 @@
+/**
+ * The thin shell around nodemailer: a transport built from [alerts.smtp], the
+ * password read once from its file or variable, every outcome turned into a
+ * value (never a throw). The password reaches nodemailer and nothing else: no
+ * log line, no error message (failures are scrubbed of it).
+ */
+import { readFile } from "node:fs/promises";
+import nodemailer from "nodemailer";
+import type { AlertsConfig } from "../config/types.ts";
+import { LlmsupError } from "../errors/error.ts";
+import { scrub, smtpFailure, type SmtpFailure } from "./smtp-failure.ts";
+
+export interface OutgoingMail {
+  readonly to: readonly string[];
+  readonly subject: string;
+  readonly text: string;
+  /** A stable Message-ID (without brackets) so a retried mail is recognisable as the same one. */
+  readonly messageId?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface SentInfo {
+  readonly messageId: string;
+  /** The server's final reply ("250 OK: queued as …"). */
+  readonly response: string;
+  readonly accepted: readonly string[];
+  readonly rejected: readonly string[];
+}
+
+export type SendResult = { readonly ok: true; readonly info: SentInfo } | { readonly ok: false; readonly failure: SmtpFailure };
+
+export interface Mailer {
+  /** "smtp.example.com:587 (starttls)". */
+  readonly target: string;
+  /** Never rejects: failures come back as values. */
+  send(mail: OutgoingMail, signal?: AbortSignal): Promise<SendResult>;
+  /** Closes the transport; `force` also ends a connection in the middle of a delivery. */
+  close(force?: boolean): void;
+}
+
+export interface MailerOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  /** A pooled transport (the daemon) or one connection per send (test-alert). Default true. */
+  readonly pool?: boolean;
+  /** Name sent with EHLO; the host name. */
+  readonly clientName?: string;
+}
+
+/** Reads the SMTP password named by password_file or password_env; undefined when none is configured. */
+export async function readSmtpPassword(smtp: AlertsConfig["smtp"], env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  if (smtp.password_file) {
+    let text: string;
+    try {
+      text = await readFile(smtp.password_file, "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (code ?? "unreadable");
+      throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `cannot read the SMTP password from alerts.smtp.password_file ${smtp.password_file}: ${why}`, { path: smtp.password_file, errno: code });
+    }
+    const pass = text.replace(/\r?\n$/, "");
+    if (pass === "") throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `the SMTP password file ${smtp.password_file} (alerts.smtp.password_file) is empty`, { path: smtp.password_file });
+    return pass;
+  }
+  if (smtp.password_env) {
+    const pass = env[smtp.password_env];
+    if (pass === undefined || pass === "") throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `the environment variable ${smtp.password_env} (alerts.smtp.password_env) is not set`, { variable: smtp.password_env });
+    return pass;
+  }
+  return undefined;
+}
+
+export function smtpTarget(smtp: AlertsConfig["smtp"]): string {
+  return `${smtp.host}:${smtp.port} (${smtp.security})`;
+}
+
+/** Builds the transport; throws LLMSUP_E_SECRET_UNREADABLE when the password cannot be read. */
+export async function createMailer(alerts: AlertsConfig, options: MailerOptions = {}): Promise<Mailer> {
+  const smtp = alerts.smtp;
+  const pass = await readSmtpPassword(smtp, options.env);
+  const secrets = pass ? [pass, `\u0000${smtp.user ?? ""}\u0000${pass}`] : [];
+  const common = {
+    host: smtp.host,
+    port: smtp.port,
+    secure: smtp.security === "tls",
+    requireTLS: smtp.security === "starttls",
+    ignoreTLS: smtp.security === "none",
+    auth: smtp.user && pass !== undefined ? { user: smtp.user, pass } : undefined,
+    name: options.clientName,
+    connectionTimeout: smtp.timeout,
+    greetingTimeout: smtp.timeout,
+    socketTimeout: smtp.timeout,
+    dnsTimeout: smtp.timeout,
+    socketCloseTimeout: 1_000,
+    tls: { rejectUnauthorized: smtp.tls_reject_unauthorized },
+    logger: false,
+    debug: false,
+  };
+  // maxRequeues 0: llmsup's outbox does the retrying, with backoff, and wants to hear of each failure.
+  const transport =
+    options.pool === false
+      ? nodemailer.createTransport(common)
+      : nodemailer.createTransport({ ...common, pool: true, maxConnections: 1, maxRequeues: 0, idleTimeout: 60_000 });
+  const from = alerts.from;
+  return {
+    target: smtpTarget(smtp),
+    async send(mail, signal) {
+      try {
+        const info = await transport.sendMail({
+          from,
+          to: [...mail.to],
+          subject: mail.subject,
+          text: mail.text,
+          messageId: mail.messageId ? `<${mail.messageId}>` : undefined,
+          headers: { "Auto-Submitted": "auto-generated", ...mail.headers },
+          signal,
+        });
+        return {
+          ok: true,
+          info: {
+            messageId: info.messageId,
+            response: scrub(info.response ?? "", secrets),
+            accepted: (info.accepted ?? []).map(String),
+            rejected: (info.rejected ?? []).map(String),
+          },
+        };
+      } catch (e) {
+        return { ok: false, failure: smtpFailure(e, secrets) };
+      }
+    },
+    close(force = false) {
+      const t = transport.transporter as { close?: (o?: { force?: boolean }) => void };
+      if (t.close) t.close({ force });
+      else transport.close();
+    },
+  };
+}

@@ -1,0 +1,165 @@
+/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, logs, reload. */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { loadConfigFile } from "../config/load.ts";
+import { callDaemon, DaemonUnreachable, streamFromDaemon } from "../control/client.ts";
+import type { DaemonStatus } from "../daemon/status.ts";
+import { isLlmsupError } from "../errors/error.ts";
+import { EXIT } from "../errors/registry.ts";
+import { formatProblem } from "./check-config.ts";
+import { colourWanted, style, writeJson, type Io } from "./output.ts";
+import { renderStatus } from "./status-view.ts";
+import type { ConfigProblem } from "../config/types.ts";
+
+/** Monitoring-plugin code for "unknown": the daemon cannot be asked. */
+export const STATUS_UNKNOWN = 3;
+
+export interface TargetOptions {
+  readonly config: string;
+  readonly socket?: string;
+}
+
+/**
+ * The control socket: --socket, else the one the configuration names. A file
+ * with problems still names its socket (a reload must be able to say what is
+ * wrong with it), so the raw TOML is read when validation fails.
+ */
+export async function controlSocket(o: TargetOptions): Promise<string> {
+  if (o.socket) return o.socket;
+  try {
+    return (await loadConfigFile(o.config)).control.socket;
+  } catch (e) {
+    if (!isLlmsupError(e) || e.code !== "LLMSUP_E_CONFIG_INVALID") throw e;
+    const raw = parseToml(await readFile(o.config, "utf8")) as { control?: { socket?: unknown }; daemon?: { run_dir?: unknown } };
+    if (typeof raw.control?.socket === "string") return raw.control.socket;
+    return path.join(typeof raw.daemon?.run_dir === "string" ? raw.daemon.run_dir : "/run/llmsup", "control.sock");
+  }
+}
+
+function notRunning(io: Io, e: DaemonUnreachable, o: TargetOptions): void {
+  io.stderr.write(
+    `${e.message}\n` +
+      `Start it with \`systemctl start llmsup\` (installed) or \`llmsup run --config ${o.config}\` (foreground); \`journalctl -u llmsup\` says why it stopped.\n`,
+  );
+}
+
+function configError(io: Io, e: unknown): number {
+  if (!isLlmsupError(e)) throw e;
+  io.stderr.write(`llmsup: ${e.code}: ${e.message}\n`);
+  for (const p of (e.details.problems as ConfigProblem[] | undefined) ?? []) io.stderr.write(`  ${formatProblem(p)}\n`);
+  return e.exitCode;
+}
+
+export async function statusCommand(o: TargetOptions & { json?: boolean; watch?: boolean; interval?: number }, io: Io): Promise<number> {
+  let socket: string;
+  try {
+    socket = await controlSocket(o);
+  } catch (e) {
+    configError(io, e);
+    return STATUS_UNKNOWN;
+  }
+  const once = async (): Promise<number> => {
+    let s: DaemonStatus;
+    try {
+      s = (await callDaemon<DaemonStatus>(socket, "GET", "/status", 10_000)).body;
+    } catch (e) {
+      if (e instanceof DaemonUnreachable) {
+        if (o.json) writeJson(io, { running: false, socket, error: e.why, summary: { code: STATUS_UNKNOWN, state: "unknown", text: `UNKNOWN: ${e.message}` } });
+        else notRunning(io, e, o);
+        return STATUS_UNKNOWN;
+      }
+      io.stderr.write(`llmsup status: ${(e as Error).message}\n`);
+      return STATUS_UNKNOWN;
+    }
+    if (o.json) writeJson(io, { running: true, ...s });
+    else io.stdout.write(renderStatus(s, style(colourWanted(io.stdout, io.env))));
+    return s.summary.code;
+  };
+  if (!o.watch) return once();
+  for (;;) {
+    if (io.stdout.isTTY && !o.json) io.stdout.write("\u001b[2J\u001b[H");
+    await once();
+    await new Promise((r) => setTimeout(r, o.interval ?? 2_000));
+  }
+}
+
+export async function backendOpCommand(op: "start" | "stop" | "restart" | "reset", name: string, o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
+  let socket: string;
+  try {
+    socket = await controlSocket(o);
+  } catch (e) {
+    return configError(io, e);
+  }
+  try {
+    const r = await callDaemon<{ ok?: boolean; backend?: { state: string; reason: string; pid?: number }; error?: { code: string; message: string } }>(socket, "POST", `/backends/${encodeURIComponent(name)}/${op}`);
+    if (o.json) writeJson(io, r.body);
+    if (r.status !== 200) {
+      if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      return r.status === 404 || r.status === 409 ? EXIT.USAGE : EXIT.FAILURE;
+    }
+    if (!o.json) io.stdout.write(`${name}: ${r.body.backend?.state}${r.body.backend?.pid ? ` (pid ${r.body.backend.pid})` : ""} — ${r.body.backend?.reason}\n`);
+    return EXIT.OK;
+  } catch (e) {
+    if (e instanceof DaemonUnreachable) {
+      notRunning(io, e, o);
+      return EXIT.UNAVAILABLE;
+    }
+    throw e;
+  }
+}
+
+export async function logsCommand(name: string, o: TargetOptions & { follow?: boolean; lines?: number; json?: boolean }, io: Io): Promise<number> {
+  let socket: string;
+  try {
+    socket = await controlSocket(o);
+  } catch (e) {
+    return configError(io, e);
+  }
+  const n = o.lines ?? 50;
+  try {
+    if (o.follow) return await streamFromDaemon(socket, `/backends/${encodeURIComponent(name)}/logs?n=${n}&follow=1`, io.stdout);
+    const r = await callDaemon<{ lines?: string[]; error?: { code: string; message: string } }>(socket, "GET", `/backends/${encodeURIComponent(name)}/logs?n=${n}`);
+    if (r.status !== 200) {
+      io.stderr.write(`llmsup logs ${name}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      return EXIT.USAGE;
+    }
+    if (o.json) writeJson(io, r.body);
+    else for (const l of r.body.lines ?? []) io.stdout.write(`${l}\n`);
+    return EXIT.OK;
+  } catch (e) {
+    if (e instanceof DaemonUnreachable) {
+      notRunning(io, e, o);
+      return EXIT.UNAVAILABLE;
+    }
+    throw e;
+  }
+}
+
+export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
+  let socket: string;
+  try {
+    socket = await controlSocket(o);
+  } catch (e) {
+    return configError(io, e);
+  }
+  try {
+    const r = await callDaemon<{ ok: boolean; error?: string; problems?: ConfigProblem[]; changes?: Record<string, string[]>; notes?: string[] }>(socket, "POST", "/reload");
+    if (o.json) writeJson(io, r.body);
+    else if (r.body.ok) {
+      const c = r.body.changes ?? {};
+      io.stdout.write(`reloaded: ${["unchanged", "restarted", "started", "stopped"].map((k) => `${k} ${(c[k] ?? []).join(", ") || "–"}`).join("; ")}\n`);
+      for (const n of r.body.notes ?? []) io.stdout.write(`note: ${n}\n`);
+    } else {
+      io.stderr.write(`reload refused, the running configuration is kept: ${r.body.error}\n`);
+      for (const p of r.body.problems ?? []) io.stderr.write(`  ${formatProblem(p)}\n`);
+    }
+    return r.body.ok ? EXIT.OK : EXIT.CONFIG;
+  } catch (e) {
+    if (e instanceof DaemonUnreachable) {
+      notRunning(io, e, o);
+      return EXIT.UNAVAILABLE;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * `llmsup demo`: the whole product on the built-in simulators — a simulated
+ * vLLM primary on a simulated GPU, an Ollama tier and a CPU llama-server tier
+ * — run in the foreground, with instructions to send requests and cause
+ * failures.
+ */
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createServer } from "node:net";
+import { selfCommand } from "../platform/self.ts";
+import { defaultGpuState, writeGpuState } from "../sim/gpu/state.ts";
+import { writeWrapper } from "../sim/gpu/cli.ts";
+import type { Io } from "./output.ts";
+import { runCommand } from "./run.ts";
+
+async function freePort(preferred?: number): Promise<number> {
+  const attempt = (p: number) =>
+    new Promise<number | undefined>((resolve) => {
+      const s = createServer();
+      s.once("error", () => resolve(undefined));
+      s.listen(p, "127.0.0.1", () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolve(port));
+      });
+    });
+  return (preferred !== undefined ? await attempt(preferred) : undefined) ?? (await attempt(0))!;
+}
+
+export interface DemoFiles {
+  readonly dir: string;
+  readonly config: string;
+  readonly gpuState: string;
+  readonly apiSocket: string;
+  readonly listen: string;
+  readonly ports: { readonly vllm: number; readonly ollama: number; readonly llamacpp: number };
+}
+
+/** Writes the demo's configuration and simulated GPUs into a new directory. */
+export async function writeDemo(options: { dir?: string; port?: number } = {}): Promise<DemoFiles> {
+  const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), "llmsup-demo-")));
+  const gpuState = path.join(dir, "gpus.json");
+  await writeGpuState(gpuState, defaultGpuState(2));
+  const nvidiaSmi = await writeWrapper(gpuState, path.join(dir, "nvidia-smi"));
+  const ports = { vllm: await freePort(), ollama: await freePort(), llamacpp: await freePort() };
+  const listen = `127.0.0.1:${await freePort(options.port ?? 8181)}`;
+  const [node, entry] = selfCommand();
+  const sim = (...args: (string | number)[]) => JSON.stringify([node, entry, "sim", "backend", ...args.map(String)]);
+  const apiSocket = path.join(dir, "api.sock");
+  const text = `# llmsup demo: simulated backends on simulated GPUs (written by \`llmsup demo\`).
+[daemon]
+state_dir = "${dir}/state"
+log_dir = "${dir}/log"
+run_dir = "${dir}"
+shutdown_timeout = "20s"
+
+[router]
+socket = "${apiSocket}"
+listen = "${listen}"
+queue_timeout = "0s"
+
+[router.tier_defaults]
+ttft_timeout = "10s"
+idle_timeout = "5s"
+
+[health]
+interval = "2s"
+timeout = "1s"
+deep_interval = "20s"
+deep_timeout = "3s"
+
+[gpu]
+nvidia_smi = "${nvidiaSmi}"
+interval = "2s"
+deadline = "6s"
+kernel_log = "off"
+
+[host]
+min_free_disk = "100MiB"
+min_free_memory = "256MiB"
+
+[[backend]]
+name = "vllm-gpu0"
+kind = "vllm"
+url = "http://127.0.0.1:${ports.vllm}"
+gpus = [0]
+context = 8192
+  [backend.process]
+  command = ${sim("--kind", "vllm", "--port", ports.vllm, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "0", "--gpu-state", gpuState, "--load-time", "3s", "--token-rate", "60")}
+  restart_sec = "2s"
+  restart_max_delay = "20s"
+  start_limit_interval = "5m"
+  startup_timeout = "60s"
+  stop_timeout = "5s"
+
+[[backend]]
+name = "ollama"
+kind = "ollama"
+url = "http://127.0.0.1:${ports.ollama}"
+gpus = [1]
+context = 4096
+  [backend.process]
+  command = ${sim("--kind", "ollama", "--port", ports.ollama, "--model", "llama3.1:8b-q4", "--gpus", "1", "--gpu-state", gpuState, "--load-time", "1s", "--token-rate", "40")}
+  restart_sec = "2s"
+  restart_max_delay = "20s"
+  start_limit_interval = "5m"
+  startup_timeout = "60s"
+  stop_timeout = "5s"
+
+[[backend]]
+name = "llamacpp-cpu"
+kind = "llamacpp"
+url = "http://127.0.0.1:${ports.llamacpp}"
+context = 4096
+  [backend.process]
+  command = ${sim("--kind", "llamacpp", "--port", ports.llamacpp, "--model", "llama-3.1-8b-q4_k_m", "--load-time", "1s", "--token-rate", "15")}
+  restart_sec = "2s"
+  restart_max_delay = "20s"
+  start_limit_interval = "5m"
+  startup_timeout = "60s"
+  stop_timeout = "5s"
+
+[[route]]
+model = "llama-3.1-8b"
+tiers = [
+  { backend = "vllm-gpu0",    model = "meta-llama/Llama-3.1-8B-Instruct" },
+  { backend = "ollama",       model = "llama3.1:8b-q4", max_tokens = 400 },
+  { backend = "llamacpp-cpu", model = "llama-3.1-8b-q4_k_m", max_tokens = 200, temperature = 0,
+    notice = "Response from the CPU fallback: may be slower or shorter" },
+]
+`;
+  const config = path.join(dir, "supervisor.toml");
+  await writeFile(config, text);
+  return { dir, config, gpuState, apiSocket, listen, ports };
+}
+
+export function demoInstructions(f: DemoFiles): string {
+  const body = `'{"model":"llama-3.1-8b","messages":[{"role":"user","content":"Hello!"}]}'`;
+  return `
+llmsup demo — the whole product on simulated GPUs and inference servers.
+  configuration  ${f.config}
+
+Send a request (OpenAI-compatible), over the unix socket or TCP:
+  curl -s --unix-socket ${f.apiSocket} http://llmsup/v1/chat/completions -H 'content-type: application/json' -d ${body} -D -
+  curl -s http://${f.listen}/v1/chat/completions -H 'content-type: application/json' -d ${body} -D -
+
+Watch it (another terminal; ./scripts/llmsup from a checkout):
+  llmsup status --config ${f.config} --watch
+
+Cause failures and watch the failover:
+  kill the vLLM primary        curl -s -X POST http://127.0.0.1:${f.ports.vllm}/_sim/fault -d '{"crash":{"signal":"SIGKILL"}}'
+  wedge it (/health stays 200) curl -s -X POST http://127.0.0.1:${f.ports.vllm}/_sim/fault -d '{"wedge":true}'
+  overheat GPU 0               llmsup sim gpu set --state ${f.gpuState} --gpu 0 temperature_gpu=96 clocks_event_reasons=0x40
+  lose GPU 0 (XID 79-like)     llmsup sim gpu set --state ${f.gpuState} failure=gpu_lost
+  restart / reset a backend    llmsup restart vllm-gpu0 --config ${f.config}
+
+Stop with Ctrl-C.
+`;
+}
+
+export async function demoCommand(o: { dir?: string; port?: number }, io: Io): Promise<number> {
+  const files = await writeDemo(o);
+  io.stdout.write(demoInstructions(files));
+  return runCommand({ config: files.config, logLevel: "warn" }, io);
+}

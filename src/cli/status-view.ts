@@ -1,0 +1,90 @@
+/** The human form of `llmsup status`: one screen, plain text, colour only where the caller allows it. */
+import type { DaemonStatus } from "../daemon/status.ts";
+import { formatDuration } from "../config/units.ts";
+import type { Style } from "./output.ts";
+
+function table(rows: string[][], indent = "  "): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, visible(c).length)));
+  return rows.map((r) => indent + r.map((c, i) => (i === r.length - 1 ? c : c + " ".repeat(widths[i]! - visible(c).length))).join("  ").trimEnd()).join("\n");
+}
+
+function visible(s: string): string {
+  return s.replace(/\u001b\[[0-9;]*m/g, "");
+}
+
+function ago(iso: string | null, now: number): string {
+  if (!iso) return "";
+  return formatDuration(Math.max(0, now - Date.parse(iso)));
+}
+
+export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): string {
+  const colour = (state: string, text = state) =>
+    ["ok", "healthy", "ready"].includes(state) ? st.green(text) : ["degraded", "starting", "backoff", "stopping", "exited", "blocked"].includes(state) ? st.yellow(text) : ["down", "fatal", "critical"].includes(state) ? st.red(text) : text;
+  const out: string[] = [];
+  out.push(`${st.bold("llmsup")} ${s.daemon.version} on ${s.daemon.hostname} — ${colour(s.summary.state, s.summary.text)}`);
+  out.push(st.dim(`  up ${formatDuration(s.daemon.uptime_s * 1000)}, pid ${s.daemon.pid}, config ${s.daemon.config}`));
+  out.push("");
+  const share = s.router.fallback_share_5m === null ? "–" : `${Math.round(s.router.fallback_share_5m * 100)}%`;
+  out.push(`${st.bold("Router")}  ${[s.router.socket, s.router.tcp].filter(Boolean).join("  ")}  ${s.router.requests_per_s} req/s, fallback ${share} (5 min)`);
+  out.push(
+    table([
+      ["ROUTE", "SERVING", "TIERS"],
+      ...s.router.routes.map((r) => [
+        r.model,
+        r.serving_tier < 0 ? st.red("none") : r.serving_tier === 0 ? st.green(`tier 0 ${r.serving_backend}`) : st.yellow(`tier ${r.serving_tier} ${r.serving_backend}`),
+        r.tiers.map((t) => (t.available ? t.backend : st.dim(`${t.backend}✗`))).join(" → "),
+      ]),
+    ]),
+  );
+  out.push("");
+  out.push(st.bold("Backends"));
+  out.push(
+    table([
+      ["NAME", "KIND", "STATE", "FOR", "HEALTH", "PID", "RESTARTS", "GPU", "NOTE"],
+      ...s.backends.map((b) => [
+        b.name,
+        b.kind,
+        colour(b.state),
+        b.since ? ago(b.since, now) : "",
+        colour(b.health),
+        b.pid === null ? "" : String(b.pid),
+        b.restarts ?? "",
+        b.gpus.join(","),
+        b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
+      ]),
+    ]),
+  );
+  if (s.gpus && s.gpus.gpus.length > 0) {
+    out.push("");
+    out.push(`${st.bold("GPUs")}  ${st.dim(`nvidia-smi ${s.gpu_monitor?.state ?? ""}`)}`);
+    out.push(
+      table([
+        ["GPU", "TEMP", "UTIL", "MEMORY", "POWER", "THROTTLE", "ECC", "CONDITION"],
+        ...s.gpus.gpus.map((g) => [
+          `${g.index} ${g.name ?? ""}`.trim(),
+          g.temperature_c === null ? "–" : `${g.temperature_c}°C`,
+          g.utilization_pct === null ? "–" : `${g.utilization_pct}%`,
+          g.memory_used_mib === null ? "–" : `${Math.round(g.memory_used_mib / 1024)}/${Math.round((g.memory_total_mib ?? 0) / 1024)} GiB`,
+          g.power_draw_w === null ? "–" : `${Math.round(g.power_draw_w)}/${Math.round(g.power_limit_w ?? 0)} W`,
+          g.clock_event_reasons.filter((r) => r !== "gpu_idle" && r !== "sw_power_cap").join(",") || "–",
+          g.ecc_uncorrected_volatile === null ? "–" : String(g.ecc_uncorrected_volatile),
+          colour(g.condition === "ok" ? "ok" : g.condition, g.faults.length ? `${g.condition}: ${g.faults.map((f) => f.reason).join("; ")}` : g.condition),
+        ]),
+      ]),
+    );
+  } else if (s.gpu_monitor) {
+    out.push("");
+    out.push(`${st.bold("GPUs")}  ${st.dim(`no GPU sample (nvidia-smi ${s.gpu_monitor.state})`)}`);
+  }
+  if (s.alerts?.enabled) {
+    out.push("");
+    out.push(`${st.bold("Alerts")}  ${s.alerts.delivered} sent, ${s.alerts.pending} waiting${s.alerts.last_error ? `, last error ${st.red(s.alerts.last_error)}` : ""}`);
+  }
+  if (s.events.length) {
+    out.push("");
+    out.push(st.bold("Recent events"));
+    for (const e of s.events.slice(-10)) out.push(`  ${st.dim(e.time.replace("T", " ").replace(/\.\d+Z$/, "Z"))}  ${e.summary}`);
+  }
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,118 @@
+/**
+ * The control socket: a unix socket (restrictive mode, optional group; never
+ * TCP) with the small JSON API the CLI speaks. Every mutating call is logged
+ * with the uid the client reports.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { chmod, chown, mkdir, unlink } from "node:fs/promises";
+import { connect } from "node:net";
+import path from "node:path";
+import { isLlmsupError, LlmsupError } from "../errors/error.ts";
+import type { Logger } from "../log/logger.ts";
+import { gidOf } from "../platform/users.ts";
+import type { Daemon } from "../daemon/daemon.ts";
+
+const OPS = new Set(["start", "stop", "restart", "reset"]);
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function fail(res: ServerResponse, e: unknown): void {
+  if (isLlmsupError(e)) {
+    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" ? 409 : 500;
+    send(res, status, { error: { code: e.code, message: e.message } });
+  } else send(res, 500, { error: { code: "LLMSUP_E_INTERNAL", message: (e as Error).message } });
+}
+
+export class ControlServer {
+  private server?: Server;
+  private readonly daemon: Daemon;
+  private readonly log: Logger;
+  private socketPath?: string;
+
+  constructor(daemon: Daemon, log: Logger) {
+    this.daemon = daemon;
+    this.log = log.child({ component: "control" });
+  }
+
+  async listen(socket: string, mode: number, group: string): Promise<void> {
+    await mkdir(path.dirname(socket), { recursive: true });
+    const alive = await new Promise<boolean>((resolve) => {
+      const s = connect(socket);
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (alive) throw new LlmsupError("LLMSUP_E_LISTEN_FAILED", `control socket ${socket} is in use: another llmsup is running with this configuration`, { path: socket });
+    await unlink(socket).catch(() => undefined);
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((e: unknown) => fail(res, e));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${socket}: ${e.code ?? e.message}`, {}, { cause: e })));
+      server.listen(socket, () => resolve());
+    });
+    await chmod(socket, mode);
+    if (group) {
+      const gid = await gidOf(group);
+      if (gid === undefined) this.log.warn({ event: "control.group_unknown", group }, `group ${group} does not exist; the control socket keeps the daemon's group`);
+      else await chown(socket, -1, gid).catch((e: Error) => this.log.warn({ event: "control.chown_failed", err: e.message }, `cannot give ${socket} to group ${group}`));
+    }
+    this.server = server;
+    this.socketPath = socket;
+  }
+
+  private audit(req: IncomingMessage, action: string, target?: string): void {
+    const uid = req.headers["x-llmsup-uid"];
+    this.log.info({ event: "control.command", action, target, uid: typeof uid === "string" ? Number(uid) : null, user: req.headers["x-llmsup-user"] ?? null }, `control: ${action}${target ? ` ${target}` : ""} (uid ${uid ?? "unknown"})`);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://control");
+    const parts = url.pathname.split("/").filter(Boolean);
+    const d = this.daemon;
+    if (req.method === "GET" && url.pathname === "/status") return send(res, 200, d.status());
+    if (req.method === "POST" && url.pathname === "/reload") {
+      this.audit(req, "reload");
+      const r = await d.reload();
+      return send(res, r.ok ? 200 : 422, r);
+    }
+    if (parts[0] === "backends" && parts[1]) {
+      const name = decodeURIComponent(parts[1]);
+      if (req.method === "POST" && parts[2] && OPS.has(parts[2])) {
+        const op = parts[2] as "start" | "stop" | "restart" | "reset";
+        d.supervisor.owner(name);
+        this.audit(req, op, name);
+        // Stops and restarts can take stop_timeout: answer once the operation is under way or done.
+        await d.supervisor[op](name);
+        return send(res, 200, { ok: true, backend: d.supervisor.owner(name).snapshot() });
+      }
+      if (req.method === "GET" && parts[2] === "logs") {
+        const n = Math.max(1, Math.min(1000, Number(url.searchParams.get("n") ?? 50) || 50));
+        const owner = d.supervisor.owner(name);
+        if (url.searchParams.get("follow") !== "1") return send(res, 200, { backend: name, lines: owner.logTail(n) });
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        for (const l of owner.logTail(n)) res.write(`${l}\n`);
+        const off = owner.onOutput((text) => res.write(text));
+        res.on("close", off);
+        return;
+      }
+    }
+    send(res, 404, { error: { code: "LLMSUP_E_USAGE", message: `no control endpoint ${req.method} ${url.pathname}` } });
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    await new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+    if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
+  }
+}

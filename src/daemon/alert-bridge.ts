@@ -1,0 +1,131 @@
+/**
+ * From what the components report to what an operator is mailed: supervisor
+ * transitions, router route changes, GPU and host faults, the daemon's own
+ * start and stop become AlertEvents. Pure, with a little memory (the last
+ * per-request failover of each route, which explains a route-level failover).
+ */
+import type { AlertEvent, TierRef } from "../alerts/events.ts";
+import type { TimeOnTier } from "../alerts/digest.ts";
+import type { Config } from "../config/types.ts";
+import type { GpuFault } from "../gpu/types.ts";
+import type { HostFault } from "../host/thresholds.ts";
+import type { RouterEvent } from "../router/router.ts";
+import type { SupervisorEvent } from "../supervisor/states.ts";
+
+export type BridgeInput =
+  | SupervisorEvent
+  | RouterEvent
+  | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number }
+  | { readonly event: "host.fault.raised" | "host.fault.cleared"; readonly fault: HostFault; readonly at: number; readonly freeBytes?: number; readonly minFreeBytes: number }
+  | { readonly event: "daemon.started"; readonly at: number; readonly version: string; readonly pid: number; readonly config: string }
+  | { readonly event: "daemon.stopping"; readonly at: number; readonly reason: string };
+
+/** Restarts inside the budget window from which "restarted repeatedly" is mailed. */
+const REPEATED_RESTARTS = 2;
+
+export class AlertBridge {
+  private readonly lastFailover = new Map<string, { reason: string; detail: string }>();
+  private readonly restarting = new Set<string>();
+  private config: Config;
+
+  constructor(config: Config) {
+    this.config = config;
+  }
+
+  reconfigure(config: Config): void {
+    this.config = config;
+  }
+
+  translate(e: BridgeInput): AlertEvent[] {
+    switch (e.event) {
+      case "router.failover":
+        this.lastFailover.set(e.route, { reason: e.reason, detail: e.detail });
+        return [];
+      case "router.route.fallback": {
+        const why = this.lastFailover.get(e.route);
+        const from: TierRef = e.from ?? { index: 0, backend: this.config.routes.find((r) => r.model === e.route)?.tiers[0]?.backend ?? "?" };
+        const gpus = this.config.backends.find((b) => b.name === from.backend)?.gpus;
+        return [{ kind: "failover", at: e.at, route: e.route, from, to: e.to, reasonClass: why?.reason ?? "unavailable", error: why?.detail ?? e.reason, ...(gpus?.length ? { gpus } : {}) }];
+      }
+      case "router.route.recovered":
+        return [{ kind: "recovery", at: e.at, route: e.route, tier: e.to }];
+      case "router.route.down":
+        return [
+          {
+            kind: "all_tiers_down",
+            at: e.at,
+            route: e.route,
+            tiers: e.tried.map((t) => ({ tier: { index: t.tier, backend: t.backend, model: t.model }, reason: `${t.outcome}: ${t.detail}` })),
+            retryAfterMs: this.config.router.all_down_retry_after,
+          },
+        ];
+      case "router.cache.served":
+        return [{ kind: "cache_serving", at: e.at, route: e.route }];
+      case "backend.state": {
+        const gpus = this.config.backends.find((b) => b.name === e.backend)?.gpus;
+        const g = gpus?.length ? { gpus } : {};
+        if (e.to === "fatal") {
+          this.restarting.delete(e.backend);
+          return [{ kind: "backend_fatal", at: e.at, backend: e.backend, exitClass: e.exit?.class ?? "unknown", reason: e.reason, budget: e.budget ?? { used: 0, burst: 0 }, lastLines: e.exit?.lastLines, ...g }];
+        }
+        if (e.to === "backoff" && e.exit) {
+          const wedged = e.exit.class === "wedged";
+          const used = e.budget?.used ?? 0;
+          if (wedged || used >= REPEATED_RESTARTS) {
+            this.restarting.add(e.backend);
+            const window = this.config.backends.find((b) => b.name === e.backend)?.process?.start_limit_interval ?? 0;
+            return [{ kind: "backend_restarting", at: e.at, backend: e.backend, restarts: used, windowMs: window, exitClass: e.exit.class, reason: e.exit.reason, wedged, lastLines: e.exit.lastLines, ...g }];
+          }
+          return [];
+        }
+        if (e.to === "ready" && this.restarting.delete(e.backend)) return [{ kind: "backend_recovered", at: e.at, backend: e.backend }];
+        return [];
+      }
+      case "gpu.fault.raised": {
+        const f = e.fault;
+        return [{ kind: "gpu_fault", at: e.at, gpu: f.gpu, busId: f.busId, fault: f.kind, effect: f.severity === "down" ? "down" : "degraded", reason: f.reason, recommended: f.action, ...(f.xid !== undefined ? { xid: f.xid } : {}) }];
+      }
+      case "gpu.fault.cleared":
+        return [{ kind: "gpu_fault_cleared", at: e.at, gpu: e.fault.gpu, busId: e.fault.busId, fault: e.fault.kind, reason: "the condition ended" }];
+      case "host.fault.raised":
+        return e.fault.kind === "disk_low" ? [{ kind: "disk_low", at: e.at, path: e.fault.dir ?? "?", freeBytes: e.freeBytes ?? 0, minFreeBytes: e.minFreeBytes }] : [];
+      case "host.fault.cleared":
+        return e.fault.kind === "disk_low" ? [{ kind: "disk_ok", at: e.at, path: e.fault.dir ?? "?", freeBytes: e.freeBytes ?? 0 }] : [];
+      case "daemon.started":
+        return [{ kind: "daemon_started", at: e.at, version: e.version, pid: e.pid, config: e.config }];
+      case "daemon.stopping":
+        return [{ kind: "daemon_stopping", at: e.at, reason: e.reason }];
+      default:
+        return [];
+    }
+  }
+}
+
+/**
+ * Time each tier answered each route over [from, to], from the route-level
+ * alert events (failover → that tier, recovery → tier 0, all tiers down → none).
+ * Pure.
+ */
+export function timeOnTier(config: Config, events: readonly AlertEvent[], from: number, to: number): TimeOnTier[] {
+  return config.routes.map((route) => {
+    const changes = events
+      .filter((e) => "route" in e && e.route === route.model && (e.kind === "failover" || e.kind === "recovery" || e.kind === "all_tiers_down"))
+      .sort((a, b) => a.at - b.at);
+    let tier = 0;
+    for (const c of changes) if (c.at < from) tier = c.kind === "failover" ? c.to.index : c.kind === "recovery" ? 0 : -1;
+    const ms = new Map<number, number>();
+    let at = from;
+    for (const c of changes) {
+      if (c.at < from || c.at > to) continue;
+      ms.set(tier, (ms.get(tier) ?? 0) + (c.at - at));
+      at = c.at;
+      tier = c.kind === "failover" ? c.to.index : c.kind === "recovery" ? 0 : -1;
+    }
+    ms.set(tier, (ms.get(tier) ?? 0) + (to - at));
+    return {
+      route: route.model,
+      tiers: route.tiers.map((t, index) => ({ index, backend: t.backend, ms: ms.get(index) ?? 0 })),
+      downMs: ms.get(-1) ?? 0,
+    };
+  });
+}

@@ -1,0 +1,435 @@
+/**
+ * The composition root: the only place where real dependencies are built and
+ * wired. Supervisor states and GPU faults feed the health registry, which the
+ * router reads; everything notable lands in the event history, the log and
+ * (through the alert hook) the operator's inbox.
+ */
+import { hostname as osHostname } from "node:os";
+import { loadConfigFile } from "../config/load.ts";
+import type { Config } from "../config/types.ts";
+import { formatDuration } from "../config/units.ts";
+import { isLlmsupError, LlmsupError } from "../errors/error.ts";
+import { GpuMonitor } from "../gpu/monitor.ts";
+import type { GpuFault } from "../gpu/types.ts";
+import { HealthRegistry, type Health } from "../health/registry.ts";
+import { RemoteProber } from "../health/remote.ts";
+import { HostMonitor } from "../host/monitor.ts";
+import { createLogger, type Logger } from "../log/logger.ts";
+import { realClock, type Clock } from "../platform/clock.ts";
+import { RouterMetrics } from "../router/metrics.ts";
+import { Router, type CacheHook, type RouterEvent } from "../router/router.ts";
+import { RouterServer, type Listening } from "../router/server.ts";
+import { isServing, type StateEvent, type SupervisorEvent } from "../supervisor/states.ts";
+import { Supervisor, type ReloadChanges } from "../supervisor/supervisor.ts";
+import { ControlServer } from "../control/server.ts";
+import { buildStatus, type DaemonStatus } from "./status.ts";
+import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
+import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
+import { packageVersion } from "../platform/version.ts";
+import { Alerter } from "../alerts/alerter.ts";
+import type { AlertEvent } from "../alerts/events.ts";
+import type { StatusSnapshot } from "../alerts/snapshot.ts";
+import { Scheduler } from "../schedule/scheduler.ts";
+import { digestJob, housekeepingJob } from "../schedule/jobs.ts";
+import { AlertBridge, timeOnTier, type BridgeInput } from "./alert-bridge.ts";
+
+export interface DaemonOptions {
+  readonly configPath: string;
+  readonly logLevel?: string;
+  readonly logger?: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly clock?: Clock;
+  /** Extra consumers of every event (alerts). */
+  readonly onEvent?: (e: DaemonEvent) => void;
+  readonly cache?: CacheHook;
+}
+
+export type DaemonEvent = SupervisorEvent | RouterEvent | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number } | { readonly event: "daemon.started" | "daemon.stopping" | "daemon.reloaded"; readonly at: number; readonly detail: string };
+
+const HISTORY_MAX = 500;
+
+/** Waits for `p`, at most `ms`; never keeps the process alive after `p` settles. */
+async function withDeadline(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
+export class Daemon {
+  config!: Config;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly startedAt: number;
+  readonly health!: HealthRegistry;
+  supervisor!: Supervisor;
+  router!: Router;
+  routerServer!: RouterServer;
+  control!: ControlServer;
+  gpu?: GpuMonitor;
+  host?: HostMonitor;
+  readonly metrics = new RouterMetrics({ defaultMetrics: true });
+  listening: Listening = {};
+  private remote?: RemoteProber;
+  private store!: StateStore;
+  private history: HistoryEntry[] = [];
+  private notifier!: Notifier;
+  private watchdog?: NodeJS.Timeout;
+  private statusTimer?: NodeJS.Timeout;
+  private stopping?: Promise<void>;
+  private readonly options: DaemonOptions;
+  private gpuFaults = new Map<string, GpuFault>();
+  alerter?: Alerter;
+  private bridge!: AlertBridge;
+  /** Alert events of the last day, for the digest. */
+  private alertLog: AlertEvent[] = [];
+  scheduler?: Scheduler;
+
+  constructor(options: DaemonOptions) {
+    this.options = options;
+    this.clock = options.clock ?? realClock;
+    this.startedAt = this.clock.now();
+    this.log = options.logger ?? createLogger({ level: (options.logLevel as never) ?? "info" });
+  }
+
+  // ------------------------------------------------------------------ start
+
+  async start(): Promise<void> {
+    this.config = await loadConfigFile(this.options.configPath, { hostname: osHostname() });
+    if (this.options.logLevel === undefined && !this.options.logger) this.log.level = this.config.daemon.log_level;
+    const c = this.config;
+    this.notifier = createNotifier(this.options.env ?? process.env, this.log);
+    this.store = new StateStore(c.daemon.state_dir, this.log);
+    const persisted = await this.store.load();
+    this.history = [...persisted.history].slice(-HISTORY_MAX);
+
+    this.bridge = new AlertBridge(c);
+    try {
+      this.alerter = await Alerter.open({
+        config: c.alerts,
+        hostname: c.daemon.hostname,
+        stateDir: c.daemon.state_dir,
+        logger: this.log.child({ component: "alerts" }),
+        clock: this.clock,
+        env: this.options.env,
+        snapshot: () => this.alertSnapshot(),
+      });
+    } catch (e) {
+      // Alerts that cannot be sent must not keep the API down: say so loudly and go on.
+      this.log.error({ event: "alerts.unavailable", code: (e as LlmsupError).code, err: (e as Error).message }, `e-mail alerts are off: ${(e as Error).message}`);
+    }
+
+    (this as { health: HealthRegistry }).health = new HealthRegistry(c, this.clock);
+    this.health.onChange((name, h, prev) => {
+      this.metrics.health.set({ backend: name }, h.state === "healthy" ? 0 : h.state === "degraded" ? 1 : 2);
+      if (h.state !== prev.state) this.log.info({ event: "backend.health", backend: name, from: prev.state, to: h.state, reason: h.reason }, `${name} health: ${prev.state} → ${h.state} (${h.reason})`);
+      // Routes change tier when health does, traffic or not: that is when operators want to hear of it.
+      if (h.state !== prev.state) this.router?.reassess();
+    });
+
+    if (c.gpu.enabled) {
+      this.gpu = new GpuMonitor({ config: c.gpu, logger: this.log.child({ component: "gpu" }) });
+      this.gpu.on("fault.raised", (f) => this.onGpuFault(f, true));
+      this.gpu.on("fault.cleared", (f) => this.onGpuFault(f, false));
+    }
+    this.host = new HostMonitor({ config: c.host, dirs: [c.daemon.state_dir, c.daemon.log_dir], logger: this.log.child({ component: "host" }) });
+    this.host.on("fault.raised", (f) => {
+      this.remember({ at: this.clock.now(), kind: "host_fault", summary: f.reason });
+      this.alert({ event: "host.fault.raised", fault: f, at: this.clock.now(), freeBytes: this.freeBytes(f.dir), minFreeBytes: c.host.min_free_disk });
+    });
+    this.host.on("fault.cleared", (f) => this.alert({ event: "host.fault.cleared", fault: f, at: this.clock.now(), freeBytes: this.freeBytes(f.dir), minFreeBytes: c.host.min_free_disk }));
+
+    this.supervisor = this.makeSupervisor(c);
+    this.restorePersisted(persisted);
+    this.router = this.makeRouter(c);
+    this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
+    this.listening = await this.routerServer.listen();
+    this.control = new ControlServer(this, this.log);
+    await this.control.listen(c.control.socket, c.control.mode, c.control.group);
+    this.remote = new RemoteProber(c, this.health, this.clock, this.log);
+    this.remote.start();
+    await this.gpu?.start().catch((e: Error) => this.log.warn({ event: "gpu.monitor.failed", err: e.message }, `GPU monitor could not start: ${e.message}`));
+    await this.host.start().catch((e: Error) => this.log.warn({ event: "host.monitor.failed", err: e.message }, `host monitor could not start: ${e.message}`));
+
+    this.emit({ event: "daemon.started", at: this.clock.now(), detail: `llmsup ${packageVersion()} with ${c.backends.length} backends, ${c.routes.length} routes` });
+    this.alert({ event: "daemon.started", at: this.clock.now(), version: packageVersion(), pid: process.pid, config: c.source });
+    this.startScheduler(c);
+    this.notifier.notify({ READY: 1, STATUS: "routing; starting backends", MAINPID: process.pid });
+    const wd = watchdogInterval(this.options.env ?? process.env);
+    if (wd && this.notifier.active) {
+      // Pinged from the event loop itself: a blocked loop stops the pings and systemd notices.
+      this.watchdog = setInterval(() => this.notifier.notify({ WATCHDOG: 1 }), wd);
+      this.watchdog.unref();
+    }
+    if (this.notifier.active) {
+      this.statusTimer = setInterval(() => this.notifier.notify({ STATUS: this.statusLine() }), 10_000);
+      this.statusTimer.unref();
+    }
+    void this.supervisor.startAll(this.priorityOrder(c)).catch((e: Error) => this.log.error({ event: "daemon.start_backends_failed", err: e.message }, "starting backends failed"));
+  }
+
+  private makeSupervisor(c: Config): Supervisor {
+    return new Supervisor(c, {
+      logger: this.log.child({ component: "supervisor" }),
+      clock: this.clock,
+      vram: this.gpu?.vramProbe(),
+      onEvent: (e) => this.onSupervisorEvent(e),
+    });
+  }
+
+  private makeRouter(c: Config): Router {
+    return new Router(c, {
+      health: this.health,
+      clock: this.clock,
+      logger: this.log,
+      metrics: this.metrics,
+      cache: this.options.cache,
+      onEvent: (e) => this.onRouterEvent(e),
+      onSuccess: (b) => this.supervisor.noteRequestSuccess(b),
+    });
+  }
+
+  /** Backends in the order routes prefer them. */
+  private priorityOrder(c: Config): string[] {
+    const out: string[] = [];
+    for (const r of c.routes) for (const t of r.tiers) if (!out.includes(t.backend)) out.push(t.backend);
+    return out;
+  }
+
+  private restorePersisted(p: PersistedState): void {
+    for (const name of this.supervisor.names()) {
+      const saved = p.backends[name];
+      if (saved) this.supervisor.owner(name).restore(saved);
+    }
+  }
+
+  private persist(): void {
+    const backends: PersistedState["backends"] = Object.fromEntries(this.supervisor.names().map((n) => [n, this.supervisor.owner(n).persisted()]));
+    void this.store.save({ version: 1, backends, history: this.history });
+  }
+
+  // ------------------------------------------------------------------ events
+
+  private emit(e: DaemonEvent): void {
+    if ("event" in e && (e.event === "daemon.started" || e.event === "daemon.stopping" || e.event === "daemon.reloaded")) {
+      this.log.info(e, e.detail);
+      this.remember({ at: e.at, kind: "daemon", summary: e.detail });
+    }
+    try {
+      this.options.onEvent?.(e);
+    } catch (err) {
+      this.log.error({ event: "daemon.event_consumer_failed", err: (err as Error).message }, "an event consumer failed");
+    }
+  }
+
+  private remember(h: HistoryEntry): void {
+    this.history.push(h);
+    if (this.history.length > HISTORY_MAX) this.history.splice(0, this.history.length - HISTORY_MAX);
+    this.persist();
+  }
+
+  private alert(e: BridgeInput): void {
+    // A deliberate stop takes every route down on purpose: that is not news for the inbox.
+    if (this.stopping && e.event !== "daemon.stopping") return;
+    for (const a of this.bridge.translate(e)) {
+      this.alertLog.push(a);
+      this.alerter?.notify(a);
+    }
+    const dayAgo = this.clock.now() - 86_400_000;
+    if (this.alertLog.length > 5_000 || (this.alertLog[0] && this.alertLog[0].at < dayAgo)) this.alertLog = this.alertLog.filter((a) => a.at >= dayAgo).slice(-5_000);
+  }
+
+  private freeBytes(dir: string | undefined): number | undefined {
+    return this.host?.snapshot().reading?.disks.find((d) => d.dir === dir)?.freeBytes;
+  }
+
+  /** What every alert mail shows of the current state. */
+  private alertSnapshot(): StatusSnapshot {
+    const s = this.status();
+    return {
+      routes: s.router.routes.map((r) => ({ model: r.model, tier: r.serving_tier >= 0 ? r.serving_tier : null, backend: r.serving_backend ?? undefined })),
+      backends: s.backends.map((b) => ({ name: b.name, state: `${b.state} / ${b.health}`, reason: b.health === "healthy" ? undefined : b.health_reason, forMs: b.since ? this.clock.now() - Date.parse(b.since) : undefined })),
+      gpus: s.gpus?.gpus.map((g) => ({ index: g.index, temperatureC: g.temperature_c ?? undefined, memoryUsedMib: g.memory_used_mib ?? undefined, memoryTotalMib: g.memory_total_mib ?? undefined, faults: g.faults.map((f) => f.reason) })),
+    };
+  }
+
+  private startScheduler(c: Config): void {
+    const scheduler = new Scheduler({ logger: this.log.child({ component: "schedule" }), clock: this.clock });
+    scheduler.add({
+      name: "housekeeping",
+      cron: c.schedule.housekeeping,
+      run: housekeepingJob({ alerter: this.alerter, logger: this.log, prune: [{ name: "event history", run: () => this.persist() }] }),
+    });
+    if (this.alerter) {
+      const alerter = this.alerter;
+      scheduler.add({
+        name: "digest",
+        cron: c.schedule.digest,
+        run: digestJob({
+          alerter,
+          clock: this.clock,
+          collect: ({ from, to }) => ({
+            host: this.config.daemon.hostname,
+            events: this.alertLog.filter((a) => a.at >= from && a.at <= to),
+            restarts: this.history.filter((h) => h.kind === "exit" && h.at >= from && h.at <= to).map((h) => ({ backend: h.backend ?? "?", at: h.at, exitClass: /: (\w+)/.exec(h.summary)?.[1] ?? "exit", reason: h.summary })),
+            timeOnTier: timeOnTier(this.config, this.alertLog, from, to),
+            delivery: { delivered: alerter.status().delivered, pending: alerter.status().pending, lastError: alerter.status().lastError?.failure.code },
+          }),
+        }),
+      });
+    }
+    this.scheduler = scheduler;
+  }
+
+  private onSupervisorEvent(e: SupervisorEvent): void {
+    if (e.event === "backend.state") this.applyProcessHealth(e);
+    if (e.event === "backend.state") {
+      const important = e.to === "exited" || e.to === "fatal" || e.to === "blocked" || (e.to === "ready" && e.generation > 1) || e.to === "degraded";
+      if (important) this.remember({ at: e.at, kind: e.to === "fatal" ? "fatal" : e.to === "exited" ? "exit" : e.to === "ready" ? "restart" : e.to, summary: `${e.backend}: ${e.from} → ${e.to}: ${e.reason}`, backend: e.backend });
+      else this.persist();
+    } else {
+      this.remember({ at: e.at, kind: "unkillable", summary: `${e.backend}: pid ${e.pid} survives SIGKILL (state ${e.processState})`, backend: e.backend });
+    }
+    this.alert(e);
+    this.emit(e);
+  }
+
+  private applyProcessHealth(e: StateEvent): void {
+    const state: Health = isServing(e.to) ? (e.to === "degraded" ? "degraded" : "healthy") : "down";
+    this.health.set(e.backend, "process", state, state === "healthy" ? "" : `process ${e.to}: ${e.reason}`);
+    this.health.setRecovering(e.backend, e.to === "starting" || e.to === "backoff" || e.to === "exited" || e.to === "stopping");
+    // A fresh process clears what passive failures said about the old one.
+    if (e.to === "ready") this.health.set(e.backend, "passive", "healthy", "");
+  }
+
+  private onRouterEvent(e: RouterEvent): void {
+    switch (e.event) {
+      case "router.route.fallback":
+        this.remember({ at: e.at, kind: "failover", route: e.route, summary: `${e.route}: now served by tier ${e.to.index} (${e.to.backend}): ${e.reason}` });
+        break;
+      case "router.route.recovered":
+        this.remember({ at: e.at, kind: "recovery", route: e.route, summary: `${e.route}: back on tier 0 (${e.to.backend}) after ${formatDuration(e.outageMs)}` });
+        break;
+      case "router.route.down":
+        this.remember({ at: e.at, kind: "all_down", route: e.route, summary: `${e.route}: every tier is down` });
+        break;
+      case "router.breaker":
+        this.remember({ at: e.at, kind: "breaker", backend: e.backend, summary: `breaker ${e.backend}/${e.model}: ${e.from} → ${e.to}` });
+        break;
+      case "router.misconfigured":
+        this.remember({ at: e.at, kind: "misconfigured", backend: e.backend, summary: `${e.backend} refuses ${e.model}: HTTP ${e.status}` });
+        break;
+      default:
+        break;
+    }
+    this.alert(e);
+    this.emit(e);
+  }
+
+  private onGpuFault(f: GpuFault, raised: boolean): void {
+    if (raised) this.gpuFaults.set(f.id, f);
+    else this.gpuFaults.delete(f.id);
+    const at = this.clock.now();
+    this.remember({ at, kind: raised ? "gpu_fault" : "gpu_clear", gpu: f.gpu ?? undefined, summary: `${f.gpu === null ? "all GPUs" : `GPU ${f.gpu}`}: ${raised ? "" : "cleared: "}${f.reason}` });
+    this.applyGpuHealth();
+    this.alert({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
+    this.emit({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
+  }
+
+  /** Every backend on a faulty GPU takes the worst of its GPUs' faults. */
+  private applyGpuHealth(): void {
+    for (const b of this.config.backends) {
+      if (b.gpus.length === 0) continue;
+      let worst: { state: Health; reason: string } = { state: "healthy", reason: "" };
+      for (const f of this.gpuFaults.values()) {
+        if (f.gpu !== null && !b.gpus.includes(f.gpu)) continue;
+        const s: Health = f.severity === "down" ? "down" : "degraded";
+        if (worst.state === "healthy" || (s === "down" && worst.state !== "down")) worst = { state: s, reason: `${f.gpu === null ? "GPU driver" : `GPU ${f.gpu}`}: ${f.reason}` };
+      }
+      this.health.set(b.name, "gpu", worst.state, worst.reason);
+    }
+  }
+
+  // ------------------------------------------------------------------ status
+
+  status(): DaemonStatus {
+    return buildStatus(this, this.history);
+  }
+
+  statusLine(): string {
+    const s = this.status();
+    return s.summary.text;
+  }
+
+  // ------------------------------------------------------------------ reload
+
+  /** Re-reads the configuration; an invalid one is refused and the running one kept. */
+  async reload(): Promise<{ ok: true; changes: ReloadChanges; notes: string[] } | { ok: false; error: string; problems?: unknown }> {
+    let next: Config;
+    try {
+      next = await loadConfigFile(this.options.configPath, { hostname: osHostname() });
+    } catch (e) {
+      const err = e as LlmsupError;
+      this.log.error({ event: "daemon.reload.rejected", code: err.code, problems: isLlmsupError(e) ? e.details.problems : undefined }, `reload refused, keeping the running configuration: ${err.message}`);
+      return { ok: false, error: `${err.code ?? "error"}: ${err.message}`, problems: isLlmsupError(e) ? e.details.problems : undefined };
+    }
+    const prev = this.config;
+    const notes: string[] = [];
+    for (const [key, what] of [["router", "listeners and router settings"], ["control", "the control socket"], ["daemon", "daemon directories"], ["gpu", "GPU monitor settings"]] as const) {
+      const a = JSON.stringify(key === "router" ? { ...prev.router } : prev[key]);
+      const b = JSON.stringify(key === "router" ? { ...next.router } : next[key]);
+      if (a !== b && key !== "router") notes.push(`${what} changed: takes effect after a restart of llmsup`);
+    }
+    if (prev.router.socket !== next.router.socket || prev.router.listen !== next.router.listen) notes.push("router listeners changed: take effect after a restart of llmsup");
+    this.config = next;
+    this.bridge.reconfigure(next);
+    this.health.reconfigure(next);
+    const changes = await this.supervisor.apply(next);
+    const oldRouter = this.router;
+    this.router = this.makeRouter(next);
+    this.routerServer.setRouter(this.router, next);
+    void oldRouter.close();
+    this.remote?.stop();
+    this.remote = new RemoteProber(next, this.health, this.clock, this.log);
+    this.remote.start();
+    this.applyGpuHealth();
+    const detail = `configuration reloaded: ${changes.unchanged.length} unchanged, ${changes.restarted.length} restarted${changes.restarted.length ? ` (${changes.restarted.join(", ")})` : ""}, ${changes.started.length} added, ${changes.stopped.length} removed${notes.length ? `; ${notes.join("; ")}` : ""}`;
+    this.emit({ event: "daemon.reloaded", at: this.clock.now(), detail });
+    return { ok: true, changes, notes };
+  }
+
+  // ------------------------------------------------------------------ stop
+
+  /** One deadline for everything: stop accepting, drain, stop backends, flush state. */
+  stop(reason = "asked to stop"): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    const deadline = Date.now() + this.config.daemon.shutdown_timeout;
+    const left = () => Math.max(0, deadline - Date.now());
+    this.notifier.notify({ STOPPING: 1, STATUS: `stopping: ${reason}` });
+    this.emit({ event: "daemon.stopping", at: this.clock.now(), detail: `llmsup stopping: ${reason}` });
+    this.alert({ event: "daemon.stopping", at: this.clock.now(), reason });
+    await this.scheduler?.stop(1_000).catch(() => undefined);
+    if (this.watchdog) clearInterval(this.watchdog);
+    if (this.statusTimer) clearInterval(this.statusTimer);
+    const drained = await this.routerServer.drain(Math.min(left() / 2, left()));
+    if (!drained) this.log.warn({ event: "daemon.drain_timeout" }, "in-flight requests did not finish in time; closing them");
+    await this.routerServer.close();
+    this.remote?.stop();
+    await withDeadline(this.supervisor.stopAll(reason), left());
+    await this.gpu?.stop().catch(() => undefined);
+    this.host?.stop();
+    await this.control.close();
+    await this.router.close();
+    this.persist();
+    await withDeadline(this.store.flush(), Math.min(2_000, left()));
+    if (this.alerter) {
+      await withDeadline(this.alerter.flush(Math.min(5_000, left())), Math.min(5_000, left()));
+      await this.alerter.close().catch(() => undefined);
+    }
+    this.notifier.close();
+    this.log.info({ event: "daemon.stopped" }, "llmsup stopped");
+  }
+}

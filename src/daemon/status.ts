@@ -1,0 +1,136 @@
+/**
+ * The status the control socket serves and `llmsup status` shows: is the LLM
+ * API up, on which tier, and what is wrong. Exit codes follow the monitoring
+ * plugin convention: 0 every route on its first tier, 1 degraded, 2 a route
+ * with no serving tier, 3 unknown (daemon unreachable; decided by the CLI).
+ */
+import { reportJson } from "../gpu/report.ts";
+import { packageVersion } from "../platform/version.ts";
+import type { HistoryEntry } from "./state-store.ts";
+import type { Daemon } from "./daemon.ts";
+
+export type GpuJson = ReturnType<typeof reportJson>;
+
+export interface RouteStatus {
+  readonly model: string;
+  /** Index of the first tier that can take a request now; -1 when none can. */
+  readonly serving_tier: number;
+  readonly serving_backend: string | null;
+  readonly tiers: readonly { readonly index: number; readonly backend: string; readonly model: string; readonly available: boolean; readonly why: string | null; readonly breaker: string }[];
+}
+
+export interface BackendStatus {
+  readonly name: string;
+  readonly kind: string;
+  readonly managed: boolean;
+  /** Supervisor state (managed), or "remote". */
+  readonly state: string;
+  readonly since: string | null;
+  readonly state_reason: string | null;
+  readonly health: string;
+  readonly health_reason: string;
+  readonly pid: number | null;
+  readonly generation: number | null;
+  /** "used/burst" failed starts in the current window. */
+  readonly restarts: string | null;
+  readonly last_failure: string | null;
+  readonly progress: string | null;
+  readonly gpus: readonly number[];
+  readonly url: string;
+}
+
+export interface DaemonStatus {
+  readonly daemon: { readonly version: string; readonly pid: number; readonly started_at: string; readonly uptime_s: number; readonly config: string; readonly hostname: string };
+  readonly router: {
+    readonly socket: string | null;
+    readonly tcp: string | null;
+    readonly requests_per_s: number;
+    readonly fallback_share_5m: number | null;
+    readonly routes: readonly RouteStatus[];
+  };
+  readonly backends: readonly BackendStatus[];
+  readonly gpus: GpuJson | null;
+  readonly gpu_monitor: { readonly state: string; readonly nvidia_smi: string; readonly kernel_log: unknown } | null;
+  readonly host: unknown;
+  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null } | null;
+  readonly events: readonly (HistoryEntry & { readonly time: string })[];
+  readonly summary: { readonly code: 0 | 1 | 2; readonly state: "ok" | "degraded" | "critical"; readonly text: string };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The monitoring-plugin verdict from routes and backends. Pure. */
+export function verdict(routes: readonly RouteStatus[], backends: readonly Pick<BackendStatus, "name" | "state">[]): DaemonStatus["summary"] {
+  const dark = routes.filter((r) => r.serving_tier < 0);
+  if (dark.length) return { code: 2, state: "critical", text: `CRITICAL: ${dark.map((r) => r.model).join(", ")} has no serving tier` };
+  const degraded = routes.filter((r) => r.serving_tier > 0);
+  const fatal = backends.filter((b) => b.state === "fatal");
+  if (degraded.length || fatal.length) {
+    const parts = [
+      ...degraded.map((r) => `${r.model} on fallback tier ${r.serving_tier} (${r.serving_backend})`),
+      ...fatal.map((b) => `${b.name} is fatal (restart budget spent)`),
+    ];
+    return { code: 1, state: "degraded", text: `DEGRADED: ${parts.join("; ")}` };
+  }
+  return { code: 0, state: "ok", text: `OK: ${routes.map((r) => `${r.model} on ${r.serving_backend}`).join(", ") || "no routes"}` };
+}
+
+export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): DaemonStatus {
+  const now = d.clock.now();
+  const c = d.config;
+  const snap = d.router.snapshot();
+  const routes: RouteStatus[] = snap.routes.map((r) => ({
+    model: r.model,
+    serving_tier: r.serving,
+    serving_backend: r.serving >= 0 ? (r.tiers[r.serving]?.backend ?? null) : null,
+    tiers: r.tiers.map((t, index) => ({ index, backend: t.backend, model: t.model, available: t.available, why: t.why ?? null, breaker: t.breaker })),
+  }));
+  const sup = new Map(d.supervisor.snapshot().map((s) => [s.name, s]));
+  const backends: BackendStatus[] = c.backends.map((b) => {
+    const s = sup.get(b.name);
+    const h = d.health.get(b.name);
+    return {
+      name: b.name,
+      kind: b.kind,
+      managed: b.managed,
+      state: s?.state ?? "remote",
+      since: s ? iso(s.since) : null,
+      state_reason: s?.reason ?? null,
+      health: h.state,
+      health_reason: h.reason,
+      pid: s?.pid ?? null,
+      generation: s?.generation ?? null,
+      restarts: s ? `${s.budget.used}/${s.budget.burst}` : null,
+      last_failure: s?.lastExit ? `${iso(s.lastExit.at)} ${s.lastExit.class}: ${s.lastExit.reason}` : null,
+      progress: s?.progress ?? null,
+      gpus: b.gpus,
+      url: b.url,
+    };
+  });
+  const served = d.router.served.sums(now, 60);
+  const five = d.router.served.sums(now, 300);
+  const gsnap = d.gpu?.snapshot();
+  return {
+    daemon: { version: packageVersion(), pid: process.pid, started_at: iso(d.startedAt), uptime_s: Math.round((now - d.startedAt) / 1000), config: c.source, hostname: c.daemon.hostname },
+    router: {
+      socket: d.listening.socket ?? null,
+      tcp: d.listening.tcp ? `http://${d.listening.tcp.host}:${d.listening.tcp.port}` : null,
+      requests_per_s: Math.round((served.total / 60) * 100) / 100,
+      fallback_share_5m: five.total > 0 ? Math.round((five.fallback / five.total) * 1000) / 1000 : null,
+      routes,
+    },
+    backends,
+    gpus: gsnap ? reportJson(gsnap) : null,
+    gpu_monitor: gsnap ? { state: gsnap.nvidiaSmi.state, nvidia_smi: gsnap.nvidiaSmi.path, kernel_log: gsnap.kernelLog ?? null } : null,
+    host: d.host?.snapshot() ?? null,
+    alerts: d.alerter
+      ? (() => {
+          const a = d.alerter.status();
+          const err = a.lastError?.failure;
+          return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${err.code ?? err.llmsupCode ?? "error"}${err.response ? `: ${err.response}` : ""}` : null };
+        })()
+      : null,
+    events: history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
+    summary: verdict(routes, backends),
+  };
+}

@@ -1,0 +1,323 @@
+/**
+ * The GPU monitor: nvidia-smi in loop mode + the kernel log → faults.
+ *
+ *   probe fields (one-shot, doubles as the first sample)
+ *     → loop (`-lms interval`) → samples → evaluate → fault.raised / fault.cleared
+ *     ↳ it dies: classify, raise, probe again after a growing pause
+ *     ↳ no sample within max(deadline, 2 × interval): driver_unresponsive; the
+ *       stuck process is killed and let go of, and no other is started while it lives
+ *   every ~30 s: remapped rows and compute apps (one-shot, one at a time)
+ *   kernel log → XID / fallen off the bus → evaluate
+ *
+ * Events: `sample`, `fault.raised`, `fault.cleared`, `xid`, `kernel_log`.
+ * Log lines: gpu.fault.raised, gpu.fault.cleared, gpu.driver.unresponsive,
+ * gpu.nvidia_smi.failed, gpu.nvidia_smi.fields, gpu.xid, gpu.kernel_log.source,
+ * gpu.kernel_log.unavailable, gpu.monitor.started, gpu.monitor.stopped.
+ */
+import { EventEmitter } from "node:events";
+import type { GpuConfig } from "../config/types.ts";
+import { silentLogger, type Logger } from "../log/logger.ts";
+import type { VramProbe } from "../supervisor/vram.ts";
+import { evaluate, faultConfig, initialFaultState, type FaultConfig, type FaultInput, type FaultState } from "./faults.ts";
+import { CSV_FORMAT, GPU_CANDIDATES, queryArgument, type GpuFieldKey, type SelectedField } from "./fields.ts";
+import { KernelLogWatcher, type KernelLogStatus } from "./kernel-log.ts";
+import { classifyFailure, parseGpuQuery, type Parsed } from "./parse.ts";
+import { probeFields } from "./probe-fields.ts";
+import { buildReport, type GpuReport } from "./report.ts";
+import { SmiRunner, type LoopExit, type LoopHandle } from "./runner.ts";
+import { SlowPoll } from "./slow-poll.ts";
+import { realTimers, type Spawner, type Timers } from "./spawn.ts";
+import type { ClearedFault, ComputeApp, GpuFault, GpuSample, RemappedRows, SmiFailure } from "./types.ts";
+import { SmiVramProbe } from "./vram-probe.ts";
+import type { XidOutcome } from "./xid-policy.ts";
+
+export interface GpuMonitorOptions {
+  readonly config: Omit<GpuConfig, "enabled"> & { readonly enabled?: boolean };
+  readonly logger?: Logger;
+  readonly spawn?: Spawner;
+  readonly timers?: Timers;
+  readonly now?: () => number;
+  /** Kernel-log sources (tests point these at a file or a fake command). */
+  readonly kernelLog?: { readonly kmsgPath?: string; readonly journalCommand?: readonly string[]; readonly pollMs?: number };
+  /** Refresh remapped rows and compute apps every this many ms (default 30 s). */
+  readonly slowPollMs?: number;
+}
+
+export interface GpuMonitorEvents {
+  sample: [samples: readonly GpuSample[], at: number];
+  "fault.raised": [fault: GpuFault];
+  "fault.cleared": [fault: ClearedFault];
+  xid: [outcome: XidOutcome];
+  kernel_log: [status: KernelLogStatus];
+}
+
+export type SmiState = "starting" | "sampling" | "failing" | "unresponsive" | "stopped";
+
+export interface GpuSnapshot extends GpuReport {
+  readonly nvidiaSmi: {
+    readonly path: string;
+    readonly state: SmiState;
+    readonly fields: readonly string[];
+    readonly dropped: readonly string[];
+    readonly remappedRows: boolean | undefined;
+    readonly lastSampleAt?: number;
+    readonly lastFailure?: SmiFailure;
+  };
+  readonly kernelLog?: KernelLogStatus;
+}
+
+export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
+  readonly runner: SmiRunner;
+  readonly #config: GpuMonitorOptions["config"];
+  readonly #fc: FaultConfig;
+  readonly #log: Logger;
+  readonly #timers: Timers;
+  readonly #now: () => number;
+  readonly #kernel: KernelLogWatcher;
+  readonly #slowPollMs: number;
+  readonly #slow: SlowPoll;
+  #faults: FaultState = initialFaultState();
+  #state: SmiState = "stopped";
+  #fields: SelectedField<GpuFieldKey>[] = [];
+  #dropped: readonly string[] = [];
+  #samples = new Map<number, { sample: GpuSample; at: number }>();
+  #remapped: RemappedRows[] = [];
+  #apps: ComputeApp[] = [];
+  #lastSampleAt: number | undefined;
+  #lastSlowPoll = -Infinity;
+  #lastFailure: SmiFailure | undefined;
+  #loop: LoopHandle | undefined;
+  #retryTimer: unknown;
+  #tickTimer: unknown;
+  #failures = 0;
+  #stopped = true;
+  readonly #problems = new Set<string>();
+
+  constructor(options: GpuMonitorOptions) {
+    super();
+    this.#config = options.config;
+    this.#fc = faultConfig(options.config);
+    this.#log = options.logger ?? silentLogger();
+    this.#timers = options.timers ?? realTimers;
+    this.#now = options.now ?? Date.now;
+    this.#slowPollMs = options.slowPollMs ?? 30_000;
+    this.runner = new SmiRunner({ path: options.config.nvidia_smi, deadlineMs: options.config.deadline, spawn: options.spawn, timers: this.#timers, now: this.#now });
+    this.#slow = new SlowPoll({
+      runner: this.runner,
+      logger: this.#log,
+      active: () => !this.#stopped,
+      remapped: (rows) => this.#onRemapped(rows),
+      apps: (apps) => {
+        this.#apps = apps;
+      },
+    });
+    this.#kernel = new KernelLogWatcher({
+      mode: options.config.kernel_log,
+      ...options.kernelLog,
+      spawn: options.spawn,
+      timers: this.#timers,
+      now: this.#now,
+      onEvent: (event) => this.#feed({ type: "kernel", event }),
+      onStatus: (status) => this.#kernelStatus(status),
+      onNote: (note) => this.#log.debug({ event: "gpu.kernel_log.note", note }),
+    });
+  }
+
+  /** Starts sampling and watching the kernel log; resolves once the kernel-log source is chosen. */
+  async start(): Promise<void> {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#state = "starting";
+    this.#log.info({ event: "gpu.monitor.started", nvidia_smi: this.#config.nvidia_smi, interval_ms: this.#config.interval }, "GPU monitor started");
+    this.#scheduleTick();
+    void this.#cycle();
+    await this.#kernel.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#state = "stopped";
+    this.#timers.clearTimeout(this.#retryTimer);
+    this.#timers.clearTimeout(this.#tickTimer);
+    this.#loop?.stop();
+    this.#loop = undefined;
+    await this.#kernel.stop();
+    this.#log.info({ event: "gpu.monitor.stopped" }, "GPU monitor stopped");
+  }
+
+  /** Active faults. */
+  faults(): GpuFault[] {
+    return [...this.#faults.active.values()];
+  }
+
+  snapshot(): GpuSnapshot {
+    const report = buildReport({
+      at: this.#now(),
+      samples: this.#samples,
+      identities: this.#faults.gpus,
+      remapped: this.#remapped,
+      apps: this.#apps,
+      faults: this.faults(),
+    });
+    return {
+      ...report,
+      nvidiaSmi: {
+        path: this.#config.nvidia_smi,
+        state: this.#state,
+        fields: this.#fields.map((f) => f.name),
+        dropped: this.#dropped,
+        remappedRows: this.#slow.remappedRows,
+        lastSampleAt: this.#lastSampleAt,
+        lastFailure: this.#lastFailure,
+      },
+      kernelLog: this.#kernel.status,
+    };
+  }
+
+  /** An operator reset GPU `gpu` (null: all): drop its event faults (XIDs, ECC rises). */
+  gpuWasReset(gpu: number | null): void {
+    this.#feed({ type: "reset", gpu });
+  }
+
+  /** The supervisor's "who holds VRAM" check, sharing this monitor's runner and GPU map. */
+  vramProbe(): VramProbe {
+    return new SmiVramProbe({ runner: this.runner, gpus: () => this.#faults.gpus });
+  }
+
+  // ---- evaluation ------------------------------------------------------------
+
+  #feed(input: FaultInput): void {
+    const r = evaluate(this.#faults, input, this.#now(), this.#fc);
+    this.#faults = r.state;
+    if (r.xid) this.#logXid(r.xid);
+    for (const f of r.cleared) {
+      this.#log.info({ event: "gpu.fault.cleared", fault: f }, `cleared: ${f.reason} (${f.clearReason})`);
+      this.emit("fault.cleared", f);
+    }
+    for (const f of r.raised) {
+      this.#log[f.severity === "down" ? "error" : "warn"]({ event: "gpu.fault.raised", fault: f }, `${f.severity}: ${f.reason}; ${f.action}`);
+      this.emit("fault.raised", f);
+    }
+    if (r.xid) this.emit("xid", r.xid);
+  }
+
+  #logXid(x: XidOutcome): void {
+    const level = x.disposition === "noise" ? "debug" : x.disposition === "fault" ? "warn" : "info";
+    this.#log[level]({ event: "gpu.xid", gpu: x.gpu, bus_id: x.event.busId, xid: x.event.type === "xid" ? x.event.xid : undefined, class: x.info.class, disposition: x.disposition, note: x.note, message: x.event.message });
+  }
+
+  #kernelStatus(status: KernelLogStatus): void {
+    if (status.source === "unavailable") this.#log.warn({ event: "gpu.kernel_log.unavailable", reason: status.reason }, `kernel log unavailable, XIDs will not be seen: ${status.reason}`);
+    else this.#log.info({ event: "gpu.kernel_log.source", source: status.source }, `reading XIDs from ${status.source}`);
+    this.emit("kernel_log", status);
+  }
+
+  #scheduleTick(): void {
+    if (this.#stopped) return;
+    this.#tickTimer = this.#timers.setTimeout(() => {
+      this.#feed({ type: "tick" });
+      this.#scheduleTick();
+    }, Math.max(this.#config.interval, 100));
+  }
+
+  // ---- nvidia-smi --------------------------------------------------------------
+
+  async #cycle(): Promise<void> {
+    if (this.#stopped) return;
+    const probe = await probeFields(this.runner, "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
+    if (this.#stopped) return;
+    if (!probe.ok) {
+      this.#failed(probe.failure);
+      return;
+    }
+    const names = probe.fields.map((f) => f.name).join(",");
+    if (names !== this.#fields.map((f) => f.name).join(",")) {
+      this.#log.info({ event: "gpu.nvidia_smi.fields", fields: probe.fields.map((f) => f.name), dropped: probe.dropped, replaced: probe.replaced }, "nvidia-smi fields chosen");
+    }
+    this.#fields = probe.fields;
+    this.#dropped = probe.dropped;
+    this.#onSample(probe.parsed);
+    const lines = probe.parsed.rows.length + probe.parsed.failures.length;
+    try {
+      this.#loop = this.runner.startLoop(
+        [queryArgument("--query-gpu", this.#fields), CSV_FORMAT, "-lms", String(Math.max(1, Math.round(this.#config.interval)))],
+        { linesPerSample: Math.max(1, lines), overdueMs: Math.max(this.#config.deadline, 2 * this.#config.interval), startsSample: (l) => l.startsWith("0, ") },
+        {
+          sample: (batch) => this.#onSample(parseGpuQuery(batch.join("\n"), this.#fields)),
+          overdue: (waitedMs) => this.#onOverdue(waitedMs),
+          exit: (exit) => this.#onLoopExit(exit),
+        },
+      );
+    } catch (e) {
+      this.#failed({ kind: "unresponsive", code: "LLMSUP_E_GPU_UNRESPONSIVE", message: (e as Error).message });
+    }
+  }
+
+  #onSample(parsed: Parsed<GpuSample>): void {
+    const at = this.#now();
+    for (const p of parsed.problems) {
+      // Said once per distinct line, however often nvidia-smi repeats it.
+      if (this.#problems.has(p.message) || this.#problems.size > 100) continue;
+      this.#problems.add(p.message);
+      this.#log.warn({ event: "gpu.nvidia_smi.output", code: "LLMSUP_E_GPU_SMI_OUTPUT", problem: p.message }, "unexpected nvidia-smi output");
+    }
+    if (parsed.rows.length === 0 && parsed.failures.length === 0) return;
+    this.#state = "sampling";
+    this.#failures = 0;
+    this.#lastFailure = undefined;
+    this.#lastSampleAt = at;
+    for (const s of parsed.rows) this.#samples.set(s.index, { sample: s, at });
+    this.#feed({ type: "sample", gpus: parsed.rows, failures: parsed.failures });
+    this.emit("sample", parsed.rows, at);
+    if (at - this.#lastSlowPoll >= this.#slowPollMs) {
+      this.#lastSlowPoll = at;
+      void this.#slow.run();
+    }
+  }
+
+  #onOverdue(waitedMs: number): void {
+    this.#state = "unresponsive";
+    this.#log.error({ event: "gpu.driver.unresponsive", waited_ms: waitedMs, code: "LLMSUP_E_GPU_UNRESPONSIVE" }, "nvidia-smi stopped answering; the driver may be wedged");
+    this.#feed({ type: "unresponsive", waitedMs });
+  }
+
+  #onLoopExit(exit: LoopExit): void {
+    this.#loop = undefined;
+    if (this.#stopped || exit.stopped) return;
+    if (exit.overdue) {
+      this.#retry();
+      return;
+    }
+    const failure: SmiFailure = exit.error
+      ? { kind: "missing", code: "LLMSUP_E_GPU_SMI_MISSING", message: exit.leftover }
+      : exit.code === 0
+        ? { kind: "failed", code: "LLMSUP_E_GPU_SMI_FAILED", message: "the nvidia-smi loop ended on its own", exitCode: 0 }
+        : classifyFailure(exit.leftover, exit.code);
+    this.#failed(failure);
+  }
+
+  #failed(failure: SmiFailure): void {
+    const repeated = this.#lastFailure?.message === failure.message;
+    this.#lastFailure = failure;
+    this.#state = failure.kind === "unresponsive" ? "unresponsive" : "failing";
+    this.#log[repeated ? "debug" : "warn"]({ event: "gpu.nvidia_smi.failed", code: failure.code, kind: failure.kind, message: failure.message, exit_code: failure.exitCode }, "nvidia-smi failed");
+    this.#feed({ type: "failure", failure });
+    this.#retry();
+  }
+
+  /** Probe again after a pause that grows with consecutive failures (interval, doubling, at most 12 intervals). */
+  #retry(): void {
+    if (this.#stopped) return;
+    const delay = Math.min(this.#config.interval * 2 ** this.#failures, Math.max(12 * this.#config.interval, 1_000));
+    this.#failures++;
+    this.#timers.clearTimeout(this.#retryTimer);
+    this.#retryTimer = this.#timers.setTimeout(() => void this.#cycle(), delay);
+  }
+
+  #onRemapped(rows: RemappedRows[]): void {
+    if (this.#stopped) return;
+    this.#remapped = rows;
+    this.#feed({ type: "remapped", rows });
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The host monitor: reads CPU, memory and disk every [host] interval and
+ * turns them into facts with thresholds. Events: `reading`, `fault.raised`,
+ * `fault.cleared`. Log lines: host.fault.raised, host.fault.cleared,
+ * host.read.failed.
+ */
+import { EventEmitter } from "node:events";
+import type { HostConfig } from "../config/types.ts";
+import { realTimers, type Timers } from "../gpu/spawn.ts";
+import { silentLogger, type Logger } from "../log/logger.ts";
+import { readHost, systemHostReader, type CpuTimes, type HostReader, type HostReading } from "./resources.ts";
+import { evaluateHost, initialHostState, type HostClearedFault, type HostFault, type HostState } from "./thresholds.ts";
+
+export interface HostMonitorOptions {
+  readonly config: HostConfig;
+  /** Directories whose disks must not fill up (state_dir, log_dir). */
+  readonly dirs: readonly string[];
+  readonly reader?: HostReader;
+  readonly logger?: Logger;
+  readonly timers?: Timers;
+  readonly now?: () => number;
+}
+
+export interface HostMonitorEvents {
+  reading: [reading: HostReading];
+  "fault.raised": [fault: HostFault];
+  "fault.cleared": [fault: HostClearedFault];
+}
+
+export interface HostSnapshot {
+  readonly reading?: HostReading;
+  readonly faults: readonly HostFault[];
+}
+
+export class HostMonitor extends EventEmitter<HostMonitorEvents> {
+  readonly #o: HostMonitorOptions;
+  readonly #reader: HostReader;
+  readonly #log: Logger;
+  readonly #timers: Timers;
+  readonly #now: () => number;
+  #state: HostState = initialHostState();
+  #cpu: CpuTimes | undefined;
+  #reading: HostReading | undefined;
+  #timer: unknown;
+  #stopped = true;
+  #errors = "";
+
+  constructor(options: HostMonitorOptions) {
+    super();
+    this.#o = options;
+    this.#reader = options.reader ?? systemHostReader;
+    this.#log = options.logger ?? silentLogger();
+    this.#timers = options.timers ?? realTimers;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Takes a first reading, then one every interval. */
+  async start(): Promise<void> {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    await this.poll();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#timers.clearTimeout(this.#timer);
+  }
+
+  snapshot(): HostSnapshot {
+    return { reading: this.#reading, faults: [...this.#state.active.values()] };
+  }
+
+  /** One reading and evaluation (the timer calls it; tests may too). */
+  async poll(): Promise<HostReading> {
+    this.#timers.clearTimeout(this.#timer);
+    const { reading, cpu } = await readHost(this.#reader, this.#o.dirs, this.#cpu, this.#now());
+    this.#cpu = cpu;
+    this.#reading = reading;
+    const errors = reading.errors.join("; ");
+    if (errors && errors !== this.#errors) this.#log.warn({ event: "host.read.failed", errors: reading.errors }, "could not read some host resources");
+    this.#errors = errors;
+    const r = evaluateHost(this.#state, reading, this.#now(), { minFreeMemory: this.#o.config.min_free_memory, minFreeDisk: this.#o.config.min_free_disk });
+    this.#state = r.state;
+    this.emit("reading", reading);
+    for (const f of r.cleared) {
+      this.#log.info({ event: "host.fault.cleared", fault: f }, `cleared: ${f.reason}`);
+      this.emit("fault.cleared", f);
+    }
+    for (const f of r.raised) {
+      this.#log.warn({ event: "host.fault.raised", fault: f }, `${f.reason}; ${f.action}`);
+      this.emit("fault.raised", f);
+    }
+    if (!this.#stopped) this.#timer = this.#timers.setTimeout(() => void this.poll(), this.#o.config.interval);
+    return reading;
+  }
+}

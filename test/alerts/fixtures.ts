@@ -1,0 +1,44 @@
+/** Alert events as the daemon will raise them, one builder per kind. */
+import type { AlertEvent, FailoverEvent, RecoveryEvent } from "../../src/alerts/events.ts";
+
+export const ROUTE = "llama-3.1-8b";
+/** 2025-06-01 14:02:03 UTC. */
+export const T0 = Date.UTC(2025, 5, 1, 14, 2, 3);
+export const MIN = 60_000;
+
+export function failover(at: number, route = ROUTE, to = 1): FailoverEvent {
+  return {
+    kind: "failover",
+    at,
+    route,
+    from: { index: 0, backend: "vllm-gpu0", model: "meta-llama/Meta-Llama-3.1-8B-Instruct" },
+    to: { index: to, backend: to === 1 ? "gpu2" : "ollama" },
+    reasonClass: "connect",
+    error: "connect ECONNREFUSED 127.0.0.1:8000",
+    gpus: [0],
+    lastLines: ["INFO:     Started server process [4242]", "ERROR 06-01 14:02:01 engine.py:1 EngineCore encountered an issue. See stack trace (above) for the root cause."],
+  };
+}
+
+export function recovery(at: number, route = ROUTE): RecoveryEvent {
+  return { kind: "recovery", at, route, tier: { index: 0, backend: "vllm-gpu0" } };
+}
+
+/** One event of every kind, for rendering checks. */
+export function everyKind(at: number): AlertEvent[] {
+  return [
+    failover(at),
+    recovery(at),
+    { kind: "all_tiers_down", at, route: ROUTE, tiers: [{ tier: { index: 0, backend: "vllm-gpu0" }, reason: "process exited (oom)" }, { tier: { index: 1, backend: "gpu2" }, reason: "connect ECONNREFUSED" }], retryAfterMs: 10_000 },
+    { kind: "cache_serving", at, route: ROUTE, served: 3 },
+    { kind: "backend_fatal", at, backend: "vllm-gpu0", exitClass: "oom", reason: "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", budget: { used: 5, burst: 5 }, gpus: [0], lastLines: ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"] },
+    { kind: "backend_restarting", at, backend: "vllm-gpu0", restarts: 3, windowMs: 15 * MIN, exitClass: "wedged", reason: "deep probe timed out twice", wedged: true },
+    { kind: "backend_recovered", at, backend: "vllm-gpu0" },
+    { kind: "gpu_fault", at, gpu: 0, busId: "00000000:3B:00.0", fault: "thermal", effect: "down", reason: "94 C, above the 87 C limit, hardware thermal slowdown", recommended: "check GPU 0 cooling" },
+    { kind: "gpu_fault_cleared", at, gpu: 0, fault: "thermal", reason: "below 87 C for 3 samples" },
+    { kind: "disk_low", at, path: "/var/lib/llmsup", freeBytes: 1.5 * 1024 ** 3, minFreeBytes: 5 * 1024 ** 3 },
+    { kind: "disk_ok", at, path: "/var/lib/llmsup", freeBytes: 9 * 1024 ** 3 },
+    { kind: "daemon_started", at, version: "0.1.0", pid: 4242, config: "/etc/llmsup/supervisor.toml" },
+    { kind: "daemon_stopping", at, reason: "SIGTERM" },
+  ];
+}

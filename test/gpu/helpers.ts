@@ -1,0 +1,133 @@
+/** Test doubles for the GPU monitor: manual timers, scripted child processes, a simulated GPU box. */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { PassThrough } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ChildExit, ChildHandle, Spawner, Timers } from "../../src/gpu/spawn.ts";
+import { runSimGpu } from "../../src/sim/gpu/cli.ts";
+import { defaultGpuState, updateGpuState, writeGpuState, type SimGpuState } from "../../src/sim/gpu/state.ts";
+import { tempDir } from "../helpers/tmp.ts";
+
+/** Timers that only move when the test says so. */
+export class ManualTimers implements Timers {
+  now = 0;
+  #next = 1;
+  readonly #pending = new Map<number, { at: number; fn: () => void }>();
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#pending.set(id, { at: this.now + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#pending.delete(handle as number);
+  }
+  get pending(): number {
+    return this.#pending.size;
+  }
+  /** Moves time forward, firing due timers in order (and the ones they set, if due). */
+  advance(ms: number): void {
+    const end = this.now + ms;
+    for (;;) {
+      const due = [...this.#pending.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.#pending.delete(due[0]);
+      this.now = due[1].at;
+      due[1].fn();
+    }
+    this.now = end;
+  }
+}
+
+/** A scripted child process. `killable: false` plays an nvidia-smi stuck in the driver. */
+export class FakeChild implements ChildHandle {
+  static #pids = 90_000;
+  readonly pid = FakeChild.#pids++;
+  readonly args: readonly string[];
+  readonly signals: string[] = [];
+  killable = true;
+  abandoned = false;
+  #listeners: ((chunk: string) => void)[] = [];
+  #resolve!: (e: ChildExit) => void;
+  #done = false;
+  readonly exited: Promise<ChildExit>;
+  constructor(args: readonly string[]) {
+    this.args = args;
+    this.exited = new Promise((r) => (this.#resolve = r));
+  }
+  get done(): boolean {
+    return this.#done;
+  }
+  onOutput(l: (chunk: string) => void): void {
+    this.#listeners.push(l);
+  }
+  print(text: string): void {
+    for (const l of this.#listeners) l(text);
+  }
+  exit(code: number | null, signal: NodeJS.Signals | null = null, error?: NodeJS.ErrnoException): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#resolve(error ? { code, signal, error } : { code, signal });
+  }
+  kill(signal: NodeJS.Signals = "SIGKILL"): void {
+    this.signals.push(signal);
+    if (this.killable) queueMicrotask(() => this.exit(null, signal));
+  }
+  abandon(): void {
+    this.abandoned = true;
+    this.#listeners = [];
+  }
+}
+
+/** A spawner that records every child and lets `onSpawn` script it. */
+export function fakeSpawner(onSpawn: (child: FakeChild) => void = () => {}): Spawner & { children: FakeChild[] } {
+  const children: FakeChild[] = [];
+  const spawn = ((_file: string, args: readonly string[]) => {
+    const child = new FakeChild(args);
+    children.push(child);
+    onSpawn(child);
+    return child;
+  }) as unknown as Spawner & { children: FakeChild[] };
+  spawn.children = children;
+  return spawn;
+}
+
+/** Lets promise callbacks run. */
+export async function settle(rounds = 5): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+/** Polls `check` until it holds (for tests driving real processes, where no clock can be injected). */
+export async function waitUntil(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** A simulated GPU box: a state file and an nvidia-smi wrapper bound to it. */
+export interface SimBox {
+  readonly state: string;
+  readonly nvidiaSmi: string;
+  set(change: (s: SimGpuState) => void): Promise<void>;
+}
+
+export async function simBox(t: { after(fn: () => void): void }, prepare: (s: SimGpuState) => void = () => {}, gpus = 2): Promise<SimBox> {
+  const dir = tempDir(t, "llmsup-gpu-");
+  const state = path.join(dir, "gpus.json");
+  const initial = defaultGpuState(gpus);
+  prepare(initial);
+  await writeGpuState(state, initial);
+  const nvidiaSmi = path.join(dir, "nvidia-smi");
+  const code = await runSimGpu(["wrapper", "--state", state, "--out", nvidiaSmi], { stdout: new PassThrough(), stderr: new PassThrough(), env: {} });
+  assert.equal(code, 0);
+  return {
+    state,
+    nvidiaSmi,
+    set: async (change) => {
+      await updateGpuState(state, (s) => {
+        change(s);
+      });
+    },
+  };
+}
