@@ -213,11 +213,16 @@ export class BackendOwner {
     await this.begin("started");
   }
 
-  /** Stops the backend (process group: SIGTERM, then SIGKILL) and keeps it stopped. */
-  async stop(reason = "stopped on request"): Promise<void> {
+  /**
+   * Stops the backend (process group: SIGTERM, then SIGKILL) and keeps it
+   * stopped. `keepFatal`: a daemon shutdown leaves a fatal backend fatal, so
+   * the mark survives the restart and still needs an explicit reset.
+   */
+  async stop(reason = "stopped on request", options: { keepFatal?: boolean } = {}): Promise<void> {
     this.cancelTimers();
     const r = this.running;
     if (!r) {
+      if (this.state === "fatal" && options.keepFatal) return;
       if (this.state !== "stopped") this.transition("stopped", reason);
       return;
     }

@@ -130,7 +130,7 @@ export class Supervisor {
 
   /** Stops every backend in parallel, each by its own stop_timeout. */
   async stopAll(reason = "llmsup is stopping"): Promise<void> {
-    await Promise.all([...this.owners.values()].map((o) => o.stop(reason)));
+    await Promise.all([...this.owners.values()].map((o) => o.stop(reason, { keepFatal: true })));
     await Promise.all([...this.owners.values()].map((o) => o.close()));
   }
 
