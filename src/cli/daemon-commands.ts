@@ -163,3 +163,38 @@ export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: I
     throw e;
   }
 }
+
+export async function drillCommand(scenario: string, o: TargetOptions & { duration?: string; route?: string; json?: boolean }, io: Io): Promise<number> {
+  const { renderDrill } = await import("../drills/report.ts");
+  const { parseDuration } = await import("../config/units.ts");
+  const durationMs = parseDuration(o.duration ?? "60s");
+  if (durationMs === undefined) {
+    io.stderr.write(`llmsup drill: --duration expects a duration such as "30s", found ${JSON.stringify(o.duration)}\n`);
+    return EXIT.USAGE;
+  }
+  let socket: string;
+  try {
+    socket = await controlSocket(o);
+  } catch (e) {
+    return configError(io, e);
+  }
+  try {
+    const q = new URLSearchParams({ duration_ms: String(durationMs), ...(o.route ? { route: o.route } : {}) });
+    if (!o.json) io.stderr.write(`drill ${scenario}: holding the failure for ${o.duration ?? "60s"}, then waiting for recovery…\n`);
+    const r = await callDaemon<import("../drills/report.ts").DrillReport & { error?: { code: string; message: string } }>(socket, "POST", `/drills/${encodeURIComponent(scenario)}?${q}`, durationMs + 15 * 60_000);
+    if (r.status !== 200) {
+      if (o.json) writeJson(io, r.body);
+      else io.stderr.write(`llmsup drill ${scenario}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      return r.status === 404 ? EXIT.USAGE : EXIT.UNAVAILABLE;
+    }
+    if (o.json) writeJson(io, r.body);
+    else io.stdout.write(renderDrill(r.body));
+    return r.body.verdict === "pass" ? EXIT.OK : EXIT.FAILURE;
+  } catch (e) {
+    if (e instanceof DaemonUnreachable) {
+      notRunning(io, e, o);
+      return EXIT.UNAVAILABLE;
+    }
+    throw e;
+  }
+}

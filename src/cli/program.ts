@@ -103,6 +103,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     },
   );
 
+  target(
+    program
+      .command("drill")
+      .description("rehearse a failure and report detection, failover and recovery times, client errors and the alert: primary-outage | backend-crash | backend-hang; exit 0 pass, 1 fail")
+      .argument("<scenario>", "primary-outage, backend-crash or backend-hang")
+      .option("--duration <d>", "how long the failure is held", "60s")
+      .option("--route <model>", "the route to drill (default: the first)")
+      .option("--json", "machine-readable output"),
+  ).action(async (scenario: string, opts: { config?: string; socket?: string; duration?: string; route?: string; json?: boolean }) => {
+    const { drillCommand } = await import("./daemon-commands.ts");
+    setExit(await drillCommand(scenario, { ...opts, config: configPath(opts.config, io.env) }, io));
+  });
+
   program
     .command("demo")
     .description("run llmsup end to end on built-in simulated GPUs and inference servers, with instructions to cause failures")

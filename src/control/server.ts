@@ -11,6 +11,7 @@ import { isLlmsupError, LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { gidOf } from "../platform/users.ts";
 import type { Daemon } from "../daemon/daemon.ts";
+import { DRILL_SCENARIOS, type DrillScenario } from "../drills/report.ts";
 
 const OPS = new Set(["start", "stop", "restart", "reset"]);
 
@@ -22,7 +23,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 function fail(res: ServerResponse, e: unknown): void {
   if (isLlmsupError(e)) {
-    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" ? 409 : 500;
+    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" || e.code === "LLMSUP_E_DRILL_REFUSED" ? 409 : 500;
     send(res, status, { error: { code: e.code, message: e.message } });
   } else send(res, 500, { error: { code: "LLMSUP_E_INTERNAL", message: (e as Error).message } });
 }
@@ -81,6 +82,17 @@ export class ControlServer {
       this.audit(req, "reload");
       const r = await d.reload();
       return send(res, r.ok ? 200 : 422, r);
+    }
+    if (req.method === "POST" && parts[0] === "drills" && parts[1]) {
+      const scenario = parts[1];
+      if (!(DRILL_SCENARIOS as readonly string[]).includes(scenario)) return send(res, 404, { error: { code: "LLMSUP_E_USAGE", message: `no drill ${scenario} (drills: ${DRILL_SCENARIOS.join(", ")})` } });
+      this.audit(req, `drill ${scenario}`, url.searchParams.get("route") ?? undefined);
+      const report = await d.drill({
+        scenario: scenario as DrillScenario,
+        route: url.searchParams.get("route") ?? undefined,
+        durationMs: Number(url.searchParams.get("duration_ms") ?? 60_000),
+      });
+      return send(res, 200, report);
     }
     if (parts[0] === "backends" && parts[1]) {
       const name = decodeURIComponent(parts[1]);

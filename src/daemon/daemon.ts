@@ -32,6 +32,8 @@ import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import { Scheduler } from "../schedule/scheduler.ts";
 import { digestJob, housekeepingJob } from "../schedule/jobs.ts";
 import { AlertBridge, timeOnTier, type BridgeInput } from "./alert-bridge.ts";
+import { runDrill, type DrillSpec } from "../drills/drill.ts";
+import { renderDrill, type DrillReport } from "../drills/report.ts";
 
 export interface DaemonOptions {
   readonly configPath: string;
@@ -83,6 +85,8 @@ export class Daemon {
   /** Alert events of the last day, for the digest. */
   private alertLog: AlertEvent[] = [];
   scheduler?: Scheduler;
+  private readonly listeners = new Set<(e: DaemonEvent) => void>();
+  private drilling = false;
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -209,7 +213,43 @@ export class Daemon {
 
   // ------------------------------------------------------------------ events
 
+  /** Follows every event (drills watch what happens). */
+  subscribe(fn: (e: DaemonEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Runs one drill now; one at a time. */
+  async drill(spec: DrillSpec): Promise<DrillReport> {
+    if (this.drilling) throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", "another drill is running", {});
+    if (!this.listening.socket) throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", "drills send their requests through router.socket, which is off", {});
+    this.drilling = true;
+    try {
+      this.log.info({ event: "drill.started", scenario: spec.scenario, route: spec.route, duration_ms: spec.durationMs }, `drill ${spec.scenario} started`);
+      const report = await runDrill(
+        {
+          config: this.config,
+          socket: this.listening.socket,
+          health: this.health,
+          supervisor: this.supervisor,
+          router: () => this.router,
+          subscribe: (fn) => this.subscribe(fn),
+          alertsSince: (at) => this.alertLog.filter((a) => a.at >= at),
+          delivered: () => (this.alerter?.status().enabled ? this.alerter.status().delivered : undefined),
+          clock: this.clock,
+        },
+        spec,
+      );
+      this.log.info({ event: "drill.finished", ...report, timeline: undefined }, `drill ${spec.scenario}: ${report.verdict}`);
+      this.remember({ at: this.clock.now(), kind: "drill", route: report.route, summary: `drill ${report.scenario} on ${report.route}: ${report.verdict}${report.problems.length ? ` (${report.problems.join("; ")})` : ""}` });
+      return report;
+    } finally {
+      this.drilling = false;
+    }
+  }
+
   private emit(e: DaemonEvent): void {
+    for (const l of this.listeners) l(e);
     if ("event" in e && (e.event === "daemon.started" || e.event === "daemon.stopping" || e.event === "daemon.reloaded")) {
       this.log.info(e, e.detail);
       this.remember({ at: e.at, kind: "daemon", summary: e.detail });
@@ -275,6 +315,16 @@ export class Daemon {
             delivery: { delivered: alerter.status().delivered, pending: alerter.status().pending, lastError: alerter.status().lastError?.failure.code },
           }),
         }),
+      });
+    }
+    if (c.schedule.drill) {
+      scheduler.add({
+        name: "drill",
+        cron: c.schedule.drill,
+        run: async () => {
+          const report = await this.drill({ scenario: c.schedule.drill_scenario, durationMs: c.schedule.drill_duration });
+          this.alerter?.send({ subject: `[llmsup] ${this.config.daemon.hostname}: drill ${report.scenario} ${report.verdict === "pass" ? "passed" : "FAILED"}`, text: renderDrill(report) }, "drill", report.verdict === "pass" ? "info" : "warning");
+        },
       });
     }
     this.scheduler = scheduler;

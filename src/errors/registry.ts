@@ -129,6 +129,11 @@ export const ERRORS = {
     exit: EXIT.CONFIG,
     retryable: false,
   },
+  LLMSUP_E_DRILL_REFUSED: {
+    message: "The drill cannot run now: its route is not on its first tier (a drill would blur a real incident), or the scenario needs a running managed backend as tier 0.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
   LLMSUP_E_INTERNAL: {
     message: "An unexpected internal error; the log has the details. Please report it.",
     exit: EXIT.SOFTWARE,
