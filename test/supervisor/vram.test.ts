@@ -1,0 +1,73 @@
+/** No restart into held VRAM: the supervisor with the real nvidia-smi probe over the simulated GPUs. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { GpuMonitor } from "../../src/gpu/monitor.ts";
+import { writeWrapper } from "../../src/sim/gpu/cli.ts";
+import { defaultGpuState, pidAlive, registerProcess, writeGpuState } from "../../src/sim/gpu/state.ts";
+import { Supervisor } from "../../src/supervisor/supervisor.ts";
+import { freePort } from "../helpers/sim.ts";
+import { EventLog, memoryLogger, simCommand, testConfig } from "../helpers/supervise.ts";
+import { tempDir } from "../helpers/tmp.ts";
+
+async function setup(t: { after(fn: () => unknown): void }, processExtra = "") {
+  const dir = tempDir(t);
+  const state = path.join(dir, "gpus.json");
+  await writeGpuState(state, defaultGpuState(1));
+  const smi = await writeWrapper(state, path.join(dir, "nvidia-smi"));
+  const port = await freePort();
+  const config = testConfig(
+    dir,
+    `[gpu]\nnvidia_smi = "${smi}"\ndeadline = "5s"\nkernel_log = "off"\n[[backend]]\nname = "vllm"\nkind = "vllm"\nurl = "http://127.0.0.1:${port}"\ngpus = [0]\n  [backend.process]\n  command = ${simCommand(["--kind", "vllm", "--port", port, "--load-time", "0s", "--model", "m", "--gpus", "0", "--gpu-state", state])}\n  restart_sec = "300ms"\n  restart_max_delay = "300ms"\n  start_limit_interval = "1m"\n  stop_timeout = "2s"\n${processExtra}\n[[route]]\nmodel = "m"\ntiers = [{ backend = "vllm", model = "m" }]\n`,
+  );
+  const vram = new GpuMonitor({ config: config.gpu }).vramProbe();
+  const events = new EventLog();
+  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, vram, readinessPollMs: 50 });
+  t.after(() => sup.stopAll());
+  return { sup, events, vram, state };
+}
+
+test("SIGKILL of the vLLM API server: the next generation starts only once the old engine is gone and its VRAM released", async (t) => {
+  const { sup, events, vram } = await setup(t);
+  await sup.start("vllm");
+  const ready = await events.state("vllm", "ready");
+  const [engine] = await vram.holders([0]);
+  assert.ok(engine && engine.pid !== ready.pid, "the engine child holds the memory");
+  let atRestart: { engineAlive: boolean } | undefined;
+  events.waitFor("generation 2 starting", (e) => e.event === "backend.state" && e.to === "starting" && e.generation === 2).then(() => {
+    atRestart = { engineAlive: pidAlive(engine.pid) };
+  });
+  process.kill(ready.pid!, "SIGKILL");
+  const exited = await events.state("vllm", "exited");
+  assert.equal(exited.exit?.class, "killed");
+  await events.state("vllm", "ready", { nth: 2, ms: 15_000 });
+  assert.deepEqual(atRestart, { engineAlive: false }, "the orphaned engine was gone before the new process was spawned");
+  const holders = await vram.holders([0]);
+  assert.equal(holders.length, 1);
+  assert.notEqual(holders[0]!.pid, engine.pid);
+});
+
+test("a foreign process holding the VRAM: gpu_occupied with its pid, the restart budget untouched, started once it is gone", async (t) => {
+  const { sup, events, state } = await setup(t);
+  const foreign = spawn("sleep", ["60"], { detached: true, stdio: "ignore" });
+  t.after(() => {
+    try {
+      process.kill(foreign.pid!, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  });
+  await registerProcess(state, foreign.pid!, [0], 80_000, "python3 someone-elses-job.py");
+  await sup.start("vllm");
+  const blocked = await events.state("vllm", "blocked", { ms: 15_000 });
+  assert.match(blocked.reason, new RegExp(`^gpu_occupied: pid ${foreign.pid} \\(python3 someone-elses-job\\.py\\) holds 80000 MiB on GPU 0`));
+  assert.equal(blocked.holder?.pid, foreign.pid);
+  assert.equal(blocked.exit?.class, "gpu_occupied");
+  assert.deepEqual(sup.snapshot()[0]!.budget, { used: 0, burst: 5 }, "not counted as a failed start");
+  process.kill(foreign.pid!, "SIGKILL");
+  const ready = await events.state("vllm", "ready", { ms: 15_000 });
+  assert.match(events.states("vllm").find((e) => e.to === "starting" && e.generation === 2)!.reason, new RegExp(`GPU memory released by pid ${foreign.pid}`));
+  assert.equal(ready.generation, 2);
+  assert.equal(sup.snapshot()[0]!.budget.used, 0);
+});
