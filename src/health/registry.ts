@@ -76,6 +76,11 @@ export class HealthRegistry {
     this.recompute(name);
   }
 
+  /** Whether a source currently reports something about a backend. */
+  has(name: string, source: HealthSource): boolean {
+    return this.sources.get(name)?.has(source) ?? false;
+  }
+
   setRecovering(name: string, recovering: boolean): void {
     if (recovering) this.recovering.add(name);
     else this.recovering.delete(name);

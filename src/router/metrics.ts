@@ -9,6 +9,14 @@ export class RouterMetrics {
   private readonly ttftHist: Histogram<"route" | "backend">;
   private readonly overheadHist: Histogram;
   readonly health: Gauge<"backend">;
+  private readonly cacheHits: Counter<"route" | "match">;
+  private readonly cacheMisses: Counter<"route">;
+  private readonly cacheSimilarity: Histogram<"route">;
+  private readonly cacheLookupHist: Histogram;
+  private readonly cacheStores: Counter<"route" | "outcome">;
+  private readonly cacheEvictions: Counter<"reason">;
+  private readonly cacheEntries: Gauge;
+  private readonly cacheBytes: Gauge;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -18,6 +26,14 @@ export class RouterMetrics {
     this.ttftHist = new Histogram({ name: "llmsup_time_to_first_token_seconds", help: "Time to first token (whole answer when not streaming).", labelNames: ["route", "backend"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers });
     this.overheadHist = new Histogram({ name: "llmsup_router_overhead_seconds", help: "Time the router itself adds to a request.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers });
     this.health = new Gauge({ name: "llmsup_backend_health", help: "Backend health: 0 healthy, 1 degraded, 2 down.", labelNames: ["backend"], registers });
+    this.cacheHits = new Counter({ name: "llmsup_cache_hits_total", help: "Answers served from the emergency cache (every tier down), by match: exact or similar.", labelNames: ["route", "match"], registers });
+    this.cacheMisses = new Counter({ name: "llmsup_cache_misses_total", help: "Emergency cache lookups (every tier down) that found nothing to serve.", labelNames: ["route"], registers });
+    this.cacheSimilarity = new Histogram({ name: "llmsup_cache_hit_similarity", help: "Prompt similarity of the answers served from the emergency cache (1 = exact).", labelNames: ["route"], buckets: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1], registers });
+    this.cacheLookupHist = new Histogram({ name: "llmsup_cache_lookup_seconds", help: "Time of an emergency cache lookup.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers });
+    this.cacheStores = new Counter({ name: "llmsup_cache_stores_total", help: "Answers offered to the emergency cache, by outcome: stored, or why not (opt_out, multi_turn, tools, …).", labelNames: ["route", "outcome"], registers });
+    this.cacheEvictions = new Counter({ name: "llmsup_cache_evictions_total", help: "Answers removed from the emergency cache: ttl (expired) or lru (over max_entries / max_bytes).", labelNames: ["reason"], registers });
+    this.cacheEntries = new Gauge({ name: "llmsup_cache_entries", help: "Answers in the emergency cache.", registers });
+    this.cacheBytes = new Gauge({ name: "llmsup_cache_bytes", help: "Bytes the emergency cache's answers take (bounded by [cache] max_bytes).", registers });
     // A coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_process_", eventLoopMonitoringPrecision: 250 });
   }
@@ -40,5 +56,30 @@ export class RouterMetrics {
 
   overhead(seconds: number): void {
     this.overheadHist.observe(seconds);
+  }
+
+  // The emergency cache (src/cache/cache.ts CacheMetricsSink).
+
+  cacheLookup(route: string, outcome: "exact" | "similar" | "miss", seconds: number, similarity?: number): void {
+    this.cacheLookupHist.observe(seconds);
+    if (outcome === "miss") {
+      this.cacheMisses.inc({ route });
+      return;
+    }
+    this.cacheHits.inc({ route, match: outcome });
+    if (similarity !== undefined) this.cacheSimilarity.observe({ route }, similarity);
+  }
+
+  cacheStore(route: string, outcome: string): void {
+    this.cacheStores.inc({ route, outcome });
+  }
+
+  cacheSize(entries: number, bytes: number): void {
+    this.cacheEntries.set(entries);
+    this.cacheBytes.set(bytes);
+  }
+
+  cacheEvicted(reason: "ttl" | "lru", n: number): void {
+    this.cacheEvictions.inc({ reason }, n);
   }
 }

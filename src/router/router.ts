@@ -5,10 +5,19 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
+
+/** Request ids: a random prefix per process and a counter (no entropy drawn per request). */
+const ID_PREFIX = randomBytes(4).toString("hex");
+let idCounter = 0;
+function nextRequestId(): string {
+  idCounter = (idCounter + 1) % 0x100000000;
+  return `${ID_PREFIX}${idCounter.toString(16).padStart(8, "0")}`;
+}
 import type { BackendConfig, Config, RouteConfig, TierConfig } from "../config/types.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../platform/clock.ts";
+import { answerFromStream, cacheNotice, CACHE_BACKEND, markedAnswerAsSse, markHit } from "../cache/marks.ts";
 import { adjustForTier, type Body } from "./adjust.ts";
 import { admit, CLOSED, onFailure, onSuccess, release, trip, type BreakerPolicy, type BreakerState } from "./breaker.ts";
 import { classifyHttp, classifyTransport, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
@@ -46,7 +55,13 @@ export interface TriedTier {
   readonly detail: string;
 }
 
-/** Where the emergency cache plugs in. */
+/**
+ * Where the emergency cache plugs in. `store` is called after every successful
+ * answer (a streamed one as the chat.completion its text makes) of a route
+ * with `cache = true`, never for other routes; `headers` are the client's
+ * request headers (`x-llmsup-cache: no-store` opts out). `lookup` is called
+ * only when every tier failed.
+ */
 export interface CacheHook {
   store(route: RouteConfig, endpoint: Endpoint, request: Body, response: unknown, headers: Record<string, string | string[] | undefined>): void;
   lookup(route: RouteConfig, endpoint: Endpoint, request: Body): Promise<{ readonly response: unknown; readonly similarity: number; readonly cachedAt: number } | undefined>;
@@ -83,6 +98,8 @@ interface RequestCtx {
   readonly stream: boolean;
   readonly requestId: string;
   readonly res: ServerResponse;
+  /** The client's request headers (the cache reads its opt-out there). */
+  readonly clientHeaders: IncomingMessage["headers"];
   readonly clientGone: AbortSignal;
   readonly deadline: number;
   readonly startedAt: number;
@@ -199,7 +216,7 @@ export class Router {
 
   async handle(req: IncomingMessage, res: ServerResponse, endpoint: Endpoint, body: Body): Promise<void> {
     const startedAt = performance.now();
-    const requestId = (header(req.headers as Record<string, string>, "x-request-id") ?? randomBytes(8).toString("hex")).slice(0, 128);
+    const requestId = (header(req.headers as Record<string, string>, "x-request-id") ?? nextRequestId()).slice(0, 128);
     const model = typeof body.model === "string" ? body.model : undefined;
     const route = this.routeFor(model);
     if (!route) {
@@ -217,6 +234,7 @@ export class Router {
       stream: endpoint !== "embedding" && body.stream === true,
       requestId,
       res,
+      clientHeaders: req.headers,
       clientGone: clientGone.signal,
       deadline: this.deps.clock.now() + this.config.router.request_timeout,
       startedAt,
@@ -389,7 +407,7 @@ export class Router {
   private succeeded(ctx: RequestCtx, index: number, ttftMs?: number): void {
     const tier = ctx.route.tiers[index]!;
     this.settleBreaker(tier, true);
-    this.deps.health.set(tier.backend, "passive", "healthy", "");
+    if (this.deps.health.has(tier.backend, "passive")) this.deps.health.set(tier.backend, "passive", "healthy", "");
     this.deps.metrics?.request(ctx.route.model, index, tier.backend, "ok");
     if (ttftMs !== undefined) this.deps.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);
     this.deps.onSuccess?.(tier.backend);
@@ -448,9 +466,8 @@ export class Router {
   private async wholeAnswer(ctx: RequestCtx, index: number, up: Extract<AttemptOutcome, { kind: "response" }>, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
     let text: string;
     try {
-      const parts: Buffer[] = [];
-      for await (const c of up.body as AsyncIterable<Buffer>) parts.push(c);
-      text = Buffer.concat(parts).toString("utf8");
+      // undici's own consumer: cheaper than async iteration on this hot path.
+      text = await (up.body as unknown as { text(): Promise<string> }).text();
     } catch (e) {
       const why = up.abortedBy();
       up.done();
@@ -468,7 +485,7 @@ export class Router {
     if (ctx.endpoint !== "embedding" && !Array.isArray(json.choices)) return { class: "stream_broken", detail: "the backend's answer has no choices" };
     const ttftMs = performance.now() - attemptStart;
     this.succeeded(ctx, index, ttftMs);
-    this.deps.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, up.headers);
+    if (ctx.route.cache) this.deps.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, ctx.clientHeaders);
     const degraded = index > 0;
     let out = text;
     if (degraded && this.config.router.degraded_fields) {
@@ -500,12 +517,19 @@ export class Router {
     if (result.kind === "complete") {
       this.succeeded(ctx, index, result.ttftMs);
       ctx.res.end();
+      this.storeStreamed(ctx, index, result.content);
       return "sent";
     }
     // Broken after the commit: count it, then finish the answer elsewhere or say so.
     this.recordFailure(ctx, index, classifyTransport(result.failure as TransportClass), result.detail);
     await this.continueOrFail(ctx, index, result.content, result.chunks, result.detail);
     return "sent";
+  }
+
+  /** A finished stream, for the emergency cache: its text as the whole answer it was. */
+  private storeStreamed(ctx: RequestCtx, index: number, content: string): void {
+    if (!ctx.route.cache || !this.deps.cache || content === "") return;
+    this.deps.cache.store(ctx.route, ctx.endpoint, ctx.body, answerFromStream(ctx.endpoint, content, ctx.route.tiers[index]!.model, this.deps.clock.now()), ctx.clientHeaders);
   }
 
   /** Continues a broken stream on the next tier that supports assistant prefill, or ends it with an error event. */
@@ -541,6 +565,7 @@ export class Router {
         if (r.kind === "complete") {
           this.succeeded(ctx, j);
           res.end();
+          this.storeStreamed(ctx, j, soFar + r.content);
           return;
         }
         if (r.kind === "client_gone") return;
@@ -579,27 +604,43 @@ export class Router {
     return back;
   }
 
+  /** The fifth level: an earlier answer to the same or a nearly identical question, marked as such. True once sent. */
+  private async fromCache(ctx: RequestCtx, cache: CacheHook): Promise<boolean> {
+    const route = ctx.route;
+    const hit = await cache.lookup(route, ctx.endpoint, ctx.body).catch(() => undefined);
+    const stored = hit?.response;
+    if (!hit || !stored || typeof stored !== "object" || Array.isArray(stored)) return false;
+    if (ctx.res.headersSent || ctx.res.destroyed) return true;
+    const notice = cacheNotice(route.model, hit);
+    const body = markHit(stored as Record<string, unknown>, hit, notice, this.config.router.degraded_fields);
+    this.emit({ event: "router.cache.served", route: route.model, similarity: hit.similarity, at: this.deps.clock.now() });
+    this.deps.metrics?.request(route.model, -1, "cache", "cache_hit");
+    const headers: Record<string, string> = {
+      "x-llmsup-tier": "cache",
+      "x-llmsup-backend": CACHE_BACKEND,
+      "x-llmsup-degraded": "true",
+      "x-llmsup-attempts": String(ctx.attempts),
+      "x-llmsup-cache": "hit",
+      "x-llmsup-cache-similarity": (body._cache_similarity as number).toFixed(3),
+      "x-llmsup-notice": headerSafe(notice),
+      "x-request-id": ctx.requestId,
+    };
+    if (!ctx.stream) {
+      sendJson(ctx.res, 200, body, headers);
+      return true;
+    }
+    const so = ctx.body.stream_options as { include_usage?: unknown } | undefined;
+    const text = markedAnswerAsSse(body, so?.include_usage === true);
+    ctx.res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "content-length": Buffer.byteLength(text), ...headers });
+    ctx.res.end(text);
+    return true;
+  }
+
   private async allDown(ctx: RequestCtx): Promise<void> {
     const route = ctx.route;
-    if (this.deps.cache) {
-      const hit = await this.deps.cache.lookup(route, ctx.endpoint, ctx.body).catch(() => undefined);
-      if (hit) {
-        this.emit({ event: "router.cache.served", route: route.model, similarity: hit.similarity, at: this.deps.clock.now() });
-        this.deps.metrics?.request(route.model, -1, "cache", "cache_hit");
-        sendJson(ctx.res, 200, hit.response, {
-          "x-llmsup-tier": "cache",
-          "x-llmsup-backend": "emergency-cache",
-          "x-llmsup-degraded": "true",
-          "x-llmsup-attempts": String(ctx.attempts),
-          "x-llmsup-cache": "hit",
-          "x-llmsup-cache-similarity": hit.similarity.toFixed(3),
-          "x-llmsup-notice": "Answered from the emergency cache: every tier is down",
-          "x-request-id": ctx.requestId,
-        });
-        return;
-      }
-    }
     const onlyContext = ctx.contextError && ctx.tried.every((t) => t.outcome === "skipped" || t.outcome === "context_length");
+    const cache = route.cache ? this.deps.cache : undefined;
+    if (cache && !onlyContext && (await this.fromCache(ctx, cache))) return;
     if (onlyContext && ctx.contextError) {
       // Nothing larger to go to: the caller's prompt is too long — say so in the backend's words.
       const last = [...ctx.tried].reverse().find((t) => t.outcome === "context_length");
@@ -624,7 +665,7 @@ export class Router {
       ctx.res,
       503,
       { error: { message: `Every tier of ${route.model} is unavailable; retry after ${retryAfter}s. ${summary}`, type: "service_unavailable", param: null, code: "all_tiers_down", tried: ctx.tried } },
-      { "retry-after": String(retryAfter), "x-llmsup-degraded": "true", "x-llmsup-attempts": String(ctx.attempts), "x-llmsup-tier": "none", "x-llmsup-backend": "none", "x-request-id": ctx.requestId },
+      { "retry-after": String(retryAfter), "x-llmsup-degraded": "true", "x-llmsup-attempts": String(ctx.attempts), "x-llmsup-tier": "none", "x-llmsup-backend": "none", "x-request-id": ctx.requestId, ...(cache ? { "x-llmsup-cache": "miss" } : {}) },
     );
   }
 

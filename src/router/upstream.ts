@@ -74,12 +74,25 @@ export class Upstreams {
     }
   }
 
+  private readonly bases = new Map<string, { origin: string; path: string }>();
+
+  /** Origin and base path of a backend URL, parsed once. */
+  private base(backend: BackendConfig): { origin: string; path: string } {
+    let b = this.bases.get(backend.url);
+    if (!b) {
+      const u = new URL(backend.url);
+      b = { origin: u.origin, path: u.pathname.replace(/\/+$/, "") };
+      this.bases.set(backend.url, b);
+    }
+    return b;
+  }
+
   private pool(backend: BackendConfig, connectTimeout: number): Pool {
-    const url = new URL(backend.url);
-    const key = `${url.origin}|${connectTimeout}`;
+    const origin = this.base(backend).origin;
+    const key = `${origin}|${connectTimeout}`;
     let p = this.pools.get(key);
     if (!p) {
-      p = new Pool(url.origin, {
+      p = new Pool(origin, {
         connections: 256,
         pipelining: 1,
         keepAliveTimeout: 30_000,
@@ -91,10 +104,6 @@ export class Upstreams {
     return p;
   }
 
-  /** Base path of the backend URL ("" for http://host:port, "/v1" is not assumed). */
-  private basePath(backend: BackendConfig): string {
-    return new URL(backend.url).pathname.replace(/\/+$/, "");
-  }
 
   async attempt(r: AttemptRequest): Promise<AttemptOutcome> {
     const { tier, backend } = r;
@@ -121,7 +130,7 @@ export class Upstreams {
     if (key) headers.authorization = `Bearer ${key}`;
     try {
       const res = await this.pool(backend, tier.connect_timeout).request({
-        path: `${this.basePath(backend)}${r.path}`,
+        path: `${this.base(backend).path}${r.path}`,
         method: "POST",
         headers,
         body: r.body,
