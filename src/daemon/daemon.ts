@@ -11,6 +11,7 @@ import { formatDuration } from "../config/units.ts";
 import { isLlmsupError, LlmsupError } from "../errors/error.ts";
 import { GpuMonitor } from "../gpu/monitor.ts";
 import type { GpuFault } from "../gpu/types.ts";
+import { concerns } from "../gpu/report.ts";
 import { HealthRegistry, type Health } from "../health/registry.ts";
 import { RemoteProber } from "../health/remote.ts";
 import { HostMonitor } from "../host/monitor.ts";
@@ -32,6 +33,7 @@ import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import { Scheduler } from "../schedule/scheduler.ts";
 import { digestJob, housekeepingJob } from "../schedule/jobs.ts";
 import { AlertBridge, timeOnTier, type BridgeInput } from "./alert-bridge.ts";
+import { EmergencyCache } from "../cache/cache.ts";
 import { runDrill, type DrillSpec } from "../drills/drill.ts";
 import { renderDrill, type DrillReport } from "../drills/report.ts";
 
@@ -70,6 +72,8 @@ export class Daemon {
   gpu?: GpuMonitor;
   host?: HostMonitor;
   readonly metrics = new RouterMetrics({ defaultMetrics: true });
+  /** The emergency response cache; opened once a route has `cache = true`. */
+  cache?: EmergencyCache;
   listening: Listening = {};
   private remote?: RemoteProber;
   private store!: StateStore;
@@ -144,6 +148,7 @@ export class Daemon {
 
     this.supervisor = this.makeSupervisor(c);
     this.restorePersisted(persisted);
+    this.openCache(c);
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
     this.listening = await this.routerServer.listen();
@@ -186,10 +191,22 @@ export class Daemon {
       clock: this.clock,
       logger: this.log,
       metrics: this.metrics,
-      cache: this.options.cache,
+      cache: this.options.cache ?? this.cache,
       onEvent: (e) => this.onRouterEvent(e),
       onSuccess: (b) => this.supervisor.noteRequestSuccess(b),
     });
+  }
+
+  /** The emergency cache in the state directory, when a route uses it (else no file is made); new bounds on reload. */
+  private openCache(c: Config): void {
+    if (this.options.cache) return;
+    if (this.cache) {
+      this.cache.reconfigure(c.cache);
+      return;
+    }
+    if (!c.routes.some((r) => r.cache)) return;
+    this.cache = EmergencyCache.open({ config: c.cache, dir: c.daemon.state_dir, logger: this.log.child({ component: "cache" }), clock: this.clock, metrics: this.metrics });
+    void this.cache.prune();
   }
 
   /** Backends in the order routes prefer them. */
@@ -297,7 +314,7 @@ export class Daemon {
     scheduler.add({
       name: "housekeeping",
       cron: c.schedule.housekeeping,
-      run: housekeepingJob({ alerter: this.alerter, logger: this.log, prune: [{ name: "event history", run: () => this.persist() }] }),
+      run: housekeepingJob({ alerter: this.alerter, logger: this.log, prune: [{ name: "event history", run: () => this.persist() }, { name: "emergency cache", run: () => this.cache?.prune() }] }),
     });
     if (this.alerter) {
       const alerter = this.alerter;
@@ -387,11 +404,13 @@ export class Daemon {
 
   /** Every backend on a faulty GPU takes the worst of its GPUs' faults. */
   private applyGpuHealth(): void {
+    // Bus ids of the GPUs the monitor has seen: a fault naming only a bus id concerns the GPU with that id.
+    const busIds = new Map((this.gpu?.snapshot().gpus ?? []).map((g) => [g.index, g.busId]));
     for (const b of this.config.backends) {
       if (b.gpus.length === 0) continue;
       let worst: { state: Health; reason: string } = { state: "healthy", reason: "" };
       for (const f of this.gpuFaults.values()) {
-        if (f.gpu !== null && !b.gpus.includes(f.gpu)) continue;
+        if (!b.gpus.some((g) => concerns(f, g, busIds.get(g)))) continue;
         const s: Health = f.severity === "down" ? "down" : "degraded";
         if (worst.state === "healthy" || (s === "down" && worst.state !== "down")) worst = { state: s, reason: `${f.gpu === null ? "GPU driver" : `GPU ${f.gpu}`}: ${f.reason}` };
       }
@@ -433,6 +452,7 @@ export class Daemon {
     this.config = next;
     this.bridge.reconfigure(next);
     this.health.reconfigure(next);
+    this.openCache(next);
     const changes = await this.supervisor.apply(next);
     const oldRouter = this.router;
     this.router = this.makeRouter(next);
@@ -473,6 +493,7 @@ export class Daemon {
     this.host?.stop();
     await this.control.close();
     await this.router.close();
+    this.cache?.close();
     this.persist();
     await withDeadline(this.store.flush(), Math.min(2_000, left()));
     if (this.alerter) {
