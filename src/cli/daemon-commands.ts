@@ -51,6 +51,25 @@ function configError(io: Io, e: unknown): number {
   return e.exitCode;
 }
 
+/** Finds the control socket and runs `fn` against it; an unreachable daemon is said plainly (exit 69). */
+async function withDaemon(o: TargetOptions, io: Io, fn: (socket: string) => Promise<number>): Promise<number> {
+  let socket: string;
+  try {
+    socket = await controlSocket(o);
+  } catch (e) {
+    return configError(io, e);
+  }
+  try {
+    return await fn(socket);
+  } catch (e) {
+    if (e instanceof DaemonUnreachable) {
+      notRunning(io, e, o);
+      return EXIT.UNAVAILABLE;
+    }
+    throw e;
+  }
+}
+
 export async function statusCommand(o: TargetOptions & { json?: boolean; watch?: boolean; interval?: number }, io: Io): Promise<number> {
   let socket: string;
   try {
@@ -85,13 +104,7 @@ export async function statusCommand(o: TargetOptions & { json?: boolean; watch?:
 }
 
 export async function backendOpCommand(op: "start" | "stop" | "restart" | "reset", name: string, o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
-  let socket: string;
-  try {
-    socket = await controlSocket(o);
-  } catch (e) {
-    return configError(io, e);
-  }
-  try {
+  return withDaemon(o, io, async (socket) => {
     const r = await callDaemon<{ ok?: boolean; backend?: { state: string; reason: string; pid?: number }; error?: { code: string; message: string } }>(socket, "POST", `/backends/${encodeURIComponent(name)}/${op}`);
     if (o.json) writeJson(io, r.body);
     if (r.status !== 200) {
@@ -100,25 +113,13 @@ export async function backendOpCommand(op: "start" | "stop" | "restart" | "reset
     }
     if (!o.json) io.stdout.write(`${name}: ${r.body.backend?.state}${r.body.backend?.pid ? ` (pid ${r.body.backend.pid})` : ""} — ${r.body.backend?.reason}\n`);
     return EXIT.OK;
-  } catch (e) {
-    if (e instanceof DaemonUnreachable) {
-      notRunning(io, e, o);
-      return EXIT.UNAVAILABLE;
-    }
-    throw e;
-  }
+  });
 }
 
 export async function logsCommand(name: string, o: TargetOptions & { follow?: boolean; lines?: number; json?: boolean }, io: Io): Promise<number> {
-  let socket: string;
-  try {
-    socket = await controlSocket(o);
-  } catch (e) {
-    return configError(io, e);
-  }
   const n = o.lines ?? 50;
-  try {
-    if (o.follow) return await streamFromDaemon(socket, `/backends/${encodeURIComponent(name)}/logs?n=${n}&follow=1`, io.stdout);
+  return withDaemon(o, io, async (socket) => {
+    if (o.follow) return streamFromDaemon(socket, `/backends/${encodeURIComponent(name)}/logs?n=${n}&follow=1`, io.stdout);
     const r = await callDaemon<{ lines?: string[]; error?: { code: string; message: string } }>(socket, "GET", `/backends/${encodeURIComponent(name)}/logs?n=${n}`);
     if (r.status !== 200) {
       io.stderr.write(`llmsup logs ${name}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
@@ -127,23 +128,11 @@ export async function logsCommand(name: string, o: TargetOptions & { follow?: bo
     if (o.json) writeJson(io, r.body);
     else for (const l of r.body.lines ?? []) io.stdout.write(`${l}\n`);
     return EXIT.OK;
-  } catch (e) {
-    if (e instanceof DaemonUnreachable) {
-      notRunning(io, e, o);
-      return EXIT.UNAVAILABLE;
-    }
-    throw e;
-  }
+  });
 }
 
 export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
-  let socket: string;
-  try {
-    socket = await controlSocket(o);
-  } catch (e) {
-    return configError(io, e);
-  }
-  try {
+  return withDaemon(o, io, async (socket) => {
     const r = await callDaemon<{ ok: boolean; error?: string; problems?: ConfigProblem[]; changes?: Record<string, string[]>; notes?: string[] }>(socket, "POST", "/reload");
     if (o.json) writeJson(io, r.body);
     else if (r.body.ok) {
@@ -155,13 +144,7 @@ export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: I
       for (const p of r.body.problems ?? []) io.stderr.write(`  ${formatProblem(p)}\n`);
     }
     return r.body.ok ? EXIT.OK : EXIT.CONFIG;
-  } catch (e) {
-    if (e instanceof DaemonUnreachable) {
-      notRunning(io, e, o);
-      return EXIT.UNAVAILABLE;
-    }
-    throw e;
-  }
+  });
 }
 
 export async function drillCommand(scenario: string, o: TargetOptions & { duration?: string; route?: string; json?: boolean }, io: Io): Promise<number> {
@@ -172,13 +155,7 @@ export async function drillCommand(scenario: string, o: TargetOptions & { durati
     io.stderr.write(`llmsup drill: --duration expects a duration such as "30s", found ${JSON.stringify(o.duration)}\n`);
     return EXIT.USAGE;
   }
-  let socket: string;
-  try {
-    socket = await controlSocket(o);
-  } catch (e) {
-    return configError(io, e);
-  }
-  try {
+  return withDaemon(o, io, async (socket) => {
     const q = new URLSearchParams({ duration_ms: String(durationMs), ...(o.route ? { route: o.route } : {}) });
     if (!o.json) io.stderr.write(`drill ${scenario}: holding the failure for ${o.duration ?? "60s"}, then waiting for recovery…\n`);
     const r = await callDaemon<import("../drills/report.ts").DrillReport & { error?: { code: string; message: string } }>(socket, "POST", `/drills/${encodeURIComponent(scenario)}?${q}`, durationMs + 15 * 60_000);
@@ -190,11 +167,5 @@ export async function drillCommand(scenario: string, o: TargetOptions & { durati
     if (o.json) writeJson(io, r.body);
     else io.stdout.write(renderDrill(r.body));
     return r.body.verdict === "pass" ? EXIT.OK : EXIT.FAILURE;
-  } catch (e) {
-    if (e instanceof DaemonUnreachable) {
-      notRunning(io, e, o);
-      return EXIT.UNAVAILABLE;
-    }
-    throw e;
-  }
+  });
 }

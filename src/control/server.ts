@@ -4,12 +4,10 @@
  * with the uid the client reports.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { chmod, chown, mkdir, unlink } from "node:fs/promises";
-import { connect } from "node:net";
-import path from "node:path";
-import { isLlmsupError, LlmsupError } from "../errors/error.ts";
+import { unlink } from "node:fs/promises";
+import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
-import { gidOf } from "../platform/users.ts";
+import { listenUnix } from "../platform/unix-socket.ts";
 import type { Daemon } from "../daemon/daemon.ts";
 import { DRILL_SCENARIOS, type DrillScenario } from "../drills/report.ts";
 
@@ -40,30 +38,10 @@ export class ControlServer {
   }
 
   async listen(socket: string, mode: number, group: string): Promise<void> {
-    await mkdir(path.dirname(socket), { recursive: true });
-    const alive = await new Promise<boolean>((resolve) => {
-      const s = connect(socket);
-      s.once("connect", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
-    });
-    if (alive) throw new LlmsupError("LLMSUP_E_LISTEN_FAILED", `control socket ${socket} is in use: another llmsup is running with this configuration`, { path: socket });
-    await unlink(socket).catch(() => undefined);
     const server = createServer((req, res) => {
       this.handle(req, res).catch((e: unknown) => fail(res, e));
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${socket}: ${e.code ?? e.message}`, {}, { cause: e })));
-      server.listen(socket, () => resolve());
-    });
-    await chmod(socket, mode);
-    if (group) {
-      const gid = await gidOf(group);
-      if (gid === undefined) this.log.warn({ event: "control.group_unknown", group }, `group ${group} does not exist; the control socket keeps the daemon's group`);
-      else await chown(socket, -1, gid).catch((e: Error) => this.log.warn({ event: "control.chown_failed", err: e.message }, `cannot give ${socket} to group ${group}`));
-    }
+    await listenUnix(server, socket, { mode, group, log: this.log, what: "control socket" });
     this.server = server;
     this.socketPath = socket;
   }

@@ -3,16 +3,14 @@
  * listener (127.0.0.1 by default; any other address only with API keys).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { connect } from "node:net";
-import { chmod, chown, mkdir, readFile, unlink } from "node:fs/promises";
-import path from "node:path";
+import { readFile } from "node:fs/promises";
 import { timingSafeEqual } from "node:crypto";
 import type { Config } from "../config/types.ts";
 import { parseHostPort } from "../config/fields.ts";
 import { isLoopbackHost } from "../config/checks.ts";
 import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
-import { gidOf } from "../platform/users.ts";
+import { listenUnix } from "../platform/unix-socket.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Endpoint, Router } from "./router.ts";
@@ -53,20 +51,6 @@ function keyMatches(given: string, keys: readonly Buffer[]): boolean {
   let ok = false;
   for (const k of keys) if (k.length === g.length && timingSafeEqual(k, g)) ok = true;
   return ok;
-}
-
-/** Removes a socket file left by a dead process; refuses when something still listens on it. */
-async function clearStaleSocket(file: string): Promise<void> {
-  const alive = await new Promise<boolean>((resolve) => {
-    const s = connect(file);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-  if (alive) throw new LlmsupError("LLMSUP_E_LISTEN_FAILED", `${file} is in use by a running process (is another llmsup running?)`, { path: file });
-  await unlink(file).catch(() => undefined);
 }
 
 export class RouterServer {
@@ -116,18 +100,7 @@ export class RouterServer {
     }
     const socket = options.socket === null ? undefined : (options.socket ?? r.socket);
     if (socket) {
-      await mkdir(path.dirname(socket), { recursive: true });
-      await clearStaleSocket(socket);
-      const server = this.newServer();
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${socket}: ${e.code ?? e.message}`, {}, { cause: e })));
-        server.listen(socket, () => resolve());
-      });
-      await chmod(socket, r.socket_mode);
-      if (r.socket_group) {
-        const gid = await gidOf(r.socket_group);
-        if (gid !== undefined) await chown(socket, -1, gid).catch((e: Error) => this.log.warn({ event: "router.socket.chown_failed", err: e.message }, `cannot give ${socket} to group ${r.socket_group}`));
-      }
+      await listenUnix(this.newServer(), socket, { mode: r.socket_mode, group: r.socket_group, log: this.log, what: "router socket" });
       out.socket = socket;
     }
     this.log.info({ event: "router.listening", ...out }, `routing on ${[out.socket, out.tcp && `http://${out.tcp.host}:${out.tcp.port}`].filter(Boolean).join(" and ")}`);
