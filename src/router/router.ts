@@ -482,7 +482,7 @@ export class Router {
     } catch (e) {
       return { class: "stream_broken", detail: `the backend's answer is not valid JSON (${(e as Error).message})` };
     }
-    if (ctx.endpoint !== "embedding" && !Array.isArray(json.choices)) return { class: "stream_broken", detail: "the backend's answer has no choices" };
+    if (ctx.endpoint === "embedding" ? !Array.isArray(json.data) : !Array.isArray(json.choices)) return { class: "stream_broken", detail: `the backend's answer has no ${ctx.endpoint === "embedding" ? "data" : "choices"}` };
     const ttftMs = performance.now() - attemptStart;
     this.succeeded(ctx, index, ttftMs);
     if (ctx.route.cache) this.deps.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, ctx.clientHeaders);
@@ -495,6 +495,8 @@ export class Router {
     if (ctx.res.headersSent || ctx.res.destroyed) return "gone";
     ctx.res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(out), ...this.llmsupHeaders(ctx, index) });
     ctx.res.end(out);
+    // What the router itself added: everything but the one upstream attempt (failovers excluded).
+    if (ctx.attempts === 1) this.deps.metrics?.overhead(Math.max(0, performance.now() - ctx.startedAt - ttftMs) / 1000);
     return "sent";
   }
 

@@ -41,6 +41,8 @@ test("the default route \"*\" catches other model names; /health/ready follows i
   assert.equal((await h.fetch("/health/ready")).status, 200);
   const metrics = await (await h.fetch("/metrics")).text();
   assert.match(metrics, /^llmsup_requests_total\{route="\*",tier="0",backend="a",outcome="ok"\} 1$/m);
+  assert.match(metrics, /^llmsup_router_overhead_seconds_count 1$/m, "the router's own added latency is measured");
+  assert.match(metrics, /^llmsup_time_to_first_token_seconds_count\{route="\*",backend="a"\} 1$/m);
 });
 
 test("listening beyond loopback is refused without API keys, and requires the key once configured", async (t) => {
