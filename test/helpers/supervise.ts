@@ -5,6 +5,9 @@ import type { Config } from "../../src/config/types.ts";
 import { createLogger, type Logger } from "../../src/log/logger.ts";
 import type { StateEvent, SupervisorEvent } from "../../src/supervisor/states.ts";
 import { CLI_ENTRY } from "./cli.ts";
+import { Supervisor } from "../../src/supervisor/supervisor.ts";
+import { freePort } from "./sim.ts";
+import { tempDir } from "./tmp.ts";
 
 /** A TOML array running `llmsup sim backend ARGS` with this node. */
 export function simCommand(args: readonly (string | number)[]): string {
@@ -67,4 +70,54 @@ export class EventLog {
     let count = 0;
     return (await this.waitFor(`${name} → ${state} (#${nth})`, (e) => e.event === "backend.state" && e.backend === name && e.to === state && ++count === nth, options.ms)) as StateEvent;
   }
+}
+
+export interface OneBackend {
+  readonly name?: string;
+  readonly kind: string;
+  /** Arguments of `llmsup sim backend` after --kind and --port. */
+  readonly simArgs?: readonly (string | number)[];
+  /** A TOML array replacing the simulator command. */
+  readonly command?: string;
+  /** [backend.process] lines; each replaces the default of the same key. */
+  readonly process?: string;
+  /** [backend.health] lines. */
+  readonly health?: string;
+  /** The upstream model the route sends. */
+  readonly model?: string;
+}
+
+const PROCESS_DEFAULTS = ['restart_sec = "100ms"', 'restart_max_delay = "1s"', "restart_steps = 3", 'start_limit_interval = "1m"', "start_limit_burst = 5", 'startup_timeout = "10s"', 'stop_timeout = "2s"'];
+
+/** A Supervisor over one managed backend (a simulator unless `command` says otherwise), with its events recorded. */
+export async function superviseOne(t: { after(fn: () => unknown): void }, b: OneBackend): Promise<{ sup: Supervisor; events: EventLog; port: number; dir: string; logLines: () => Record<string, unknown>[] }> {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const name = b.name ?? "b";
+  const own = b.process ?? "";
+  const defaults = PROCESS_DEFAULTS.filter((l) => !new RegExp(`^\\s*${l.split(" ")[0]} =`, "m").test(own));
+  const config = testConfig(
+    dir,
+    `[[backend]]
+name = "${name}"
+kind = "${b.kind}"
+url = "http://127.0.0.1:${port}"
+  [backend.process]
+  command = ${b.command ?? simCommand(["--kind", b.kind, "--port", port, ...(b.simArgs ?? [])])}
+${defaults.map((l) => `  ${l}`).join("\n")}
+${own}
+  [backend.health]
+  interval = "150ms"
+  timeout = "500ms"
+${b.health ?? ""}
+[[route]]
+model = "m"
+tiers = [{ backend = "${name}", model = "${b.model ?? "m"}" }]
+`.replaceAll("{PORT}", String(port)),
+  );
+  const events = new EventLog();
+  const mem = memoryLogger();
+  const sup = new Supervisor(config, { logger: mem.logger, onEvent: events.push, readinessPollMs: 50 });
+  t.after(() => sup.stopAll());
+  return { sup, events, port, dir, logLines: mem.lines };
 }

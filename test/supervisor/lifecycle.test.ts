@@ -5,53 +5,12 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Supervisor } from "../../src/supervisor/supervisor.ts";
 import { isAlive } from "../../src/platform/procfs.ts";
-import { freePort } from "../helpers/sim.ts";
-import { EventLog, memoryLogger, simCommand, testConfig } from "../helpers/supervise.ts";
+import { memoryLogger, superviseOne, testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { LlmsupError } from "../../src/errors/error.ts";
 
-interface Setup {
-  readonly sup: Supervisor;
-  readonly events: EventLog;
-  readonly port: number;
-}
-
-async function setup(t: { after(fn: () => Promise<void> | void): void }, kind: string, simArgs: readonly (string | number)[], processToml = "", extra = ""): Promise<Setup> {
-  const dir = tempDir(t);
-  const port = await freePort();
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "b"
-kind = "${kind}"
-url = "http://127.0.0.1:${port}"
-  [backend.process]
-  command = ${simCommand(["--kind", kind, "--port", port, ...simArgs])}
-  restart_sec = "100ms"
-  restart_max_delay = "1s"
-  restart_steps = 3
-  start_limit_interval = "1m"
-  start_limit_burst = 5
-  startup_timeout = "10s"
-  stop_timeout = "2s"
-${processToml}
-  [backend.health]
-  interval = "150ms"
-  timeout = "500ms"
-${extra}
-[[route]]
-model = "m"
-tiers = [{ backend = "b", model = "m" }]
-`,
-  );
-  const events = new EventLog();
-  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, readinessPollMs: 50 });
-  t.after(() => sup.stopAll());
-  return { sup, events, port };
-}
-
 test("start means readiness passed: llama-server's 503 Loading model is not a failure until startup_timeout", async (t) => {
-  const { sup, events, port } = await setup(t, "llamacpp", ["--load-time", "1200ms"]);
+  const { sup, events, port } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "1200ms"] });
   const t0 = Date.now();
   await sup.start("b");
   assert.equal(sup.snapshot()[0]!.state, "starting");
@@ -67,30 +26,13 @@ test("start means readiness passed: llama-server's 503 Loading model is not a fa
 });
 
 test("startup timeout: the start is stopped and counted", async (t) => {
-  const dir = tempDir(t);
-  const port = await freePort();
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "slow"
-kind = "llamacpp"
-url = "http://127.0.0.1:${port}"
-  [backend.process]
-  command = ${simCommand(["--kind", "llamacpp", "--port", port, "--load-time", "30s"])}
-  restart_sec = "5s"
-  restart_max_delay = "5s"
-  start_limit_interval = "1m"
-  startup_timeout = "800ms"
-  stop_timeout = "1s"
-[[route]]
-model = "m"
-tiers = [{ backend = "slow", model = "m" }]
-`,
-  );
-  const ev = new EventLog();
-  const s2 = new Supervisor(config, { logger: memoryLogger().logger, onEvent: ev.push, readinessPollMs: 50 });
-  t.after(() => s2.stopAll());
-  await s2.start("slow");
+  const { sup, events: ev } = await superviseOne(t, {
+    name: "slow",
+    kind: "llamacpp",
+    simArgs: ["--load-time", "30s"],
+    process: `  restart_sec = "5s"\n  restart_max_delay = "5s"\n  startup_timeout = "800ms"\n  stop_timeout = "1s"`,
+  });
+  await sup.start("slow");
   const exited = await ev.state("slow", "exited");
   assert.equal(exited.exit?.class, "startup_timeout");
   assert.match(exited.reason, /not ready after 800ms/);
@@ -99,7 +41,7 @@ tiers = [{ backend = "slow", model = "m" }]
 });
 
 test("a crash is restarted after the configured delay, and the delays grow", async (t) => {
-  const { sup, events } = await setup(t, "llamacpp", ["--load-time", "0s", "--crash-exit-code", "3", "--crash-after", "250ms"]);
+  const { sup, events } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "0s", "--crash-exit-code", "3", "--crash-after", "250ms"] });
   await sup.start("b");
   const first = await events.state("b", "backoff", { nth: 1 });
   const second = await events.state("b", "backoff", { nth: 2 });
@@ -118,7 +60,7 @@ test("a crash is restarted after the configured delay, and the delays grow", asy
 });
 
 test("a crash loop ends in fatal after the burst, with no further spawns until reset", async (t) => {
-  const { sup, events } = await setup(t, "llamacpp", ["--crash-exit-code", "7"]);
+  const { sup, events } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--crash-exit-code", "7"] });
   await sup.start("b");
   const fatal = await events.state("b", "fatal");
   assert.match(fatal.reason, /restart budget spent: 6 failed starts within 1m \(start_limit_burst 5\)/);
@@ -136,7 +78,7 @@ test("a crash loop ends in fatal after the burst, with no further spawns until r
 });
 
 test("out of memory at load is classified as oom, with the line that says so", async (t) => {
-  const { sup, events } = await setup(t, "llamacpp", ["--load-time", "0s", "--oom", "load"]);
+  const { sup, events } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "0s", "--oom", "load"] });
   await sup.start("b");
   const exited = await events.state("b", "exited");
   assert.equal(exited.exit?.class, "oom");
@@ -147,7 +89,7 @@ test("out of memory at load is classified as oom, with the line that says so", a
 });
 
 test("wedge: /health says 200 but 1-token completions hang → found by the deep probe and restarted", async (t) => {
-  const { sup, events, port } = await setup(t, "llamacpp", ["--load-time", "0s"], "", `  deep_interval = "100ms"\n  deep_timeout = "300ms"\n  wedge_failures = 2`);
+  const { sup, events, port } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "0s"], health: `  deep_interval = "100ms"\n  deep_timeout = "300ms"\n  wedge_failures = 2` });
   await sup.start("b");
   await events.state("b", "ready");
   const r = await fetch(`http://127.0.0.1:${port}/_sim/fault`, { method: "POST", body: JSON.stringify({ wedge: true }) });
@@ -162,7 +104,7 @@ test("wedge: /health says 200 but 1-token completions hang → found by the deep
 });
 
 test("stop reaches grandchildren: vLLM's engine child goes with its process group", async (t) => {
-  const { sup, events } = await setup(t, "vllm", ["--load-time", "0s", "--model", "m"]);
+  const { sup, events } = await superviseOne(t, { kind: "vllm", simArgs: ["--load-time", "0s", "--model", "m"] });
   await sup.start("b");
   const ready = await events.state("b", "ready");
   const parent = ready.pid!;
@@ -178,27 +120,8 @@ test("stop reaches grandchildren: vLLM's engine child goes with its process grou
 
 test("a stop escalates to SIGKILL when SIGTERM is not enough", async (t) => {
   // A process that ignores SIGTERM.
-  const dir = tempDir(t);
-  const port = await freePort();
-  const script = `process.on("SIGTERM", () => {}); require("http").createServer((q, s) => s.end("ok")).listen(${port}, "127.0.0.1"); setInterval(() => {}, 1000);`;
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "stubborn"
-kind = "vllm"
-url = "http://127.0.0.1:${port}"
-  [backend.process]
-  command = ${JSON.stringify([process.execPath, "-e", script])}
-  stop_timeout = "400ms"
-[[route]]
-model = "m"
-tiers = [{ backend = "stubborn", model = "m" }]
-`,
-  );
-  const events = new EventLog();
-  const mem = memoryLogger();
-  const sup = new Supervisor(config, { logger: mem.logger, onEvent: events.push, readinessPollMs: 50 });
-  t.after(() => sup.stopAll());
+  const script = `process.on("SIGTERM", () => {}); require("http").createServer((q, s) => s.end("ok")).listen({PORT}, "127.0.0.1"); setInterval(() => {}, 1000);`;
+  const { sup, events, logLines } = await superviseOne(t, { name: "stubborn", kind: "vllm", command: JSON.stringify([process.execPath, "-e", script]), process: `  stop_timeout = "400ms"` });
   await sup.start("stubborn");
   await events.state("stubborn", "ready");
   const t0 = Date.now();
@@ -207,11 +130,11 @@ tiers = [{ backend = "stubborn", model = "m" }]
   const stopped = events.states("stubborn").at(-1)!;
   assert.equal(stopped.to, "stopped");
   assert.equal(stopped.exit?.signal, "SIGKILL");
-  assert.ok(mem.lines().some((l) => l.event === "backend.stop.sigkill"));
+  assert.ok(logLines().some((l) => l.event === "backend.stop.sigkill"));
 });
 
 test("restart by the operator does not count against the budget; output goes to the log file and the tail", async (t) => {
-  const { sup, events } = await setup(t, "llamacpp", ["--load-time", "0s"]);
+  const { sup, events } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "0s"] });
   await sup.start("b");
   await events.state("b", "ready");
   await sup.restart("b");
@@ -245,26 +168,7 @@ tiers = [{ backend = "remote", model = "m" }]
 });
 
 test("a program that cannot be started is a failed start with the reason in the tail", async (t) => {
-  const dir = tempDir(t);
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "missing"
-kind = "vllm"
-url = "http://127.0.0.1:9"
-  [backend.process]
-  command = ["/nonexistent/vllm"]
-  restart_sec = "5s"
-  restart_max_delay = "5s"
-  start_limit_interval = "1m"
-[[route]]
-model = "m"
-tiers = [{ backend = "missing", model = "m" }]
-`,
-  );
-  const events = new EventLog();
-  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push });
-  t.after(() => sup.stopAll());
+  const { sup, events } = await superviseOne(t, { name: "missing", kind: "vllm", command: `["/nonexistent/vllm"]`, process: `  restart_sec = "5s"\n  restart_max_delay = "5s"` });
   await sup.start("missing");
   const backoff = await events.state("missing", "backoff");
   assert.equal(backoff.exit?.class, "spawn_failed");

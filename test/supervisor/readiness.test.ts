@@ -1,30 +1,10 @@
 /** Kind-specific readiness and the budget's reset after a sustained healthy period. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Supervisor } from "../../src/supervisor/supervisor.ts";
-import { freePort } from "../helpers/sim.ts";
-import { EventLog, memoryLogger, simCommand, testConfig } from "../helpers/supervise.ts";
-import { tempDir } from "../helpers/tmp.ts";
+import { superviseOne } from "../helpers/supervise.ts";
 
 test("Ollama is ready only once the routed model is loaded (warm-up, then /api/ps shows it)", async (t) => {
-  const dir = tempDir(t);
-  const port = await freePort();
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "ollama"
-kind = "ollama"
-url = "http://127.0.0.1:${port}"
-  [backend.process]
-  command = ${simCommand(["--kind", "ollama", "--port", port, "--model", "llama3.1:8b-q4", "--load-time", "700ms"])}
-[[route]]
-model = "m"
-tiers = [{ backend = "ollama", model = "llama3.1:8b-q4" }]
-`,
-  );
-  const events = new EventLog();
-  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, readinessPollMs: 50 });
-  t.after(() => sup.stopAll());
+  const { sup, events, port } = await superviseOne(t, { name: "ollama", kind: "ollama", simArgs: ["--model", "llama3.1:8b-q4", "--load-time", "700ms"], model: "llama3.1:8b-q4" });
   await sup.start("ollama");
   const starting = await events.state("ollama", "starting");
   const ready = await events.state("ollama", "ready");
@@ -34,27 +14,15 @@ tiers = [{ backend = "ollama", model = "llama3.1:8b-q4" }]
 });
 
 test("Ollama readiness fails for a model that is not installed, and says so", async (t) => {
-  const dir = tempDir(t);
-  const port = await freePort();
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "ollama"
-kind = "ollama"
-url = "http://127.0.0.1:${port}"
-  [backend.process]
-  command = ${simCommand(["--kind", "ollama", "--port", port, "--model", "other:7b"])}
-  restart_sec = "10s"
+  const { sup, events } = await superviseOne(t, {
+    name: "ollama",
+    kind: "ollama",
+    simArgs: ["--model", "other:7b"],
+    model: "llama3.1:8b-q4",
+    process: `  restart_sec = "10s"
   restart_max_delay = "10s"
-  start_limit_interval = "2m"
-[[route]]
-model = "m"
-tiers = [{ backend = "ollama", model = "llama3.1:8b-q4" }]
-`,
-  );
-  const events = new EventLog();
-  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, readinessPollMs: 50 });
-  t.after(() => sup.stopAll());
+  start_limit_interval = "2m"`,
+  });
   await sup.start("ollama");
   const exited = await events.state("ollama", "exited");
   assert.equal(exited.exit?.class, "start_failed");
@@ -62,28 +30,8 @@ tiers = [{ backend = "ollama", model = "llama3.1:8b-q4" }]
 });
 
 test("the failed-start count starts again after the backend stayed ready for stable_after", async (t) => {
-  const dir = tempDir(t);
-  const port = await freePort();
-  const config = testConfig(
-    dir,
-    `[[backend]]
-name = "b"
-kind = "llamacpp"
-url = "http://127.0.0.1:${port}"
-  [backend.process]
-  command = ${simCommand(["--kind", "llamacpp", "--port", port, "--load-time", "0s"])}
-  restart_sec = "100ms"
-  restart_max_delay = "100ms"
-  start_limit_interval = "1m"
-  stable_after = "600ms"
-[[route]]
-model = "m"
-tiers = [{ backend = "b", model = "m" }]
-`,
-  );
-  const events = new EventLog();
-  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, readinessPollMs: 50 });
-  t.after(() => sup.stopAll());
+  const { sup, events, port } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "0s"], process: `  restart_max_delay = "100ms"
+  stable_after = "600ms"` });
   await sup.start("b");
   await events.state("b", "ready");
   await fetch(`http://127.0.0.1:${port}/_sim/fault`, { method: "POST", body: JSON.stringify({ crash: { exit_code: 1 } }) });
