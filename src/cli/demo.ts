@@ -45,7 +45,20 @@ export async function writeDemo(options: { dir?: string; port?: number } = {}): 
   const ports = { vllm: await freePort(), ollama: await freePort(), llamacpp: await freePort() };
   const listen = `127.0.0.1:${await freePort(options.port ?? 8181)}`;
   const [node, entry] = selfCommand();
-  const sim = (...args: (string | number)[]) => JSON.stringify([node, entry, "sim", "backend", ...args.map(String)]);
+  const managed = (name: string, kind: string, port: number, gpus: number[], context: number, args: (string | number)[]) => `[[backend]]
+name = "${name}"
+kind = "${kind}"
+url = "http://127.0.0.1:${port}"
+gpus = ${JSON.stringify(gpus)}
+context = ${context}
+  [backend.process]
+  command = ${JSON.stringify([node, entry, "sim", "backend", "--kind", kind, "--port", String(port), ...args.map(String)])}
+  restart_sec = "2s"
+  restart_max_delay = "20s"
+  start_limit_interval = "5m"
+  startup_timeout = "60s"
+  stop_timeout = "5s"
+`;
   const apiSocket = path.join(dir, "api.sock");
   const text = `# llmsup demo: simulated backends on simulated GPUs (written by \`llmsup demo\`).
 [daemon]
@@ -79,47 +92,9 @@ kernel_log = "off"
 min_free_disk = "100MiB"
 min_free_memory = "256MiB"
 
-[[backend]]
-name = "vllm-gpu0"
-kind = "vllm"
-url = "http://127.0.0.1:${ports.vllm}"
-gpus = [0]
-context = 8192
-  [backend.process]
-  command = ${sim("--kind", "vllm", "--port", ports.vllm, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "0", "--gpu-state", gpuState, "--load-time", "3s", "--token-rate", "60")}
-  restart_sec = "2s"
-  restart_max_delay = "20s"
-  start_limit_interval = "5m"
-  startup_timeout = "60s"
-  stop_timeout = "5s"
-
-[[backend]]
-name = "ollama"
-kind = "ollama"
-url = "http://127.0.0.1:${ports.ollama}"
-gpus = [1]
-context = 4096
-  [backend.process]
-  command = ${sim("--kind", "ollama", "--port", ports.ollama, "--model", "llama3.1:8b-q4", "--gpus", "1", "--gpu-state", gpuState, "--load-time", "1s", "--token-rate", "40")}
-  restart_sec = "2s"
-  restart_max_delay = "20s"
-  start_limit_interval = "5m"
-  startup_timeout = "60s"
-  stop_timeout = "5s"
-
-[[backend]]
-name = "llamacpp-cpu"
-kind = "llamacpp"
-url = "http://127.0.0.1:${ports.llamacpp}"
-context = 4096
-  [backend.process]
-  command = ${sim("--kind", "llamacpp", "--port", ports.llamacpp, "--model", "llama-3.1-8b-q4_k_m", "--load-time", "1s", "--token-rate", "15")}
-  restart_sec = "2s"
-  restart_max_delay = "20s"
-  start_limit_interval = "5m"
-  startup_timeout = "60s"
-  stop_timeout = "5s"
-
+${managed("vllm-gpu0", "vllm", ports.vllm, [0], 8192, ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpus", "0", "--gpu-state", gpuState, "--load-time", "3s", "--token-rate", "60"])}
+${managed("ollama", "ollama", ports.ollama, [1], 4096, ["--model", "llama3.1:8b-q4", "--gpus", "1", "--gpu-state", gpuState, "--load-time", "1s", "--token-rate", "40"])}
+${managed("llamacpp-cpu", "llamacpp", ports.llamacpp, [], 4096, ["--model", "llama-3.1-8b-q4_k_m", "--load-time", "1s", "--token-rate", "15"])}
 [[route]]
 model = "llama-3.1-8b"
 tiers = [
