@@ -8,15 +8,17 @@ import { formatDuration } from "../config/units.ts";
 import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
-import { groupMembers, isAlive, procStat, signalGroup } from "../platform/procfs.ts";
 import { restartDelay, withJitter } from "./backoff.ts";
 import { budgetUsage, EMPTY_BUDGET, recordFailure, type Budget, type BudgetPolicy } from "./budget.ts";
 import { classifyExit, countsAsFailure, type ExitFacts } from "./classify.ts";
 import { LineTail, RotatingLog } from "./output.ts";
 import type { Prober } from "./probes.ts";
+import { deepProbeDue, judgeLiveness } from "./liveness.ts";
 import type { Spawned, Spawner } from "./spawn.ts";
 import type { BackendSnapshot, BackendState, ExitRecord, StateEvent, SupervisorEvent } from "./states.ts";
 import type { VramHolder, VramProbe } from "./vram.ts";
+import { killGroupRemains, stopGroup, type StopTarget } from "./stop.ts";
+import { VramGuard } from "./vram-guard.ts";
 
 export interface OwnerDeps {
   readonly clock: Clock;
@@ -46,8 +48,6 @@ interface Running {
   exitedFlag: boolean;
 }
 
-/** How long to wait for a process to go after SIGKILL before calling it unkillable. */
-const KILL_GRACE_MS = 5_000;
 
 export class BackendOwner {
   readonly config: BackendConfig;
@@ -68,8 +68,7 @@ export class BackendOwner {
   private readonly tail = new LineTail(200);
   private readonly logFile: RotatingLog;
   private logOpened?: Promise<void>;
-  /** Process groups of earlier generations: their leftovers are ours to kill. */
-  private readonly ourGroups = new Set<number>();
+  private readonly guard: VramGuard;
   private timers: TimerHandle[] = [];
   private waitingStop: (() => void)[] = [];
   private shallowFailures = 0;
@@ -89,6 +88,7 @@ export class BackendOwner {
     this.prober = deps.prober;
     this.log = deps.logger.child({ backend: config.name });
     this.since = deps.clock.now();
+    this.guard = new VramGuard(config.name, deps.vram, config.gpus, deps.clock, this.log);
     this.logFile = new RotatingLog(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep);
   }
 
@@ -267,7 +267,11 @@ export class BackendOwner {
         this.log.warn({ event: "backend.log.unwritable", file: this.logFile.file, err: e.message }, "backend log file cannot be written; output is kept in memory only");
       });
       await this.logOpened;
-      if (!(await this.clearLeftovers())) return;
+      const cleared = await this.guard.clearLeftovers(this.proc.stop_timeout);
+      if (!cleared.ok) {
+        this.block(cleared.reason, cleared.holder);
+        return;
+      }
       this.generation++;
       this.progress = "spawning";
       let spawned: Spawned;
@@ -282,7 +286,7 @@ export class BackendOwner {
       }
       const r: Running = { generation: this.generation, pid: spawned.pid, spawned, exitedFlag: false };
       this.running = r;
-      this.ourGroups.add(spawned.pid);
+      this.guard.ourGroups.add(spawned.pid);
       this.shallowFailures = 0;
       this.deepFailures = 0;
       this.pipe(spawned);
@@ -365,49 +369,32 @@ export class BackendOwner {
     if (this.probing) return this.scheduleLiveness(r);
     this.probing = true;
     try {
-      const h = this.config.health;
-      const shallow = await this.prober.shallow().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, degraded: false }));
+      const shallow = await this.prober.shallow().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message }));
       if (this.running !== r || r.requested) return;
       this.lastLatencyMs = shallow.latencyMs;
-      if (!shallow.ok) this.shallowFailures++;
-      else this.shallowFailures = 0;
-
-      const now = this.deps.clock.now();
-      const idle = now - (this.lastSuccessAt ?? 0) >= h.deep_interval;
-      if (shallow.ok && idle) {
-        const deep = await this.prober.deep().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message, skipped: false }));
+      let deep: Awaited<ReturnType<Prober["deep"]>> | undefined;
+      if (deepProbeDue(shallow.ok, this.deps.clock.now(), this.lastSuccessAt, this.config.health)) {
+        deep = await this.prober.deep().catch((e: Error) => ({ ok: false, latencyMs: 0, detail: e.message }));
         if (this.running !== r || r.requested) return;
         this.lastDeepAt = this.deps.clock.now();
-        if (deep.ok) {
-          this.deepFailures = 0;
-          if (!deep.skipped) this.lastSuccessAt = this.lastDeepAt;
-        } else {
-          this.deepFailures++;
-          this.log.warn({ event: "backend.probe.deep_failed", failures: this.deepFailures, detail: deep.detail }, `${this.config.name}: deep probe failed: ${deep.detail}`);
-          if (this.deepFailures >= h.wedge_failures) {
-            const why = `wedged: ${this.deepFailures} consecutive 1-token completions failed while /health answered (${deep.detail})`;
-            if (h.restart_on_wedge) {
-              r.requested = "wedged";
-              r.requestDetail = why;
-              this.transition("stopping", why);
-              void this.terminate(r);
-              return;
-            }
-            if (this.state !== "degraded" || this.reason !== why) this.transition("degraded", why);
-            return;
-          }
-        }
+        if (deep.ok && !deep.skipped) this.lastSuccessAt = this.lastDeepAt;
+        if (!deep.ok) this.log.warn({ event: "backend.probe.deep_failed", failures: this.deepFailures + 1, detail: deep.detail }, `${this.config.name}: deep probe failed: ${deep.detail}`);
       }
-
-      if (this.shallowFailures >= h.failures_to_down) {
-        const why = `health probe failing ${this.shallowFailures} times: ${shallow.detail ?? "no detail"}`;
-        if (this.state !== "degraded") this.transition("degraded", why);
-      } else if (shallow.ok && shallow.degraded) {
-        if (this.state !== "degraded") this.transition("degraded", shallow.detail ?? "degraded");
-      } else if (shallow.ok && shallow.latencyMs > h.degraded_latency) {
-        if (this.state !== "degraded") this.transition("degraded", `health probe slow: ${shallow.latencyMs}ms > ${h.degraded_latency}ms`);
-      } else if (shallow.ok && this.deepFailures === 0 && this.state === "degraded") {
-        this.transition("ready", "health probes pass again");
+      const round = judgeLiveness({ shallow, deep, shallowFailures: this.shallowFailures, deepFailures: this.deepFailures, degraded: this.state === "degraded", health: this.config.health });
+      this.shallowFailures = round.shallowFailures;
+      this.deepFailures = round.deepFailures;
+      const v = round.verdict;
+      if (v.kind === "wedged_restart") {
+        r.requested = "wedged";
+        r.requestDetail = v.reason;
+        this.transition("stopping", v.reason);
+        void this.terminate(r);
+      } else if (v.kind === "degrade") {
+        // Already degraded: only a wedge (a new, worse reason) is worth a new event.
+        const known = this.state === "degraded" && (this.reason === v.reason || !v.reason.startsWith("wedged"));
+        if (!known) this.transition("degraded", v.reason);
+      } else if (v.kind === "recover") {
+        this.transition("ready", v.reason);
       }
     } finally {
       this.probing = false;
@@ -417,44 +404,21 @@ export class BackendOwner {
 
   // ------------------------------------------------------------------ stopping
 
-  /** SIGTERM the group, wait stop_timeout, SIGKILL the group, wait; report a process that will not die. */
   private async terminate(r: Running): Promise<void> {
-    if (r.exitedFlag) return;
-    signalGroup(r.pid, "SIGTERM");
-    const gone = await this.waitExit(r, this.proc.stop_timeout);
-    if (gone) return;
-    this.log.warn({ event: "backend.stop.sigkill", pid: r.pid, after_ms: this.proc.stop_timeout }, `${this.config.name}: still running ${formatDuration(this.proc.stop_timeout)} after SIGTERM; sending SIGKILL to the process group`);
-    signalGroup(r.pid, "SIGKILL");
-    if (await this.waitExit(r, KILL_GRACE_MS)) return;
-    const st = await procStat(r.pid);
-    this.deps.onEvent({ event: "backend.unkillable", backend: this.config.name, generation: r.generation, pid: r.pid, processState: st?.state ?? "?", at: this.deps.clock.now() });
+    const outcome = await stopGroup(this.stopTarget(r), this.proc.stop_timeout, this.deps.clock, () =>
+      this.log.warn({ event: "backend.stop.sigkill", pid: r.pid, after_ms: this.proc.stop_timeout }, `${this.config.name}: still running ${formatDuration(this.proc.stop_timeout)} after SIGTERM; sending SIGKILL to the process group`),
+    );
+    if (outcome.kind !== "unkillable") return;
+    const st = outcome.processState;
+    this.deps.onEvent({ event: "backend.unkillable", backend: this.config.name, generation: r.generation, pid: r.pid, processState: st, at: this.deps.clock.now() });
     this.log.error(
-      { event: "backend.unkillable", pid: r.pid, process_state: st?.state },
-      `${this.config.name}: pid ${r.pid} survives SIGKILL (process state ${st?.state ?? "?"}${st?.state === "D" ? ", stuck in the kernel, usually the GPU driver" : ""}); it will be reaped when the kernel lets it go`,
+      { event: "backend.unkillable", pid: r.pid, process_state: st },
+      `${this.config.name}: pid ${r.pid} survives SIGKILL (process state ${st}${st === "D" ? ", stuck in the kernel, usually the GPU driver" : ""}); it will be reaped when the kernel lets it go`,
     );
   }
 
-  private async waitExit(r: Running, ms: number): Promise<boolean> {
-    if (r.exitedFlag) return true;
-    let timer: TimerHandle | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = this.deps.clock.setTimeout(() => resolve(false), ms);
-    });
-    const result = await Promise.race([r.spawned.exited.then(() => true as const), timeout]);
-    timer?.cancel();
-    return result;
-  }
-
-  /** Kills what is left of a process group after its leader exited (systemd's KillMode=control-group). */
-  private async killGroupRemains(pgid: number): Promise<void> {
-    if ((await groupMembers(pgid)).length === 0) return;
-    signalGroup(pgid, "SIGTERM");
-    const deadline = this.deps.clock.now() + this.proc.stop_timeout;
-    while (this.deps.clock.now() < deadline) {
-      if ((await groupMembers(pgid)).length === 0) return;
-      await sleepOn(this.deps.clock, 50);
-    }
-    signalGroup(pgid, "SIGKILL");
+  private stopTarget(r: Running): StopTarget {
+    return { pid: r.pid, exited: r.spawned.exited, hasExited: () => r.exitedFlag };
   }
 
   // ------------------------------------------------------------------ exits
@@ -487,7 +451,7 @@ export class BackendOwner {
       lastLines: this.tail.last(20),
     };
     this.lastExit = record;
-    await this.killGroupRemains(r.pid);
+    await killGroupRemains(r.pid, this.proc.stop_timeout, this.deps.clock);
 
     if (r.requested === "stop") {
       this.transition("stopped", r.requestDetail ?? "stopped", { exit: record, pid: r.pid });
@@ -533,63 +497,10 @@ export class BackendOwner {
 
   // ------------------------------------------------------------------ GPU memory
 
-  /** Whether a holder process belongs to one of our earlier generations. */
-  private async isOurs(h: VramHolder): Promise<boolean> {
-    const st = await procStat(h.pid);
-    return st !== undefined && this.ourGroups.has(st.pgrp);
-  }
-
-  /**
-   * Before a start on GPUs: kill our own leftovers (processes of earlier
-   * generations still holding memory) and wait for the memory to be released.
-   * False when the start must wait (state blocked).
-   */
-  private async clearLeftovers(): Promise<boolean> {
-    const vram = this.deps.vram;
-    if (!vram || this.config.gpus.length === 0 || this.ourGroups.size === 0) return true;
-    const deadline = this.deps.clock.now() + this.proc.stop_timeout;
-    for (let round = 0; ; round++) {
-      let holders: readonly VramHolder[];
-      try {
-        holders = await vram.holders(this.config.gpus);
-      } catch (e) {
-        this.log.warn({ event: "backend.vram.unknown", err: (e as Error).message }, `${this.config.name}: cannot tell who holds GPU memory (${(e as Error).message}); starting anyway`);
-        return true;
-      }
-      const ours: VramHolder[] = [];
-      for (const h of holders) if (await this.isOurs(h)) ours.push(h);
-      if (ours.length === 0) return true;
-      if (round === 0) {
-        this.log.warn({ event: "backend.vram.leftover", holders: ours }, `${this.config.name}: killing leftovers of an earlier generation that still hold GPU memory: ${ours.map((h) => `pid ${h.pid} (${h.usedMemoryMib} MiB on GPU ${h.gpu})`).join(", ")}`);
-        for (const h of ours) {
-          const st = await procStat(h.pid);
-          if (st) signalGroup(st.pgrp, "SIGKILL");
-        }
-      }
-      if (this.deps.clock.now() >= deadline) {
-        const h = ours[0]!;
-        const st = await procStat(h.pid);
-        this.block(`GPU memory still held by pid ${h.pid} of an earlier generation ${formatDuration(this.proc.stop_timeout)} after SIGKILL (process state ${st?.state ?? "?"}${st?.state === "D" ? ": stuck in the driver" : ""})`, h);
-        return false;
-      }
-      await sleepOn(this.deps.clock, 200);
-    }
-  }
-
   /** A start failed because another process holds the memory: wait for it without burning the budget. */
   private async blockOnForeignHolder(record: ExitRecord): Promise<boolean> {
-    const vram = this.deps.vram;
-    if (!vram || this.config.gpus.length === 0) return false;
-    let holders: readonly VramHolder[];
-    try {
-      holders = await vram.holders(this.config.gpus);
-    } catch {
-      return false;
-    }
-    const foreign: VramHolder[] = [];
-    for (const h of holders) if ((await isAlive(h.pid)) && !(await this.isOurs(h))) foreign.push(h);
-    if (foreign.length === 0) return false;
-    const h = foreign.sort((a, b) => b.usedMemoryMib - a.usedMemoryMib)[0]!;
+    const h = await this.guard.foreignHolder();
+    if (!h) return false;
     this.block(`gpu_occupied: pid ${h.pid}${h.processName ? ` (${h.processName})` : ""} holds ${h.usedMemoryMib} MiB on GPU ${h.gpu}; waiting for it to go (restart budget untouched)`, h, record);
     return true;
   }
@@ -599,9 +510,7 @@ export class BackendOwner {
     const recheck = Math.max(1_000, this.proc.restart_sec);
     const poll = async () => {
       if (this.state !== "blocked") return;
-      const stillThere = await this.deps
-        .vram!.holders(this.config.gpus)
-        .then((hs) => hs.some((x) => x.pid === holder.pid), () => false);
+      const stillThere = await this.guard.stillHeld(holder.pid);
       if (this.state !== "blocked") return;
       if (stillThere) this.after(recheck, () => void poll());
       else await this.begin(`GPU memory released by pid ${holder.pid}`);

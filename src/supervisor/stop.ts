@@ -1,0 +1,53 @@
+/** Stopping a process group: SIGTERM, a grace period, SIGKILL, and the truth about a process that will not die. */
+import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
+import { groupMembers, procStat, signalGroup } from "../platform/procfs.ts";
+
+/** How long to wait for a process to go after SIGKILL before calling it unkillable. */
+export const KILL_GRACE_MS = 5_000;
+
+export interface StopTarget {
+  /** The group leader (its pid is the process group id). */
+  readonly pid: number;
+  readonly exited: Promise<unknown>;
+  hasExited(): boolean;
+}
+
+export type StopOutcome =
+  | { readonly kind: "stopped"; readonly sigkill: boolean }
+  /** Survived SIGKILL: typically stuck in the kernel (state D, the GPU driver). */
+  | { readonly kind: "unkillable"; readonly processState: string };
+
+/** Resolves true when `t` exited within `ms`. */
+export async function waitExit(t: StopTarget, ms: number, clock: Clock): Promise<boolean> {
+  if (t.hasExited()) return true;
+  let timer: TimerHandle | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = clock.setTimeout(() => resolve(false), ms);
+  });
+  const result = await Promise.race([t.exited.then(() => true as const), timeout]);
+  timer?.cancel();
+  return result;
+}
+
+/** SIGTERM the group, wait `stopTimeoutMs`, SIGKILL the group, wait; report a process that will not die instead of hanging. */
+export async function stopGroup(t: StopTarget, stopTimeoutMs: number, clock: Clock, onSigkill: () => void): Promise<StopOutcome> {
+  if (t.hasExited()) return { kind: "stopped", sigkill: false };
+  signalGroup(t.pid, "SIGTERM");
+  if (await waitExit(t, stopTimeoutMs, clock)) return { kind: "stopped", sigkill: false };
+  onSigkill();
+  signalGroup(t.pid, "SIGKILL");
+  if (await waitExit(t, KILL_GRACE_MS, clock)) return { kind: "stopped", sigkill: true };
+  return { kind: "unkillable", processState: (await procStat(t.pid))?.state ?? "?" };
+}
+
+/** Kills what is left of a process group after its leader exited (systemd's KillMode=control-group). */
+export async function killGroupRemains(pgid: number, stopTimeoutMs: number, clock: Clock): Promise<void> {
+  if ((await groupMembers(pgid)).length === 0) return;
+  signalGroup(pgid, "SIGTERM");
+  const deadline = clock.now() + stopTimeoutMs;
+  while (clock.now() < deadline) {
+    if ((await groupMembers(pgid)).length === 0) return;
+    await sleepOn(clock, 50);
+  }
+  signalGroup(pgid, "SIGKILL");
+}
