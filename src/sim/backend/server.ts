@@ -12,8 +12,9 @@ import { chatSse, completionSse, newId, ollamaNdjson, ollamaTotals, usageOf, wri
 import { llamacppMetrics, llamacppProps, llamacppSlots, modelsList, ollamaPs, ollamaTags, vllmMetrics, type InfoState } from "./info.ts";
 import { apiError, contextLengthError, listeningLine, loadingModel, modelNotFound, oomAtLoadLines, oomAtRuntimeLines, SIM_VERSIONS, type ErrorBody } from "./kinds.ts";
 import type { SimBackendOptions } from "./options.ts";
+import { defaultStatusMessage, errorJson, json, mulberry32, notFound, readBody, send } from "./http.ts";
+import { OllamaModels } from "./ollama-models.ts";
 
-const MAX_BODY = 32 * 1024 * 1024;
 
 /** How the process ends; injected so the server can be driven in-process too. */
 export interface SimExit {
@@ -59,10 +60,8 @@ export class SimBackendServer {
   private lastRequest?: unknown;
   private ttftSum = 0;
   private ttftCount = 0;
-  /** Ollama: loaded model → expiry time; a pending load per model. */
-  private readonly loaded = new Map<string, number>();
-  private readonly loading = new Map<string, Promise<ErrorBody | undefined>>();
-  private readonly unloadTimers = new Map<string, NodeJS.Timeout>();
+  /** Ollama: models load on first use. */
+  private readonly models: OllamaModels;
   /** vLLM: called to make the engine child die of a runtime OOM. */
   engineOom?: () => void;
 
@@ -75,6 +74,14 @@ export class SimBackendServer {
     this.fault = options.fault;
     this.random = mulberry32(options.seed);
     this.armCounters();
+    this.models = new OllamaModels({
+      options,
+      gpu,
+      fault: () => this.fault,
+      busy: () => this.running > 0,
+      log: (l) => this.log(l),
+      logErr: (l) => this.logErr(l),
+    });
   }
 
   get port(): number {
@@ -133,7 +140,7 @@ export class SimBackendServer {
 
   /** Stops accepting and drops open connections. */
   async close(): Promise<void> {
-    for (const t of this.unloadTimers.values()) clearTimeout(t);
+    this.models.close();
     const server = this.server;
     if (!server) return;
     await new Promise<void>((resolve) => {
@@ -158,7 +165,7 @@ export class SimBackendServer {
       ttftCount: this.ttftCount,
       modelBytes: this.options.modelMib * 1024 * 1024,
       vramFraction: this.options.vramFraction,
-      loaded: this.loaded,
+      loaded: this.models.loaded,
     };
   }
 
@@ -252,7 +259,7 @@ export class SimBackendServer {
         phase: this.phase,
         port: this.port,
         models: this.options.models,
-        loaded: [...this.loaded.keys()],
+        loaded: [...this.models.loaded.keys()],
         requests: this.requests,
         running: this.running,
         fault: this.fault,
@@ -304,7 +311,7 @@ export class SimBackendServer {
     if (f.oom === "runtime") return this.runtimeOom(res);
 
     if (kind === "ollama") {
-      const failed = await this.ensureLoaded(model, body.keep_alive);
+      const failed = await this.models.ensureLoaded(model, body.keep_alive);
       if (failed) return errorJson(res, failed);
       if ((what === "ollama-generate" && !body.prompt) || (what === "ollama-chat" && Array.isArray(body.messages) && body.messages.length === 0)) {
         // A warm-up: loads the model, generates nothing.
@@ -322,7 +329,7 @@ export class SimBackendServer {
     } finally {
       this.running--;
       this.releaseSlot();
-      if (kind === "ollama") this.touch(model, body.keep_alive);
+      if (kind === "ollama") this.models.touch(model, body.keep_alive);
     }
   }
 
@@ -443,8 +450,7 @@ export class SimBackendServer {
     this.logErr(oomAtRuntimeLines(kind, this.options.gpus[0] ?? 0, total));
     if (kind === "ollama") {
       // The runner dies; the Ollama server stays up and reports it.
-      this.loaded.clear();
-      await this.gpu?.hold(0);
+      await this.models.unloadAll();
       this.fault = { ...this.fault, oom: undefined };
       return errorJson(res, apiError(kind, 500, "llama runner process has terminated: exit status 2: CUDA error: out of memory"));
     }
@@ -472,127 +478,4 @@ export class SimBackendServer {
     this.busySlots--;
     this.slotWaiters.shift()?.();
   }
-
-  // ---------------------------------------------------------------- Ollama lazy loading
-
-  private keepAliveMs(keepAlive: unknown): number {
-    if (typeof keepAlive === "number") return keepAlive < 0 ? Infinity : keepAlive * 1000;
-    if (typeof keepAlive === "string") {
-      const m = /^(-?\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(keepAlive.trim());
-      if (m) {
-        const n = Number(m[1]);
-        if (n < 0) return Infinity;
-        return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"] ?? 1000);
-      }
-    }
-    return this.options.keepAliveMs;
-  }
-
-  private ensureLoaded(model: string, keepAlive: unknown): Promise<ErrorBody | undefined> {
-    if (this.loaded.has(model)) return Promise.resolve(undefined);
-    let pending = this.loading.get(model);
-    if (!pending) {
-      pending = this.load(model).finally(() => this.loading.delete(model));
-      this.loading.set(model, pending);
-    }
-    return pending.then((failed) => {
-      if (!failed) this.touch(model, keepAlive);
-      return failed;
-    });
-  }
-
-  private async load(model: string): Promise<ErrorBody | undefined> {
-    this.log(`time=${new Date().toISOString()} level=INFO source=server.go:400 msg="starting llama server" model=${model}`);
-    await sleep(this.fault.load_ms ?? this.options.loadMs);
-    const vramMib = Math.round(this.options.modelMib * this.options.vramFraction);
-    const room = this.fault.oom === "load" ? { gpu: 0, freeMib: 0, totalMib: (await this.gpu?.totalMib()) ?? 81559 } : await this.gpu?.checkRoom(vramMib + this.heldMib());
-    if (room) {
-      this.logErr(oomAtLoadLines("ollama", room.gpu, vramMib, room.freeMib, room.totalMib, model));
-      return apiError("ollama", 500, "llama runner process has terminated: cudaMalloc failed: out of memory");
-    }
-    this.loaded.set(model, Date.now() + this.options.keepAliveMs);
-    await this.gpu?.hold(this.heldMib());
-    this.log(`time=${new Date().toISOString()} level=INFO source=server.go:637 msg="llama runner started in ${(this.options.loadMs / 1000).toFixed(2)} seconds"`);
-    return undefined;
-  }
-
-  private heldMib(): number {
-    return this.loaded.size * Math.round(this.options.modelMib * this.options.vramFraction);
-  }
-
-  private touch(model: string, keepAlive: unknown): void {
-    if (!this.loaded.has(model)) return;
-    const ms = this.keepAliveMs(keepAlive);
-    clearTimeout(this.unloadTimers.get(model));
-    this.loaded.set(model, ms === Infinity ? Date.now() + 100 * 365 * 86_400_000 : Date.now() + ms);
-    if (ms !== Infinity) {
-      this.unloadTimers.set(
-        model,
-        setTimeout(() => {
-          if (this.running > 0) return this.touch(model, keepAlive);
-          this.loaded.delete(model);
-          this.unloadTimers.delete(model);
-          void this.gpu?.hold(this.heldMib());
-        }, ms).unref(),
-      );
-    }
-  }
-}
-
-// ---------------------------------------------------------------- helpers
-
-function defaultStatusMessage(code: number): string {
-  if (code === 503) return "Service temporarily unavailable";
-  if (code === 502) return "Bad gateway";
-  if (code >= 500) return "Internal server error";
-  return `HTTP ${code}`;
-}
-
-function notFound(res: ServerResponse, kind: string): void {
-  if (kind === "vllm") return json(res, 404, { detail: "Not Found" });
-  if (kind === "ollama") return send(res, 404, "404 page not found", "text/plain");
-  return send(res, 404, "File Not Found", "text/plain");
-}
-
-export function send(res: ServerResponse, status: number, body: string, contentType?: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...(contentType ? { "content-type": contentType } : {}), "content-length": Buffer.byteLength(body), ...headers });
-  res.end(body);
-}
-
-export function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  send(res, status, JSON.stringify(body), "application/json", headers);
-}
-
-function errorJson(res: ServerResponse, e: ErrorBody): void {
-  json(res, e.status, e.body, e.headers);
-}
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new Error("body too large"));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
-}
-
-/** A small seeded PRNG, so fractional faults are repeatable. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -1,0 +1,107 @@
+/**
+ * Ollama's lazy model loading, simulated: a model loads on first use (taking
+ * the load time, needing room on the GPUs), stays for its keep-alive, and is
+ * unloaded when that passes with nothing running on it.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Fault } from "./faults.ts";
+import { apiError, oomAtLoadLines, type ErrorBody } from "./kinds.ts";
+import type { SimBackendOptions } from "./options.ts";
+import type { SimGpuHooks } from "./server.ts";
+
+export interface OllamaModelDeps {
+  readonly options: SimBackendOptions;
+  readonly gpu?: SimGpuHooks;
+  readonly fault: () => Fault;
+  readonly busy: () => boolean;
+  readonly log: (line: string) => void;
+  readonly logErr: (lines: readonly string[]) => void;
+}
+
+export class OllamaModels {
+  /** Loaded model → expiry time. */
+  readonly loaded = new Map<string, number>();
+  private readonly loading = new Map<string, Promise<ErrorBody | undefined>>();
+  private readonly unloadTimers = new Map<string, NodeJS.Timeout>();
+  private readonly d: OllamaModelDeps;
+
+  constructor(deps: OllamaModelDeps) {
+    this.d = deps;
+  }
+
+  /** Ollama's keep_alive: seconds, a duration string, or negative for forever. */
+  keepAliveMs(keepAlive: unknown): number {
+    if (typeof keepAlive === "number") return keepAlive < 0 ? Infinity : keepAlive * 1000;
+    if (typeof keepAlive === "string") {
+      const m = /^(-?\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(keepAlive.trim());
+      if (m) {
+        const n = Number(m[1]);
+        if (n < 0) return Infinity;
+        return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"] ?? 1000);
+      }
+    }
+    return this.d.options.keepAliveMs;
+  }
+
+  /** Loads `model` unless it is loaded; concurrent callers share one load. Resolves with an error body when the load fails. */
+  ensureLoaded(model: string, keepAlive: unknown): Promise<ErrorBody | undefined> {
+    if (this.loaded.has(model)) return Promise.resolve(undefined);
+    let pending = this.loading.get(model);
+    if (!pending) {
+      pending = this.load(model).finally(() => this.loading.delete(model));
+      this.loading.set(model, pending);
+    }
+    return pending.then((failed) => {
+      if (!failed) this.touch(model, keepAlive);
+      return failed;
+    });
+  }
+
+  private async load(model: string): Promise<ErrorBody | undefined> {
+    const { options, gpu } = this.d;
+    this.d.log(`time=${new Date().toISOString()} level=INFO source=server.go:400 msg="starting llama server" model=${model}`);
+    await sleep(this.d.fault().load_ms ?? options.loadMs);
+    const vramMib = Math.round(options.modelMib * options.vramFraction);
+    const room = this.d.fault().oom === "load" ? { gpu: 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? 81559 } : await gpu?.checkRoom(vramMib + this.heldMib());
+    if (room) {
+      this.d.logErr(oomAtLoadLines("ollama", room.gpu, vramMib, room.freeMib, room.totalMib, model));
+      return apiError("ollama", 500, "llama runner process has terminated: cudaMalloc failed: out of memory");
+    }
+    this.loaded.set(model, Date.now() + options.keepAliveMs);
+    await gpu?.hold(this.heldMib());
+    this.d.log(`time=${new Date().toISOString()} level=INFO source=server.go:637 msg="llama runner started in ${(options.loadMs / 1000).toFixed(2)} seconds"`);
+    return undefined;
+  }
+
+  private heldMib(): number {
+    return this.loaded.size * Math.round(this.d.options.modelMib * this.d.options.vramFraction);
+  }
+
+  /** A request used `model`: its expiry moves to now + keep-alive. */
+  touch(model: string, keepAlive: unknown): void {
+    if (!this.loaded.has(model)) return;
+    const ms = this.keepAliveMs(keepAlive);
+    clearTimeout(this.unloadTimers.get(model));
+    this.loaded.set(model, ms === Infinity ? Date.now() + 100 * 365 * 86_400_000 : Date.now() + ms);
+    if (ms === Infinity) return;
+    this.unloadTimers.set(
+      model,
+      setTimeout(() => {
+        if (this.d.busy()) return this.touch(model, keepAlive);
+        this.loaded.delete(model);
+        this.unloadTimers.delete(model);
+        void this.d.gpu?.hold(this.heldMib());
+      }, ms).unref(),
+    );
+  }
+
+  /** The runner died: every model is gone from the GPU. */
+  async unloadAll(): Promise<void> {
+    this.loaded.clear();
+    await this.d.gpu?.hold(0);
+  }
+
+  close(): void {
+    for (const t of this.unloadTimers.values()) clearTimeout(t);
+  }
+}
