@@ -1,6 +1,6 @@
 /** The human form of `llmsup status`: one screen, plain text, colour only where the caller allows it. */
 import type { DaemonStatus } from "../daemon/status.ts";
-import { formatDuration } from "../config/units.ts";
+import { formatDuration, formatSize } from "../config/units.ts";
 import type { Style } from "./output.ts";
 
 function table(rows: string[][], indent = "  "): string {
@@ -76,6 +76,16 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
   } else if (s.gpu_monitor) {
     out.push("");
     out.push(`${st.bold("GPUs")}  ${st.dim(`no GPU sample (nvidia-smi ${s.gpu_monitor.state})`)}`);
+  }
+  if (s.cache) {
+    const c = s.cache;
+    out.push("");
+    if (c.state !== "ok") out.push(`${st.bold("Cache")}  ${st.red(`unavailable: ${c.problem ?? "unknown"}`)}`);
+    else {
+      const served = `${c.hits} served${c.hits_similar ? ` (${c.hits_similar} similar)` : ""}, ${c.misses} missed since start`;
+      const last = c.last_hit ? `, last ${c.last_hit.route} ${ago(c.last_hit.at, now)} ago` : "";
+      out.push(`${st.bold("Cache")}  ${c.entries}/${c.max_entries} answers, ${formatSize(c.bytes)} of ${formatSize(c.max_bytes)}; ${c.hits ? st.yellow(served) : served}${last}; routes ${c.routes.join(", ")}`);
+    }
   }
   if (s.alerts?.enabled) {
     out.push("");

@@ -4,6 +4,7 @@
  * plugin convention: 0 every route on its first tier, 1 degraded, 2 a route
  * with no serving tier, 3 unknown (daemon unreachable; decided by the CLI).
  */
+import type { CacheStatus } from "../cache/cache.ts";
 import { reportJson } from "../gpu/report.ts";
 import { packageVersion } from "../platform/version.ts";
 import type { HistoryEntry } from "./state-store.ts";
@@ -53,6 +54,8 @@ export interface DaemonStatus {
   readonly gpu_monitor: { readonly state: string; readonly nvidia_smi: string; readonly kernel_log: unknown } | null;
   readonly host: unknown;
   readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null } | null;
+  /** The emergency response cache; null when no route has `cache = true`. */
+  readonly cache: (CacheStatus & { readonly routes: readonly string[] }) | null;
   readonly events: readonly (HistoryEntry & { readonly time: string })[];
   readonly summary: { readonly code: 0 | 1 | 2; readonly state: "ok" | "degraded" | "critical"; readonly text: string };
 }
@@ -130,6 +133,7 @@ export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): Daemon
           return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${err.code ?? err.llmsupCode ?? "error"}${err.response ? `: ${err.response}` : ""}` : null };
         })()
       : null,
+    cache: d.cache ? { ...d.cache.status(), routes: c.routes.filter((r) => r.cache).map((r) => r.model) } : null,
     events: history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
     summary: verdict(routes, backends),
   };

@@ -160,6 +160,21 @@ export const ERRORS = {
     exit: EXIT.UNAVAILABLE,
     retryable: false,
   },
+  LLMSUP_E_CACHE_UNAVAILABLE: {
+    message: "The emergency response cache is off: Node's built-in SQLite (node:sqlite, Node 22.13 or later) is missing, or the store in the state directory cannot be created. Routing goes on without it; fix the Node version or [daemon] state_dir permissions.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_CACHE_CORRUPT: {
+    message: "The emergency cache's store was unreadable (damaged, or not an llmsup cache): it was set aside as cache.sqlite.corrupt and rebuilt empty. Nothing to do unless it recurs (then check the disk).",
+    exit: EXIT.IOERR,
+    retryable: false,
+  },
+  LLMSUP_E_CACHE_IO: {
+    message: "Reading or writing the emergency cache failed (disk full, I/O error); the answer was not stored or not served from it. Check free space in [daemon] state_dir.",
+    exit: EXIT.IOERR,
+    retryable: true,
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
