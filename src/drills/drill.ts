@@ -70,6 +70,9 @@ export async function runDrill(d: DrillDeps, spec: DrillSpec): Promise<DrillRepo
   if (d.router().servingTier(route) !== 0) {
     throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", `${route.model} is not on its first tier right now; a drill would blur a real incident`, {});
   }
+  if (!route.tiers.slice(1).some((t) => d.router().unavailable(t) === undefined)) {
+    throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", `no fallback tier of ${route.model} can take requests right now; the drill would be a real outage`, {});
+  }
 
   const id = randomBytes(4).toString("hex");
   const deliveredBefore = d.delivered();
