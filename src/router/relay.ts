@@ -57,14 +57,25 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
   let ttftMs: number | undefined;
   let grace: NodeJS.Timeout | undefined;
   const ttft = committed ? undefined : setTimeout(() => up.abort("ttft_timeout"), Math.max(1, o.ttftLeftMs));
+  // What one upstream read produced goes out in one write: fewer syscalls, the same bytes.
+  let batch = "";
+  const out = (text: string) => {
+    batch += text;
+  };
+  const flush = async () => {
+    if (batch === "" || res.destroyed) return;
+    const b = batch;
+    batch = "";
+    await write(res, b);
+  };
 
-  const commit = async () => {
+  const commit = () => {
     if (committed) return;
     committed = true;
     if (ttft) clearTimeout(ttft);
     ttftMs = performance.now() - o.startedAt;
     o.commit();
-    for (const p of pending.splice(0)) await write(res, p);
+    for (const p of pending.splice(0)) out(p);
   };
 
   try {
@@ -77,7 +88,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
           break outer;
         }
         if (item.type === "other") {
-          if (committed) await write(res, item.raw);
+          if (committed) out(item.raw);
           else pending.push(item.raw);
           continue;
         }
@@ -86,8 +97,8 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
             broken = { failure: "stream_broken", detail: "the stream ended ([DONE]) without any output or finish_reason" };
             break outer;
           }
-          await commit();
-          await write(res, item.raw);
+          commit();
+          out(item.raw);
           doneSent = true;
           if (grace) clearTimeout(grace);
           up.abort("aborted");
@@ -106,10 +117,10 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
         if (output) chunks++;
         if (!committed) {
           pending.push(item.raw);
-          if (output || finish) await commit();
+          if (output || finish) commit();
         } else if (!(o.continuing && !output && !finish && c.usage == null && chunks === 0)) {
           // A continuation's own role chunk is skipped: the client already has one.
-          await write(res, item.raw);
+          out(item.raw);
         }
         if (finish && !finishSeen) {
           finishSeen = true;
@@ -120,6 +131,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
           }, o.finishGraceMs);
         }
       }
+      await flush();
     }
   } catch (e) {
     if (!finalising && !broken) {
@@ -133,6 +145,9 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
       }
     }
   }
+
+  // Output that arrived before a break still reaches the client.
+  await flush();
 
   function cleanup(r: RelayResult): RelayResult {
     if (ttft) clearTimeout(ttft);
@@ -149,8 +164,9 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
     const b = { failure: "stream_broken" as const, detail: "the stream ended without finish_reason (truncated answer)" };
     return cleanup(committed ? { kind: "broken_after_commit", ...b, content, chunks } : { kind: "failed_before_commit", ...b });
   }
-  await commit();
+  commit();
   // A finished answer whose [DONE] never came is finalised here, at once.
-  if (!doneSent) await write(res, "data: [DONE]\n\n");
+  if (!doneSent) out("data: [DONE]\n\n");
+  await flush();
   return cleanup({ kind: "complete", content, chunks, ttftMs });
 }

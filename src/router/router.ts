@@ -465,9 +465,11 @@ export class Router {
 
   private async wholeAnswer(ctx: RequestCtx, index: number, up: Extract<AttemptOutcome, { kind: "response" }>, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
     let text: string;
+    let raw: Buffer;
     try {
-      // undici's own consumer: cheaper than async iteration on this hot path.
-      text = await (up.body as unknown as { text(): Promise<string> }).text();
+      // undici's own consumer: cheaper than async iteration on this hot path. The bytes are kept to be sent on unchanged.
+      raw = Buffer.from(await (up.body as unknown as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer());
+      text = raw.toString("utf8");
     } catch (e) {
       const why = up.abortedBy();
       up.done();
@@ -487,13 +489,13 @@ export class Router {
     this.succeeded(ctx, index, ttftMs);
     if (ctx.route.cache) this.deps.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, ctx.clientHeaders);
     const degraded = index > 0;
-    let out = text;
+    let out: Buffer | string = raw;
     if (degraded && this.config.router.degraded_fields) {
       const tier = ctx.route.tiers[index]!;
       out = JSON.stringify({ ...json, _backend: tier.backend, _degraded: true, _notice: this.notice(ctx, index) });
     }
     if (ctx.res.headersSent || ctx.res.destroyed) return "gone";
-    ctx.res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(out), ...this.llmsupHeaders(ctx, index) });
+    ctx.res.writeHead(200, { "content-type": "application/json", "content-length": typeof out === "string" ? Buffer.byteLength(out) : out.length, ...this.llmsupHeaders(ctx, index) });
     ctx.res.end(out);
     // What the router itself added: everything but the one upstream attempt (failovers excluded).
     if (ctx.attempts === 1) this.deps.metrics?.overhead(Math.max(0, performance.now() - ctx.startedAt - ttftMs) / 1000);
