@@ -3,7 +3,7 @@
  * silently, clear once, and the sample-count hysteresis of conditions.
  * Pure: it works on copies and records what changed.
  */
-import type { ClearedFault, GpuFault, Severity } from "./types.ts";
+import type { ClearedFault, GpuFault } from "./types.ts";
 
 /** Consecutive samples with (`on`) and without (`off`) a condition; `since` is when the current run of `on` began. */
 export interface Streak {
@@ -12,19 +12,8 @@ export interface Streak {
   readonly since?: number;
 }
 
-/** What a fault says, apart from its bookkeeping. */
-export interface FaultSpec {
-  readonly kind: string;
-  readonly gpu: number | null;
-  readonly busId?: string;
-  readonly severity: Severity;
-  readonly reason: string;
-  readonly action: string;
-  readonly xid?: number;
-  readonly code?: GpuFault["code"];
-  /** The reading that defines the fault (a recovery action); another value is another fact. */
-  readonly value?: string;
-}
+/** What a fault says, apart from its bookkeeping (id, times, count). */
+export type FaultSpec = Pick<GpuFault, "kind" | "gpu" | "busId" | "severity" | "reason" | "action" | "xid" | "code" | "value">;
 
 /** What the samples say a GPU index is. */
 export interface GpuIdentity {
