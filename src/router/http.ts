@@ -60,3 +60,8 @@ export function header(h: Record<string, string | string[] | undefined>, name: s
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
 }
+
+/** A header value: printable ASCII kept, anything else percent-encoded (UTF-8). */
+export function headerSafe(s: string): string {
+  return s.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
+}

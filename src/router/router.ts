@@ -14,114 +14,36 @@ function nextRequestId(): string {
   return `${ID_PREFIX}${idCounter.toString(16).padStart(8, "0")}`;
 }
 import type { BackendConfig, Config, RouteConfig, TierConfig } from "../config/types.ts";
-import type { HealthRegistry } from "../health/registry.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Clock } from "../platform/clock.ts";
-import { answerFromStream, cacheNotice, CACHE_BACKEND, markedAnswerAsSse, markHit } from "../cache/marks.ts";
+import { answerFromStream } from "../cache/marks.ts";
 import { adjustForTier, type Body } from "./adjust.ts";
-import { admit, CLOSED, onFailure, onSuccess, release, trip, type BreakerPolicy, type BreakerState } from "./breaker.ts";
+import { admit, onFailure, onSuccess, release, trip, type BreakerState } from "./breaker.ts";
+import { TierBook } from "./tier-book.ts";
 import { classifyHttp, classifyTransport, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
-import { header, readText, sendError, sendJson } from "./http.ts";
+import { header, headerSafe, readText, sendError } from "./http.ts";
+import { answerFromCache, holdForRecovery, sendAllDown, sendContextTooLong } from "./last-resort.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { relayStream } from "./relay.ts";
 import { Upstreams, type AttemptOutcome } from "./upstream.ts";
 import { ServedWindow } from "./window.ts";
+import { RouteWatch } from "./route-watch.ts";
 
-export type Endpoint = "chat" | "completion" | "embedding";
-
-export const ENDPOINT_PATHS: Record<Endpoint, string> = { chat: "/v1/chat/completions", completion: "/v1/completions", embedding: "/v1/embeddings" };
-
-export interface TierRef {
-  readonly index: number;
-  readonly backend: string;
-  readonly model: string;
-}
-
-export type RouterEvent =
-  | { readonly event: "router.failover"; readonly route: string; readonly requestId: string; readonly from: TierRef; readonly to?: TierRef; readonly reason: FailureClass; readonly detail: string; readonly at: number }
-  | { readonly event: "router.route.fallback"; readonly route: string; readonly from?: TierRef; readonly to: TierRef; readonly reason: string; readonly at: number }
-  | { readonly event: "router.route.recovered"; readonly route: string; readonly to: TierRef; readonly outageMs: number; readonly at: number }
-  | { readonly event: "router.route.down"; readonly route: string; readonly tried: readonly TriedTier[]; readonly at: number }
-  | { readonly event: "router.breaker"; readonly backend: string; readonly model: string; readonly from: string; readonly to: string; readonly reason: string; readonly at: number }
-  | { readonly event: "router.misconfigured"; readonly backend: string; readonly model: string; readonly status: number; readonly detail: string; readonly at: number }
-  | { readonly event: "router.cache.served"; readonly route: string; readonly similarity: number; readonly at: number };
-
-export interface TriedTier {
-  readonly tier: number;
-  readonly backend: string;
-  readonly model: string;
-  /** "skipped" when no request was sent. */
-  readonly outcome: FailureClass | "skipped";
-  readonly detail: string;
-}
-
-/**
- * Where the emergency cache plugs in. `store` is called after every successful
- * answer (a streamed one as the chat.completion its text makes) of a route
- * with `cache = true`, never for other routes; `headers` are the client's
- * request headers (`x-llmsup-cache: no-store` opts out). `lookup` is called
- * only when every tier failed.
- */
-export interface CacheHook {
-  store(route: RouteConfig, endpoint: Endpoint, request: Body, response: unknown, headers: Record<string, string | string[] | undefined>): void;
-  lookup(route: RouteConfig, endpoint: Endpoint, request: Body): Promise<{ readonly response: unknown; readonly similarity: number; readonly cachedAt: number } | undefined>;
-}
-
-export interface RouterDeps {
-  readonly health: HealthRegistry;
-  readonly clock: Clock;
-  readonly logger: Logger;
-  readonly metrics?: RouterMetrics;
-  readonly onEvent?: (e: RouterEvent) => void;
-  readonly cache?: CacheHook;
-  readonly random?: () => number;
-  /** A request succeeded on a backend (the supervisor skips its deep probe). */
-  readonly onSuccess?: (backend: string) => void;
-}
+export { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
+import { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RequestCtx, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
 
 /** Kinds that continue an assistant message (prefill): a broken stream can be finished there. */
 const PREFILL_KINDS = new Set(["vllm", "llamacpp", "ollama"]);
 
-interface RouteState {
-  /** Tier that answered last; -1 when nothing could. */
-  serving: number;
-  /** The first tier has served at least once: from then on, changes are announced. */
-  settled: boolean;
-  /** When the route left its first tier. */
-  degradedSince?: number;
-}
-
-interface RequestCtx {
-  readonly route: RouteConfig;
-  readonly endpoint: Endpoint;
-  readonly body: Body;
-  readonly stream: boolean;
-  readonly requestId: string;
-  readonly res: ServerResponse;
-  /** The client's request headers (the cache reads its opt-out there). */
-  readonly clientHeaders: IncomingMessage["headers"];
-  readonly clientGone: AbortSignal;
-  readonly deadline: number;
-  readonly startedAt: number;
-  attempts: number;
-  readonly tried: TriedTier[];
-  /** After a context-length error: only tiers with a context larger than this. */
-  contextFloor?: number;
-  contextError?: { status: number; body: string };
-}
 
 export class Router {
   private readonly config: Config;
   private readonly deps: RouterDeps;
   private readonly backends: Map<string, BackendConfig>;
-  private readonly breakers = new Map<string, BreakerState>();
-  private readonly cooldowns = new Map<string, { until: number; reason: string }>();
-  private readonly routeStates = new Map<string, RouteState>();
+  private readonly tiers: TierBook;
+  private readonly routes: RouteWatch;
   readonly upstreams: Upstreams;
-  private readonly breakerPolicy: BreakerPolicy;
   private readonly random: () => number;
   private readonly log: Logger;
-  private readonly createdAt: number;
   /** Answers served, and how many by a fallback tier, over the last five minutes. */
   readonly served = new ServedWindow(300);
 
@@ -131,10 +53,27 @@ export class Router {
     this.backends = new Map(config.backends.map((b) => [b.name, b]));
     this.upstreams = new Upstreams(config.backends);
     for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
-    this.breakerPolicy = { threshold: config.router.breaker.failure_threshold, openMs: config.router.breaker.open_interval, maxOpenMs: config.router.breaker.max_open_interval };
+    this.tiers = new TierBook({
+      backends: this.backends,
+      health: deps.health,
+      clock: deps.clock,
+      policy: { threshold: config.router.breaker.failure_threshold, openMs: config.router.breaker.open_interval, maxOpenMs: config.router.breaker.max_open_interval },
+      onBreaker: (t, prev, next, reason) => {
+        const e: RouterEvent = { event: "router.breaker", backend: t.backend, model: t.model, from: prev.state, to: next.state, reason, at: deps.clock.now() };
+        this.log.warn(e, `breaker ${t.backend}/${t.model}: ${prev.state} → ${next.state} (${reason})`);
+        deps.metrics?.breaker(t.backend, t.model, next.state);
+        this.emit(e);
+        this.reassess();
+      },
+    });
     this.random = deps.random ?? Math.random;
     this.log = deps.logger.child({ component: "router" });
-    this.createdAt = deps.clock.now();
+    this.routes = new RouteWatch({
+      backends: this.backends,
+      clock: deps.clock,
+      emit: (e) => this.emit(e),
+      whyOut: (t) => this.unavailable(t),
+    });
   }
 
   /** The route for a model name: exact, else the default route "*". */
@@ -153,43 +92,17 @@ export class Router {
 
   // ------------------------------------------------------------------ tier availability
 
-  private key(t: TierConfig): string {
-    return `${t.backend}\u0000${t.model}`;
-  }
-
   breaker(t: TierConfig): BreakerState {
-    return this.breakers.get(this.key(t)) ?? CLOSED;
+    return this.tiers.breaker(t);
   }
 
   private setBreaker(t: TierConfig, next: BreakerState, reason: string): void {
-    const prev = this.breaker(t);
-    this.breakers.set(this.key(t), next);
-    if (prev.state !== next.state) {
-      const e: RouterEvent = { event: "router.breaker", backend: t.backend, model: t.model, from: prev.state, to: next.state, reason, at: this.deps.clock.now() };
-      this.log.warn(e, `breaker ${t.backend}/${t.model}: ${prev.state} → ${next.state} (${reason})`);
-      this.deps.metrics?.breaker(t.backend, t.model, next.state);
-      this.emit(e);
-      this.reassess();
-    }
+    this.tiers.setBreaker(t, next, reason);
   }
 
   /** Why a tier cannot take a request now (no request is sent), or undefined when it can. */
   unavailable(t: TierConfig, ctx?: Pick<RequestCtx, "contextFloor">): string | undefined {
-    const b = this.backends.get(t.backend);
-    if (!b) return "backend not configured";
-    if (b.kind === "anthropic") return "the anthropic API is not spoken by the router; use an OpenAI-compatible endpoint";
-    const h = this.deps.health.get(t.backend);
-    if (h.state === "down") return `backend down: ${h.reason}`;
-    const cd = this.cooldowns.get(this.key(t));
-    const now = this.deps.clock.now();
-    if (cd && cd.until > now) return `cooling off for ${Math.ceil((cd.until - now) / 1000)}s more (${cd.reason})`;
-    const br = this.breaker(t);
-    if (br.state === "open" && br.until > now) return `breaker open for ${Math.ceil((br.until - now) / 1000)}s more (${br.reason})`;
-    if (br.state === "half_open") return `breaker half-open: a probe request is in flight (${br.reason})`;
-    if (ctx?.contextFloor !== undefined && (t.context === undefined || t.context <= ctx.contextFloor)) {
-      return `context ${t.context ?? "unknown"} is not larger than the ${ctx.contextFloor} tokens that were too few`;
-    }
-    return undefined;
+    return this.tiers.unavailable(t, ctx?.contextFloor);
   }
 
   /** Index of the first tier of a route that could take a request now; -1 if none. */
@@ -202,8 +115,8 @@ export class Router {
       routes: this.config.routes.map((r) => ({
         model: r.model,
         serving: this.servingTier(r),
-        lastServed: this.routeStates.get(r.model)?.serving ?? -1,
-        degradedSince: this.routeStates.get(r.model)?.degradedSince,
+        lastServed: this.routes.state(r.model)?.serving ?? -1,
+        degradedSince: this.routes.state(r.model)?.degradedSince,
         tiers: r.tiers.map((t) => {
           const why = this.unavailable(t);
           return { backend: t.backend, model: t.model, available: why === undefined, why, breaker: this.breaker(t).state };
@@ -362,15 +275,15 @@ export class Router {
     this.deps.metrics?.request(ctx.route.model, index, tier.backend, c.class);
     const now = this.deps.clock.now();
     if (c.action.kind === "cooldown") {
-      this.cooldowns.set(this.key(tier), { until: now + c.action.ms, reason: `429 from the backend, Retry-After ${Math.round(c.action.ms / 1000)}s` });
+      this.tiers.coolDown(tier, c.action.ms, `429 from the backend, Retry-After ${Math.round(c.action.ms / 1000)}s`);
     }
     if (c.class === "misconfigured") {
-      this.setBreaker(tier, trip(this.breaker(tier), this.breakerPolicy, now, detail), `misconfiguration: ${detail.slice(0, 120)}`);
+      this.setBreaker(tier, trip(this.breaker(tier), this.tiers.policy, now, detail), `misconfiguration: ${detail.slice(0, 120)}`);
       const e: RouterEvent = { event: "router.misconfigured", backend: tier.backend, model: tier.model, status: Number(/HTTP (\d+)/.exec(detail)?.[1] ?? 0), detail, at: now };
       this.log.error(e, `backend ${tier.backend} refuses model ${tier.model}: ${detail}`);
       this.emit(e);
     } else if (c.breaker) {
-      this.setBreaker(tier, onFailure(this.breaker(tier), this.breakerPolicy, now, `${c.class}: ${detail.slice(0, 120)}`), `${c.class}`);
+      this.setBreaker(tier, onFailure(this.breaker(tier), this.tiers.policy, now, `${c.class}: ${detail.slice(0, 120)}`), `${c.class}`);
     } else if (this.breaker(tier).state === "half_open") {
       this.setBreaker(tier, release(this.breaker(tier), now), "probe ended without a verdict");
     }
@@ -415,40 +328,9 @@ export class Router {
     this.routeServed(ctx.route, index);
   }
 
-  /**
-   * Route-level transitions for alerts: left the first tier, came back, went
-   * dark. Until a route's first tier has served once, or its start-up time
-   * has passed (the CPU tier is ready minutes before vLLM loads), changes are
-   * tracked silently.
-   */
+  /** Route-level transitions for alerts (see RouteWatch). */
   private routeServed(route: RouteConfig, index: number, tried: readonly TriedTier[] = []): void {
-    const st = this.routeStates.get(route.model) ?? { serving: Number.NaN, settled: false };
-    const now = this.deps.clock.now();
-    const tier = route.tiers[index];
-    const first = this.backends.get(route.tiers[0]!.backend);
-    const grace = first?.managed ? (first.process?.startup_timeout ?? 0) : 0;
-    const loud = st.settled || now - this.createdAt >= grace;
-    if (index === 0 || loud) st.settled = true;
-    if (st.serving === index) return;
-    if (index >= 0 && tier) {
-      const to: TierRef = { index, backend: tier.backend, model: tier.model };
-      if (index > 0) {
-        const prev = st.serving >= 0 ? route.tiers[st.serving] : undefined;
-        st.degradedSince ??= now;
-        if (loud) this.emit({ event: "router.route.fallback", route: route.model, from: prev ? { index: st.serving, backend: prev.backend, model: prev.model } : undefined, to, reason: this.unavailable(route.tiers[0]!) ?? "the first tier failed", at: now });
-      } else {
-        if (loud) this.emit({ event: "router.route.recovered", route: route.model, to, outageMs: now - (st.degradedSince ?? now), at: now });
-        st.degradedSince = undefined;
-      }
-    } else {
-      st.degradedSince ??= now;
-      if (loud) {
-        const trail = tried.length ? tried : route.tiers.map((t, i) => ({ tier: i, backend: t.backend, model: t.model, outcome: "skipped" as const, detail: this.unavailable(t) ?? "unavailable" }));
-        this.emit({ event: "router.route.down", route: route.model, tried: trail, at: now });
-      }
-    }
-    st.serving = index;
-    this.routeStates.set(route.model, st);
+    this.routes.served(route, index, tried);
   }
 
   /** Re-reads every route's serving tier from health and breakers (called when they change), without waiting for traffic. */
@@ -584,111 +466,29 @@ export class Router {
 
   // ------------------------------------------------------------------ nothing left
 
-  /** Waits (bounded by queue_timeout) for a restarting backend of the route to come back. */
-  private async holdForRecovery(ctx: RequestCtx): Promise<boolean> {
-    const names = new Set(ctx.route.tiers.map((t) => t.backend).filter((n) => this.deps.health.isRecovering(n)));
-    if (names.size === 0) return false;
-    const wait = Math.min(this.config.router.queue_timeout, ctx.deadline - this.deps.clock.now());
-    if (wait <= 0) return false;
-    const back = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => finish(false), wait);
-      const off = this.deps.health.onChange((name, h) => {
-        if (names.has(name) && h.state !== "down") finish(true);
-      });
-      const onGone = () => finish(false);
-      ctx.clientGone.addEventListener("abort", onGone, { once: true });
-      function finish(v: boolean) {
-        clearTimeout(timer);
-        off();
-        ctx.clientGone.removeEventListener("abort", onGone);
-        resolve(v);
-      }
-    });
-    if (back) ctx.tried.length = 0;
-    return back;
-  }
-
-  /** The fifth level: an earlier answer to the same or a nearly identical question, marked as such. True once sent. */
-  private async fromCache(ctx: RequestCtx, cache: CacheHook): Promise<boolean> {
-    const route = ctx.route;
-    const hit = await cache.lookup(route, ctx.endpoint, ctx.body).catch(() => undefined);
-    const stored = hit?.response;
-    if (!hit || !stored || typeof stored !== "object" || Array.isArray(stored)) return false;
-    if (ctx.res.headersSent || ctx.res.destroyed) return true;
-    const notice = cacheNotice(route.model, hit);
-    const body = markHit(stored as Record<string, unknown>, hit, notice, this.config.router.degraded_fields);
-    this.emit({ event: "router.cache.served", route: route.model, similarity: hit.similarity, at: this.deps.clock.now() });
-    this.deps.metrics?.request(route.model, -1, "cache", "cache_hit");
-    const headers: Record<string, string> = {
-      "x-llmsup-tier": "cache",
-      "x-llmsup-backend": CACHE_BACKEND,
-      "x-llmsup-degraded": "true",
-      "x-llmsup-attempts": String(ctx.attempts),
-      "x-llmsup-cache": "hit",
-      "x-llmsup-cache-similarity": (body._cache_similarity as number).toFixed(3),
-      "x-llmsup-notice": headerSafe(notice),
-      "x-request-id": ctx.requestId,
-    };
-    if (!ctx.stream) {
-      sendJson(ctx.res, 200, body, headers);
-      return true;
-    }
-    const so = ctx.body.stream_options as { include_usage?: unknown } | undefined;
-    const text = markedAnswerAsSse(body, so?.include_usage === true);
-    ctx.res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "content-length": Buffer.byteLength(text), ...headers });
-    ctx.res.end(text);
-    return true;
+  private holdForRecovery(ctx: RequestCtx): Promise<boolean> {
+    return holdForRecovery(ctx, this.deps.health, this.deps.clock, this.config.router.queue_timeout);
   }
 
   private async allDown(ctx: RequestCtx): Promise<void> {
     const route = ctx.route;
-    const onlyContext = ctx.contextError && ctx.tried.every((t) => t.outcome === "skipped" || t.outcome === "context_length");
+    const onlyContext = ctx.contextError !== undefined && ctx.tried.every((t) => t.outcome === "skipped" || t.outcome === "context_length");
+    if (onlyContext) return sendContextTooLong(ctx);
     const cache = route.cache ? this.deps.cache : undefined;
-    if (cache && !onlyContext && (await this.fromCache(ctx, cache))) return;
-    if (onlyContext && ctx.contextError) {
-      // Nothing larger to go to: the caller's prompt is too long — say so in the backend's words.
-      const last = [...ctx.tried].reverse().find((t) => t.outcome === "context_length");
-      sendJson(ctx.res, 400, { error: { message: `No tier has a context large enough for this request. ${extractMessage(ctx.contextError.body)}`, type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } }, {
-        "x-llmsup-tier": String(last?.tier ?? 0),
-        "x-llmsup-backend": last?.backend ?? "",
-        "x-llmsup-degraded": "false",
-        "x-llmsup-attempts": String(ctx.attempts),
-        "x-request-id": ctx.requestId,
-      });
-      return;
+    if (cache) {
+      const hit = await answerFromCache(ctx, cache, this.config.router.degraded_fields);
+      if (hit) {
+        this.emit({ event: "router.cache.served", route: route.model, similarity: hit.similarity, at: this.deps.clock.now() });
+        this.deps.metrics?.request(route.model, -1, "cache", "cache_hit");
+        return;
+      }
     }
     this.routeServed(route, -1, ctx.tried);
     this.deps.metrics?.request(route.model, -1, "none", "all_tiers_down");
-    const retryAfter = Math.ceil(this.config.router.all_down_retry_after / 1000);
-    const summary = ctx.tried.map((t) => `tier ${t.tier} (${t.backend}): ${t.outcome === "skipped" ? "skipped" : t.outcome}: ${t.detail}`).join("; ");
-    if (ctx.res.headersSent) {
-      if (!ctx.res.writableEnded) ctx.res.end();
-      return;
-    }
-    sendJson(
-      ctx.res,
-      503,
-      { error: { message: `Every tier of ${route.model} is unavailable; retry after ${retryAfter}s. ${summary}`, type: "service_unavailable", param: null, code: "all_tiers_down", tried: ctx.tried } },
-      { "retry-after": String(retryAfter), "x-llmsup-degraded": "true", "x-llmsup-attempts": String(ctx.attempts), "x-llmsup-tier": "none", "x-llmsup-backend": "none", "x-request-id": ctx.requestId, ...(cache ? { "x-llmsup-cache": "miss" } : {}) },
-    );
+    sendAllDown(ctx, this.config.router.all_down_retry_after, cache !== undefined);
   }
 
   async close(): Promise<void> {
     await this.upstreams.close();
-  }
-}
-
-/** A header value: printable ASCII kept, anything else percent-encoded (UTF-8). */
-export function headerSafe(s: string): string {
-  return s.replace(/[^\x20-\x7e]/gu, (c) => encodeURIComponent(c));
-}
-
-function extractMessage(body: string): string {
-  try {
-    const j = JSON.parse(body) as { error?: { message?: string } | string; message?: string };
-    if (typeof j.error === "string") return j.error;
-    return j.error?.message ?? j.message ?? body.slice(0, 300);
-  } catch {
-    return body.slice(0, 300);
   }
 }

@@ -1,0 +1,81 @@
+/** The router's vocabulary: endpoints, tiers, events, and the hooks other parts plug in. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RouteConfig } from "../config/types.ts";
+import type { HealthRegistry } from "../health/registry.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Clock } from "../platform/clock.ts";
+import type { Body } from "./adjust.ts";
+import type { FailureClass } from "./classify.ts";
+import type { RouterMetrics } from "./metrics.ts";
+
+export type Endpoint = "chat" | "completion" | "embedding";
+
+export const ENDPOINT_PATHS: Record<Endpoint, string> = { chat: "/v1/chat/completions", completion: "/v1/completions", embedding: "/v1/embeddings" };
+
+export interface TierRef {
+  readonly index: number;
+  readonly backend: string;
+  readonly model: string;
+}
+
+export type RouterEvent =
+  | { readonly event: "router.failover"; readonly route: string; readonly requestId: string; readonly from: TierRef; readonly to?: TierRef; readonly reason: FailureClass; readonly detail: string; readonly at: number }
+  | { readonly event: "router.route.fallback"; readonly route: string; readonly from?: TierRef; readonly to: TierRef; readonly reason: string; readonly at: number }
+  | { readonly event: "router.route.recovered"; readonly route: string; readonly to: TierRef; readonly outageMs: number; readonly at: number }
+  | { readonly event: "router.route.down"; readonly route: string; readonly tried: readonly TriedTier[]; readonly at: number }
+  | { readonly event: "router.breaker"; readonly backend: string; readonly model: string; readonly from: string; readonly to: string; readonly reason: string; readonly at: number }
+  | { readonly event: "router.misconfigured"; readonly backend: string; readonly model: string; readonly status: number; readonly detail: string; readonly at: number }
+  | { readonly event: "router.cache.served"; readonly route: string; readonly similarity: number; readonly at: number };
+
+export interface TriedTier {
+  readonly tier: number;
+  readonly backend: string;
+  readonly model: string;
+  /** "skipped" when no request was sent. */
+  readonly outcome: FailureClass | "skipped";
+  readonly detail: string;
+}
+
+/**
+ * Where the emergency cache plugs in. `store` is called after every successful
+ * answer (a streamed one as the chat.completion its text makes) of a route
+ * with `cache = true`, never for other routes; `headers` are the client's
+ * request headers (`x-llmsup-cache: no-store` opts out). `lookup` is called
+ * only when every tier failed.
+ */
+export interface CacheHook {
+  store(route: RouteConfig, endpoint: Endpoint, request: Body, response: unknown, headers: Record<string, string | string[] | undefined>): void;
+  lookup(route: RouteConfig, endpoint: Endpoint, request: Body): Promise<{ readonly response: unknown; readonly similarity: number; readonly cachedAt: number } | undefined>;
+}
+
+export interface RouterDeps {
+  readonly health: HealthRegistry;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics?: RouterMetrics;
+  readonly onEvent?: (e: RouterEvent) => void;
+  readonly cache?: CacheHook;
+  readonly random?: () => number;
+  /** A request succeeded on a backend (the supervisor skips its deep probe). */
+  readonly onSuccess?: (backend: string) => void;
+}
+
+/** One request on its way down the chain. */
+export interface RequestCtx {
+  readonly route: RouteConfig;
+  readonly endpoint: Endpoint;
+  readonly body: Body;
+  readonly stream: boolean;
+  readonly requestId: string;
+  readonly res: ServerResponse;
+  /** The client's request headers (the cache reads its opt-out there). */
+  readonly clientHeaders: IncomingMessage["headers"];
+  readonly clientGone: AbortSignal;
+  readonly deadline: number;
+  readonly startedAt: number;
+  attempts: number;
+  readonly tried: TriedTier[];
+  /** After a context-length error: only tiers with a context larger than this. */
+  contextFloor?: number;
+  contextError?: { status: number; body: string };
+}
