@@ -7,11 +7,9 @@
 import { hostname as osHostname } from "node:os";
 import { loadConfigFile } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { formatDuration } from "../config/units.ts";
 import { isLlmsupError, LlmsupError } from "../errors/error.ts";
 import { GpuMonitor } from "../gpu/monitor.ts";
 import type { GpuFault } from "../gpu/types.ts";
-import { concerns } from "../gpu/report.ts";
 import { HealthRegistry, type Health } from "../health/registry.ts";
 import { RemoteProber } from "../health/remote.ts";
 import { HostMonitor } from "../host/monitor.ts";
@@ -30,12 +28,14 @@ import { packageVersion } from "../platform/version.ts";
 import { Alerter } from "../alerts/alerter.ts";
 import type { AlertEvent } from "../alerts/events.ts";
 import type { StatusSnapshot } from "../alerts/snapshot.ts";
-import { Scheduler } from "../schedule/scheduler.ts";
-import { digestJob, housekeepingJob } from "../schedule/jobs.ts";
-import { AlertBridge, timeOnTier, type BridgeInput } from "./alert-bridge.ts";
+import type { Scheduler } from "../schedule/scheduler.ts";
+import { scheduleJobs } from "./jobs.ts";
+import { AlertBridge, type BridgeInput } from "./alert-bridge.ts";
+import { historyOfGpuFault, historyOfRouter, historyOfSupervisor } from "./history.ts";
+import { gpuHealthOf } from "./gpu-health.ts";
 import { EmergencyCache } from "../cache/cache.ts";
 import { runDrill, type DrillSpec } from "../drills/drill.ts";
-import { renderDrill, type DrillReport } from "../drills/report.ts";
+import type { DrillReport } from "../drills/report.ts";
 
 export interface DaemonOptions {
   readonly configPath: string;
@@ -310,52 +310,26 @@ export class Daemon {
   }
 
   private startScheduler(c: Config): void {
-    const scheduler = new Scheduler({ logger: this.log.child({ component: "schedule" }), clock: this.clock });
-    scheduler.add({
-      name: "housekeeping",
-      cron: c.schedule.housekeeping,
-      run: housekeepingJob({ alerter: this.alerter, logger: this.log, prune: [{ name: "event history", run: () => this.persist() }, { name: "emergency cache", run: () => this.cache?.prune() }] }),
+    this.scheduler = scheduleJobs(c, {
+      config: () => this.config,
+      alerter: this.alerter,
+      clock: this.clock,
+      log: this.log,
+      prune: [
+        { name: "event history", run: () => this.persist() },
+        { name: "emergency cache", run: () => this.cache?.prune() },
+      ],
+      alertLog: () => this.alertLog,
+      history: () => this.history,
+      drill: (scenario, durationMs) => this.drill({ scenario, durationMs }),
     });
-    if (this.alerter) {
-      const alerter = this.alerter;
-      scheduler.add({
-        name: "digest",
-        cron: c.schedule.digest,
-        run: digestJob({
-          alerter,
-          clock: this.clock,
-          collect: ({ from, to }) => ({
-            host: this.config.daemon.hostname,
-            events: this.alertLog.filter((a) => a.at >= from && a.at <= to),
-            restarts: this.history.filter((h) => h.kind === "exit" && h.at >= from && h.at <= to).map((h) => ({ backend: h.backend ?? "?", at: h.at, exitClass: /: (\w+)/.exec(h.summary)?.[1] ?? "exit", reason: h.summary })),
-            timeOnTier: timeOnTier(this.config, this.alertLog, from, to),
-            delivery: { delivered: alerter.status().delivered, pending: alerter.status().pending, lastError: alerter.status().lastError?.failure.code },
-          }),
-        }),
-      });
-    }
-    if (c.schedule.drill) {
-      scheduler.add({
-        name: "drill",
-        cron: c.schedule.drill,
-        run: async () => {
-          const report = await this.drill({ scenario: c.schedule.drill_scenario, durationMs: c.schedule.drill_duration });
-          this.alerter?.send({ subject: `[llmsup] ${this.config.daemon.hostname}: drill ${report.scenario} ${report.verdict === "pass" ? "passed" : "FAILED"}`, text: renderDrill(report) }, "drill", report.verdict === "pass" ? "info" : "warning");
-        },
-      });
-    }
-    this.scheduler = scheduler;
   }
 
   private onSupervisorEvent(e: SupervisorEvent): void {
     if (e.event === "backend.state") this.applyProcessHealth(e);
-    if (e.event === "backend.state") {
-      const important = e.to === "exited" || e.to === "fatal" || e.to === "blocked" || (e.to === "ready" && e.generation > 1) || e.to === "degraded";
-      if (important) this.remember({ at: e.at, kind: e.to === "fatal" ? "fatal" : e.to === "exited" ? "exit" : e.to === "ready" ? "restart" : e.to, summary: `${e.backend}: ${e.from} → ${e.to}: ${e.reason}`, backend: e.backend });
-      else this.persist();
-    } else {
-      this.remember({ at: e.at, kind: "unkillable", summary: `${e.backend}: pid ${e.pid} survives SIGKILL (state ${e.processState})`, backend: e.backend });
-    }
+    const h = historyOfSupervisor(e);
+    if (h) this.remember(h);
+    else this.persist();
     this.alert(e);
     this.emit(e);
   }
@@ -369,25 +343,8 @@ export class Daemon {
   }
 
   private onRouterEvent(e: RouterEvent): void {
-    switch (e.event) {
-      case "router.route.fallback":
-        this.remember({ at: e.at, kind: "failover", route: e.route, summary: `${e.route}: now served by tier ${e.to.index} (${e.to.backend}): ${e.reason}` });
-        break;
-      case "router.route.recovered":
-        this.remember({ at: e.at, kind: "recovery", route: e.route, summary: `${e.route}: back on tier 0 (${e.to.backend}) after ${formatDuration(e.outageMs)}` });
-        break;
-      case "router.route.down":
-        this.remember({ at: e.at, kind: "all_down", route: e.route, summary: `${e.route}: every tier is down` });
-        break;
-      case "router.breaker":
-        this.remember({ at: e.at, kind: "breaker", backend: e.backend, summary: `breaker ${e.backend}/${e.model}: ${e.from} → ${e.to}` });
-        break;
-      case "router.misconfigured":
-        this.remember({ at: e.at, kind: "misconfigured", backend: e.backend, summary: `${e.backend} refuses ${e.model}: HTTP ${e.status}` });
-        break;
-      default:
-        break;
-    }
+    const h = historyOfRouter(e);
+    if (h) this.remember(h);
     this.alert(e);
     this.emit(e);
   }
@@ -396,7 +353,7 @@ export class Daemon {
     if (raised) this.gpuFaults.set(f.id, f);
     else this.gpuFaults.delete(f.id);
     const at = this.clock.now();
-    this.remember({ at, kind: raised ? "gpu_fault" : "gpu_clear", gpu: f.gpu ?? undefined, summary: `${f.gpu === null ? "all GPUs" : `GPU ${f.gpu}`}: ${raised ? "" : "cleared: "}${f.reason}` });
+    this.remember(historyOfGpuFault(f, raised, at));
     this.applyGpuHealth();
     this.alert({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
     this.emit({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
@@ -404,17 +361,11 @@ export class Daemon {
 
   /** Every backend on a faulty GPU takes the worst of its GPUs' faults. */
   private applyGpuHealth(): void {
-    // Bus ids of the GPUs the monitor has seen: a fault naming only a bus id concerns the GPU with that id.
     const busIds = new Map((this.gpu?.snapshot().gpus ?? []).map((g) => [g.index, g.busId]));
     for (const b of this.config.backends) {
       if (b.gpus.length === 0) continue;
-      let worst: { state: Health; reason: string } = { state: "healthy", reason: "" };
-      for (const f of this.gpuFaults.values()) {
-        if (!b.gpus.some((g) => concerns(f, g, busIds.get(g)))) continue;
-        const s: Health = f.severity === "down" ? "down" : "degraded";
-        if (worst.state === "healthy" || (s === "down" && worst.state !== "down")) worst = { state: s, reason: `${f.gpu === null ? "GPU driver" : `GPU ${f.gpu}`}: ${f.reason}` };
-      }
-      this.health.set(b.name, "gpu", worst.state, worst.reason);
+      const h = gpuHealthOf(b, this.gpuFaults.values(), busIds);
+      this.health.set(b.name, "gpu", h.state, h.reason);
     }
   }
 

@@ -1,0 +1,16 @@
+/** A backend's health as its GPUs' faults make it: the worst fault on any of its GPUs. Pure. */
+import type { BackendConfig } from "../config/types.ts";
+import { concerns } from "../gpu/report.ts";
+import type { GpuFault } from "../gpu/types.ts";
+import type { Health } from "../health/registry.ts";
+
+/** `busIds`: the bus id of each GPU index the monitor has seen (a fault naming only a bus id concerns that GPU). */
+export function gpuHealthOf(b: BackendConfig, faults: Iterable<GpuFault>, busIds: ReadonlyMap<number, string | undefined>): { state: Health; reason: string } {
+  let worst: { state: Health; reason: string } = { state: "healthy", reason: "" };
+  for (const f of faults) {
+    if (!b.gpus.some((g) => concerns(f, g, busIds.get(g)))) continue;
+    const s: Health = f.severity === "down" ? "down" : "degraded";
+    if (worst.state === "healthy" || (s === "down" && worst.state !== "down")) worst = { state: s, reason: `${f.gpu === null ? "GPU driver" : `GPU ${f.gpu}`}: ${f.reason}` };
+  }
+  return worst;
+}

@@ -1,0 +1,35 @@
+/** Which events the operator's history keeps ("Recent events" in `llmsup status`, the digest), and how each reads. Pure. */
+import { formatDuration } from "../config/units.ts";
+import type { GpuFault } from "../gpu/types.ts";
+import type { RouterEvent } from "../router/router.ts";
+import type { SupervisorEvent } from "../supervisor/states.ts";
+import type { HistoryEntry } from "./state-store.ts";
+
+export function historyOfSupervisor(e: SupervisorEvent): HistoryEntry | undefined {
+  if (e.event === "backend.unkillable") return { at: e.at, kind: "unkillable", summary: `${e.backend}: pid ${e.pid} survives SIGKILL (state ${e.processState})`, backend: e.backend };
+  const important = e.to === "exited" || e.to === "fatal" || e.to === "blocked" || (e.to === "ready" && e.generation > 1) || e.to === "degraded";
+  if (!important) return undefined;
+  const kind = e.to === "fatal" ? "fatal" : e.to === "exited" ? "exit" : e.to === "ready" ? "restart" : e.to;
+  return { at: e.at, kind, summary: `${e.backend}: ${e.from} → ${e.to}: ${e.reason}`, backend: e.backend };
+}
+
+export function historyOfRouter(e: RouterEvent): HistoryEntry | undefined {
+  switch (e.event) {
+    case "router.route.fallback":
+      return { at: e.at, kind: "failover", route: e.route, summary: `${e.route}: now served by tier ${e.to.index} (${e.to.backend}): ${e.reason}` };
+    case "router.route.recovered":
+      return { at: e.at, kind: "recovery", route: e.route, summary: `${e.route}: back on tier 0 (${e.to.backend}) after ${formatDuration(e.outageMs)}` };
+    case "router.route.down":
+      return { at: e.at, kind: "all_down", route: e.route, summary: `${e.route}: every tier is down` };
+    case "router.breaker":
+      return { at: e.at, kind: "breaker", backend: e.backend, summary: `breaker ${e.backend}/${e.model}: ${e.from} → ${e.to}` };
+    case "router.misconfigured":
+      return { at: e.at, kind: "misconfigured", backend: e.backend, summary: `${e.backend} refuses ${e.model}: HTTP ${e.status}` };
+    default:
+      return undefined;
+  }
+}
+
+export function historyOfGpuFault(f: GpuFault, raised: boolean, at: number): HistoryEntry {
+  return { at, kind: raised ? "gpu_fault" : "gpu_clear", gpu: f.gpu ?? undefined, summary: `${f.gpu === null ? "all GPUs" : `GPU ${f.gpu}`}: ${raised ? "" : "cleared: "}${f.reason}` };
+}

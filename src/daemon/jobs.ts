@@ -1,0 +1,64 @@
+/** The daemon's scheduled jobs ([schedule]): housekeeping, the daily digest, periodic drills. */
+import type { Alerter } from "../alerts/alerter.ts";
+import type { AlertEvent } from "../alerts/events.ts";
+import type { Config } from "../config/types.ts";
+import type { DrillReport } from "../drills/report.ts";
+import { renderDrill } from "../drills/report.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Clock } from "../platform/clock.ts";
+import { digestJob, housekeepingJob, type PruneHook } from "../schedule/jobs.ts";
+import { Scheduler } from "../schedule/scheduler.ts";
+import { timeOnTier } from "./alert-bridge.ts";
+import type { HistoryEntry } from "./state-store.ts";
+
+export interface JobDeps {
+  readonly config: () => Config;
+  readonly alerter?: Alerter;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly prune: readonly PruneHook[];
+  readonly alertLog: () => readonly AlertEvent[];
+  readonly history: () => readonly HistoryEntry[];
+  readonly drill: (scenario: Config["schedule"]["drill_scenario"], durationMs: number) => Promise<DrillReport>;
+}
+
+export function scheduleJobs(c: Config, d: JobDeps): Scheduler {
+  const scheduler = new Scheduler({ logger: d.log.child({ component: "schedule" }), clock: d.clock });
+  scheduler.add({ name: "housekeeping", cron: c.schedule.housekeeping, run: housekeepingJob({ alerter: d.alerter, logger: d.log, prune: d.prune }) });
+  const alerter = d.alerter;
+  if (alerter) {
+    scheduler.add({
+      name: "digest",
+      cron: c.schedule.digest,
+      run: digestJob({
+        alerter,
+        clock: d.clock,
+        collect: ({ from, to }) => {
+          const alerts = d.alertLog();
+          const status = alerter.status();
+          return {
+            host: d.config().daemon.hostname,
+            events: alerts.filter((a) => a.at >= from && a.at <= to),
+            restarts: d
+              .history()
+              .filter((h) => h.kind === "exit" && h.at >= from && h.at <= to)
+              .map((h) => ({ backend: h.backend ?? "?", at: h.at, exitClass: /: (\w+)/.exec(h.summary)?.[1] ?? "exit", reason: h.summary })),
+            timeOnTier: timeOnTier(d.config(), alerts, from, to),
+            delivery: { delivered: status.delivered, pending: status.pending, lastError: status.lastError?.failure.code },
+          };
+        },
+      }),
+    });
+  }
+  if (c.schedule.drill) {
+    scheduler.add({
+      name: "drill",
+      cron: c.schedule.drill,
+      run: async () => {
+        const report = await d.drill(c.schedule.drill_scenario, c.schedule.drill_duration);
+        alerter?.send({ subject: `[llmsup] ${d.config().daemon.hostname}: drill ${report.scenario} ${report.verdict === "pass" ? "passed" : "FAILED"}`, text: renderDrill(report) }, "drill", report.verdict === "pass" ? "info" : "warning");
+      },
+    });
+  }
+  return scheduler;
+}
