@@ -11,7 +11,12 @@ import { tempDir } from "../helpers/tmp.ts";
 test("llmsup demo runs the whole product on simulators and answers through the socket", async (t) => {
   const dir = tempDir(t);
   const child = spawn(process.execPath, [CLI_ENTRY, "demo", "--dir", dir, "--port", "0"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], detached: true });
-  t.after(() => {
+  t.after(async () => {
+    // Stop it as Ctrl-C would, so its simulated backends go too; then make sure.
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid!, "SIGINT");
+      await Promise.race([new Promise((r) => child.once("exit", r)), new Promise((r) => setTimeout(r, 15_000).unref())]);
+    }
     try {
       process.kill(-child.pid!, "SIGKILL");
     } catch {

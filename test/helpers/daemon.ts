@@ -58,7 +58,16 @@ export async function startDaemon(t: { after(fn: () => void | Promise<void>): vo
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
-  t.after(() => {
+  // A daemon that is SIGKILLed leaves its backends (own process groups) running: stop it the way systemd would, then make sure.
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid!, "SIGTERM");
+      } catch {
+        /* gone */
+      }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
+    }
     try {
       process.kill(-child.pid!, "SIGKILL");
     } catch {
