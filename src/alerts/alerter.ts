@@ -12,7 +12,7 @@ import type { Logger } from "../log/logger.ts";
 import { realClock, type Clock, type TimerHandle } from "../platform/clock.ts";
 import { Courier, type DeliveryStatus, type RetryPolicy } from "./delivery.ts";
 import { classifyAlert, type AlertEvent, type AlertSeverity } from "./events.ts";
-import { readJson, writeJsonAtomic } from "./files.ts";
+import { readJson, writeJsonAtomic } from "../platform/json-file.ts";
 import { createMailer, type Mailer } from "./mailer.ts";
 import { Outbox } from "./outbox.ts";
 import { decide, initialPolicyState, nextWake, parsePolicyState, tick, type PlannedMail, type PolicyConfig, type PolicyState } from "./policy.ts";

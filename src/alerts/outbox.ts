@@ -21,7 +21,7 @@
 import { mkdir, readdir, readFile, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { AlertSeverity } from "./events.ts";
-import { readJson, syncDir, writeJsonAtomic } from "./files.ts";
+import { readJson, syncDir, writeJsonAtomic } from "../platform/json-file.ts";
 
 export interface OutboxMessage {
   readonly id: string;

@@ -4,7 +4,8 @@
  * (temp file + fsync + rename). A corrupt file is set aside with a warning,
  * never a crash.
  */
-import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { mkdir, readFile, rename } from "node:fs/promises";
+import { writeJsonAtomic } from "../platform/json-file.ts";
 import path from "node:path";
 import type { Logger } from "../log/logger.ts";
 
@@ -74,12 +75,7 @@ export class StateStore {
       this.queued = undefined;
       try {
         await mkdir(path.dirname(this.file), { recursive: true });
-        const tmp = `${this.file}.tmp`;
-        const fh = await open(tmp, "w", 0o640);
-        await fh.writeFile(JSON.stringify(s));
-        await fh.sync();
-        await fh.close();
-        await rename(tmp, this.file);
+        await writeJsonAtomic(this.file, s, 0o640);
       } catch (e) {
         this.log.warn({ event: "state.write_failed", file: this.file, err: (e as Error).message }, `cannot write ${this.file}`);
       }

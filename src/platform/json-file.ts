@@ -1,4 +1,4 @@
-/** Small-file persistence for the alerter: atomic JSON writes and tolerant reads. */
+/** Small-file persistence: atomic JSON writes (temp file, fsync, rename, directory fsync) and tolerant reads. */
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 
