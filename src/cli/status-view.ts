@@ -37,6 +37,16 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
       ]),
     ]),
   );
+  // Why each tier above the serving one is out, and until when.
+  for (const r of s.router.routes) {
+    const above = r.serving_tier < 0 ? r.tiers : r.tiers.slice(0, r.serving_tier);
+    for (const t of above.filter((x) => !x.available)) {
+      const until = t.out_until && Date.parse(t.out_until) > now ? ` (until ${t.out_until.slice(11, 19)}Z)` : "";
+      const since = t.out_since ? `, out for ${ago(t.out_since, now)}` : "";
+      out.push(`  ${st.yellow("✗")} ${r.model} tier ${t.index} ${t.backend}: ${t.why}${until}${since}`);
+    }
+    if (r.phase === "settling" && r.serving_tier !== 0) out.push(st.dim(`  ${r.model}: starting — tier 0 is still loading`));
+  }
   out.push("");
   out.push(st.bold("Backends"));
   out.push(

@@ -57,9 +57,11 @@ export const routerSchema = z.strictObject({
   max_attempts: z.int().min(1).max(20).default(4),
   retry_base_delay: duration().prefault("200ms"),
   retry_after_max: duration().prefault("60s"),
+  retry_after_wait_max: duration().prefault("3s"),
   all_down_retry_after: duration().prefault("10s"),
   queue_timeout: duration().prefault("0s"),
   degraded_fields: z.boolean().default(true),
+  recovery_hold: duration().prefault("1s"),
   breaker: z
     .strictObject({
       failure_threshold: z.int().min(1).default(5),
@@ -87,6 +89,7 @@ export const healthFields = {
   deep_timeout: duration(),
   wedge_failures: z.int().min(1),
   restart_on_wedge: z.boolean(),
+  probe_interval: duration(),
 };
 export const healthSchema = z.strictObject(healthFields).partial();
 
@@ -227,6 +230,7 @@ export const HEALTH_DEFAULTS = {
   deep_timeout: 30_000,
   wedge_failures: 2,
   restart_on_wedge: true,
+  probe_interval: 5_000,
 } as const satisfies { [K in keyof typeof healthFields]: z.output<(typeof healthFields)[K]> };
 
 /** Keys that would hold a secret inline; they are refused in favour of *_file / *_env references. */

@@ -12,12 +12,33 @@ import type { Daemon } from "./daemon.ts";
 
 export type GpuJson = ReturnType<typeof reportJson>;
 
+export interface TierStatus {
+  readonly index: number;
+  readonly backend: string;
+  readonly model: string;
+  /** Admissible by the tier-state model (it may serve now). */
+  readonly available: boolean;
+  /** Why not (null when available), its stable code, since and until when. */
+  readonly why: string | null;
+  readonly code: string | null;
+  readonly out_since: string | null;
+  readonly out_until: string | null;
+  readonly breaker: string;
+  /** Context window in tokens, configured or discovered; null when unknown. */
+  readonly context: number | null;
+}
+
 export interface RouteStatus {
   readonly model: string;
-  /** Index of the first tier that can take a request now; -1 when none can. */
+  /** The serving tier by the tier-state model; -1 when none can serve. */
   readonly serving_tier: number;
   readonly serving_backend: string | null;
-  readonly tiers: readonly { readonly index: number; readonly backend: string; readonly model: string; readonly available: boolean; readonly why: string | null; readonly breaker: string }[];
+  /** settling: at boot, while the first tier is still loading (no alerts yet). */
+  readonly phase: "settling" | "settled";
+  readonly serving_since: string;
+  /** When the route left its first tier; null while on it. */
+  readonly degraded_since: string | null;
+  readonly tiers: readonly TierStatus[];
 }
 
 export interface BackendStatus {
@@ -86,7 +107,24 @@ export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): Daemon
     model: r.model,
     serving_tier: r.serving,
     serving_backend: r.serving >= 0 ? (r.tiers[r.serving]?.backend ?? null) : null,
-    tiers: r.tiers.map((t, index) => ({ index, backend: t.backend, model: t.model, available: t.available, why: t.why ?? null, breaker: t.breaker })),
+    phase: r.phase,
+    serving_since: iso(r.since),
+    degraded_since: r.degradedSince !== undefined ? iso(r.degradedSince) : null,
+    tiers: r.tiers.map((t, index) => {
+      const a = t.admission;
+      return {
+        index,
+        backend: t.backend,
+        model: t.model,
+        available: a.admissible,
+        why: a.admissible ? null : a.why,
+        code: a.admissible ? null : a.code,
+        out_since: !a.admissible && a.since !== undefined ? iso(a.since) : null,
+        out_until: !a.admissible && a.until !== undefined ? iso(a.until) : null,
+        breaker: t.breaker,
+        context: t.context ?? null,
+      };
+    }),
   }));
   const sup = new Map(d.supervisor.snapshot().map((s) => [s.name, s]));
   const backends: BackendStatus[] = c.backends.map((b) => {

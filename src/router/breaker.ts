@@ -1,8 +1,20 @@
 /**
  * Circuit breaker per (backend, model). Pure: every transition takes `now`.
- * closed → open after `threshold` consecutive failures; open tiers are skipped
- * without a request; after the open interval one half-open probe request is
- * admitted; success closes, failure reopens with a doubled interval.
+ *
+ * | state     | event                                  | next                                    |
+ * |-----------|----------------------------------------|-----------------------------------------|
+ * | closed    | failure (threshold reached)            | open for openMs                         |
+ * | closed    | misconfiguration (401/403/404-model)   | open for openMs, marked misconfigured   |
+ * | open      | a request asks after `until`           | half_open (that one request admitted)   |
+ * | open      | background probe succeeded             | closed                                  |
+ * | half_open | the admitted request succeeded         | closed                                  |
+ * | half_open | the admitted request failed            | open for min(2 × openMs, maxOpenMs)     |
+ * | half_open | it ended without a verdict (released)  | open, `until` now (the slot is free)    |
+ * | any       | reset (backend restarted and ready)    | closed                                  |
+ *
+ * User requests are not the probes: background probes (router/probes.ts)
+ * close an open breaker as soon as the tier answers again; the half-open
+ * request is only the fallback when probing is off for the tier.
  */
 
 export interface BreakerPolicy {
@@ -13,22 +25,23 @@ export interface BreakerPolicy {
 
 export type BreakerState =
   | { readonly state: "closed"; readonly failures: number }
-  | { readonly state: "open"; readonly until: number; readonly openMs: number; readonly reason: string }
-  | { readonly state: "half_open"; readonly openMs: number; readonly reason: string };
+  | { readonly state: "open"; readonly since: number; readonly until: number; readonly openMs: number; readonly reason: string; readonly misconfigured: boolean }
+  | { readonly state: "half_open"; readonly since: number; readonly openMs: number; readonly reason: string; readonly misconfigured: boolean };
 
 export const CLOSED: BreakerState = { state: "closed", failures: 0 };
 
-/** Whether a request may go to this tier now, and the state after admitting it. */
+/** Whether a request may go to this tier now, and the state after admitting it (`probe`: it is the half-open request). */
 export function admit(b: BreakerState, now: number): { allowed: boolean; next: BreakerState; probe: boolean } {
   if (b.state === "closed") return { allowed: true, next: b, probe: false };
   if (b.state === "open") {
-    if (now >= b.until) return { allowed: true, next: { state: "half_open", openMs: b.openMs, reason: b.reason }, probe: true };
+    if (now >= b.until) return { allowed: true, next: { state: "half_open", since: b.since, openMs: b.openMs, reason: b.reason, misconfigured: b.misconfigured }, probe: true };
     return { allowed: false, next: b, probe: false };
   }
-  // half_open: one probe is already in flight.
+  // half_open: one request is already in flight.
   return { allowed: false, next: b, probe: false };
 }
 
+/** A success (a request, or a background probe) closes the breaker. */
 export function onSuccess(_b: BreakerState): BreakerState {
   return CLOSED;
 }
@@ -36,12 +49,12 @@ export function onSuccess(_b: BreakerState): BreakerState {
 export function onFailure(b: BreakerState, policy: BreakerPolicy, now: number, reason: string): BreakerState {
   if (b.state === "closed") {
     const failures = b.failures + 1;
-    if (failures >= policy.threshold) return { state: "open", until: now + policy.openMs, openMs: policy.openMs, reason };
+    if (failures >= policy.threshold) return { state: "open", since: now, until: now + policy.openMs, openMs: policy.openMs, reason, misconfigured: false };
     return { state: "closed", failures };
   }
   if (b.state === "half_open") {
     const openMs = Math.min(policy.maxOpenMs, b.openMs * 2);
-    return { state: "open", until: now + openMs, openMs, reason };
+    return { state: "open", since: b.since, until: now + openMs, openMs, reason, misconfigured: false };
   }
   return b;
 }
@@ -49,10 +62,10 @@ export function onFailure(b: BreakerState, policy: BreakerPolicy, now: number, r
 /** Opens at once (misconfiguration: 401/403/404 from the backend). */
 export function trip(b: BreakerState, policy: BreakerPolicy, now: number, reason: string): BreakerState {
   const openMs = b.state === "closed" ? policy.openMs : Math.min(policy.maxOpenMs, b.openMs * 2);
-  return { state: "open", until: now + openMs, openMs, reason };
+  return { state: "open", since: b.state === "closed" ? now : b.since, until: now + openMs, openMs, reason, misconfigured: true };
 }
 
-/** A probe that ended without a verdict (client went away) gives the slot back. */
+/** A half-open request that ended without a verdict (the client went away, the request itself was at fault) gives the slot back. */
 export function release(b: BreakerState, now: number): BreakerState {
-  return b.state === "half_open" ? { state: "open", until: now, openMs: b.openMs, reason: b.reason } : b;
+  return b.state === "half_open" ? { state: "open", since: b.since, until: now, openMs: b.openMs, reason: b.reason, misconfigured: b.misconfigured } : b;
 }

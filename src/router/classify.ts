@@ -4,8 +4,10 @@
  */
 
 export type FailureClass =
-  /** Connection refused/reset, DNS, TLS: the tier is down now; next tier at once. */
+  /** Connection refused, DNS, TLS: the backend's port or host is gone; next tier at once. */
   | "connect"
+  /** The connection was reset or closed under one request: evidence about that request only. */
+  | "connect_reset"
   /** Timeouts: fail over, never retry the silent tier. */
   | "connect_timeout"
   | "ttft_timeout"
@@ -31,13 +33,20 @@ export type Action =
   | { readonly kind: "skip_smaller_context" }
   | { readonly kind: "return_to_caller" };
 
+/**
+ * What a failure is evidence about (DESIGN.md, "blame the right thing"):
+ * - tier: this (backend, model) only — counts against its breaker;
+ * - backend: the process or host (refused, unreachable) — the backend is DOWN until a shallow probe passes;
+ * - none: the caller's request, or nothing to hold against anyone.
+ */
+export type Blame = "tier" | "backend" | "none";
+
 export interface Classified {
   readonly class: FailureClass;
   readonly action: Action;
-  /** Counts against the (backend, model) breaker. */
-  readonly breaker: boolean;
-  /** Takes the whole backend down until its next good probe (connection-level). */
-  readonly backendDown: boolean;
+  readonly blame: Blame;
+  /** Worth an immediate shallow probe of the backend (a reset may mean the process died). */
+  readonly suspect: boolean;
 }
 
 const CONTEXT_MARKERS = [
@@ -75,26 +84,36 @@ export function classifyHttp(f: HttpFailure, opts: { now: number; retryAfterMax:
   const { status } = f;
   if (status === 429) {
     const ms = Math.min(retryAfterMs(f.retryAfter, opts.now) ?? opts.defaultCooldown, opts.retryAfterMax);
-    return { class: "rate_limited", action: { kind: "cooldown", ms }, breaker: false, backendDown: false };
+    return { class: "rate_limited", action: { kind: "cooldown", ms }, blame: "none", suspect: false };
   }
-  if (isContextLengthError(status, f.body)) return { class: "context_length", action: { kind: "skip_smaller_context" }, breaker: false, backendDown: false };
+  if (isContextLengthError(status, f.body)) return { class: "context_length", action: { kind: "skip_smaller_context" }, blame: "none", suspect: false };
   if (status === 401 || status === 403 || (status === 404 && /model/i.test(f.body))) {
-    return { class: "misconfigured", action: { kind: "next_tier" }, breaker: true, backendDown: false };
+    return { class: "misconfigured", action: { kind: "next_tier" }, blame: "tier", suspect: false };
   }
   if (status >= 500) {
-    return { class: "server_error", action: opts.retried ? { kind: "next_tier" } : { kind: "retry_same_tier" }, breaker: true, backendDown: false };
+    return { class: "server_error", action: opts.retried ? { kind: "next_tier" } : { kind: "retry_same_tier" }, blame: "tier", suspect: false };
   }
-  return { class: "client_error", action: { kind: "return_to_caller" }, breaker: false, backendDown: false };
+  return { class: "client_error", action: { kind: "return_to_caller" }, blame: "none", suspect: false };
 }
 
-export type TransportClass = "connect" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "stream_broken";
+export type TransportClass = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "stream_broken";
 
-/** Classifies a transport-level failure (no usable HTTP answer, or a broken one). */
+/**
+ * Classifies a transport-level failure (no usable HTTP answer, or a broken
+ * one). Refused and unreachable say the backend is gone; a connect timeout
+ * says the host does not answer; everything else is about this request.
+ */
 export function classifyTransport(kind: TransportClass): Classified {
-  return { class: kind, action: { kind: "next_tier" }, breaker: true, backendDown: kind === "connect" || kind === "connect_timeout" };
+  const backend = kind === "connect" || kind === "connect_timeout";
+  return { class: kind, action: { kind: "next_tier" }, blame: backend ? "backend" : "tier", suspect: kind === "connect_reset" };
 }
 
-/** Error codes of connection-level failures (undici and Node). */
-export function isConnectError(code: string | undefined): boolean {
-  return code !== undefined && /^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|ENOENT|UND_ERR_SOCKET|ERR_TLS_CERT_ALTNAME_INVALID|CERT_|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT|ERR_SSL_)/.test(code);
+/** Error codes that say the backend cannot be reached at all (nothing listens, no route, no name, bad TLS). */
+export function isRefusedError(code: string | undefined): boolean {
+  return code !== undefined && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ENOENT|ERR_TLS_CERT_ALTNAME_INVALID|CERT_|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT|ERR_SSL_)/.test(code);
+}
+
+/** Error codes of a connection that was there and broke under a request. */
+export function isResetError(code: string | undefined): boolean {
+  return code !== undefined && /^(ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED)$/.test(code);
 }

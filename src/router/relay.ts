@@ -139,8 +139,8 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
       if (why === "aborted" && res.destroyed) return cleanup({ kind: "client_gone" });
       if (!finishSeen) {
         broken = {
-          failure: why === "aborted" ? "stream_broken" : why === "connect" ? "stream_broken" : why,
-          detail: why === "connect" || why === "aborted" ? "the backend closed the connection mid-stream" : `${why.replace("_", " ")} while streaming`,
+          failure: why === "aborted" ? "stream_broken" : why === "connect" ? "connect_reset" : why,
+          detail: why === "connect" || why === "connect_reset" || why === "aborted" ? "the backend closed the connection mid-stream" : `${why.replace("_", " ")} while streaming`,
         };
       }
     }

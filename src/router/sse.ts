@@ -25,8 +25,11 @@ export class SseReader {
     this.buffer += text;
     const out: SseItem[] = [];
     for (;;) {
-      const m = /\r?\n\r?\n/.exec(this.buffer);
+      // Lines end in CRLF, LF or a lone CR (the SSE grammar); a blank line ends an event.
+      const m = /(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)/.exec(this.buffer);
       if (!m) break;
+      // A CR at the very end may be the first half of a CRLF still on its way.
+      if (m[0].endsWith("\r") && m.index + m[0].length === this.buffer.length) break;
       const block = this.buffer.slice(0, m.index);
       this.buffer = this.buffer.slice(m.index + m[0].length);
       const item = parseEvent(block, block + m[0]);
@@ -42,7 +45,7 @@ export class SseReader {
 }
 
 function parseEvent(block: string, raw: string): SseItem | undefined {
-  const lines = block.split(/\r?\n/);
+  const lines = block.split(/\r\n|\r|\n/);
   const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(l.startsWith("data: ") ? 6 : 5));
   if (data.length === 0) return block.trim() === "" ? undefined : { type: "other", raw };
   const payload = data.join("\n");

@@ -1,12 +1,14 @@
 /**
- * What the router knows about each tier besides its backend's health: the
- * circuit breaker per (backend, model) and the 429 cooldown. Answers "can this
- * tier take a request now, and if not, why".
+ * The mutable half of the tier-state model: the circuit breaker per
+ * (backend, model) and the 429 cooldowns, with the backend health it reads
+ * from the registry. `admission` answers "can this tier serve now, and if
+ * not why and until when" through the pure tier-state.ts.
  */
 import type { BackendConfig, TierConfig } from "../config/types.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Clock } from "../platform/clock.ts";
 import { CLOSED, type BreakerPolicy, type BreakerState } from "./breaker.ts";
+import { admission, type Admission } from "./tier-state.ts";
 
 export interface TierBookDeps {
   readonly backends: ReadonlyMap<string, BackendConfig>;
@@ -15,9 +17,11 @@ export interface TierBookDeps {
   readonly policy: BreakerPolicy;
   /** A breaker changed state. */
   readonly onBreaker: (t: TierConfig, prev: BreakerState, next: BreakerState, reason: string) => void;
+  /** A cooldown began or ended. */
+  readonly onCooldown: () => void;
 }
 
-const key = (t: TierConfig) => `${t.backend}\u0000${t.model}`;
+export const tierKey = (t: Pick<TierConfig, "backend" | "model">) => `${t.backend}\u0000${t.model}`;
 
 export class TierBook {
   private readonly breakers = new Map<string, BreakerState>();
@@ -33,36 +37,40 @@ export class TierBook {
   }
 
   breaker(t: TierConfig): BreakerState {
-    return this.breakers.get(key(t)) ?? CLOSED;
+    return this.breakers.get(tierKey(t)) ?? CLOSED;
   }
 
   setBreaker(t: TierConfig, next: BreakerState, reason: string): void {
     const prev = this.breaker(t);
-    this.breakers.set(key(t), next);
+    if (next === prev) return;
+    if (next.state === "closed" && next.failures === 0) this.breakers.delete(tierKey(t));
+    else this.breakers.set(tierKey(t), next);
     if (prev.state !== next.state) this.d.onBreaker(t, prev, next, reason);
+  }
+
+  /** Closes every breaker of a backend (it was restarted and passed readiness). */
+  resetBackend(backend: string, tiers: readonly TierConfig[], reason: string): void {
+    for (const t of tiers) if (t.backend === backend) this.setBreaker(t, CLOSED, reason);
   }
 
   /** A 429: no request goes to this tier for `ms`. */
   coolDown(t: TierConfig, ms: number, reason: string): void {
-    this.cooldowns.set(key(t), { until: this.d.clock.now() + ms, reason });
+    this.cooldowns.set(tierKey(t), { until: this.d.clock.now() + ms, reason });
+    this.d.onCooldown();
   }
 
-  /** Why a tier cannot take a request now (no request is sent), or undefined when it can. */
-  unavailable(t: TierConfig, contextFloor?: number): string | undefined {
-    const b = this.d.backends.get(t.backend);
-    if (!b) return "backend not configured";
-    if (b.kind === "anthropic") return "the anthropic API is not spoken by the router; use an OpenAI-compatible endpoint";
-    const h = this.d.health.get(t.backend);
-    if (h.state === "down") return `backend down: ${h.reason}`;
-    const cd = this.cooldowns.get(key(t));
-    const now = this.d.clock.now();
-    if (cd && cd.until > now) return `cooling off for ${Math.ceil((cd.until - now) / 1000)}s more (${cd.reason})`;
-    const br = this.breaker(t);
-    if (br.state === "open" && br.until > now) return `breaker open for ${Math.ceil((br.until - now) / 1000)}s more (${br.reason})`;
-    if (br.state === "half_open") return `breaker half-open: a probe request is in flight (${br.reason})`;
-    if (contextFloor !== undefined && (t.context === undefined || t.context <= contextFloor)) {
-      return `context ${t.context ?? "unknown"} is not larger than the ${contextFloor} tokens that were too few`;
+  cooldown(t: TierConfig): { until: number; reason: string } | undefined {
+    const c = this.cooldowns.get(tierKey(t));
+    if (c && c.until <= this.d.clock.now()) {
+      this.cooldowns.delete(tierKey(t));
+      return undefined;
     }
-    return undefined;
+    return c;
+  }
+
+  /** Whether this tier may serve now, and if not why and until when. */
+  admission(t: TierConfig): Admission {
+    const b = this.d.backends.get(t.backend);
+    return admission({ kind: b?.kind, health: this.d.health.get(t.backend), breaker: this.breaker(t), cooldown: this.cooldown(t) }, this.d.clock.now());
   }
 }

@@ -20,12 +20,15 @@ export interface TierRef {
 
 export type RouterEvent =
   | { readonly event: "router.failover"; readonly route: string; readonly requestId: string; readonly from: TierRef; readonly to?: TierRef; readonly reason: FailureClass; readonly detail: string; readonly at: number }
-  | { readonly event: "router.route.fallback"; readonly route: string; readonly from?: TierRef; readonly to: TierRef; readonly reason: string; readonly at: number }
+  /** The route's serving tier moved to a worse tier, or improved to one that is still not its first; `code` says why the tier it left is out. */
+  | { readonly event: "router.route.fallback"; readonly route: string; readonly from?: TierRef; readonly to: TierRef; readonly reason: string; readonly code: string; readonly at: number }
   | { readonly event: "router.route.recovered"; readonly route: string; readonly to: TierRef; readonly outageMs: number; readonly at: number }
   | { readonly event: "router.route.down"; readonly route: string; readonly tried: readonly TriedTier[]; readonly at: number }
   | { readonly event: "router.breaker"; readonly backend: string; readonly model: string; readonly from: string; readonly to: string; readonly reason: string; readonly at: number }
   | { readonly event: "router.misconfigured"; readonly backend: string; readonly model: string; readonly status: number; readonly detail: string; readonly at: number }
-  | { readonly event: "router.cache.served"; readonly route: string; readonly similarity: number; readonly at: number };
+  | { readonly event: "router.cache.served"; readonly route: string; readonly similarity: number; readonly at: number }
+  /** A background probe of an out tier answered: its breaker closed. */
+  | { readonly event: "router.tier.healed"; readonly backend: string; readonly model: string; readonly outMs: number; readonly at: number };
 
 export interface TriedTier {
   readonly tier: number;
@@ -34,6 +37,8 @@ export interface TriedTier {
   /** "skipped" when no request was sent. */
   readonly outcome: FailureClass | "skipped";
   readonly detail: string;
+  /** Why a skipped tier was skipped (tier-state.ts OutCode, or a context reason). */
+  readonly skip?: string;
 }
 
 /**
@@ -58,6 +63,8 @@ export interface RouterDeps {
   readonly random?: () => number;
   /** A request succeeded on a backend (the supervisor skips its deep probe). */
   readonly onSuccess?: (backend: string) => void;
+  /** A tier's context window in tokens when discovered from its backend (the config's `context` wins). */
+  readonly contextWindow?: (backend: string, model: string) => number | undefined;
 }
 
 /** One request on its way down the chain. */
@@ -75,7 +82,8 @@ export interface RequestCtx {
   readonly startedAt: number;
   attempts: number;
   readonly tried: TriedTier[];
-  /** After a context-length error: only tiers with a context larger than this. */
+  /** After a context-length error: the largest window known to be too small, and the models that refused. */
   contextFloor?: number;
+  readonly contextModels: Set<string>;
   contextError?: { status: number; body: string };
 }

@@ -8,9 +8,10 @@ import type { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
-import { isConnectError } from "./classify.ts";
+import { isRefusedError, isResetError } from "./classify.ts";
+import { probeUrl } from "../health/remote.ts";
 
-export type TransportFailure = "connect" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted";
+export type TransportFailure = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted";
 
 export type AttemptOutcome =
   | {
@@ -153,6 +154,27 @@ export class Upstreams {
     }
   }
 
+  /** A shallow GET of the backend's health endpoint (health/remote.ts probeUrl), bounded by `timeoutMs`: ok, or what went wrong. */
+  async check(backend: BackendConfig, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+    const url = new URL(probeUrl(backend));
+    const key = this.keys.get(backend.name);
+    try {
+      const res = await this.pool(backend, timeoutMs).request({
+        path: `${url.pathname}${url.search}`,
+        method: "GET",
+        headers: key ? { authorization: `Bearer ${key}` } : {},
+        signal: AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      await res.body.dump();
+      return res.statusCode < 400 ? { ok: true, detail: `HTTP ${res.statusCode}` } : { ok: false, detail: `${url.pathname} answered ${res.statusCode}` };
+    } catch (e) {
+      const err = e as { name?: string; code?: string; message?: string; cause?: { code?: string } };
+      return { ok: false, detail: err.name === "TimeoutError" ? `no answer within ${timeoutMs}ms` : (err.cause?.code ?? err.code ?? err.message ?? "failed") };
+    }
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
     this.pools.clear();
@@ -165,8 +187,10 @@ export function transportFailure(e: unknown): TransportFailure {
   if (e instanceof undiciErrors.ConnectTimeoutError || err.code === "UND_ERR_CONNECT_TIMEOUT") return "connect_timeout";
   if (e instanceof undiciErrors.HeadersTimeoutError || err.code === "UND_ERR_HEADERS_TIMEOUT") return "ttft_timeout";
   if (e instanceof undiciErrors.BodyTimeoutError || err.code === "UND_ERR_BODY_TIMEOUT") return "idle_timeout";
-  if (isConnectError(err.code) || isConnectError(err.cause?.code)) return "connect";
-  return "connect";
+  if (isRefusedError(err.code) || isRefusedError(err.cause?.code)) return "connect";
+  if (isResetError(err.code) || isResetError(err.cause?.code)) return "connect_reset";
+  // Anything else undici reports mid-request (a closed socket without a code) is about this request.
+  return "connect_reset";
 }
 
 function describe(e: unknown, abortedBy: TransportFailure | undefined, r: AttemptRequest): string {

@@ -219,7 +219,7 @@ test("circuit breaker: open after consecutive failures, half-open probe, closed,
   const h = await startRouter(
     t,
     backend("a", "llamacpp", a.port) + backend("b", "llamacpp", b.port) + route(`{ backend = "a", model = "m" },\n{ backend = "b", model = "m" }`),
-    `max_attempts = 4\nretry_base_delay = "10ms"\n[router.breaker]\nfailure_threshold = 2\nopen_interval = "600ms"`,
+    `max_attempts = 4\nretry_base_delay = "10ms"\nrecovery_hold = "0s"\n[router.breaker]\nfailure_threshold = 2\nopen_interval = "600ms"`,
   );
   await a.setFault({ status: { code: 502 } });
   await h.client.chat.completions.create(ask()); // 502, retry 502 → two failures → open

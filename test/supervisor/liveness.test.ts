@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { deepProbeDue, judgeLiveness } from "../../src/supervisor/liveness.ts";
 
-const health = { interval: 5_000, timeout: 2_000, failures_to_down: 3, degraded_latency: 1_000, deep_interval: 60_000, deep_timeout: 30_000, wedge_failures: 2, restart_on_wedge: true };
+const health = { interval: 5_000, timeout: 2_000, failures_to_down: 3, degraded_latency: 1_000, deep_interval: 60_000, deep_timeout: 30_000, wedge_failures: 2, restart_on_wedge: true, probe_interval: 5_000 };
 const ok = { ok: true, latencyMs: 20 };
 const base = { shallow: ok, shallowFailures: 0, deepFailures: 0, degraded: false, health };
 

@@ -1,0 +1,185 @@
+/**
+ * One tier for one request: the request as the tier wants it, the upstream
+ * call, at most one jittered retry after a 5xx, a short Retry-After waited
+ * out once, and reading the answer — whole, or streamed up to its commit
+ * point and on. Every failure goes through `core.fail` exactly once.
+ */
+import { answerFromStream } from "../cache/marks.ts";
+import type { BackendConfig, Config } from "../config/types.ts";
+import type { Clock } from "../platform/clock.ts";
+import { sleepOn } from "../platform/clock.ts";
+import { adjustForTier } from "./adjust.ts";
+import { classifyHttp, classifyTransport, retryAfterMs, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
+import { header, readText } from "./http.ts";
+import type { Gate } from "./plan.ts";
+import { relayStream } from "./relay.ts";
+import { sendPassThrough, sendWhole, writeStreamHead } from "./respond.ts";
+import { ENDPOINT_PATHS, type CacheHook, type RequestCtx, type TierRef } from "./types.ts";
+import type { AttemptOutcome, Upstreams } from "./upstream.ts";
+import type { RouterMetrics } from "./metrics.ts";
+
+export type Response = Extract<AttemptOutcome, { kind: "response" }>;
+
+/** sent: an answer went out; gone: the client left; invalid: the request itself cannot be sent; else why the tier failed. */
+export type TierResult = "sent" | "gone" | { readonly invalid: string } | { readonly class: FailureClass; readonly detail: string };
+
+/** What the attempt and the continuation need of the router. */
+export interface Core {
+  readonly config: Config;
+  readonly backends: ReadonlyMap<string, BackendConfig>;
+  readonly upstreams: Upstreams;
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly metrics?: RouterMetrics;
+  readonly cache?: CacheHook;
+  /** Counts one failed attempt once: the request's trail, metrics, breaker, cooldown, backend verdict, probes. */
+  fail(ctx: RequestCtx, index: number, c: Classified, detail: string, cooldownWaived?: boolean): void;
+  /** A good answer from tier `index`. */
+  succeed(ctx: RequestCtx, index: number, ttftMs?: number): void;
+  /** The request went on from one tier to the next (or to nothing). */
+  failover(ctx: RequestCtx, from: TierRef, to: TierRef | undefined, reason: FailureClass, detail: string): void;
+  /** Whether this request may use tier `index` now. */
+  gate(ctx: RequestCtx, index: number): Gate;
+  /** The tier's context window, when configured or discovered. */
+  windowOf(index: number, ctx: RequestCtx): number | undefined;
+  /** Continues a stream that broke after its commit point, or ends it with an error event. */
+  continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void>;
+}
+
+export async function attemptTier(core: Core, ctx: RequestCtx, index: number): Promise<TierResult> {
+  const tier = ctx.route.tiers[index]!;
+  const backend = core.backends.get(tier.backend)!;
+  const r = core.config.router;
+  let retried = false;
+  let waited = false;
+  let body: string;
+  try {
+    body = JSON.stringify(adjustForTier(ctx.body, tier));
+  } catch (e) {
+    return { invalid: `the request cannot be serialised: ${(e as Error).message}` };
+  }
+  for (;;) {
+    if (ctx.clientGone.aborted) return "gone";
+    const remainingMs = ctx.deadline - core.clock.now();
+    if (remainingMs <= 0) return { class: "total_timeout", detail: "the request's deadline passed" };
+    ctx.attempts++;
+    const attemptStart = performance.now();
+    const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS[ctx.endpoint], body, stream: ctx.stream, requestId: ctx.requestId, clientSignal: ctx.clientGone, remainingMs });
+    if (up.kind === "failure") {
+      if (up.failure === "aborted") return "gone";
+      core.fail(ctx, index, classifyTransport(up.failure), up.detail);
+      return { class: up.failure, detail: up.detail };
+    }
+    if (up.status < 200 || up.status >= 300) {
+      const text = await readText(up.body).catch(() => "");
+      up.done();
+      const now = core.clock.now();
+      const retryAfter = header(up.headers, "retry-after");
+      const c = classifyHttp({ status: up.status, body: text, retryAfter }, { now, retryAfterMax: r.retry_after_max, defaultCooldown: r.breaker.open_interval, retried });
+      const detail = `HTTP ${up.status}: ${text.slice(0, 300)}`;
+      if (c.action.kind === "return_to_caller") {
+        // The caller's own mistake: unchanged, no failover, nothing held against the tier.
+        core.fail(ctx, index, c, detail);
+        sendPassThrough(ctx, index, up.status, up.headers, text);
+        return "sent";
+      }
+      // A short Retry-After that fits the deadline: waited out once, on the same tier.
+      const wait = c.class === "rate_limited" ? retryAfterMs(retryAfter, now) : undefined;
+      if (wait !== undefined && !waited && wait <= r.retry_after_wait_max && now + wait < ctx.deadline && ctx.attempts < r.max_attempts) {
+        core.fail(ctx, index, c, detail, true);
+        waited = true;
+        if (!(await pause(core.clock, wait, ctx.clientGone))) return "gone";
+        continue;
+      }
+      core.fail(ctx, index, c, detail);
+      if (c.action.kind === "retry_same_tier" && ctx.attempts < r.max_attempts && core.gate(ctx, index).go) {
+        retried = true;
+        const delay = r.retry_base_delay * (1 + core.random());
+        if (ctx.deadline - core.clock.now() > delay) {
+          if (!(await pause(core.clock, delay, ctx.clientGone))) return "gone";
+          continue;
+        }
+      }
+      if (c.action.kind === "skip_smaller_context") {
+        const w = core.windowOf(index, ctx);
+        if (w !== undefined) ctx.contextFloor = Math.max(ctx.contextFloor ?? 0, w);
+        ctx.contextModels.add(tier.model);
+        ctx.contextError = { status: up.status, body: text };
+      }
+      return { class: c.class, detail };
+    }
+    // A success status: the answer itself can still be broken.
+    const result = ctx.stream && (header(up.headers, "content-type") ?? "").includes("text/event-stream") ? await streamAnswer(core, ctx, index, up, attemptStart) : await wholeAnswer(core, ctx, index, up, attemptStart);
+    if (result === "sent" || result === "gone") return result;
+    core.fail(ctx, index, classifyTransport(result.class as TransportClass), result.detail);
+    return result;
+  }
+}
+
+/** Waits `ms` on the clock; false when the client went away meanwhile. */
+async function pause(clock: Clock, ms: number, gone: AbortSignal): Promise<boolean> {
+  try {
+    await sleepOn(clock, ms, gone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+  let raw: Buffer;
+  try {
+    // undici's own consumer: cheaper than async iteration on this hot path. The bytes are kept to be sent on unchanged.
+    raw = Buffer.from(await (up.body as unknown as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer());
+  } catch (e) {
+    const why = up.abortedBy();
+    up.done();
+    if (why === "aborted") return "gone";
+    return { class: why ?? "stream_broken", detail: why ? `${why.replace("_", " ")} while reading the answer` : `the answer broke off: ${(e as Error).message}` };
+  }
+  up.done();
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(raw.toString("utf8")) as Record<string, unknown>;
+    if (!json || typeof json !== "object") throw new Error("not a JSON object");
+  } catch (e) {
+    return { class: "stream_broken", detail: `the backend's answer is not valid JSON (${(e as Error).message})` };
+  }
+  if (ctx.endpoint === "embedding" ? !Array.isArray(json.data) : !Array.isArray(json.choices)) return { class: "stream_broken", detail: `the backend's answer has no ${ctx.endpoint === "embedding" ? "data" : "choices"}` };
+  const ttftMs = performance.now() - attemptStart;
+  core.succeed(ctx, index, ttftMs);
+  if (ctx.route.cache) core.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, ctx.clientHeaders);
+  if (!sendWhole(ctx, index, raw, json, core.config.router.degraded_fields)) return "gone";
+  // What the router itself added: everything but the one upstream attempt (failovers excluded).
+  if (ctx.attempts === 1) core.metrics?.overhead(Math.max(0, performance.now() - ctx.startedAt - ttftMs) / 1000);
+  return "sent";
+}
+
+async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+  const tier = ctx.route.tiers[index]!;
+  const result = await relayStream(ctx.res, up, {
+    commit: () => writeStreamHead(ctx, index),
+    continuing: false,
+    ttftLeftMs: tier.ttft_timeout - (performance.now() - attemptStart),
+    finishGraceMs: Math.min(1_000, tier.idle_timeout),
+    startedAt: attemptStart,
+  });
+  if (result.kind === "client_gone") return "gone";
+  if (result.kind === "failed_before_commit") return { class: result.failure, detail: result.detail };
+  if (result.kind === "complete") {
+    core.succeed(ctx, index, result.ttftMs);
+    ctx.res.end();
+    storeStreamed(core, ctx, index, result.content);
+    return "sent";
+  }
+  // Broken after the commit: count it, then finish the answer elsewhere or say so.
+  core.fail(ctx, index, classifyTransport(result.failure as TransportClass), result.detail);
+  await core.continueStream(ctx, index, result.content, result.chunks, result.detail);
+  return "sent";
+}
+
+/** A finished stream, for the emergency cache: its text as the whole answer it was. */
+export function storeStreamed(core: Pick<Core, "cache" | "clock">, ctx: RequestCtx, index: number, content: string): void {
+  if (!ctx.route.cache || !core.cache || content === "") return;
+  core.cache.store(ctx.route, ctx.endpoint, ctx.body, answerFromStream(ctx.endpoint, content, ctx.route.tiers[index]!.model, core.clock.now()), ctx.clientHeaders);
+}

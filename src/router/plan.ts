@@ -1,0 +1,45 @@
+/**
+ * Whether one request may go to one tier, and if not why. Pure: the tier's
+ * admission (tier-state.ts), its breaker, what the request learnt so far about
+ * context windows, and `now`.
+ *
+ * - An admissible tier is tried.
+ * - A tier out only because its breaker's open interval is over admits this
+ *   one request as the half-open check (the caller takes the slot).
+ * - After a context-length error: a tier whose window is known and not larger
+ *   than the largest window known to be too small is skipped, and so is the
+ *   same model again unless its window is known to be larger. An unknown
+ *   window is not "too small".
+ */
+import { admit, type BreakerState } from "./breaker.ts";
+import type { Admission, OutCode } from "./tier-state.ts";
+
+export type SkipCode = OutCode | "context_too_small" | "same_model";
+
+/** Skips that say "this prompt is too long here", as opposed to "this tier is out". */
+export const CONTEXT_SKIPS: ReadonlySet<SkipCode> = new Set(["context_too_small", "same_model"]);
+
+export interface ContextKnowledge {
+  /** The largest window, in tokens, a context-length error was seen on. */
+  readonly floor?: number;
+  /** Upstream model names that answered with a context-length error. */
+  readonly models: ReadonlySet<string>;
+}
+
+export type Gate =
+  | { readonly go: true; /** Set when this request is the half-open check: the breaker state to take. */ readonly halfOpen?: BreakerState }
+  | { readonly go: false; readonly code: SkipCode; readonly why: string };
+
+export function gateTier(a: Admission, breaker: BreakerState, now: number, model: string, window: number | undefined, ctx: ContextKnowledge): Gate {
+  const larger = window !== undefined && ctx.floor !== undefined && window > ctx.floor;
+  if (ctx.models.has(model) && !larger) return { go: false, code: "same_model", why: `${model} already refused this prompt as too long` };
+  if (window !== undefined && ctx.floor !== undefined && window <= ctx.floor) {
+    return { go: false, code: "context_too_small", why: `context ${window} is not larger than the ${ctx.floor} tokens that were too few` };
+  }
+  if (a.admissible) return { go: true };
+  if (a.code === "breaker_open" || a.code === "misconfigured") {
+    const t = admit(breaker, now);
+    if (t.allowed) return { go: true, halfOpen: t.next };
+  }
+  return { go: false, code: a.code, why: a.why };
+}

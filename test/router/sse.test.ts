@@ -1,0 +1,52 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SseReader, chunkContent, chunkFinish, chunkHasOutput, type SseItem } from "../../src/router/sse.ts";
+
+const kinds = (items: SseItem[]) => items.map((i) => (i.type === "data" ? `data:${chunkContent(i.json)}` : i.type));
+const ev = (content: string) => `data: ${JSON.stringify({ choices: [{ delta: { content } }] })}`;
+
+test("sse: events end at a blank line with LF, CRLF or lone-CR line ends alike", () => {
+  for (const nl of ["\n", "\r\n", "\r"]) {
+    const r = new SseReader();
+    const out = r.push(`${ev("a")}${nl}${nl}${ev("b")}${nl}${nl}data: [DONE]${nl}${nl}`);
+    // A lone CR at the very end could still become a CRLF: that event waits for the next byte.
+    if (nl === "\r") out.push(...r.push(": next\n\n"));
+    assert.deepEqual(kinds(out).slice(0, 3), ["data:a", "data:b", "done"], JSON.stringify(nl));
+  }
+});
+
+test("sse: a CRLF split across two reads is one line end, not a blank line", () => {
+  const r = new SseReader();
+  assert.deepEqual(r.push(`${ev("a")}\r`), []);
+  assert.deepEqual(r.push("\n"), [], "CR LF is one line end");
+  assert.deepEqual(kinds(r.push("\r\n")), ["data:a"]);
+  const r2 = new SseReader();
+  assert.deepEqual(r2.push(`${ev("x")}\r\n\r`), [], "a trailing CR may be half of a CRLF");
+  assert.deepEqual(kinds(r2.push("\n")), ["data:x"]);
+});
+
+test("sse: an event split anywhere across reads comes out whole, once", () => {
+  const text = `${ev("hello")}\n\n${ev("world")}\n\n`;
+  for (let cut = 1; cut < text.length; cut++) {
+    const r = new SseReader();
+    const out = [...r.push(text.slice(0, cut)), ...r.push(text.slice(cut))];
+    assert.deepEqual(kinds(out), ["data:hello", "data:world"], `cut at ${cut}`);
+  }
+});
+
+test("sse: multi-line data joins, comments and other fields pass as 'other', broken JSON is 'malformed'", () => {
+  const r = new SseReader();
+  const out = r.push(`: keep-alive\n\nevent: ping\n\ndata: {"choices":\ndata: [{"delta":{"content":"x"}}]}\n\ndata: {oops\n\ndata: 3\n\n`);
+  assert.deepEqual(out.map((i) => i.type), ["other", "other", "data", "malformed", "malformed"]);
+  assert.equal(chunkContent((out[2] as Extract<SseItem, { type: "data" }>).json), "x");
+});
+
+test("sse: output, finish reasons and tool calls are told apart from role and usage chunks", () => {
+  assert.equal(chunkHasOutput({ choices: [{ delta: { role: "assistant" } }] }), false);
+  assert.equal(chunkHasOutput({ choices: [{ delta: { content: "" } }] }), false);
+  assert.equal(chunkHasOutput({ choices: [{ delta: { tool_calls: [{ index: 0 }] } as never }] }), true);
+  assert.equal(chunkHasOutput({ choices: [{ delta: { reasoning_content: "hm" } as never }] }), true);
+  assert.equal(chunkHasOutput({ choices: [{ text: "t" }] }), true);
+  assert.equal(chunkFinish({ choices: [{ finish_reason: "stop" }] }), "stop");
+  assert.equal(chunkFinish({ choices: [], usage: {} }), undefined);
+});
