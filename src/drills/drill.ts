@@ -9,6 +9,12 @@
  *   restart path brings it back.
  * - backend-hang: SIGSTOP of its process group for the duration, then SIGCONT;
  *   the wedge path (timeouts, probes) must notice.
+ *
+ * The times come from the route's state transitions (router.route.fallback /
+ * .down / .recovered), the same model routing, mails and status read; the
+ * marked requests say what clients saw. A process the drill breaks is
+ * announced to its owner first (expectDrillExit), so its exit and the restart
+ * after it cost no restart budget.
  */
 import { randomBytes } from "node:crypto";
 import { Agent } from "undici";
@@ -19,6 +25,7 @@ import type { HealthRegistry } from "../health/registry.ts";
 import type { Clock } from "../platform/clock.ts";
 import { signalGroup } from "../platform/procfs.ts";
 import type { Router } from "../router/router.ts";
+import type { DrillMark } from "../supervisor/owner.ts";
 import type { Supervisor } from "../supervisor/supervisor.ts";
 import type { DaemonEvent } from "../daemon/daemon.ts";
 import { verdictOf, type DrillReport, type DrillScenario } from "./report.ts";
@@ -43,7 +50,7 @@ export interface DrillSpec {
   readonly durationMs: number;
   /** Time between two requests of the marked stream. */
   readonly intervalMs?: number;
-  /** How long to wait for the first tier to answer again after the failure ends. */
+  /** How long to wait for the route's recovered transition after the failure ends. */
   readonly recoveryTimeoutMs?: number;
 }
 
@@ -55,7 +62,15 @@ interface Sent {
   tier?: number;
 }
 
+/** A transition of the drilled route's serving tier, as the router announced it. */
+interface RouteTransition {
+  readonly kind: "fallback" | "down" | "recovered";
+  readonly at: number;
+}
+
 const MAX_IN_FLIGHT = 32;
+/** After the failure ended with the route still on tier 0: how long a late failover transition may take to show. */
+const LATE_FAILOVER_MS = 1_000;
 
 export async function runDrill(d: DrillDeps, spec: DrillSpec): Promise<DrillReport> {
   const route = pickRoute(d.config, spec.route);
@@ -75,31 +90,57 @@ export async function runDrill(d: DrillDeps, spec: DrillSpec): Promise<DrillRepo
   }
 
   const id = randomBytes(4).toString("hex");
+  // The owner knows before the signal: the exit this drill causes is not a failed start.
+  const mark: DrillMark | undefined = needsProcess ? d.supervisor.expectDrillExit(backendName, { id, scenario: spec.scenario }) : undefined;
+  try {
+    return await drill(d, spec, { id, route, backendName, recoveryTimeoutMs: spec.recoveryTimeoutMs ?? Math.max(30_000, backend.process?.startup_timeout ?? 0), mark });
+  } finally {
+    mark?.end();
+  }
+}
+
+async function drill(
+  d: DrillDeps,
+  spec: DrillSpec,
+  o: { id: string; route: RouteConfig; backendName: string; recoveryTimeoutMs: number; mark: DrillMark | undefined },
+): Promise<DrillReport> {
+  const { id, route, backendName, mark } = o;
   const deliveredBefore = d.delivered();
   const agent = new Agent({ connect: { socketPath: d.socket }, connections: MAX_IN_FLIGHT });
   const sent: Sent[] = [];
   const timeline: { at: number; what: string }[] = [];
+  const transitions: RouteTransition[] = [];
   const t0 = d.clock.now();
-  const note = (what: string) => timeline.push({ at: d.clock.now(), what });
+  const note = (what: string, at = d.clock.now()) => timeline.push({ at, what });
+  // Set just before the failure is injected: evidence older than this is not about the drill.
+  let failAt = Number.POSITIVE_INFINITY;
   let detectedAt: number | undefined;
-  const detected = (why: string) => {
-    if (detectedAt === undefined) {
-      detectedAt = d.clock.now();
-      note(`detected: ${why}`);
+  const detected = (why: string, at: number) => {
+    if (at < failAt) return;
+    if (detectedAt === undefined || at < detectedAt) {
+      if (detectedAt === undefined) note(`detected: ${why}`, at);
+      detectedAt = at;
     }
   };
+  let wake: (() => void) | undefined;
   const off = d.subscribe((e) => {
     if (e.event === "backend.state" && e.backend === backendName && e.at >= t0) {
-      note(`${backendName}: ${e.from} → ${e.to} (${e.reason})`);
-      if (e.to === "exited" || e.to === "degraded" || e.to === "stopping") detected(`${backendName} ${e.to}`);
+      note(`${backendName}: ${e.from} → ${e.to} (${e.reason})`, e.at);
+      if (e.to === "exited" || e.to === "degraded" || e.to === "stopping") detected(`${backendName} ${e.to}`, e.at);
     } else if ((e.event === "router.route.fallback" || e.event === "router.route.recovered" || e.event === "router.route.down") && e.route === route.model) {
-      note(e.event === "router.route.recovered" ? `${route.model} back on tier 0` : e.event === "router.route.down" ? `${route.model}: every tier down` : `${route.model} now on tier ${e.to.index} (${e.to.backend})`);
+      const kind = e.event === "router.route.fallback" ? "fallback" : e.event === "router.route.down" ? "down" : "recovered";
+      transitions.push({ kind, at: e.at });
+      note(e.event === "router.route.recovered" ? `${route.model} back on tier 0` : e.event === "router.route.down" ? `${route.model}: every tier down` : `${route.model} now on tier ${e.to.index} (${e.to.backend})`, e.at);
+      if (kind !== "recovered") detected(`${route.model} left tier 0`, e.at);
+      wake?.();
+    } else if (e.event === "router.breaker" && e.backend === backendName && e.to !== "closed") {
+      detected(`breaker ${e.backend}/${e.model} ${e.from} → ${e.to}`, e.at);
     } else if (e.event === "router.failover" && e.route === route.model && e.from.backend === backendName) {
-      detected(`a request failed on tier 0 (${e.reason})`);
+      detected(`a request failed on tier 0 (${e.reason})`, e.at);
     }
   });
   const offHealth = d.health.onChange((name, h) => {
-    if (name === backendName && h.state !== "healthy") detected(`${backendName} ${h.state}: ${h.reason}`);
+    if (name === backendName && h.state !== "healthy") detected(`${backendName} ${h.state}: ${h.reason}`, d.clock.now());
   });
 
   // The marked request stream.
@@ -123,34 +164,55 @@ export async function runDrill(d: DrillDeps, spec: DrillSpec): Promise<DrillRepo
   fire();
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const failAt = d.clock.now();
-  note(`failure injected: ${spec.scenario} on ${backendName}`);
-  let endAt = failAt;
+  /** Until `done()` holds or `until` passes; woken early by each route transition. */
+  const waitUntil = async (done: () => boolean, until: number) => {
+    while (!done() && d.clock.now() < until) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((r) => {
+        wake = r;
+        timer = setTimeout(r, Math.max(1, Math.min(100, until - d.clock.now())));
+      });
+      clearTimeout(timer);
+      wake = undefined;
+    }
+  };
+  const failover = () => transitions.find((t) => t.kind !== "recovered" && t.at >= failAt);
+  // The failure's end: the hold ends for an outage or a hang; a crash is over the moment it happens, and the restart is part of the recovery.
+  let endAt = Number.POSITIVE_INFINITY;
+  const recovered = () => {
+    const f = failover();
+    return f ? transitions.find((t) => t.kind === "recovered" && t.at >= Math.max(endAt, f.at)) : undefined;
+  };
+  failAt = d.clock.now();
+  note(`failure injected: ${spec.scenario} on ${backendName}${mark ? ` (pid ${mark.pid}, generation ${mark.generation})` : ""}`, failAt);
+  let continued = spec.scenario !== "backend-hang";
   try {
     if (spec.scenario === "primary-outage") {
       d.health.set(backendName, "drill", "down", `drill ${id}: primary-outage`);
       await sleep(spec.durationMs);
+      endAt = d.clock.now();
+      note("failure ended: tier 0 back in service", endAt);
       d.health.set(backendName, "drill", "healthy", "");
-      endAt = d.clock.now();
-      note("failure ended: tier 0 back in service");
     } else if (spec.scenario === "backend-crash") {
-      process.kill(pid!, "SIGKILL");
-      await sleep(spec.durationMs);
+      process.kill(mark!.pid, "SIGKILL");
       endAt = failAt;
-    } else {
-      signalGroup(pid!, "SIGSTOP");
       await sleep(spec.durationMs);
-      signalGroup(pid!, "SIGCONT");
+    } else {
+      signalGroup(mark!.pid, "SIGSTOP");
+      await sleep(spec.durationMs);
       endAt = d.clock.now();
-      note("failure ended: SIGCONT");
+      note("failure ended: SIGCONT", endAt);
+      signalGroup(mark!.pid, "SIGCONT");
+      continued = true;
     }
-    // Until an answer comes from tier 0 again.
-    const deadline = d.clock.now() + (spec.recoveryTimeoutMs ?? Math.max(30_000, backend.process?.startup_timeout ?? 0));
-    while (d.clock.now() < deadline && !sent.some((s) => s.done !== undefined && s.at >= endAt && s.ok && s.tier === 0)) await sleep(100);
+    // Until the route's recovered transition. A route that never left tier 0 has nothing to recover from: a short grace for a late failover, then the report says so.
+    const deadline = d.clock.now() + o.recoveryTimeoutMs;
+    await waitUntil(() => failover() !== undefined, Math.min(deadline, d.clock.now() + LATE_FAILOVER_MS));
+    if (failover()) await waitUntil(() => recovered() !== undefined, deadline);
   } finally {
     streaming = false;
     clearInterval(pump);
-    if (spec.scenario === "backend-hang" && endAt === failAt) signalGroup(pid!, "SIGCONT");
+    if (!continued) signalGroup(mark!.pid, "SIGCONT");
     if (spec.scenario === "primary-outage") d.health.set(backendName, "drill", "healthy", "");
   }
   await Promise.race([Promise.all(inFlight), sleep(10_000)]);
@@ -159,8 +221,8 @@ export async function runDrill(d: DrillDeps, spec: DrillSpec): Promise<DrillRepo
   await agent.close().catch(() => undefined);
 
   const finished = sent.filter((s) => s.done !== undefined);
-  const firstFallback = finished.filter((s) => s.ok && s.tier !== undefined && s.tier > 0 && s.at >= failAt).sort((a, b) => a.done! - b.done!)[0];
-  const recovered = finished.filter((s) => s.ok && s.tier === 0 && s.at >= endAt).sort((a, b) => a.done! - b.done!)[0];
+  const failedOver = failover();
+  const back = recovered();
   const raised = d.alertsSince(t0).some((a) => (a.kind === "failover" || a.kind === "all_tiers_down") && a.route === route.model);
   const before = deliveredBefore;
   let delivered: boolean | null = null;
@@ -175,16 +237,17 @@ export async function runDrill(d: DrillDeps, spec: DrillSpec): Promise<DrillRepo
     route: route.model,
     backend: backendName,
     started_at: new Date(t0).toISOString(),
+    injected_at: new Date(failAt).toISOString(),
     duration_ms: spec.durationMs,
     requests: sent.length,
     client_errors: sent.filter((s) => s.done !== undefined && !s.ok).length + sent.filter((s) => s.done === undefined).length,
     fallback_answers: finished.filter((s) => s.ok && (s.tier ?? 0) > 0).length,
     detection_ms: detectedAt === undefined ? null : detectedAt - failAt,
-    failover_ms: firstFallback ? firstFallback.done! - failAt : null,
-    recovery_ms: recovered ? recovered.done! - endAt : null,
+    failover_ms: failedOver ? failedOver.at - failAt : null,
+    recovery_ms: back && Number.isFinite(endAt) ? back.at - endAt : null,
     worst_latency_ms: Math.max(0, ...finished.map((s) => s.done! - s.at)),
     alert: { raised, delivered },
-    timeline: timeline.map((t) => ({ at_ms: t.at - t0, what: t.what })),
+    timeline: timeline.sort((a, b) => a.at - b.at).map((t) => ({ at_ms: t.at - t0, what: t.what })),
   };
   return { ...base, ...verdictOf(base) };
 }

@@ -10,6 +10,8 @@ export interface DrillReport {
   readonly route: string;
   readonly backend: string;
   readonly started_at: string;
+  /** When the failure was injected; the three times below count from here (recovery from the failure's end). */
+  readonly injected_at: string;
   /** How long the failure was held. */
   readonly duration_ms: number;
   readonly requests: number;
@@ -17,11 +19,11 @@ export interface DrillReport {
   readonly client_errors: number;
   /** Requests answered by a fallback tier. */
   readonly fallback_answers: number;
-  /** From the failure to llmsup noticing it (tier out of service, or the process gone). */
+  /** From the failure to the first evidence llmsup had of it: backend health not healthy, the process exited or degraded, a breaker opened, a request failed on tier 0, the route moved. */
   readonly detection_ms: number | null;
-  /** From the failure to the first answer from a fallback tier. */
+  /** From the failure to the route's transition off its first tier (router.route.fallback, or router.route.down); null: the route never left tier 0. */
   readonly failover_ms: number | null;
-  /** From the end of the failure to answers from the first tier again. */
+  /** From the end of the failure (for a crash: the kill) to the route's transition back to tier 0 (router.route.recovered); null: it did not come back in time. */
   readonly recovery_ms: number | null;
   /** Worst latency a client saw during the drill. */
   readonly worst_latency_ms: number;
@@ -36,7 +38,8 @@ export function verdictOf(r: Omit<DrillReport, "verdict" | "problems">): { verdi
   const problems: string[] = [];
   if (r.client_errors > 0) problems.push(`${r.client_errors} of ${r.requests} requests failed for the client`);
   if (r.detection_ms === null) problems.push("the failure was never detected");
-  if (r.recovery_ms === null) problems.push("the route did not come back to its first tier");
+  if (r.failover_ms === null) problems.push("the route never left its first tier: no failover transition (router.route.fallback or router.route.down) after the failure");
+  else if (r.recovery_ms === null) problems.push("the route did not come back to its first tier: no router.route.recovered transition after the failure ended");
   if (!r.alert.raised) problems.push("no failover alert was raised");
   return { verdict: problems.length ? "fail" : "pass", problems };
 }

@@ -25,6 +25,8 @@ export type ExitClass =
   | "start_failed"
   /** Could not be started at all (missing program, unreadable secret). */
   | "spawn_failed"
+  /** A failover drill broke the process on purpose (`ExitRecord.drill` names it); the restart budget is untouched. */
+  | "drill"
   /** Any other non-zero exit or fatal signal. */
   | "crash";
 
@@ -95,5 +97,5 @@ export function classifyExit(f: ExitFacts): Classification {
 
 /** Whether this end counts as a failed start for the restart budget. */
 export function countsAsFailure(c: ExitClass): boolean {
-  return c !== "stopped" && c !== "gpu_occupied";
+  return c !== "stopped" && c !== "gpu_occupied" && c !== "drill";
 }

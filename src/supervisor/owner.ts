@@ -5,7 +5,7 @@
 import path from "node:path";
 import type { BackendConfig, ProcessConfig } from "../config/types.ts";
 import { formatDuration } from "../config/units.ts";
-import { isLlmsupError } from "../errors/error.ts";
+import { isLlmsupError, LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
 import { restartDelay, withJitter } from "./backoff.ts";
@@ -15,7 +15,7 @@ import { LineTail, RotatingLog } from "./output.ts";
 import type { Prober } from "./probes.ts";
 import { deepProbeDue, judgeLiveness } from "./liveness.ts";
 import type { Spawned, Spawner } from "./spawn.ts";
-import type { BackendSnapshot, BackendState, ExitRecord, StateEvent, SupervisorEvent } from "./states.ts";
+import type { BackendSnapshot, BackendState, DrillCause, ExitRecord, StateEvent, SupervisorEvent } from "./states.ts";
 import type { VramHolder, VramProbe } from "./vram.ts";
 import { killGroupRemains, stopGroup, type StopTarget } from "./stop.ts";
 import { VramGuard } from "./vram-guard.ts";
@@ -46,6 +46,24 @@ interface Running {
   requested?: Requested;
   requestDetail?: string;
   exitedFlag: boolean;
+  /** A drill is breaking this process on purpose (see expectDrillExit). */
+  drill?: DrillMarkState;
+}
+
+interface DrillMarkState {
+  readonly cause: DrillCause;
+  /** Until the drill ends. */
+  active: boolean;
+  /** llmsup asked this process to stop (wedge, startup timeout) while the drill was active. */
+  requestedDuring: boolean;
+}
+
+/** What a drill holds while it breaks a backend: the process to break, and the end of its claim. */
+export interface DrillMark {
+  readonly pid: number;
+  readonly generation: number;
+  /** The drill is over: from now on an exit of this generation that llmsup did not ask for during the drill is a real failure again. */
+  end(): void;
 }
 
 
@@ -248,6 +266,33 @@ export class BackendOwner {
     await this.terminate(r);
   }
 
+  /**
+   * A drill is about to break the running process on purpose (SIGKILL it,
+   * SIGSTOP its group). Until `end()`, the exit of this generation — and an
+   * exit llmsup asked for while the drill ran (a wedge restart, a startup
+   * timeout), even if it comes after the end — is the drill's doing: recorded
+   * with class "drill" and a reason naming the drill, not counted against the
+   * restart budget, and restarted whatever `restart` says. The restarted
+   * process is a new generation: its own failures count as usual.
+   */
+  expectDrillExit(cause: DrillCause): DrillMark {
+    const r = this.running;
+    if (!r || r.requested || (this.state !== "ready" && this.state !== "degraded")) {
+      throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", `drill ${cause.id} (${cause.scenario}) needs ${this.config.name} running and serving; it is ${this.state}`, { backend: this.config.name });
+    }
+    if (r.drill?.active) throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", `${this.config.name} is already held by drill ${r.drill.cause.id}`, { backend: this.config.name });
+    const mark: DrillMarkState = { cause, active: true, requestedDuring: false };
+    r.drill = mark;
+    this.log.info({ event: "backend.drill.marked", drill: cause.id, scenario: cause.scenario, generation: r.generation, pid: r.pid }, `${this.config.name}: drill ${cause.id} (${cause.scenario}) holds generation ${r.generation} (pid ${r.pid}); its exit will not count against the restart budget`);
+    return {
+      pid: r.pid,
+      generation: r.generation,
+      end: () => {
+        mark.active = false;
+      },
+    };
+  }
+
   /** Leaves fatal (or any stopped state): forgets the failed starts and starts again. */
   async reset(): Promise<void> {
     this.budget = EMPTY_BUDGET;
@@ -387,7 +432,7 @@ export class BackendOwner {
       if (v.kind === "wedged_restart") {
         r.requested = "wedged";
         r.requestDetail = v.reason;
-        this.transition("stopping", v.reason);
+        this.transition("stopping", r.drill?.active ? `${v.reason} (during drill ${r.drill.cause.id})` : v.reason);
         void this.terminate(r);
       } else if (v.kind === "degrade") {
         // Already degraded: only a wedge (a new, worse reason) is worth a new event.
@@ -405,6 +450,7 @@ export class BackendOwner {
   // ------------------------------------------------------------------ stopping
 
   private async terminate(r: Running): Promise<void> {
+    if (r.drill?.active) r.drill.requestedDuring = true;
     const outcome = await stopGroup(this.stopTarget(r), this.proc.stop_timeout, this.deps.clock, () =>
       this.log.warn({ event: "backend.stop.sigkill", pid: r.pid, after_ms: this.proc.stop_timeout }, `${this.config.name}: still running ${formatDuration(this.proc.stop_timeout)} after SIGTERM; sending SIGKILL to the process group`),
     );
@@ -439,15 +485,19 @@ export class BackendOwner {
       hostMemoryPressure: x.signal === "SIGKILL" && !r.requested ? await this.deps.hostMemoryPressure().catch(() => false) : false,
     };
     const c = classifyExit(facts);
+    const reason = r.requestDetail && r.requested !== "stop" && r.requested !== "restart" ? `${c.reason}: ${r.requestDetail}` : c.reason;
+    // An operator's stop or restart during a drill stays what it is; anything else the drill holds is the drill's.
+    const drill = r.drill && (r.drill.active || r.drill.requestedDuring) && r.requested !== "stop" && r.requested !== "restart" ? r.drill.cause : undefined;
     const record: ExitRecord = {
       at: this.deps.clock.now(),
       generation: r.generation,
       pid: r.pid,
       code: x.code,
       signal: x.signal,
-      class: c.class,
-      reason: r.requestDetail && r.requested !== "stop" && r.requested !== "restart" ? `${c.reason}: ${r.requestDetail}` : c.reason,
+      class: drill ? "drill" : c.class,
+      reason: drill ? `caused by drill ${drill.id} (${drill.scenario}): ${reason}; restart budget untouched` : reason,
       evidence: c.evidence,
+      ...(drill ? { drill } : {}),
       lastLines: this.tail.last(20),
     };
     this.lastExit = record;
@@ -464,7 +514,7 @@ export class BackendOwner {
       await this.begin(r.requestDetail ?? "restarted on request");
       return;
     }
-    if (c.class === "gpu_occupied" && (await this.blockOnForeignHolder(record))) return;
+    if (record.class === "gpu_occupied" && (await this.blockOnForeignHolder(record))) return;
     this.onFailure(record);
   }
 
@@ -485,14 +535,15 @@ export class BackendOwner {
       }
     }
     const policy = this.proc.restart;
-    if (policy === "never" || (policy === "on-failure" && record.class === "clean_exit")) {
+    // A drill repairs what it broke, whatever the restart policy says.
+    if (!record.drill && (policy === "never" || (policy === "on-failure" && record.class === "clean_exit"))) {
       if (this.state !== "exited") this.transition("exited", `${record.reason}; restart = "${policy}"`, { exit: record });
       return;
     }
     const n = Math.max(0, this.consecutiveFailures - 1);
     const delay = withJitter(restartDelay({ restartSec: this.proc.restart_sec, maxDelay: this.proc.restart_max_delay, steps: this.proc.restart_steps }, n), this.deps.random);
     this.transition("backoff", `restarting in ${formatDuration(delay)} after: ${record.reason}`, { restartInMs: delay, exit: record });
-    this.after(delay, () => void this.begin(`restart after backoff (${record.class})`));
+    this.after(delay, () => void this.begin(record.drill ? `restart after drill ${record.drill.id} (${record.drill.scenario})` : `restart after backoff (${record.class})`));
   }
 
   // ------------------------------------------------------------------ GPU memory

@@ -16,6 +16,12 @@ export function isServing(s: BackendState): boolean {
   return s === "ready" || s === "degraded";
 }
 
+/** A failover drill that breaks a backend on purpose. */
+export interface DrillCause {
+  readonly id: string;
+  readonly scenario: string;
+}
+
 export interface ExitRecord {
   readonly at: number;
   readonly generation: number;
@@ -25,6 +31,8 @@ export interface ExitRecord {
   readonly class: ExitClass;
   readonly reason: string;
   readonly evidence?: string;
+  /** The drill that caused this exit (class "drill"); what the exit would have been otherwise is in `reason`. */
+  readonly drill?: DrillCause;
   /** The last lines the process printed. */
   readonly lastLines: readonly string[];
 }

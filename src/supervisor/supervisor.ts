@@ -4,10 +4,10 @@ import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { realClock, type Clock } from "../platform/clock.ts";
 import { memInfo } from "../platform/procfs.ts";
-import { BackendOwner } from "./owner.ts";
+import { BackendOwner, type DrillMark } from "./owner.ts";
 import { createProber, type Prober } from "./probes.ts";
 import { spawnBackend, type Spawner } from "./spawn.ts";
-import type { BackendSnapshot, SupervisorEvent } from "./states.ts";
+import type { BackendSnapshot, DrillCause, SupervisorEvent } from "./states.ts";
 import type { VramProbe } from "./vram.ts";
 
 export interface SupervisorDeps {
@@ -148,6 +148,11 @@ export class Supervisor {
 
   reset(name: string): Promise<void> {
     return this.owner(name).reset();
+  }
+
+  /** A drill is about to break `name`'s running process on purpose: its exit will not count against the restart budget (BackendOwner.expectDrillExit). */
+  expectDrillExit(name: string, cause: DrillCause): DrillMark {
+    return this.owner(name).expectDrillExit(cause);
   }
 
   tail(name: string, lines = 50): string[] {

@@ -1,32 +1,67 @@
-/** Drills against a real daemon on simulated backends, with a real SMTP server for the alert. */
+/**
+ * Drills against a real daemon on simulated backends, with a real SMTP server
+ * for the alert. The daemon runs in the test's process so the test can follow
+ * its events; the drill itself goes through the CLI and the control socket as
+ * an operator's would.
+ */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startDaemon, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
-import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
+import { Daemon, type DaemonEvent } from "../../src/daemon/daemon.ts";
 import type { DrillReport } from "../../src/drills/report.ts";
+import type { StateEvent } from "../../src/supervisor/states.ts";
+import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
+import { runLlmsup, type CliResult } from "../helpers/cli.ts";
+import { writeDaemonConfig } from "../helpers/daemon.ts";
+import { memoryLogger } from "../helpers/supervise.ts";
 
 const ROUTE = `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m", ttft_timeout = "600ms" }, { backend = "fallback", model = "m" }]\n`;
 
-async function setup(t: Parameters<typeof startSmtp>[0], schedule = "") {
-  const smtp = await startSmtp(t);
+/** The failover-transition time the report must agree with, to the millisecond it reads the clock in. */
+const TRANSITION_TOLERANCE_MS = 50;
+
+async function setup(t: { after(fn: () => unknown): void }, schedule = "") {
+  // Cleanups run daemon first, then its files and the SMTP server (last in, first out).
+  const cleanups: (() => unknown)[] = [];
+  t.after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+  const scope = { after: (fn: () => unknown) => void cleanups.push(fn) };
+  const smtp = await startSmtp(scope);
   const files = await writeDaemonConfig(
-    t,
+    scope,
     [
       { name: "primary", kind: "llamacpp", process: `  restart_sec = "300ms"\n  restart_max_delay = "300ms"` },
       { name: "fallback", kind: "llamacpp" },
     ],
     ROUTE,
-    `[router.breaker]\nopen_interval = "1s"\n[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n${schedule}`,
+    `[router.breaker]\nfailure_threshold = 2\nopen_interval = "1s"\n[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n${schedule}`,
   );
-  const d = await startDaemon(t, files, { TEST_SMTP_PASSWORD: SMTP_PASSWORD });
-  await waitStatus(d, "both ready", (s) => s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0);
-  return { smtp, files, d };
+  const mem = memoryLogger();
+  const daemon = new Daemon({ configPath: files.config, logger: mem.logger, env: { ...process.env, TEST_SMTP_PASSWORD: SMTP_PASSWORD } });
+  const events: DaemonEvent[] = [];
+  daemon.subscribe((e) => events.push(e));
+  cleanups.push(() => daemon.stop("the test is over"));
+  await daemon.start();
+  const cli = (...args: string[]): Promise<CliResult> => runLlmsup([...args, "--config", files.config]);
+  const deadline = Date.now() + 20_000;
+  const serving = () => daemon.status().backends.every((b) => b.state === "ready") && daemon.status().router.routes[0]!.serving_tier === 0;
+  while (!serving()) {
+    if (Date.now() > deadline) assert.fail(`both backends never became ready:\n${JSON.stringify(daemon.status(), null, 1).slice(0, 3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { smtp, files, daemon, events, cli };
+}
+
+function routeTransitions(events: readonly DaemonEvent[], from: number) {
+  return events.filter((e) => (e.event === "router.route.fallback" || e.event === "router.route.down" || e.event === "router.route.recovered") && e.route === "llama" && e.at >= from);
 }
 
 for (const scenario of ["primary-outage", "backend-crash", "backend-hang"] as const) {
-  test(`drill ${scenario}: detected, failed over without client errors, recovered, alert delivered`, async (t) => {
-    const { d } = await setup(t);
-    const r = await d.cli("drill", scenario, "--duration", "1500ms", "--json");
+  test(`drill ${scenario}: detected, failed over without client errors, recovered, alert delivered; times are the route's transitions; the restart budget is untouched`, async (t) => {
+    const { daemon, events, cli } = await setup(t);
+    const budgetBefore = daemon.supervisor.owner("primary").snapshot().budget;
+    const persistedBefore = daemon.supervisor.owner("primary").persisted().failures;
+    const r = await cli("drill", scenario, "--duration", "1500ms", "--json");
     const report = JSON.parse(r.stdout) as DrillReport;
     assert.equal(r.code, 0, `${r.stderr}\n${JSON.stringify(report, null, 1)}`);
     assert.equal(report.verdict, "pass");
@@ -34,25 +69,44 @@ for (const scenario of ["primary-outage", "backend-crash", "backend-hang"] as co
     assert.ok(report.requests >= 5);
     assert.ok(report.fallback_answers > 0, "some answers came from the fallback");
     assert.ok(report.detection_ms !== null && report.detection_ms < 5_000, `detection ${report.detection_ms}`);
+
+    // failover_ms is the route's transition off tier 0, as the event stream saw it.
+    const injectedAt = Date.parse(report.injected_at);
+    const transitions = routeTransitions(events, injectedAt);
+    const failover = transitions.find((e) => e.event !== "router.route.recovered");
+    assert.ok(failover, `a failover transition after the injection; saw ${JSON.stringify(transitions)}`);
     assert.ok(report.failover_ms !== null);
-    assert.ok(report.recovery_ms !== null);
+    assert.ok(Math.abs(report.failover_ms - (failover.at - injectedAt)) <= TRANSITION_TOLERANCE_MS, `report ${report.failover_ms}ms, transition at +${failover.at - injectedAt}ms`);
+    assert.ok(report.detection_ms <= report.failover_ms, "noticed no later than the route moved");
+    const recovered = transitions.find((e) => e.event === "router.route.recovered" && e.at >= failover.at);
+    assert.ok(recovered, "the route's recovered transition came before the drill ended");
+    assert.ok(report.recovery_ms !== null && report.recovery_ms >= 0);
     assert.deepEqual(report.alert, { raised: true, delivered: true });
-    const human = await d.cli("status");
+
+    // The drill's own damage costs no budget, now or after a daemon restart.
+    const exits = events.filter((e): e is StateEvent => e.event === "backend.state" && e.backend === "primary" && e.to === "exited" && e.at >= injectedAt);
+    if (scenario === "backend-crash") assert.equal(exits.length, 1, "the kill was seen");
+    for (const x of exits) {
+      assert.equal(x.exit?.class, "drill");
+      assert.match(x.reason, new RegExp(`^caused by drill ${report.id} \\(${scenario}\\)`));
+    }
+    assert.deepEqual(daemon.supervisor.owner("primary").snapshot().budget, budgetBefore);
+    assert.deepEqual(daemon.supervisor.owner("primary").persisted().failures, persistedBefore);
+
+    const human = await cli("status");
     assert.match(human.stdout, new RegExp(`drill ${scenario} on llama: pass`));
   });
 }
 
 test("a drill is refused while the route is not on its first tier; unknown scenarios are usage errors", async (t) => {
-  const { d } = await setup(t);
-  const s = await waitStatus(d, "ready", (x) => x.backends.every((b) => b.state === "ready"));
-  const stop = await d.cli("stop", "primary");
+  const { cli } = await setup(t);
+  const stop = await cli("stop", "primary");
   assert.equal(stop.code, 0);
-  const r = await d.cli("drill", "primary-outage", "--duration", "1s");
+  const r = await cli("drill", "primary-outage", "--duration", "1s");
   assert.equal(r.code, 69);
   assert.match(r.stderr, /LLMSUP_E_DRILL_REFUSED: llama is not on its first tier/);
-  const u = await d.cli("drill", "meteor-strike");
+  const u = await cli("drill", "meteor-strike");
   assert.equal(u.code, 64);
-  assert.ok(s);
 });
 
 test("a scheduled drill runs by itself and mails its report", async (t) => {
