@@ -86,6 +86,31 @@ test("Ollama: root, version, tags, lazy load visible in /api/ps with size and si
   assert.match(await missing.text(), /model \\"nope\\" not found, try pulling it first/);
 });
 
+test("Ollama: /api/show states the trained context_length in model_info, and num_ctx in parameters only when the Modelfile sets it", async (t) => {
+  const configured = await startSim(t, ["--kind", "ollama", "--port", "0", "--model", "llama3.1:8b", "--ctx-size", "8192"]);
+  const plain = await startSim(t, ["--kind", "ollama", "--port", "0", "--model", "llama3", "--load-time", "0s"], { env: { OLLAMA_CONTEXT_LENGTH: "16384" } });
+  type Show = { parameters: string; modelfile: string; template: string; details: { family: string }; model_info: Record<string, unknown> };
+  const show = async (url: string, body: unknown) => {
+    const r = await fetch(`${url}/api/show`, { method: "POST", body: JSON.stringify(body) });
+    return { status: r.status, body: (await r.json()) as Show & { error?: string } };
+  };
+  const a = await show(configured.url, { model: "llama3.1:8b" });
+  assert.equal(a.status, 200);
+  assert.match(a.body.parameters, /^num_ctx {24}8192$/m, "key padded to 30 columns, as `ollama show` prints it");
+  assert.match(a.body.modelfile, /^PARAMETER num_ctx 8192$/m);
+  assert.equal(a.body.model_info["general.architecture"], "llama");
+  assert.equal(a.body.model_info["llama.context_length"], 131072, "the trained window, not the runtime one");
+  assert.equal(a.body.details.family, "llama");
+  const b = await show(plain.url, { name: "llama3:latest" });
+  assert.equal(b.status, 200, "the older `name` field, and a bare name meaning :latest");
+  assert.doesNotMatch(b.body.parameters, /num_ctx/, "a model pulled as is has no num_ctx: the window is the server default");
+  assert.deepEqual(await show(plain.url, { model: "mistral" }), { status: 404, body: { error: "model 'mistral' not found" } });
+  assert.deepEqual(await show(plain.url, {}), { status: 400, body: { error: "model is required" } });
+  await (await fetch(`${plain.url}/api/generate`, { method: "POST", body: JSON.stringify({ model: "llama3" }) })).arrayBuffer();
+  const ps = (await (await fetch(`${plain.url}/api/ps`)).json()) as { models: { context_length: number }[] };
+  assert.equal(ps.models[0]?.context_length, 16384, "loaded with OLLAMA_CONTEXT_LENGTH");
+});
+
 for (const kind of ["vllm", "llamacpp", "ollama"] as const) {
   test(`${kind}: the official openai client parses JSON, SSE with usage, completions and embeddings`, async (t) => {
     const model = kind === "ollama" ? "llama3.1:8b" : "m1";

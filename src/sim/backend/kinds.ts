@@ -31,6 +31,18 @@ export function apiError(kind: SimKind, status: number, message: string): ErrorB
   }
 }
 
+/**
+ * Whether a request asks to stream, as the kind reads `stream`: Ollama's own API
+ * streams unless told not to; vLLM's request models (pydantic, lax mode) take
+ * "true", "yes", "on", "1", 1 and the like for true; llama-server and Ollama's
+ * OpenAI API stream only on a JSON true.
+ */
+export function wantsStream(kind: SimKind, ollamaNative: boolean, stream: unknown): boolean {
+  if (ollamaNative) return stream !== false;
+  if (kind === "vllm") return stream === true || stream === 1 || (typeof stream === "string" && /^(?:true|yes|on|1|t|y)$/i.test(stream));
+  return stream === true;
+}
+
 /** The kind's own context-length error for a prompt of `promptTokens` asking for `maxTokens` more. */
 export function contextLengthError(kind: SimKind, promptTokens: number, maxTokens: number, context: number): ErrorBody {
   switch (kind) {

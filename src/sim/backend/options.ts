@@ -12,8 +12,14 @@ export interface SimBackendOptions {
   readonly port: number;
   /** Model names served; the first is the default. */
   readonly models: readonly string[];
-  /** Context window in tokens. */
+  /** Context window in tokens: what one request may use. */
   readonly contextTokens: number;
+  /**
+   * Ollama: the `num_ctx` PARAMETER of the models' Modelfile, shown by /api/show. Set by an
+   * explicit --ctx-size / --max-model-len; absent when the window is the server's default
+   * (OLLAMA_CONTEXT_LENGTH, else 4096), as for a model pulled as is.
+   */
+  readonly modelfileNumCtx?: number;
   /** Time to load the model (vLLM: port closed meanwhile; llama-server: 503 Loading model; Ollama: on first use). */
   readonly loadMs: number;
   readonly ttftMs: number;
@@ -68,7 +74,8 @@ export const SIM_BACKEND_USAGE = `usage: llmsup sim backend --kind vllm|ollama|l
 
   --host H, --port N            where to listen (Ollama also reads OLLAMA_HOST)
   --model NAME                  model served (repeatable; vLLM --served-model-name and llama-server --alias work too)
-  --max-model-len N, --ctx-size N   context window in tokens
+  --max-model-len N, --ctx-size N   context window in tokens (Ollama: the Modelfile's num_ctx;
+                                    without it Ollama's window is OLLAMA_CONTEXT_LENGTH, else 4096)
   --load-time D                 model load time, e.g. 5s (slow load)
   --ttft D, --token-rate N      time to first token, tokens per second
   --gpu-state FILE              simulated GPU state (or $LLMSUP_SIM_GPU_STATE); --gpus 0,1 (or $CUDA_VISIBLE_DEVICES)
@@ -211,12 +218,15 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
   if (!f.ok) throw new SimUsageError(`fault: ${f.error}`);
 
   const keepAliveText = v["keep-alive"] ?? env.OLLAMA_KEEP_ALIVE;
+  const explicitContext = int("max-model-len", v["max-model-len"] ?? v["ctx-size"]);
+  const serverDefaultContext = kind === "ollama" && env.OLLAMA_CONTEXT_LENGTH ? int("OLLAMA_CONTEXT_LENGTH", env.OLLAMA_CONTEXT_LENGTH) : undefined;
   return {
     kind,
     host,
     port,
     models: models.length > 0 ? models : [DEFAULT_MODEL[kind]],
-    contextTokens: int("max-model-len", v["max-model-len"] ?? v["ctx-size"]) ?? DEFAULT_CONTEXT[kind],
+    contextTokens: explicitContext ?? serverDefaultContext ?? DEFAULT_CONTEXT[kind],
+    ...(kind === "ollama" && explicitContext !== undefined ? { modelfileNumCtx: explicitContext } : {}),
     loadMs: f.fault.load_ms ?? loadMs,
     ttftMs: duration("ttft", v.ttft, 20),
     tokenRate: num("token-rate", v["token-rate"]) ?? 400,

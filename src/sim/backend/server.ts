@@ -9,8 +9,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { canonicalTokens, chatKey, contentText, countTokens, embeddingBase64, embeddingOf, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
 import { parseFault, type Fault } from "./faults.ts";
 import { chatSse, completionSse, newId, ollamaNdjson, ollamaTotals, usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
-import { llamacppMetrics, llamacppProps, llamacppSlots, modelsList, ollamaPs, ollamaTags, vllmMetrics, type InfoState } from "./info.ts";
-import { apiError, contextLengthError, listeningLine, loadingModel, modelNotFound, oomAtLoadLines, oomAtRuntimeLines, SIM_VERSIONS, type ErrorBody } from "./kinds.ts";
+import { llamacppMetrics, llamacppProps, llamacppSlots, modelsList, ollamaPs, ollamaShow, ollamaTags, vllmMetrics, type InfoState } from "./info.ts";
+import { apiError, contextLengthError, listeningLine, loadingModel, modelNotFound, oomAtLoadLines, oomAtRuntimeLines, SIM_VERSIONS, wantsStream, type ErrorBody } from "./kinds.ts";
 import type { SimBackendOptions } from "./options.ts";
 import { defaultStatusMessage, errorJson, json, mulberry32, notFound, readBody, send } from "./http.ts";
 import { OllamaModels } from "./ollama-models.ts";
@@ -154,6 +154,7 @@ export class SimBackendServer {
       kind: this.options.kind,
       models: this.options.models,
       contextTokens: this.options.contextTokens,
+      modelfileNumCtx: this.options.modelfileNumCtx,
       startedAt: this.startedAt,
       slots: this.options.slots,
       busySlots: this.busySlots,
@@ -211,6 +212,7 @@ export class SimBackendServer {
     } else if (method === "HEAD" && kind === "ollama" && path === "/") {
       return send(res, 200, "");
     } else if (method === "POST") {
+      if (kind === "ollama" && path === "/api/show") return this.ollamaShow(req, res);
       const inference: Record<string, "chat" | "completion" | "embedding" | "ollama-chat" | "ollama-generate" | "ollama-embed"> = {
         "/v1/chat/completions": "chat",
         "/v1/completions": "completion",
@@ -222,6 +224,23 @@ export class SimBackendServer {
       if (what) return this.inference(req, res, what);
     }
     return notFound(res, kind);
+  }
+
+  /** Ollama's POST /api/show: `model` (or the older `name`); a bare name means its `:latest` tag. */
+  private async ollamaShow(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body: { model?: unknown; name?: unknown };
+    try {
+      body = JSON.parse((await readBody(req)).toString("utf8") || "{}") as typeof body;
+      if (!body || typeof body !== "object") throw new Error("not an object");
+    } catch {
+      return json(res, 400, { error: "invalid request body" });
+    }
+    const asked = typeof body.model === "string" && body.model !== "" ? body.model : typeof body.name === "string" ? body.name : "";
+    if (asked === "") return json(res, 400, { error: "model is required" });
+    const tagged = (m: string) => (/:[^/]*$/.test(m) ? m : `${m}:latest`);
+    const name = this.options.models.find((m) => tagged(m) === tagged(asked));
+    if (!name) return json(res, 404, { error: `model '${asked}' not found` });
+    return json(res, 200, ollamaShow(this.info(), name));
   }
 
   private neverAnswer(req: IncomingMessage, res: ServerResponse): void {
@@ -365,7 +384,7 @@ export class SimBackendServer {
     };
     const created = Math.floor(Date.now() / 1000);
     const started = performance.now();
-    const stream = what === "ollama-chat" || what === "ollama-generate" ? body.stream !== false : body.stream === true;
+    const stream = wantsStream(kind, what === "ollama-chat" || what === "ollama-generate", body.stream);
     const includeUsage = (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
     const text = () => plan.tokens.join("");
 
@@ -431,7 +450,7 @@ export class SimBackendServer {
 
   /** Health stays fine; the request never progresses. Streams get their headers (as FastAPI sends them) and nothing else. */
   private wedged(res: ServerResponse, body: Record<string, unknown>, what: string): void {
-    const streams = what.startsWith("ollama") ? body.stream !== false : body.stream === true;
+    const streams = wantsStream(this.options.kind, what.startsWith("ollama"), body.stream);
     if (streams) {
       res.writeHead(200, { "content-type": what.startsWith("ollama") ? "application/x-ndjson" : "text/event-stream; charset=utf-8" });
       res.flushHeaders();
