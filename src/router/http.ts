@@ -5,6 +5,7 @@ export interface OpenAIErrorBody {
   readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: string | null; readonly [k: string]: unknown };
 }
 
+/** `extra` adds fields to the error object, or overrides `param` (null unless a field is to blame). */
 export function openaiError(message: string, type: string, code: string | null, extra: Record<string, unknown> = {}): OpenAIErrorBody {
   return { error: { message, type, param: null, code, ...extra } };
 }

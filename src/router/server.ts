@@ -14,6 +14,7 @@ import { listenUnix } from "../platform/unix-socket.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Endpoint, Router } from "./router.ts";
+import { validateRequest } from "./validate.ts";
 
 const ENDPOINTS: Record<string, Endpoint> = {
   "/v1/chat/completions": "chat",
@@ -177,6 +178,8 @@ export class RouterServer {
     } catch (e) {
       return sendError(res, 400, `Invalid JSON body: ${(e as Error).message}`, "invalid_request_error", "invalid_json");
     }
+    const valid = validateRequest(endpoint, body);
+    if (!valid.ok) return sendError(res, 400, valid.message, "invalid_request_error", "invalid_request", {}, { param: valid.param });
     await this.router.handle(req, res, endpoint, body);
   }
 

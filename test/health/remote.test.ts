@@ -70,7 +70,7 @@ test("queue_timeout: with every tier down but one restarting, a request waits fo
   // Nothing on its way back: no waiting.
   h.health.set("a", "process", "down", "stopped");
   const t1 = Date.now();
-  const down = await h.fetch("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: "m", messages: [] }) });
+  const down = await h.fetch("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }) });
   assert.equal(down.status, 503);
   assert.ok(Date.now() - t1 < 1_000);
 });

@@ -27,7 +27,7 @@ test("/v1/models lists the routes; an unknown model without a default route is 4
   const h = await startRouter(t, backend("a", "vllm", 9) + `[[route]]\nmodel = "m1"\ntiers = [{ backend = "a", model = "x" }]\n[[route]]\nmodel = "m2"\ntiers = [{ backend = "a", model = "y" }]\n`);
   const models = (await (await h.fetch("/v1/models")).json()) as { data: { id: string }[] };
   assert.deepEqual(models.data.map((m) => m.id), ["m1", "m2"]);
-  const r = await h.fetch("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: "nope", messages: [] }) });
+  const r = await h.fetch("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: "nope", messages: [{ role: "user", content: "hi" }] }) });
   assert.equal(r.status, 404);
   assert.equal(((await r.json()) as { error: { code: string } }).error.code, "model_not_found");
   assert.deepEqual(await (await h.fetch("/health")).json(), { status: "ok" });
