@@ -13,6 +13,7 @@ import { classifyHttp, classifyTransport, retryAfterMs, type Classified, type Fa
 import { header, readText } from "./http.ts";
 import type { Gate } from "./plan.ts";
 import { relayStream } from "./relay.ts";
+import { tierKey } from "./tier-book.ts";
 import { sendPassThrough, sendWhole, writeStreamHead } from "./respond.ts";
 import { ENDPOINT_PATHS, type CacheHook, type RequestCtx, type TierRef } from "./types.ts";
 import type { AttemptOutcome, Upstreams } from "./upstream.ts";
@@ -103,7 +104,7 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number): P
       if (c.action.kind === "skip_smaller_context") {
         const w = core.windowOf(index, ctx);
         if (w !== undefined) ctx.contextFloor = Math.max(ctx.contextFloor ?? 0, w);
-        ctx.contextModels.add(tier.model);
+        ctx.contextModels.add(tierKey(tier));
         ctx.contextError = { status: up.status, body: text };
       }
       return { class: c.class, detail };

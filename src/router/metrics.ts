@@ -1,6 +1,13 @@
 /** Prometheus metrics of the router (prom-client), one registry per router so tests stay apart. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
+/** What the metrics read of the tier-state model at each scrape. */
+export interface ModelView {
+  readonly model: string;
+  readonly serving: number;
+  readonly tiers: readonly { readonly backend: string; readonly admission: { readonly admissible: boolean; readonly code?: string } }[];
+}
+
 export class RouterMetrics {
   readonly registry = new Registry();
   private readonly requests: Counter<"route" | "tier" | "backend" | "outcome">;
@@ -17,6 +24,7 @@ export class RouterMetrics {
   private readonly cacheEvictions: Counter<"reason">;
   private readonly cacheEntries: Gauge;
   private readonly cacheBytes: Gauge;
+  private model: () => readonly ModelView[] = () => [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -34,8 +42,36 @@ export class RouterMetrics {
     this.cacheEvictions = new Counter({ name: "llmsup_cache_evictions_total", help: "Answers removed from the emergency cache: ttl (expired) or lru (over max_entries / max_bytes).", labelNames: ["reason"], registers });
     this.cacheEntries = new Gauge({ name: "llmsup_cache_entries", help: "Answers in the emergency cache.", registers });
     this.cacheBytes = new Gauge({ name: "llmsup_cache_bytes", help: "Bytes the emergency cache's answers take (bounded by [cache] max_bytes).", registers });
+    const metrics = this;
+    new Gauge({
+      name: "llmsup_route_serving_tier",
+      help: "The tier serving each route by the tier-state model (0 = first tier); -1 when no tier can serve.",
+      labelNames: ["route"],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of metrics.model()) this.set({ route: r.model }, r.serving);
+      },
+    });
+    new Gauge({
+      name: "llmsup_tier_admissible",
+      help: "1 when a route's tier may serve now, else 0; reason is why not (backend_down, breaker_open, misconfigured, cooldown, unsupported, not_configured) or admissible.",
+      labelNames: ["route", "tier", "backend", "reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of metrics.model()) {
+          r.tiers.forEach((t, i) => this.set({ route: r.model, tier: String(i), backend: t.backend, reason: t.admission.admissible ? "admissible" : (t.admission.code ?? "unknown") }, t.admission.admissible ? 1 : 0));
+        }
+      },
+    });
     // A coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_process_", eventLoopMonitoringPrecision: 250 });
+  }
+
+  /** Where the route and tier gauges read the tier-state model (the current router). */
+  follow(view: () => readonly ModelView[]): void {
+    this.model = view;
   }
 
   request(route: string, tier: number, backend: string, outcome: string): void {

@@ -7,9 +7,9 @@
  * - A tier out only because its breaker's open interval is over admits this
  *   one request as the half-open check (the caller takes the slot).
  * - After a context-length error: a tier whose window is known and not larger
- *   than the largest window known to be too small is skipped, and so is the
- *   same model again unless its window is known to be larger. An unknown
- *   window is not "too small".
+ *   than the largest window known to be too small is skipped, and a
+ *   (backend, model) that refused the prompt is never asked again. An unknown
+ *   window is not "too small": the same model on another box is tried.
  */
 import { admit, type BreakerState } from "./breaker.ts";
 import type { Admission, OutCode } from "./tier-state.ts";
@@ -22,7 +22,7 @@ export const CONTEXT_SKIPS: ReadonlySet<SkipCode> = new Set(["context_too_small"
 export interface ContextKnowledge {
   /** The largest window, in tokens, a context-length error was seen on. */
   readonly floor?: number;
-  /** Upstream model names that answered with a context-length error. */
+  /** Tiers (tier-book.ts `tierKey`) that answered with a context-length error. */
   readonly models: ReadonlySet<string>;
 }
 
@@ -30,9 +30,8 @@ export type Gate =
   | { readonly go: true; /** Set when this request is the half-open check: the breaker state to take. */ readonly halfOpen?: BreakerState }
   | { readonly go: false; readonly code: SkipCode; readonly why: string };
 
-export function gateTier(a: Admission, breaker: BreakerState, now: number, model: string, window: number | undefined, ctx: ContextKnowledge): Gate {
-  const larger = window !== undefined && ctx.floor !== undefined && window > ctx.floor;
-  if (ctx.models.has(model) && !larger) return { go: false, code: "same_model", why: `${model} already refused this prompt as too long` };
+export function gateTier(a: Admission, breaker: BreakerState, now: number, key: string, window: number | undefined, ctx: ContextKnowledge): Gate {
+  if (ctx.models.has(key)) return { go: false, code: "same_model", why: "this model already refused the prompt as too long" };
   if (window !== undefined && ctx.floor !== undefined && window <= ctx.floor) {
     return { go: false, code: "context_too_small", why: `context ${window} is not larger than the ${ctx.floor} tokens that were too few` };
   }

@@ -20,7 +20,7 @@ import { CONTEXT_SKIPS, gateTier, type Gate } from "./plan.ts";
 import { RecoveryProbes } from "./probes.ts";
 import { sendAllDown, sendContextTooLong } from "./respond.ts";
 import { RouteWatch } from "./route-watch.ts";
-import { TierBook } from "./tier-book.ts";
+import { TierBook, tierKey } from "./tier-book.ts";
 import type { Admission } from "./tier-state.ts";
 import { Upstreams } from "./upstream.ts";
 import { ServedWindow } from "./window.ts";
@@ -111,6 +111,7 @@ export class Router implements Core {
     });
     this.routes = new RouteWatch(config.routes, { backends: this.backends, clock: deps.clock, emit: (e) => this.emit(e), admission: (t) => this.book.admission(t), holdMs: config.router.recovery_hold });
     this.routes.observe();
+    deps.metrics?.follow(() => this.snapshot().routes);
     // Routes change tier when health does, traffic or not.
     this.offHealth = deps.health.onChange((_name, h, prev) => {
       if (h.state !== prev.state) this.reassess();
@@ -193,7 +194,7 @@ export class Router implements Core {
 
   gate(ctx: RequestCtx, index: number): Gate {
     const t = ctx.route.tiers[index]!;
-    return gateTier(this.book.admission(t), this.book.breaker(t), this.clock.now(), t.model, this.contextOf(t), { floor: ctx.contextFloor, models: ctx.contextModels });
+    return gateTier(this.book.admission(t), this.book.breaker(t), this.clock.now(), tierKey(t), this.contextOf(t), { floor: ctx.contextFloor, models: ctx.contextModels });
   }
 
   private contextOf(t: TierConfig): number | undefined {

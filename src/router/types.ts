@@ -82,7 +82,7 @@ export interface RequestCtx {
   readonly startedAt: number;
   attempts: number;
   readonly tried: TriedTier[];
-  /** After a context-length error: the largest window known to be too small, and the models that refused. */
+  /** After a context-length error: the largest window known to be too small, and the tiers (tierKey) that refused. */
   contextFloor?: number;
   readonly contextModels: Set<string>;
   contextError?: { status: number; body: string };

@@ -6,7 +6,7 @@ import type { Config } from "../../src/config/types.ts";
 import { HealthRegistry } from "../../src/health/registry.ts";
 import { realClock } from "../../src/platform/clock.ts";
 import { RouterMetrics } from "../../src/router/metrics.ts";
-import { Router, type RouterEvent } from "../../src/router/router.ts";
+import { Router, type RouterDeps, type RouterEvent } from "../../src/router/router.ts";
 import { RouterServer } from "../../src/router/server.ts";
 import { memoryLogger, testConfig } from "./supervise.ts";
 import { tempDir } from "./tmp.ts";
@@ -19,19 +19,20 @@ export interface RouterHarness {
   readonly socket: string;
   readonly tcpUrl: string;
   readonly events: RouterEvent[];
+  readonly metrics: RouterMetrics;
   readonly client: OpenAI;
   /** fetch over the unix socket. */
   fetch(pathname: string, init?: Parameters<typeof undiciFetch>[1]): ReturnType<typeof undiciFetch>;
 }
 
-export async function startRouter(t: { after(fn: () => void | Promise<void>): void }, body: string, routerToml = ""): Promise<RouterHarness> {
+export async function startRouter(t: { after(fn: () => void | Promise<void>): void }, body: string, routerToml = "", deps: Partial<Pick<RouterDeps, "contextWindow">> = {}): Promise<RouterHarness> {
   const dir = tempDir(t);
   const socket = path.join(dir, "api.sock");
   const config = testConfig(dir, `[router]\nsocket = "${socket}"\nlisten = "127.0.0.1:0"\n${routerToml}\n${body}`);
   const health = new HealthRegistry(config, realClock);
   const events: RouterEvent[] = [];
   const metrics = new RouterMetrics();
-  const router = new Router(config, { health, clock: realClock, logger: memoryLogger().logger, metrics, onEvent: (e) => events.push(e) });
+  const router = new Router(config, { health, clock: realClock, logger: memoryLogger().logger, metrics, onEvent: (e) => events.push(e), ...deps });
   const server = new RouterServer(config, router, memoryLogger().logger, metrics);
   const listening = await server.listen();
   const agent = new Agent({ connect: { socketPath: socket } });
@@ -50,6 +51,7 @@ export async function startRouter(t: { after(fn: () => void | Promise<void>): vo
     socket,
     tcpUrl: `http://127.0.0.1:${listening.tcp!.port}`,
     events,
+    metrics,
     client,
     fetch: (pathname, init) => viaSocket(`http://llmsup${pathname}`, init),
   };

@@ -24,15 +24,15 @@ test("plan: an open breaker past its interval lets exactly this request check th
 });
 
 test("plan: after a context-length error an unknown window is tried, a known smaller or equal one is skipped", () => {
-  const ctx = { floor: 8_192, models: new Set(["small"]) };
-  assert.deepEqual(gateTier(ok, CLOSED, 0, "big", undefined, ctx), { go: true }, "unknown is not too small");
-  assert.deepEqual(gateTier(ok, CLOSED, 0, "big", 32_768, ctx), { go: true });
-  assert.equal((gateTier(ok, CLOSED, 0, "other", 8_192, ctx) as { code: string }).code, "context_too_small");
-  assert.equal((gateTier(ok, CLOSED, 0, "other", 4_096, { models: new Set(["small"]) }) as { go: boolean }).go, true, "no known floor: nothing to compare with");
+  const ctx = { floor: 8_192, models: new Set(["a\u0000small"]) };
+  assert.deepEqual(gateTier(ok, CLOSED, 0, "b\u0000big", undefined, ctx), { go: true }, "unknown is not too small");
+  assert.deepEqual(gateTier(ok, CLOSED, 0, "b\u0000big", 32_768, ctx), { go: true });
+  assert.equal((gateTier(ok, CLOSED, 0, "c\u0000other", 8_192, ctx) as { code: string }).code, "context_too_small");
+  assert.equal(gateTier(ok, CLOSED, 0, "c\u0000other", 4_096, { models: new Set(["a\u0000small"]) }).go, true, "no known floor: nothing to compare with");
 });
 
-test("plan: the model that refused the prompt as too long is never tried again unless its window is known to be larger", () => {
-  assert.equal((gateTier(ok, CLOSED, 0, "small", undefined, { floor: 8_192, models: new Set(["small"]) }) as { code: string }).code, "same_model");
-  assert.equal((gateTier(ok, CLOSED, 0, "small", undefined, { models: new Set(["small"]) }) as { code: string }).code, "same_model");
-  assert.deepEqual(gateTier(ok, CLOSED, 0, "small", 131_072, { floor: 8_192, models: new Set(["small"]) }), { go: true }, "the same model on a box with a larger window");
+test("plan: a tier that refused the prompt as too long is never asked again; the same model on another box with an unknown window is", () => {
+  const ctx = { models: new Set(["a\u0000m"]) };
+  assert.equal((gateTier(ok, CLOSED, 0, "a\u0000m", 131_072, ctx) as { code: string }).code, "same_model");
+  assert.deepEqual(gateTier(ok, CLOSED, 0, "gpu2\u0000m", undefined, ctx), { go: true });
 });
