@@ -3,7 +3,8 @@
  * policy, rendering, the outbox write and delivery all happen afterwards, in
  * order, in the background. State (policy, outbox) lives under
  * <state_dir>/alerts/, so a new Alerter over the same directory carries on
- * where the last one stopped.
+ * where the last one stopped; `reconcile(live)` then settles that state with
+ * what is true now (reconcile.ts).
  */
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -16,6 +17,7 @@ import { readJson, writeJsonAtomic } from "../platform/json-file.ts";
 import { createMailer, type Mailer } from "./mailer.ts";
 import { Outbox } from "./outbox.ts";
 import { decide, initialPolicyState, nextWake, parsePolicyState, tick, type PlannedMail, type PolicyConfig, type PolicyState } from "./policy.ts";
+import { reconcile, type LiveState } from "./reconcile.ts";
 import { renderMail, type RenderedMail } from "./render.ts";
 import { renderSnapshot, type SnapshotProvider } from "./snapshot.ts";
 
@@ -47,7 +49,11 @@ export interface AlerterStatus extends DeliveryStatus {
   readonly held: number;
 }
 
-type Work = { readonly event: AlertEvent } | { readonly tick: true } | { readonly mail: RenderedMail; readonly kind: string; readonly severity: AlertSeverity };
+type Work =
+  | { readonly event: AlertEvent }
+  | { readonly tick: true }
+  | { readonly live: LiveState }
+  | { readonly mail: RenderedMail; readonly kind: string; readonly severity: AlertSeverity };
 
 const DISABLED_STATUS: AlerterStatus = { enabled: false, queued: 0, held: 0, pending: 0, delivered: 0, rejected: 0, failures: 0, failedAttempts: 0 };
 
@@ -115,6 +121,19 @@ export class Alerter {
   notify(event: AlertEvent): void {
     if (!this.courier || this.closed) return;
     this.work.push({ event });
+    this.drainSoon();
+  }
+
+  /**
+   * Settles the policy state (carried over from an earlier run, or from before a
+   * reload) with what is true now: stale outages are forgotten, removed routes
+   * and backends dropped, a mailed outage found over gets its all-clear (see
+   * reconcile.ts). Taken in order with the events: call it before the
+   * components that report on the live state can report. Never throws, never waits.
+   */
+  reconcile(live: LiveState): void {
+    if (!this.courier || this.closed) return;
+    this.work.push({ live });
     this.drainSoon();
   }
 
@@ -202,7 +221,7 @@ export class Alerter {
         }
         const now = this.clock.now();
         const heldBefore = this.policy.held?.mails ?? 0;
-        const d = "event" in w ? decide(this.policy, w.event, now, this.cfg) : tick(this.policy, now, this.cfg);
+        const d = "event" in w ? decide(this.policy, w.event, now, this.cfg) : "live" in w ? this.reconciled(w.live, now) : tick(this.policy, now, this.cfg);
         this.policy = d.state;
         if ("event" in w && d.mails.length === 0) {
           const c = classifyAlert(w.event);
@@ -224,6 +243,18 @@ export class Alerter {
       else this.schedule();
       this.progressed();
     }
+  }
+
+  private reconciled(live: LiveState, now: number): ReturnType<typeof reconcile> {
+    const r = reconcile(this.policy, live, now, this.cfg);
+    const n = (a: string) => r.changes.filter((c) => c.action === a).length;
+    if (r.changes.length > 0) {
+      this.o.logger.info(
+        { event: "alert.reconciled", changes: r.changes },
+        `alert state reconciled with the live state: ${n("forgotten")} stale forgotten, ${n("cleared")} all-clear, ${n("settled")} settled, ${n("dropped")} dropped`,
+      );
+    }
+    return r;
   }
 
   private async enqueue(mail: RenderedMail, kind: string, severity: AlertSeverity, subjectKey: string): Promise<void> {

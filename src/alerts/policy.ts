@@ -1,23 +1,31 @@
 /**
- * When to mail: dedupe, coalescing, recovery pairing, flap summaries and the
- * hourly rate cap. Pure: state in, state and planned mails out; time is an
- * argument. The state is plain JSON so the alerter can keep it across restarts.
+ * When to mail: dedupe, recovery pairing, repeat folding and the hourly rate
+ * cap. Pure: state in, state and planned mails out; time is an argument. The
+ * state is plain JSON so the alerter can keep it across restarts (and
+ * reconcile.ts settles it with the live state when the daemon starts again).
  *
- * Per subject (see events.ts):
- * - the first raise of an outage is mailed at once, unless a mail about the
- *   same subject went out less than `coalesce_window` ago (a flap): then it is
- *   folded, and the fold goes out as one summary when the window ends;
+ * Per subject (see events.ts), a *change* of state is news and a *repeat* is not:
+ * - a raise that begins an outage, a raise to another bad state (further down
+ *   the chain, all tiers down, fatal after restarting, …, and back up to a
+ *   better fallback), and a clear that ends an outage are each mailed at once,
+ *   whenever they come: a failover minutes after a recovery, or a second fatal
+ *   after a reset, is a new outage the operator must hear of now, never a line
+ *   in a later summary;
  * - a raise to the state the subject is already in is a repeat: folded and
- *   carried into the next mail ("and 14 more failovers between …"), never a
- *   mail of its own;
- * - a change to another bad state is mailed at once when it escalates the
- *   severity or the window has passed, folded otherwise;
- * - a clear (recovery) pairs with the first raise of its outage, mailed or
- *   folded, and is mailed at once when the operator was told of the outage.
- * Globally, at most `max_per_hour` mails leave per sliding hour; the rest are
- * held and summarised in the next mail allowed out.
+ *   carried into the next mail about the subject ("and 14 more failovers
+ *   between …"), never a mail of its own;
+ * - a clear pairs with the first raise of its outage and goes to whoever heard
+ *   of the outage (a fatal's all-clear reaches critical_to too); so does every
+ *   change inside an outage;
+ * - a notice (daemon started / stopping) is mailed at once, unless the same
+ *   notice was mailed less than `coalesce_window` ago: then it is folded and
+ *   the fold goes out as one summary when the window ends (a daemon that
+ *   restarts in a loop is one summary, not a mail per start).
+ * A subject that flaps therefore mails every change; the flood guard is global:
+ * at most `max_per_hour` mails leave per sliding hour, the rest are held and
+ * summarised (every event counted) in the next mail allowed out.
  */
-import { classifyAlert, maxSeverity, SEVERITY_RANK, type AlertEvent, type AlertKind, type AlertSeverity } from "./events.ts";
+import { classifyAlert, maxSeverity, type AlertEvent, type AlertKind, type AlertSeverity } from "./events.ts";
 
 export const HOUR_MS = 3_600_000;
 /** How many of the folded events a mail lists one by one. */
@@ -61,7 +69,7 @@ export interface SubjectState {
   readonly latest?: AlertEvent;
   readonly lastMailAt?: number;
   readonly fold?: Fold;
-  /** When a folded state change must go out as a summary. */
+  /** When the fold must go out as a summary (repeated notices; folds of older versions). */
   readonly flushAt?: number;
 }
 
@@ -83,7 +91,7 @@ export interface PolicyState {
 
 /** A mail the policy wants sent now; render.ts turns it into text. */
 export interface PlannedMail {
-  /** event: about one event; summary: a subject's folded changes at the end of a window; held: only what the rate cap kept back. */
+  /** event: about one event; summary: a subject's folded events at the end of a window; held: only what the rate cap kept back. */
   readonly type: "event" | "summary" | "held";
   /** The subject key ("" for a held-only mail). */
   readonly subject: string;
@@ -163,7 +171,7 @@ function admit(state: PolicyState, mail: PlannedMail, now: number, cfg: PolicyCo
   return { state: { ...state, sentAt, held } };
 }
 
-function withSubject(state: PolicyState, key: string, s: SubjectState | undefined): PolicyState {
+export function withSubject(state: PolicyState, key: string, s: SubjectState | undefined): PolicyState {
   const subjects = { ...state.subjects };
   if (s) subjects[key] = s;
   else delete subjects[key];
@@ -185,14 +193,8 @@ function told(s: SubjectState, mail: PlannedMail): SubjectState {
 export function decide(state: PolicyState, e: AlertEvent, now: number, cfg: PolicyConfig): Decision {
   const c = classifyAlert(e);
   const s = state.subjects[c.subject] ?? FINE;
-  const windowOpen = s.lastMailAt !== undefined && now - s.lastMailAt < cfg.coalesceWindowMs;
-  const windowEnd = (s.lastMailAt ?? now) + cfg.coalesceWindowMs;
-  const fold = (next: SubjectState, change: boolean, outageMs?: number): Decision => ({
-    state: withSubject(state, c.subject, {
-      ...next,
-      fold: addToFold(s.fold, e, change, outageMs),
-      flushAt: change ? (s.flushAt ?? windowEnd) : s.flushAt,
-    }),
+  const fold = (next: SubjectState, flushAt: number | undefined): Decision => ({
+    state: withSubject(state, c.subject, { ...next, fold: addToFold(s.fold, e, false), flushAt }),
     mails: [],
   });
   const mail = (next: SubjectState, severity: AlertSeverity, outage?: PlannedMail["outage"]): Decision => {
@@ -200,43 +202,40 @@ export function decide(state: PolicyState, e: AlertEvent, now: number, cfg: Poli
     const r = admit(withSubject(state, c.subject, told(next, planned)), planned, now, cfg);
     return { state: r.state, mails: r.out ? [r.out] : [] };
   };
+  // Whoever heard of an outage hears of every change in it, and of its end.
+  const toldOf = (sev: AlertSeverity) => maxSeverity(sev, s.bad ? (s.outage?.mailedSeverity ?? "info") : "info");
 
   switch (c.phase) {
     case "raise": {
-      if (!s.bad) {
-        const next: SubjectState = { ...s, bad: true, state: c.state, severity: c.severity, latest: e, outage: { since: e.at, first: e, mailed: false } };
-        return windowOpen ? fold(next, true) : mail(next, c.severity);
-      }
-      if (c.state === s.state) return fold({ ...s, latest: e }, false);
-      const next: SubjectState = { ...s, state: c.state, severity: c.severity, latest: e };
-      const escalates = SEVERITY_RANK[c.severity] > SEVERITY_RANK[s.outage?.mailedSeverity ?? s.severity];
-      return !windowOpen || escalates ? mail(next, c.severity) : fold(next, true);
+      if (s.bad && c.state === s.state) return fold({ ...s, latest: e }, s.flushAt);
+      const next: SubjectState = s.bad
+        ? { ...s, state: c.state, severity: c.severity, latest: e }
+        : { ...s, bad: true, state: c.state, severity: c.severity, latest: e, outage: { since: e.at, first: e, mailed: false } };
+      return mail(next, toldOf(c.severity));
     }
     case "clear": {
       if (!s.bad || !s.outage) return { state, mails: [] };
       const next: SubjectState = { ...s, bad: false, state: "ok", severity: "info", latest: e, outage: undefined };
-      const outage = { since: s.outage.since, until: e.at, first: s.outage.first };
-      // Whoever heard of the failure hears of the recovery.
-      const severity = s.outage.mailedSeverity ?? c.severity;
-      return s.outage.mailed || !windowOpen ? mail(next, severity, outage) : fold(next, true, e.at - s.outage.since);
+      return mail(next, toldOf(c.severity), { since: s.outage.since, until: e.at, first: s.outage.first });
     }
     case "notice": {
       const next: SubjectState = { ...s, state: c.state, latest: e };
-      return windowOpen ? fold(next, true) : mail(next, c.severity);
+      const again = c.state === s.state && s.lastMailAt !== undefined && now - s.lastMailAt < cfg.coalesceWindowMs;
+      return again ? fold(next, s.flushAt ?? s.lastMailAt! + cfg.coalesceWindowMs) : mail(next, c.severity);
     }
   }
 }
 
 /**
- * Time passing: folded changes whose window ended go out as summaries, held
- * mails go out once the cap allows, quiet subjects are forgotten.
+ * Time passing: folds whose window ended go out as summaries, held mails go
+ * out once the cap allows, quiet subjects are forgotten.
  */
 export function tick(state: PolicyState, now: number, cfg: PolicyConfig): Decision {
   let st = state;
   const mails: PlannedMail[] = [];
   for (const [key, s] of Object.entries(state.subjects)) {
     if (s.flushAt !== undefined && s.flushAt <= now) {
-      if (!s.fold || s.fold.changes === 0) {
+      if (!s.fold || s.fold.count === 0) {
         st = withSubject(st, key, { ...s, flushAt: undefined });
         continue;
       }

@@ -111,7 +111,8 @@ function renderSummary(m: PlannedMail & { fold: Fold }, ctx: RenderContext): Ren
   const cur = m.current;
   const now = cur ? stateWords(cur.state) : "unchanged";
   const flaps = m.fold.outages?.n ?? 0;
-  const what = flaps > 0 ? `${label} flapped ${plural(flaps, "time")}` : `${label}: ${plural(m.fold.changes, "more change")}`;
+  // A fold of state changes (written by an older llmsup) says how many; a fold of repeated notices says what repeated.
+  const what = flaps > 0 ? `${label} flapped ${plural(flaps, "time")}` : m.fold.changes > 0 ? `${label}: ${plural(m.fold.changes, "more change")}` : `${label}: ${countsOf(m.fold, true)}`;
   const lines: string[] = [];
   lines.push(...field("What", `${what} ${formatSpan(m.fold.first, m.fold.last, tz)}; now ${now}.`));
   lines.push(...field("Where", [`host ${ctx.host}`, ...(cur?.latest ? describe(cur.latest).where : [])]));

@@ -1,16 +1,21 @@
 /**
  * From what the components report to what an operator is mailed: supervisor
  * transitions, router route changes, GPU and host faults, the daemon's own
- * start and stop become AlertEvents. Pure, with a little memory (the last
- * per-request failover of each route, which explains a route-level failover).
+ * start and stop become AlertEvents. Pure, with a little memory (the
+ * backends in an outage, whose return to ready is the all-clear). Route
+ * mails come only from the route's state transitions, never from a single
+ * request's failover. Also
+ * says what is live for the alert policy to reconcile with (reconcile.ts): at
+ * start, and on reload through the `onReconcile` hook.
  */
 import type { AlertEvent, TierRef } from "../alerts/events.ts";
+import type { LiveState } from "../alerts/reconcile.ts";
 import type { TimeOnTier } from "../alerts/digest.ts";
 import type { Config } from "../config/types.ts";
 import type { GpuFault } from "../gpu/types.ts";
 import type { HostFault } from "../host/thresholds.ts";
 import type { RouterEvent } from "../router/router.ts";
-import type { SupervisorEvent } from "../supervisor/states.ts";
+import type { BackendSnapshot, SupervisorEvent } from "../supervisor/states.ts";
 
 export type BridgeInput =
   | SupervisorEvent
@@ -23,29 +28,56 @@ export type BridgeInput =
 /** Restarts inside the budget window from which "restarted repeatedly" is mailed. */
 const REPEATED_RESTARTS = 2;
 
-export class AlertBridge {
-  private readonly lastFailover = new Map<string, { reason: string; detail: string }>();
-  private readonly restarting = new Set<string>();
-  private config: Config;
+/**
+ * The live state at daemon start, once the supervisor has restored what the
+ * last run left (fatal marks): every route is settling (none has loaded its
+ * first tier yet), every backend is fatal or not.
+ */
+export function liveAtStart(config: Config, backends: readonly Pick<BackendSnapshot, "name" | "state">[]): LiveState {
+  const fatal = new Set(backends.filter((b) => b.state === "fatal").map((b) => b.name));
+  return {
+    routes: Object.fromEntries(config.routes.map((r) => [r.model, { serving: "settling" as const }])),
+    backends: Object.fromEntries(config.backends.map((b) => [b.name, { fatal: fatal.has(b.name) }])),
+  };
+}
 
-  constructor(config: Config) {
+/**
+ * The live state on reload: routes and backends the new configuration no
+ * longer has are dropped; the router is rebuilt, so every route settles again
+ * like at start; backends carry on (their outages stand).
+ */
+export function liveAfterReload(config: Config): LiveState {
+  return {
+    routes: Object.fromEntries(config.routes.map((r) => [r.model, { serving: "settling" as const }])),
+    backends: Object.fromEntries(config.backends.map((b) => [b.name, {}])),
+  };
+}
+
+export class AlertBridge {
+  /** Backends restarting repeatedly or fatal (or reset out of fatal): their next ready is the all-clear. */
+  private readonly awaitingReady = new Set<string>();
+  private config: Config;
+  private readonly onReconcile?: (live: LiveState) => void;
+
+  /** `onReconcile`: given the live state on each reconfigure (the alerter's reconcile). */
+  constructor(config: Config, onReconcile?: (live: LiveState) => void) {
     this.config = config;
+    this.onReconcile = onReconcile;
   }
 
   reconfigure(config: Config): void {
     this.config = config;
+    for (const b of this.awaitingReady) if (!config.backends.some((x) => x.name === b)) this.awaitingReady.delete(b);
+    this.onReconcile?.(liveAfterReload(config));
   }
 
   translate(e: BridgeInput): AlertEvent[] {
     switch (e.event) {
-      case "router.failover":
-        this.lastFailover.set(e.route, { reason: e.reason, detail: e.detail });
-        return [];
       case "router.route.fallback": {
-        const why = this.lastFailover.get(e.route);
+        // The route's state says why: the reason the tier it left is out (tier-state.ts), not whichever request failed last.
         const from: TierRef = e.from ?? { index: 0, backend: this.config.routes.find((r) => r.model === e.route)?.tiers[0]?.backend ?? "?" };
         const gpus = this.config.backends.find((b) => b.name === from.backend)?.gpus;
-        return [{ kind: "failover", at: e.at, route: e.route, from, to: e.to, reasonClass: why?.reason ?? "unavailable", error: why?.detail ?? e.reason, ...(gpus?.length ? { gpus } : {}) }];
+        return [{ kind: "failover", at: e.at, route: e.route, from, to: e.to, reasonClass: e.code, error: e.reason, ...(gpus?.length ? { gpus } : {}) }];
       }
       case "router.route.recovered":
         return [{ kind: "recovery", at: e.at, route: e.route, tier: e.to }];
@@ -64,21 +96,23 @@ export class AlertBridge {
       case "backend.state": {
         const gpus = this.config.backends.find((b) => b.name === e.backend)?.gpus;
         const g = gpus?.length ? { gpus } : {};
+        // Out of fatal (a reset, also of a fatal carried over a daemon restart): the outage lasts until ready.
+        if (e.from === "fatal") this.awaitingReady.add(e.backend);
         if (e.to === "fatal") {
-          this.restarting.delete(e.backend);
+          this.awaitingReady.add(e.backend);
           return [{ kind: "backend_fatal", at: e.at, backend: e.backend, exitClass: e.exit?.class ?? "unknown", reason: e.reason, budget: e.budget ?? { used: 0, burst: 0 }, lastLines: e.exit?.lastLines, ...g }];
         }
         if (e.to === "backoff" && e.exit) {
           const wedged = e.exit.class === "wedged";
           const used = e.budget?.used ?? 0;
           if (wedged || used >= REPEATED_RESTARTS) {
-            this.restarting.add(e.backend);
+            this.awaitingReady.add(e.backend);
             const window = this.config.backends.find((b) => b.name === e.backend)?.process?.start_limit_interval ?? 0;
             return [{ kind: "backend_restarting", at: e.at, backend: e.backend, restarts: used, windowMs: window, exitClass: e.exit.class, reason: e.exit.reason, wedged, lastLines: e.exit.lastLines, ...g }];
           }
           return [];
         }
-        if (e.to === "ready" && this.restarting.delete(e.backend)) return [{ kind: "backend_recovered", at: e.at, backend: e.backend }];
+        if (e.to === "ready" && this.awaitingReady.delete(e.backend)) return [{ kind: "backend_recovered", at: e.at, backend: e.backend }];
         return [];
       }
       case "gpu.fault.raised": {

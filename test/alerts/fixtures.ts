@@ -1,5 +1,5 @@
 /** Alert events as the daemon will raise them, one builder per kind. */
-import type { AlertEvent, FailoverEvent, RecoveryEvent } from "../../src/alerts/events.ts";
+import type { AlertEvent, BackendFatalEvent, BackendRecoveredEvent, FailoverEvent, RecoveryEvent } from "../../src/alerts/events.ts";
 
 export const ROUTE = "llama-3.1-8b";
 /** 2025-06-01 14:02:03 UTC. */
@@ -22,6 +22,14 @@ export function failover(at: number, route = ROUTE, to = 1): FailoverEvent {
 
 export function recovery(at: number, route = ROUTE): RecoveryEvent {
   return { kind: "recovery", at, route, tier: { index: 0, backend: "vllm-gpu0" } };
+}
+
+export function fatal(at: number, backend = "vllm-gpu0"): BackendFatalEvent {
+  return { kind: "backend_fatal", at, backend, exitClass: "oom", reason: "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", budget: { used: 5, burst: 5 }, gpus: [0] };
+}
+
+export function backendRecovered(at: number, backend = "vllm-gpu0"): BackendRecoveredEvent {
+  return { kind: "backend_recovered", at, backend };
 }
 
 /** One event of every kind, for rendering checks. */

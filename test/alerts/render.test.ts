@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decide, initialPolicyState, tick, type PlannedMail, type PolicyConfig } from "../../src/alerts/policy.ts";
+import { addToFold, decide, initialPolicyState, tick, type Fold, type PlannedMail, type PolicyConfig } from "../../src/alerts/policy.ts";
 import { droppedNote, renderMail, type RenderContext } from "../../src/alerts/render.ts";
 import { renderSnapshot } from "../../src/alerts/snapshot.ts";
 import { QUOTE_MAX, WIDTH } from "../../src/alerts/text.ts";
@@ -77,15 +77,26 @@ test("action lines: reset after a spent restart budget; GPU cooling with automat
   assert.match(gpu.text.replace(/\n {2}/g, " "), /check GPU 0 cooling; tiers on GPU 0 are down and are restored automatically when the fault clears\./);
 });
 
-test("a flap summary counts the flaps, gives their span and where things stand now", () => {
-  let state = initialPolicyState();
-  for (let i = 0; i < 20; i++) {
-    for (const e of [failover(T0 + i * 3000), recovery(T0 + i * 3000 + 1500)]) state = decide(state, e, e.at, CFG).state;
+test("a flap summary (as an older llmsup folded flaps) counts the flaps, gives their span and where things stand now", () => {
+  let fold: Fold | undefined;
+  for (let i = 1; i < 20; i++) {
+    fold = addToFold(fold, failover(T0 + i * 3000), true);
+    fold = addToFold(fold, recovery(T0 + i * 3000 + 1500), true, 1500);
   }
-  const d = tick(state, T0 + 11 * MIN, CFG);
-  const r = renderMail(d.mails[0]!, CTX);
+  const r = renderMail({ type: "summary", subject: "route:llama-3.1-8b", severity: "warning", at: T0 + 11 * MIN, fold, current: { bad: false, state: "ok", latest: recovery(T0 + 19 * 3000 + 1500) } }, CTX);
   assert.equal(r.subject, "[llmsup] gpu-box-1: llama-3.1-8b flapped 19 times, now ok");
   assert.match(r.text, /Events:\n {2}19 failovers and 19 recoveries between 14:02:06 and 14:03:01; 19\n {2}outages lasting 1\.5s:/);
+});
+
+test("a summary of a repeated notice says what repeated", () => {
+  const started = (at: number) => ({ kind: "daemon_started" as const, at, version: "0.1.0", pid: 1, config: "/etc/llmsup/supervisor.toml" });
+  let state = initialPolicyState();
+  for (const e of [started(T0), started(T0 + MIN), started(T0 + 2 * MIN)]) state = decide(state, e, e.at, CFG).state;
+  const d = tick(state, T0 + 10 * MIN, CFG);
+  assert.equal(d.mails.length, 1);
+  const r = renderMail(d.mails[0]!, CTX);
+  assert.equal(r.subject, "[llmsup] gpu-box-1: llmsup: 2 more starts, now started");
+  assert.match(r.text, /Events:\n {2}2 starts between 14:03:03 and 14:04:03:/);
 });
 
 test("mails held by the rate cap are summarised, with the cap named", () => {
