@@ -30,10 +30,11 @@ import type { AlertEvent } from "../alerts/events.ts";
 import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import type { Scheduler } from "../schedule/scheduler.ts";
 import { scheduleJobs } from "./jobs.ts";
-import { AlertBridge, type BridgeInput } from "./alert-bridge.ts";
+import { AlertBridge, liveAtStart, type BridgeInput } from "./alert-bridge.ts";
 import { historyOfGpuFault, historyOfRouter, historyOfSupervisor } from "./history.ts";
 import { gpuHealthOf } from "./gpu-health.ts";
 import { EmergencyCache } from "../cache/cache.ts";
+import { ContextWindows } from "../health/context.ts";
 import { runDrill, type DrillSpec } from "../drills/drill.ts";
 import type { DrillReport } from "../drills/report.ts";
 
@@ -90,6 +91,8 @@ export class Daemon {
   private alertLog: AlertEvent[] = [];
   scheduler?: Scheduler;
   private readonly listeners = new Set<(e: DaemonEvent) => void>();
+  /** Context windows read from the backends (the router skips only tiers known to be too small). */
+  readonly windows = new ContextWindows();
   private drilling = false;
 
   constructor(options: DaemonOptions) {
@@ -110,7 +113,8 @@ export class Daemon {
     const persisted = await this.store.load();
     this.history = [...persisted.history].slice(-HISTORY_MAX);
 
-    this.bridge = new AlertBridge(c);
+    // A reload reconciles the alert state too (removed routes and backends, routes settling again).
+    this.bridge = new AlertBridge(c, (live) => this.alerter?.reconcile(live));
     try {
       this.alerter = await Alerter.open({
         config: c.alerts,
@@ -128,10 +132,10 @@ export class Daemon {
 
     (this as { health: HealthRegistry }).health = new HealthRegistry(c, this.clock);
     this.health.onChange((name, h, prev) => {
+      // A remote backend answering again may have changed its window (a new model, a new max_model_len).
+      if (h.state !== "down" && prev.state === "down") this.discoverWindows(name, false);
       this.metrics.health.set({ backend: name }, h.state === "healthy" ? 0 : h.state === "degraded" ? 1 : 2);
       if (h.state !== prev.state) this.log.info({ event: "backend.health", backend: name, from: prev.state, to: h.state, reason: h.reason }, `${name} health: ${prev.state} → ${h.state} (${h.reason})`);
-      // Routes change tier when health does, traffic or not: that is when operators want to hear of it.
-      if (h.state !== prev.state) this.router?.reassess();
     });
 
     if (c.gpu.enabled) {
@@ -148,6 +152,8 @@ export class Daemon {
 
     this.supervisor = this.makeSupervisor(c);
     this.restorePersisted(persisted);
+    // The alert state from the last run meets the live one before anything can report: stale outages go, carried-over fatals stay.
+    this.alerter?.reconcile(liveAtStart(c, this.supervisor.snapshot()));
     this.openCache(c);
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
@@ -156,6 +162,7 @@ export class Daemon {
     await this.control.listen(c.control.socket, c.control.mode, c.control.group);
     this.remote = new RemoteProber(c, this.health, this.clock, this.log);
     this.remote.start();
+    for (const b of c.backends) if (!b.managed) this.discoverWindows(b.name, false);
     await this.gpu?.start().catch((e: Error) => this.log.warn({ event: "gpu.monitor.failed", err: e.message }, `GPU monitor could not start: ${e.message}`));
     await this.host.start().catch((e: Error) => this.log.warn({ event: "host.monitor.failed", err: e.message }, `host monitor could not start: ${e.message}`));
 
@@ -194,6 +201,7 @@ export class Daemon {
       cache: this.options.cache ?? this.cache,
       onEvent: (e) => this.onRouterEvent(e),
       onSuccess: (b) => this.supervisor.noteRequestSuccess(b),
+      contextWindow: (b, m) => this.windows.get(b, m),
     });
   }
 
@@ -334,12 +342,24 @@ export class Daemon {
     this.emit(e);
   }
 
+  /** Reads the context windows of a backend's routed models (managed ones when ready; remote ones when reachable). */
+  private discoverWindows(name: string, managed: boolean): void {
+    const b = this.config.backends.find((x) => x.name === name);
+    if (!b || b.managed !== managed) return;
+    const models = [...new Set(this.config.routes.flatMap((r) => r.tiers.filter((t) => t.backend === name).map((t) => t.model)))];
+    if (models.length > 0) void this.windows.refresh(b, models);
+  }
+
   private applyProcessHealth(e: StateEvent): void {
     const state: Health = isServing(e.to) ? (e.to === "degraded" ? "degraded" : "healthy") : "down";
     this.health.set(e.backend, "process", state, state === "healthy" ? "" : `process ${e.to}: ${e.reason}`);
     this.health.setRecovering(e.backend, e.to === "starting" || e.to === "backoff" || e.to === "exited" || e.to === "stopping");
-    // A fresh process clears what passive failures said about the old one.
-    if (e.to === "ready") this.health.set(e.backend, "passive", "healthy", "");
+    // A fresh process clears what passive failures and open breakers said about the old one.
+    if (e.to === "ready") {
+      this.health.set(e.backend, "passive", "healthy", "");
+      this.router?.resetBackend(e.backend);
+      this.discoverWindows(e.backend, true);
+    } else if (e.to === "exited") this.windows.forget(e.backend);
   }
 
   private onRouterEvent(e: RouterEvent): void {
