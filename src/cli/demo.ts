@@ -4,7 +4,7 @@
  * — run in the foreground, with instructions to send requests and cause
  * failures.
  */
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createServer } from "node:net";
@@ -38,7 +38,8 @@ export interface DemoFiles {
 
 /** Writes the demo's configuration and simulated GPUs into a new directory. */
 export async function writeDemo(options: { dir?: string; port?: number } = {}): Promise<DemoFiles> {
-  const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), "llmsup-demo-")));
+  const dir = options.dir ? path.resolve(options.dir) : await mkdtemp(path.join(tmpdir(), "llmsup-demo-"));
+  await mkdir(dir, { recursive: true });
   const gpuState = path.join(dir, "gpus.json");
   await writeGpuState(gpuState, defaultGpuState(2));
   const nvidiaSmi = await writeWrapper(gpuState, path.join(dir, "nvidia-smi"));

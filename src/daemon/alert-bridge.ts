@@ -14,7 +14,7 @@ import type { TimeOnTier } from "../alerts/digest.ts";
 import type { Config } from "../config/types.ts";
 import type { GpuFault } from "../gpu/types.ts";
 import type { HostFault } from "../host/thresholds.ts";
-import type { RouterEvent } from "../router/router.ts";
+import type { RouteSnapshot, RouterEvent } from "../router/router.ts";
 import type { BackendSnapshot, SupervisorEvent } from "../supervisor/states.ts";
 
 export type BridgeInput =
@@ -42,13 +42,16 @@ export function liveAtStart(config: Config, backends: readonly Pick<BackendSnaps
 }
 
 /**
- * The live state on reload: routes and backends the new configuration no
- * longer has are dropped; the router is rebuilt, so every route settles again
- * like at start; backends carry on (their outages stand).
+ * The live state after a reload: routes and backends the new configuration no
+ * longer has are dropped; each route stands where the new router has it (a
+ * route that kept its tiers kept its state; one still settling is "settling");
+ * backends carry on (their outages stand).
  */
-export function liveAfterReload(config: Config): LiveState {
+export function liveAfterReload(config: Config, routes: readonly Pick<RouteSnapshot, "model" | "serving" | "phase" | "tiers">[]): LiveState {
+  const serving = (r: Pick<RouteSnapshot, "serving" | "phase" | "tiers">) =>
+    r.phase === "settling" ? ("settling" as const) : r.serving < 0 ? null : { index: r.serving, backend: r.tiers[r.serving]!.backend };
   return {
-    routes: Object.fromEntries(config.routes.map((r) => [r.model, { serving: "settling" as const }])),
+    routes: Object.fromEntries(routes.map((r) => [r.model, { serving: serving(r) }])),
     backends: Object.fromEntries(config.backends.map((b) => [b.name, {}])),
   };
 }
@@ -57,18 +60,13 @@ export class AlertBridge {
   /** Backends restarting repeatedly or fatal (or reset out of fatal): their next ready is the all-clear. */
   private readonly awaitingReady = new Set<string>();
   private config: Config;
-  private readonly onReconcile?: (live: LiveState) => void;
-
-  /** `onReconcile`: given the live state on each reconfigure (the alerter's reconcile). */
-  constructor(config: Config, onReconcile?: (live: LiveState) => void) {
+  constructor(config: Config) {
     this.config = config;
-    this.onReconcile = onReconcile;
   }
 
   reconfigure(config: Config): void {
     this.config = config;
     for (const b of this.awaitingReady) if (!config.backends.some((x) => x.name === b)) this.awaitingReady.delete(b);
-    this.onReconcile?.(liveAfterReload(config));
   }
 
   translate(e: BridgeInput): AlertEvent[] {

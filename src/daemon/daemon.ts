@@ -30,7 +30,7 @@ import type { AlertEvent } from "../alerts/events.ts";
 import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import type { Scheduler } from "../schedule/scheduler.ts";
 import { scheduleJobs } from "./jobs.ts";
-import { AlertBridge, liveAtStart, type BridgeInput } from "./alert-bridge.ts";
+import { AlertBridge, liveAfterReload, liveAtStart, type BridgeInput } from "./alert-bridge.ts";
 import { historyOfGpuFault, historyOfRouter, historyOfSupervisor } from "./history.ts";
 import { gpuHealthOf } from "./gpu-health.ts";
 import { EmergencyCache } from "../cache/cache.ts";
@@ -113,8 +113,7 @@ export class Daemon {
     const persisted = await this.store.load();
     this.history = [...persisted.history].slice(-HISTORY_MAX);
 
-    // A reload reconciles the alert state too (removed routes and backends, routes settling again).
-    this.bridge = new AlertBridge(c, (live) => this.alerter?.reconcile(live));
+    this.bridge = new AlertBridge(c);
     try {
       this.alerter = await Alerter.open({
         config: c.alerts,
@@ -192,7 +191,7 @@ export class Daemon {
     });
   }
 
-  private makeRouter(c: Config): Router {
+  private makeRouter(c: Config, previous?: Router): Router {
     return new Router(c, {
       health: this.health,
       clock: this.clock,
@@ -202,7 +201,7 @@ export class Daemon {
       onEvent: (e) => this.onRouterEvent(e),
       onSuccess: (b) => this.supervisor.noteRequestSuccess(b),
       contextWindow: (b, m) => this.windows.get(b, m),
-    });
+    }, previous);
   }
 
   /** The emergency cache in the state directory, when a route uses it (else no file is made); new bounds on reload. */
@@ -426,8 +425,10 @@ export class Daemon {
     this.openCache(next);
     const changes = await this.supervisor.apply(next);
     const oldRouter = this.router;
-    this.router = this.makeRouter(next);
+    this.router = this.makeRouter(next, oldRouter);
     this.routerServer.setRouter(this.router, next);
+    // Routes and tiers that remain keep their state across the reload; the alert policy learns where each route stands now.
+    this.alerter?.reconcile(liveAfterReload(next, this.router.snapshot().routes));
     void oldRouter.close();
     this.remote?.stop();
     this.remote = new RemoteProber(next, this.health, this.clock, this.log);

@@ -71,6 +71,11 @@ export class RecoveryProbes {
     this.tierTimers.set(key, this.d.clock.setTimeout(() => void this.probeTier(t, b), b.health.probe_interval));
   }
 
+  /** The endpoint a tier's probes use (what it failed on). */
+  endpointOf(t: TierConfig): Endpoint | undefined {
+    return this.endpoints.get(tierKey(t));
+  }
+
   private async probeTier(t: TierConfig, b: BackendConfig): Promise<void> {
     const key = tierKey(t);
     this.tierTimers.delete(key);

@@ -22,6 +22,8 @@ export interface RouteWatchDeps {
 export class RouteWatch {
   private readonly states = new Map<string, RouteState>();
   private readonly settleBy = new Map<string, number>();
+  /** Routes whose state is taken as it is at the next look, without an announcement. */
+  private readonly baseline = new Set<string>();
   private readonly routes: readonly RouteConfig[];
   private readonly d: RouteWatchDeps;
   private timer?: { at: number; handle: TimerHandle };
@@ -39,6 +41,24 @@ export class RouteWatch {
     }
   }
 
+  /**
+   * Takes over a previous watch's states (a reload): a route whose tiers are
+   * the same keeps its state; a new or changed route starts from what the
+   * model says at the first look, silently — a reload is no outage and no
+   * recovery.
+   */
+  adopt(previous: RouteWatch): void {
+    const same = (a: RouteConfig, b: RouteConfig) => a.tiers.length === b.tiers.length && a.tiers.every((t, i) => t.backend === b.tiers[i]!.backend && t.model === b.tiers[i]!.model);
+    for (const r of this.routes) {
+      const old = previous.routes.find((x) => x.model === r.model);
+      const st = old && previous.states.get(r.model);
+      if (old && st && same(old, r)) {
+        this.states.set(r.model, st);
+        this.settleBy.set(r.model, previous.settleBy.get(r.model) ?? 0);
+      } else this.baseline.add(r.model);
+    }
+  }
+
   state(model: string): Readonly<RouteState> | undefined {
     return this.states.get(model);
   }
@@ -50,8 +70,13 @@ export class RouteWatch {
     let wake = Infinity;
     for (const route of this.routes) {
       const admissions = route.tiers.map((t) => this.d.admission(t));
+      const best = bestTier(admissions);
+      if (this.baseline.delete(route.model)) {
+        this.states.set(route.model, { phase: "settled", serving: best, since: now, ...(best === 0 ? {} : { degradedSince: now }) });
+        continue;
+      }
       const prev = this.states.get(route.model)!;
-      const o = observeRoute(prev, bestTier(admissions), now, { settleBy: this.settleBy.get(route.model)!, holdMs: this.d.holdMs });
+      const o = observeRoute(prev, best, now, { settleBy: this.settleBy.get(route.model)!, holdMs: this.d.holdMs });
       this.states.set(route.model, o.next);
       for (const t of o.transitions) this.d.emit(this.eventOf(route, t, admissions));
       if (o.wakeAt !== undefined) wake = Math.min(wake, o.wakeAt);

@@ -73,7 +73,8 @@ export class Router implements Core {
   /** Answers served, and how many by a fallback tier, over the last five minutes. */
   readonly served = new ServedWindow(300);
 
-  constructor(config: Config, deps: RouterDeps) {
+  /** `previous`: the router of the configuration a reload replaces; what it knew of tiers and routes that remain carries over. */
+  constructor(config: Config, deps: RouterDeps, previous?: Router) {
     this.config = config;
     this.deps = deps;
     this.clock = deps.clock;
@@ -110,6 +111,11 @@ export class Router implements Core {
       healed: (t, detail) => this.healed(t, detail),
     });
     this.routes = new RouteWatch(config.routes, { backends: this.backends, clock: deps.clock, emit: (e) => this.emit(e), admission: (t) => this.book.admission(t), holdMs: config.router.recovery_hold });
+    if (previous) {
+      this.book.adopt(previous.book, this.allTiers);
+      this.routes.adopt(previous.routes);
+      for (const t of this.allTiers) if (this.book.breaker(t).state === "open") this.probes.tierOut(t, previous.probes.endpointOf(t) ?? "chat");
+    }
     this.routes.observe();
     deps.metrics?.follow(() => this.snapshot().routes);
     // Routes change tier when health does, traffic or not.

@@ -68,6 +68,17 @@ export class TierBook {
     return c;
   }
 
+  /** Takes over a previous book's breakers and cooldowns (a reload): tiers that still exist keep what was learnt about them. */
+  adopt(previous: TierBook, tiers: readonly TierConfig[]): void {
+    for (const t of tiers) {
+      const k = tierKey(t);
+      const b = previous.breakers.get(k);
+      if (b) this.breakers.set(k, b);
+      const c = previous.cooldowns.get(k);
+      if (c) this.cooldowns.set(k, c);
+    }
+  }
+
   /** Whether this tier may serve now, and if not why and until when. */
   admission(t: TierConfig): Admission {
     const b = this.d.backends.get(t.backend);

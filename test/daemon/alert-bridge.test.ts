@@ -5,7 +5,7 @@ import { Alerter } from "../../src/alerts/alerter.ts";
 import type { LiveState } from "../../src/alerts/reconcile.ts";
 import { validateConfigText } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/types.ts";
-import { AlertBridge, liveAtStart } from "../../src/daemon/alert-bridge.ts";
+import { AlertBridge, liveAfterReload, liveAtStart } from "../../src/daemon/alert-bridge.ts";
 import type { BackendState, StateEvent } from "../../src/supervisor/states.ts";
 import { alertsConfig, ManualClock, SMTP_ENV, startSmtp } from "../alerts/helpers.ts";
 import { MIN, T0 } from "../alerts/fixtures.ts";
@@ -63,11 +63,15 @@ test("the live state at start: every route settling, each backend fatal or not a
   });
 });
 
-test("reconfigure hands the reload's live state to the reconcile hook: removed routes and backends are not in it", () => {
-  const seen: LiveState[] = [];
-  const bridge = new AlertBridge(config(), (live) => seen.push(live));
-  bridge.reconfigure(config(["llama"], ["cloud"]));
-  assert.deepEqual(seen, [{ routes: { llama: { serving: "settling" } }, backends: { cloud: {} } }]);
+test("after a reload each remaining route stands where the new router has it; removed routes and backends are not in the live state", () => {
+  const tiers = [{ backend: "vllm-gpu0" }, { backend: "cloud" }];
+  const live: LiveState = liveAfterReload(config(["llama", "qwen"], ["cloud"]), [
+    { model: "llama", serving: 1, phase: "settled", tiers },
+    { model: "qwen", serving: -1, phase: "settled", tiers },
+  ] as never);
+  assert.deepEqual(live, { routes: { llama: { serving: { index: 1, backend: "cloud" } }, qwen: { serving: null } }, backends: { cloud: {} } });
+  const settling = liveAfterReload(config(["llama"], ["cloud"]), [{ model: "llama", serving: 1, phase: "settling", tiers }] as never);
+  assert.deepEqual(settling.routes, { llama: { serving: "settling" } });
 });
 
 test("a fatal carried over a daemon restart, then reset and ready: the all-clear is delivered to critical_to too, paired with the first life's fatal", async (t) => {
