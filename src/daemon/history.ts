@@ -22,9 +22,7 @@ export function historyOfRouter(e: RouterEvent): HistoryEntry | undefined {
     case "router.route.down":
       return { at: e.at, kind: "all_down", route: e.route, summary: `${e.route}: every tier is down` };
     case "router.breaker":
-      return { at: e.at, kind: "breaker", backend: e.backend, summary: `breaker ${e.backend}/${e.model}: ${e.from} → ${e.to}` };
-    case "router.tier.healed":
-      return { at: e.at, kind: "breaker", backend: e.backend, summary: `${e.backend}/${e.model}: back in service after ${formatDuration(e.outMs)} (a background probe answered)` };
+      return { at: e.at, kind: "breaker", backend: e.backend, summary: `breaker ${e.backend}/${e.model}: ${e.from} → ${e.to} (${e.reason.slice(0, 160)})` };
     case "router.misconfigured":
       return { at: e.at, kind: "misconfigured", backend: e.backend, summary: `${e.backend} refuses ${e.model}: HTTP ${e.status}` };
     default:

@@ -173,7 +173,7 @@ export class Router implements Core {
     const b = this.book.breaker(t);
     if (b.state === "closed") return;
     const now = this.clock.now();
-    this.book.setBreaker(t, CLOSED, `a background probe answered (${detail})`);
+    this.book.setBreaker(t, CLOSED, `a background probe answered after ${Math.round((now - b.since) / 1000)}s out (${detail})`);
     this.emit({ event: "router.tier.healed", backend: t.backend, model: t.model, outMs: now - b.since, at: now });
   }
 

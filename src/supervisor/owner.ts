@@ -495,7 +495,8 @@ export class BackendOwner {
       code: x.code,
       signal: x.signal,
       class: drill ? "drill" : c.class,
-      reason: drill ? `caused by drill ${drill.id} (${drill.scenario}): ${reason}; restart budget untouched` : reason,
+      // The drill's own signal is no stranger's: "from outside llmsup" would mislead.
+      reason: drill ? `caused by drill ${drill.id} (${drill.scenario}): ${reason.replace(" from outside llmsup", " (the drill's)")}; restart budget untouched` : reason,
       evidence: c.evidence,
       ...(drill ? { drill } : {}),
       lastLines: this.tail.last(20),

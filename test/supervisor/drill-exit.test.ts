@@ -14,7 +14,7 @@ test("an exit a drill announced is the drill's: class drill, its id in the reaso
   const exited = await events.state("b", "exited");
   assert.equal(exited.exit?.class, "drill");
   assert.deepEqual(exited.exit?.drill, { id: "d1", scenario: "backend-crash" });
-  assert.match(exited.reason, /^caused by drill d1 \(backend-crash\): killed by SIGKILL from outside llmsup; restart budget untouched$/);
+  assert.match(exited.reason, /^caused by drill d1 \(backend-crash\): killed by SIGKILL \(the drill's\); restart budget untouched$/);
   const backoff = await events.state("b", "backoff");
   assert.deepEqual(backoff.budget, { used: 0, burst: 5 });
   assert.ok(backoff.restartInMs! < 150, `the first delay, not a grown one: ${backoff.restartInMs}`);
