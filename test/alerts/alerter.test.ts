@@ -96,13 +96,19 @@ test("twenty flaps in a minute: each change is delivered as it happens up to max
   assert.equal(alerter.status().held, 0);
 });
 
-test("a failover never recovered before a daemon restart: reconcile finds the route on tier 0, the all-clear goes out, and the next failover is delivered", async (t) => {
+/** A previous daemon's alerter mailed a failover and stopped before its recovery; its state is in `dir`. */
+async function lastLifeLeftAFailover(t: Parameters<typeof startSmtp>[0]) {
   const smtp = await startSmtp(t);
   const dir = tempDir(t);
   const first = await openAlerter(t, smtp.port, { dir });
   first.alerter.notify(failover(T0));
   assert.equal((await first.alerter.flush(5_000)).delivered, 1);
   await first.alerter.close();
+  return { smtp, dir };
+}
+
+test("a failover never recovered before a daemon restart: reconcile finds the route on tier 0, the all-clear goes out, and the next failover is delivered", async (t) => {
+  const { smtp, dir } = await lastLifeLeftAFailover(t);
 
   const clock = new ManualClock(T0 + 20 * MIN);
   const second = await openAlerter(t, smtp.port, { dir, clock });
@@ -127,12 +133,7 @@ test("a failover never recovered before a daemon restart: reconcile finds the ro
 });
 
 test("a failover never recovered before a daemon restart: with the route still settling it is forgotten without a mail, and the next failover is delivered", async (t) => {
-  const smtp = await startSmtp(t);
-  const dir = tempDir(t);
-  const first = await openAlerter(t, smtp.port, { dir });
-  first.alerter.notify(failover(T0));
-  assert.equal((await first.alerter.flush(5_000)).delivered, 1);
-  await first.alerter.close();
+  const { smtp, dir } = await lastLifeLeftAFailover(t);
 
   const clock = new ManualClock(T0 + 20 * MIN);
   const second = await openAlerter(t, smtp.port, { dir, clock });

@@ -7,7 +7,8 @@ import { decide, initialPolicyState } from "../../src/alerts/policy.ts";
 import { startDaemon, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
 
-test("a killed primary produces exactly one failover mail and one recovery mail, with the right content", async (t) => {
+/** A primary and a fallback llama-server behind route "llama", alerts to a real SMTP server. */
+async function primaryAndFallback(t: Parameters<typeof startSmtp>[0]) {
   const smtp = await startSmtp(t);
   const files = await writeDaemonConfig(
     t,
@@ -18,6 +19,11 @@ test("a killed primary produces exactly one failover mail and one recovery mail,
     `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`,
     `[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n`,
   );
+  return { smtp, files };
+}
+
+test("a killed primary produces exactly one failover mail and one recovery mail, with the right content", async (t) => {
+  const { smtp, files } = await primaryAndFallback(t);
   const d = await startDaemon(t, files, { TEST_SMTP_PASSWORD: SMTP_PASSWORD });
   const ok = await waitStatus(d, "both ready", (s) => s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0);
   const started = await smtp.waitFor(1, 10_000);
@@ -45,16 +51,7 @@ test("a killed primary produces exactly one failover mail and one recovery mail,
 });
 
 test("a failover a previous daemon left unrecovered is forgotten at start: no phantom mail, and the next real failover is mailed", async (t) => {
-  const smtp = await startSmtp(t);
-  const files = await writeDaemonConfig(
-    t,
-    [
-      { name: "primary", kind: "llamacpp", process: `  restart_sec = "1500ms"\n  restart_max_delay = "1500ms"` },
-      { name: "fallback", kind: "llamacpp" },
-    ],
-    `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`,
-    `[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n`,
-  );
+  const { smtp, files } = await primaryAndFallback(t);
   // What the last daemon left: llama on tier 1, mailed, never recovered.
   const before = Date.now() - 3_600_000;
   const left = decide(
