@@ -312,11 +312,26 @@ async function failover(dir: string, say: (l?: string) => void): Promise<void> {
     say(`Failover: SIGKILL of the primary (pid ${primaryPid}) under ${CONCURRENCY} concurrent requests`);
     say(`  requests ${r.n}, client-visible errors ${r.errors}, p99 before ${fmt(before.p99, 2)} ms, during ${fmt(r.p99, 2)} ms, worst ${fmt(r.max, 1)} ms (added ${fmt(r.max - before.max, 1)} ms)`);
   } finally {
-    try {
-      process.kill(-daemon.pid!, "SIGKILL");
-    } catch {
-      /* gone */
-    }
+    await stopDaemon(daemon);
+  }
+}
+
+/** Stops a daemon the way systemd would (SIGTERM, which also stops its backends), SIGKILL only if it has not gone after 20 s. */
+async function stopDaemon(daemon: ChildProcess): Promise<void> {
+  if (daemon.exitCode !== null || daemon.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => daemon.once("exit", () => resolve()));
+  try {
+    process.kill(daemon.pid!, "SIGTERM");
+  } catch {
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([gone, new Promise<void>((r) => (timer = setTimeout(r, 20_000)))]);
+  clearTimeout(timer);
+  try {
+    process.kill(-daemon.pid!, "SIGKILL");
+  } catch {
+    /* gone */
   }
 }
 

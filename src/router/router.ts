@@ -21,13 +21,15 @@ import { RecoveryProbes } from "./probes.ts";
 import { sendAllDown, sendContextTooLong } from "./respond.ts";
 import { RouteWatch } from "./route-watch.ts";
 import { TierBook, tierKey } from "./tier-book.ts";
-import type { Admission } from "./tier-state.ts";
+import { admission, type Admission } from "./tier-state.ts";
 import { Upstreams } from "./upstream.ts";
 import { ServedWindow } from "./window.ts";
 import type { RequestCtx, RouterDeps, RouterEvent, TierRef } from "./types.ts";
 
 export { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
 import type { Endpoint } from "./types.ts";
+
+const GO: Gate = { go: true };
 
 /** Request ids: a random prefix per process and a counter (no entropy drawn per request). */
 const ID_PREFIX = randomBytes(4).toString("hex");
@@ -70,6 +72,8 @@ export class Router implements Core {
   private readonly log: Logger;
   private readonly allTiers: readonly TierConfig[];
   private readonly offHealth: () => void;
+  /** Backends of a kind the router speaks. */
+  private readonly spoken: ReadonlySet<string>;
   /** Answers served, and how many by a fallback tier, over the last five minutes. */
   readonly served = new ServedWindow(300);
 
@@ -84,6 +88,7 @@ export class Router implements Core {
     this.log = deps.logger.child({ component: "router" });
     this.backends = new Map(config.backends.map((b) => [b.name, b]));
     this.allTiers = config.routes.flatMap((r) => r.tiers);
+    this.spoken = new Set(config.backends.filter((b) => admission({ kind: b.kind, health: { state: "healthy", reason: "", since: 0 }, breaker: CLOSED }, 0).admissible).map((b) => b.name));
     this.upstreams = new Upstreams(config.backends);
     for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
     const b = config.router.breaker;
@@ -200,6 +205,8 @@ export class Router implements Core {
 
   gate(ctx: RequestCtx, index: number): Gate {
     const t = ctx.route.tiers[index]!;
+    // The hot path: no breaker or cooldown anywhere, no context error in this request, the backend up.
+    if (this.book.clean && ctx.contextModels.size === 0 && this.deps.health.get(t.backend).state !== "down" && this.spoken.has(t.backend)) return GO;
     return gateTier(this.book.admission(t), this.book.breaker(t), this.clock.now(), tierKey(t), this.contextOf(t), { floor: ctx.contextFloor, models: ctx.contextModels });
   }
 
@@ -231,7 +238,7 @@ export class Router implements Core {
 
   succeed(ctx: RequestCtx, index: number, ttftMs?: number): void {
     const tier = ctx.route.tiers[index]!;
-    this.book.setBreaker(tier, successEffects(this.book.breaker(tier)).breaker, "a request succeeded");
+    if (!this.book.clean) this.book.setBreaker(tier, successEffects(this.book.breaker(tier)).breaker, "a request succeeded");
     if (this.deps.health.has(tier.backend, "passive")) this.deps.health.set(tier.backend, "passive", "healthy", "");
     this.metrics?.request(ctx.route.model, index, tier.backend, "ok");
     if (ttftMs !== undefined) this.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);

@@ -79,6 +79,11 @@ export class TierBook {
     }
   }
 
+  /** Whether nothing is held against any tier (no breaker counting, no cooldown): the common case, answered without building anything. */
+  get clean(): boolean {
+    return this.breakers.size === 0 && this.cooldowns.size === 0;
+  }
+
   /** Whether this tier may serve now, and if not why and until when. */
   admission(t: TierConfig): Admission {
     const b = this.d.backends.get(t.backend);

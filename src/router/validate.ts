@@ -63,16 +63,27 @@ function optional(body: Record<string, unknown>, key: string, expected: string, 
   return fail(key, nullable ? `${expected} or null` : expected, v);
 }
 
-/** The first place nested deeper than MAX_DEPTH, named by its top-level field. */
+/** The first place nested deeper than MAX_DEPTH, named by its top-level field. Iterative, and allocation-free for leaves (a long token array costs one pass). */
 function depth(body: Record<string, unknown>): Failure | undefined {
-  const stack: { value: object; level: number; field: string }[] = [{ value: body, level: 1, field: "" }];
-  for (let top = stack.pop(); top; top = stack.pop()) {
-    if (top.level > MAX_DEPTH) {
-      return { ok: false, param: top.field, message: `${top.field} nests objects and arrays more than ${MAX_DEPTH} levels deep; llmsup accepts at most ${MAX_DEPTH} levels (the body itself counting as one)` };
+  const values: object[] = [body];
+  const levels: number[] = [1];
+  const fields: string[] = [""];
+  while (values.length > 0) {
+    const value = values.pop()!;
+    const level = levels.pop()!;
+    const field = fields.pop()!;
+    if (level > MAX_DEPTH) {
+      return { ok: false, param: field, message: `${field} nests objects and arrays more than ${MAX_DEPTH} levels deep; llmsup accepts at most ${MAX_DEPTH} levels (the body itself counting as one)` };
     }
-    for (const [k, v] of Object.entries(top.value)) {
-      if (typeof v === "object" && v !== null) stack.push({ value: v as object, level: top.level + 1, field: top.level === 1 ? k : top.field });
-    }
+    const push = (v: unknown, k: string) => {
+      if (typeof v !== "object" || v === null) return;
+      values.push(v);
+      levels.push(level + 1);
+      fields.push(level === 1 ? k : field);
+    };
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) if (typeof value[i] === "object") push(value[i], String(i));
+    } else for (const k in value) push((value as Record<string, unknown>)[k], k);
   }
   return undefined;
 }
