@@ -58,7 +58,8 @@ function routeTransitions(events: readonly DaemonEvent[], from: number) {
 
 for (const scenario of ["primary-outage", "backend-crash", "backend-hang"] as const) {
   test(`drill ${scenario}: detected, failed over without client errors, recovered, alert delivered; times are the route's transitions; the restart budget is untouched`, async (t) => {
-    const { daemon, events, cli } = await setup(t);
+    const { daemon, events, cli, smtp } = await setup(t);
+    const mailsBefore = smtp.mails.length;
     const budgetBefore = daemon.supervisor.owner("primary").snapshot().budget;
     const persistedBefore = daemon.supervisor.owner("primary").persisted().failures;
     const r = await cli("drill", scenario, "--duration", "1500ms", "--json");
@@ -95,6 +96,16 @@ for (const scenario of ["primary-outage", "backend-crash", "backend-hang"] as co
 
     const human = await cli("status");
     assert.match(human.stdout, new RegExp(`drill ${scenario} on llama: pass`));
+
+    // One rehearsed outage is one failover mail and one recovery mail, nothing else about the route.
+    const until = Date.now() + 10_000;
+    const drillMails = () => smtp.mails.slice(mailsBefore).map((m) => m.subject);
+    while (!drillMails().some((m) => /recovered/.test(m)) && Date.now() < until) await new Promise((res) => setTimeout(res, 100));
+    await new Promise((res) => setTimeout(res, 500));
+    const subjects = drillMails();
+    assert.equal(subjects.filter((m) => /llama failed over/.test(m)).length, 1, subjects.join("\n"));
+    assert.equal(subjects.filter((m) => /llama recovered/.test(m)).length, 1, subjects.join("\n"));
+    assert.equal(subjects.filter((m) => /llama/.test(m)).length, 2, subjects.join("\n"));
   });
 }
 
