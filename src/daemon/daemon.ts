@@ -351,8 +351,9 @@ export class Daemon {
 
   private applyProcessHealth(e: StateEvent): void {
     const state: Health = isServing(e.to) ? (e.to === "degraded" ? "degraded" : "healthy") : "down";
-    this.health.set(e.backend, "process", state, state === "healthy" ? "" : `process ${e.to}: ${e.reason}`);
+    // Whether it is on its way back is known before the health change is announced (routes read both).
     this.health.setRecovering(e.backend, e.to === "starting" || e.to === "backoff" || e.to === "exited" || e.to === "stopping");
+    this.health.set(e.backend, "process", state, state === "healthy" ? "" : `process ${e.to}: ${e.reason}`);
     // A fresh process clears what passive failures and open breakers said about the old one.
     if (e.to === "ready") {
       this.health.set(e.backend, "passive", "healthy", "");

@@ -37,8 +37,14 @@ export class HealthRegistry {
     for (const b of config.backends) {
       this.sources.set(b.name, new Map());
       this.current.set(b.name, { state: "healthy", reason: "no report yet", since: clock.now() });
-      if (b.managed) this.set(b.name, "process", "down", "not started");
+      if (b.managed) this.notStarted(b.name);
     }
+  }
+
+  /** A managed backend before its first start: down, and on its way up. */
+  private notStarted(name: string): void {
+    this.set(name, "process", "down", "not started");
+    this.recovering.add(name);
   }
 
   /** Follows a reload: new backends start fresh, removed ones are forgotten, the rest keep their state. */
@@ -55,7 +61,7 @@ export class HealthRegistry {
       if (this.sources.has(b.name)) continue;
       this.sources.set(b.name, new Map());
       this.current.set(b.name, { state: "healthy", reason: "no report yet", since: this.clock.now() });
-      if (b.managed) this.set(b.name, "process", "down", "not started");
+      if (b.managed) this.notStarted(b.name);
     }
   }
 

@@ -6,7 +6,9 @@
  *
  * - settling (boot): silent while the first tier is still loading; settled
  *   once the first tier is admissible, or when `settleBy` (its start-up time)
- *   has passed — then a route still off its first tier is announced.
+ *   has passed, or when no better tier is still loading (the first tier
+ *   went fatal or is blocked, and the best one is known) — then a route
+ *   still off its first tier is announced.
  * - settled: a worse best tier is taken at once (fallback, or down when no
  *   tier is admissible); a better one only after it stayed admissible for
  *   `holdMs` (hysteresis), and the transition is dated from when it became
@@ -42,6 +44,8 @@ export interface RouteTiming {
   /** End of the boot settling time (the first tier's start-up timeout). */
   readonly settleBy: number;
   readonly holdMs: number;
+  /** A tier better than the best admissible one (any tier, when none is) is still on its way up (starting, restarting); false once every such tier is out for another reason (fatal, blocked, a fault). */
+  readonly loading: boolean;
 }
 
 export function initialRouteState(now: number): RouteState {
@@ -61,8 +65,8 @@ function moveTo(s: RouteState, to: number, at: number): RouteObservation {
 export function observeRoute(s: RouteState, best: number, now: number, timing: RouteTiming): RouteObservation {
   if (s.phase === "settling") {
     if (best === 0) return { next: { phase: "settled", serving: 0, since: now }, transitions: [] };
-    if (now < timing.settleBy) return { next: { ...s, serving: best, since: best === s.serving ? s.since : now }, transitions: [], wakeAt: timing.settleBy };
-    // The first tier did not come up in its start-up time: that is an outage to announce.
+    if (now < timing.settleBy && timing.loading) return { next: { ...s, serving: best, since: best === s.serving ? s.since : now }, transitions: [], wakeAt: timing.settleBy };
+    // The first tier did not come up in its start-up time, or stopped trying (fatal, blocked): an outage to announce.
     return moveTo({ phase: "settled", serving: 0, since: s.since }, best, now);
   }
   if (best === s.serving) return { next: s.better ? { ...s, better: undefined } : s, transitions: [] };

@@ -17,6 +17,8 @@ export interface RouteWatchDeps {
   readonly admission: (tier: TierConfig) => Admission;
   /** How long a better tier must stay admissible before the route returns to it. */
   readonly holdMs: number;
+  /** Whether a tier's backend is still on its way up (boot: settling goes on while a tier better than the best one loads). */
+  readonly loading: (tier: TierConfig) => boolean;
 }
 
 export class RouteWatch {
@@ -76,7 +78,7 @@ export class RouteWatch {
         continue;
       }
       const prev = this.states.get(route.model)!;
-      const o = observeRoute(prev, best, now, { settleBy: this.settleBy.get(route.model)!, holdMs: this.d.holdMs });
+      const o = observeRoute(prev, best, now, { settleBy: this.settleBy.get(route.model)!, holdMs: this.d.holdMs, loading: (best < 0 ? route.tiers : route.tiers.slice(0, best)).some((t) => this.d.loading(t)) });
       this.states.set(route.model, o.next);
       for (const t of o.transitions) this.d.emit(this.eventOf(route, t, admissions));
       if (o.wakeAt !== undefined) wake = Math.min(wake, o.wakeAt);

@@ -115,7 +115,7 @@ export class Router implements Core {
       stillOut: (t) => this.book.breaker(t).state !== "closed",
       healed: (t, detail) => this.healed(t, detail),
     });
-    this.routes = new RouteWatch(config.routes, { backends: this.backends, clock: deps.clock, emit: (e) => this.emit(e), admission: (t) => this.book.admission(t), holdMs: config.router.recovery_hold });
+    this.routes = new RouteWatch(config.routes, { backends: this.backends, clock: deps.clock, emit: (e) => this.emit(e), admission: (t) => this.book.admission(t), holdMs: config.router.recovery_hold, loading: (t) => deps.health.isRecovering(t.backend) });
     if (previous) {
       this.book.adopt(previous.book, this.allTiers);
       this.routes.adopt(previous.routes);
@@ -123,10 +123,8 @@ export class Router implements Core {
     }
     this.routes.observe();
     deps.metrics?.follow(() => this.snapshot().routes);
-    // Routes change tier when health does, traffic or not.
-    this.offHealth = deps.health.onChange((_name, h, prev) => {
-      if (h.state !== prev.state) this.reassess();
-    });
+    // Routes change tier when health does, traffic or not (a reason change can end a boot's settling: starting → fatal).
+    this.offHealth = deps.health.onChange(() => this.reassess());
   }
 
   /** The route for a model name: exact, else the default route "*". */

@@ -1,6 +1,8 @@
 /** What the daemon tells about its routes is what happened: nothing at boot or in a quiet run, one fallback and one recovery for one outage, whatever requests are in flight. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { Agent } from "undici";
 import { startDaemon, status, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
@@ -57,4 +59,46 @@ test("requests in flight from boot through one SIGKILL of the primary: no route 
   assert.equal(subjects.filter((s) => /recovered|back on/.test(s)).length, 1, subjects.join("\n"));
   assert.ok(answers.length > inFlightBefore + 10, "requests kept flowing through the outage");
   assert.deepEqual(answers.slice(readyAt).filter((a) => a.status !== 200), [], "once a tier was up, no client saw an error");
+});
+
+test("a primary that cannot start at boot: once fatal, the route's fallback is announced (no waiting out its start-up time); fixed and reset, the all-clear reaches the fatal's recipients", async (t) => {
+  const smtp = await startSmtp(t);
+  const files = await writeDaemonConfig(
+    t,
+    [
+      { name: "primary", kind: "llamacpp", process: `  restart_sec = "100ms"\n  restart_max_delay = "100ms"\n  start_limit_burst = 2` },
+      { name: "fallback", kind: "llamacpp" },
+    ],
+    `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`,
+    `[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\ncritical_to = ["boss@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n`,
+  );
+  // The primary's model files are "missing" until the flag file exists.
+  const flag = path.join(files.dir, "model-present");
+  const text = readFileSync(files.config, "utf8");
+  const at = text.indexOf("command = ", text.indexOf(`name = "primary"`));
+  const line = text.slice(at, text.indexOf("\n", at));
+  const argv = JSON.parse(line.slice("command = ".length)) as string[];
+  const wrapped = ["/bin/sh", "-c", `test -f ${flag} || { echo "error: model file not found" >&2; exit 1; }; exec "$0" "$@"`, ...argv];
+  writeFileSync(files.config, text.replace(line, `command = ${JSON.stringify(wrapped)}`));
+
+  const d = await startDaemon(t, files, { TEST_SMTP_PASSWORD: SMTP_PASSWORD });
+  await waitStatus(d, "primary fatal, route on the fallback", (s) => s.backends.find((b) => b.name === "primary")!.state === "fatal" && s.router.routes[0]!.serving_tier === 1, 20_000);
+  await smtp.waitFor(3, 10_000);
+  const fatalMail = smtp.mails.find((m) => /primary/.test(m.subject) && /fatal|gave up|restart budget/i.test(m.subject));
+  assert.ok(fatalMail, smtp.mails.map((m) => m.subject).join("\n"));
+  assert.ok(fatalMail.to.includes("boss@example.com"), "a fatal goes to critical_to");
+  assert.equal(smtp.mails.filter((m) => /llama failed over/.test(m.subject)).length, 1, "the route's fallback is announced once the first tier stopped trying");
+  assert.ok(!smtp.mails.some((m) => /ALL TIERS DOWN/.test(m.subject)), "the fallback still loading at boot is no outage");
+
+  writeFileSync(flag, "");
+  const reset = await d.cli("reset", "primary");
+  assert.equal(reset.code, 0, reset.stderr);
+  await waitStatus(d, "back on the primary", (s) => s.backends.find((b) => b.name === "primary")!.state === "ready" && s.router.routes[0]!.serving_tier === 0, 20_000);
+  const until = Date.now() + 10_000;
+  const allClear = () => smtp.mails.find((m) => /primary ready again/.test(m.subject));
+  while (!allClear() && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+  const mail = allClear();
+  assert.ok(mail, smtp.mails.map((m) => m.subject).join("\n"));
+  assert.ok(mail.to.includes("boss@example.com"), "the all-clear reaches whoever was told of the fatal");
+  assert.equal(smtp.mails.filter((m) => /llama recovered/.test(m.subject)).length, 1);
 });

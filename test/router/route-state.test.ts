@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { initialRouteState, observeRoute, type RouteState, type RouteTransition } from "../../src/router/route-state.ts";
 
-const timing = { settleBy: 10_000, holdMs: 1_000 };
+const timing = { settleBy: 10_000, holdMs: 1_000, loading: true };
 
 /** Feeds (time, best tier) observations; returns the final state and every transition. */
 function run(steps: [number, number][], t = timing, start: RouteState = initialRouteState(0)): { state: RouteState; transitions: RouteTransition[] } {
@@ -35,6 +35,13 @@ test("route state: a first tier that never came up in its start-up time is annou
   assert.equal(r.state.degradedSince, 10_000);
 });
 
+test("route state: a first tier that stopped loading without coming up (fatal, blocked) is announced at once, before its start-up time ends", () => {
+  const r = run([[0, 1], [2_000, 1]], timing);
+  assert.deepEqual(r.transitions, []);
+  const o = observeRoute(r.state, 1, 3_000, { ...timing, loading: false });
+  assert.deepEqual(o.transitions, [{ kind: "fallback", from: 0, to: 1, at: 3_000 }]);
+});
+
 test("route state: one outage is one fallback and one recovery, dated from when the tier came back", () => {
   const r = run([[0, 0], [100, 1], [200, 1], [5_000, 0], [5_500, 0], [6_000, 0], [9_000, 0]]);
   assert.deepEqual(r.transitions, [
@@ -62,7 +69,7 @@ test("route state: a worse tier is taken at once; every tier out is 'down'; comi
 });
 
 test("route state: with no hold the return is immediate; a better tier asks to be looked at when its hold ends", () => {
-  const r = run([[0, 0], [100, 1], [200, 0]], { settleBy: 0, holdMs: 0 });
+  const r = run([[0, 0], [100, 1], [200, 0]], { settleBy: 0, holdMs: 0, loading: true });
   assert.deepEqual(r.transitions.map((t) => t.kind), ["fallback", "recovered"]);
   const o = observeRoute({ phase: "settled", serving: 1, since: 0, degradedSince: 0 }, 0, 500, timing);
   assert.equal(o.wakeAt, 1_500);
