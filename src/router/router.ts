@@ -1,35 +1,30 @@
 /**
  * The routing loop: for each request, go down the route's tiers as the plan
  * allows, one attempt each (attempt.ts), until one answers; then the end of
- * the chain (hold, cache, clean 400 or 503). What outcomes do to the
- * tier-state model is decided in outcome.ts and applied here, once.
+ * the chain (hold, cache, clean 400 or 503). Every outcome is reported to
+ * the tier-state model (model.ts) once.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import type { BackendConfig, Config, RouteConfig, TierConfig } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Body } from "./adjust.ts";
-import { CLOSED, release, type BreakerState } from "./breaker.ts";
+import type { BreakerState } from "./breaker.ts";
 import type { Classified, FailureClass } from "./classify.ts";
 import { attemptTier, type Core } from "./attempt.ts";
 import { continueStream } from "./continuation.ts";
 import { header, sendError } from "./http.ts";
 import { answerFromCache, holdForRecovery } from "./last-resort.ts";
-import { failureEffects, successEffects } from "./outcome.ts";
-import { CONTEXT_SKIPS, gateTier, type Gate } from "./plan.ts";
-import { RecoveryProbes } from "./probes.ts";
+import { TierModel, type RouteSnapshot } from "./model.ts";
+import { CONTEXT_SKIPS, type Gate } from "./plan.ts";
 import { sendAllDown, sendContextTooLong } from "./respond.ts";
-import { RouteWatch } from "./route-watch.ts";
-import { TierBook, tierKey } from "./tier-book.ts";
-import { admission, type Admission } from "./tier-state.ts";
 import { Upstreams } from "./upstream.ts";
 import { ServedWindow } from "./window.ts";
 import type { RequestCtx, RouterDeps, RouterEvent, TierRef } from "./types.ts";
 
 export { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
+export type { RouteSnapshot, TierSnapshot } from "./model.ts";
 import type { Endpoint } from "./types.ts";
-
-const GO: Gate = { go: true };
 
 /** Request ids: a random prefix per process and a counter (no entropy drawn per request). */
 const ID_PREFIX = randomBytes(4).toString("hex");
@@ -37,24 +32,6 @@ let idCounter = 0;
 function nextRequestId(): string {
   idCounter = (idCounter + 1) % 0x100000000;
   return `${ID_PREFIX}${idCounter.toString(16).padStart(8, "0")}`;
-}
-
-export interface TierSnapshot {
-  readonly backend: string;
-  readonly model: string;
-  readonly admission: Admission;
-  readonly breaker: BreakerState["state"];
-  readonly context?: number;
-}
-
-export interface RouteSnapshot {
-  readonly model: string;
-  /** The serving tier by the model; -1: none. */
-  readonly serving: number;
-  readonly phase: "settling" | "settled";
-  readonly since: number;
-  readonly degradedSince?: number;
-  readonly tiers: readonly TierSnapshot[];
 }
 
 export class Router implements Core {
@@ -66,14 +43,9 @@ export class Router implements Core {
   readonly metrics?: RouterDeps["metrics"];
   readonly cache?: RouterDeps["cache"];
   private readonly deps: RouterDeps;
-  private readonly book: TierBook;
-  private readonly routes: RouteWatch;
-  private readonly probes: RecoveryProbes;
   private readonly log: Logger;
-  private readonly allTiers: readonly TierConfig[];
-  private readonly offHealth: () => void;
-  /** Backends of a kind the router speaks. */
-  private readonly spoken: ReadonlySet<string>;
+  /** The tier-state model this router routes by. */
+  readonly model: TierModel;
   /** Answers served, and how many by a fallback tier, over the last five minutes. */
   readonly served = new ServedWindow(300);
 
@@ -87,44 +59,9 @@ export class Router implements Core {
     this.random = deps.random ?? Math.random;
     this.log = deps.logger.child({ component: "router" });
     this.backends = new Map(config.backends.map((b) => [b.name, b]));
-    this.allTiers = config.routes.flatMap((r) => r.tiers);
-    this.spoken = new Set(config.backends.filter((b) => admission({ kind: b.kind, health: { state: "healthy", reason: "", since: 0 }, breaker: CLOSED }, 0).admissible).map((b) => b.name));
     this.upstreams = new Upstreams(config.backends);
     for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
-    const b = config.router.breaker;
-    this.book = new TierBook({
-      backends: this.backends,
-      health: deps.health,
-      clock: deps.clock,
-      policy: { threshold: b.failure_threshold, openMs: b.open_interval, maxOpenMs: b.max_open_interval },
-      onBreaker: (t, prev, next, reason) => {
-        const e: RouterEvent = { event: "router.breaker", backend: t.backend, model: t.model, from: prev.state, to: next.state, reason, at: deps.clock.now() };
-        this.log.warn(e, `breaker ${t.backend}/${t.model}: ${prev.state} → ${next.state} (${reason})`);
-        deps.metrics?.breaker(t.backend, t.model, next.state);
-        this.emit(e);
-        this.reassess();
-      },
-      onCooldown: () => this.reassess(),
-    });
-    this.probes = new RecoveryProbes({
-      backends: this.backends,
-      upstreams: this.upstreams,
-      health: deps.health,
-      clock: deps.clock,
-      log: this.log,
-      stillOut: (t) => this.book.breaker(t).state !== "closed",
-      healed: (t, detail) => this.healed(t, detail),
-    });
-    this.routes = new RouteWatch(config.routes, { backends: this.backends, clock: deps.clock, emit: (e) => this.emit(e), admission: (t) => this.book.admission(t), holdMs: config.router.recovery_hold, loading: (t) => deps.health.isRecovering(t.backend) });
-    if (previous) {
-      this.book.adopt(previous.book, this.allTiers);
-      this.routes.adopt(previous.routes);
-      for (const t of this.allTiers) if (this.book.breaker(t).state === "open") this.probes.tierOut(t, previous.probes.endpointOf(t) ?? "chat");
-    }
-    this.routes.observe();
-    deps.metrics?.follow(() => this.snapshot().routes);
-    // Routes change tier when health does, traffic or not (a reason change can end a boot's settling: starting → fatal).
-    this.offHealth = deps.health.onChange(() => this.reassess());
+    this.model = new TierModel(config, deps, this.backends, this.upstreams, this.log, previous?.model);
   }
 
   /** The route for a model name: exact, else the default route "*". */
@@ -141,103 +78,54 @@ export class Router implements Core {
     this.deps.onEvent?.(e);
   }
 
-  // ------------------------------------------------------------------ the tier-state model
+  // ------------------------------------------------------------------ the model, as the rest of the daemon reads it
 
   breaker(t: TierConfig): BreakerState {
-    return this.book.breaker(t);
-  }
-
-  admission(t: TierConfig): Admission {
-    return this.book.admission(t);
+    return this.model.breaker(t);
   }
 
   /** Why a tier cannot take a request now, or undefined when it can. */
   unavailable(t: TierConfig): string | undefined {
-    const a = this.book.admission(t);
+    const a = this.model.admission(t);
     return a.admissible ? undefined : a.why;
   }
 
-  /** The route's serving tier by the model (-1: none). */
   servingTier(route: RouteConfig): number {
-    return this.routes.state(route.model)?.serving ?? -1;
+    return this.model.servingTier(route);
   }
 
-  /** Re-reads every route's serving tier from the model (health, breakers and cooldowns changed). */
   reassess(): void {
-    this.routes?.observe();
+    this.model.reassess();
   }
 
-  /** A managed backend was restarted and passed readiness: its tiers start with closed breakers. */
   resetBackend(backend: string): void {
-    this.book.resetBackend(backend, this.allTiers, "the backend was restarted and passed readiness");
-  }
-
-  private healed(t: TierConfig, detail: string): void {
-    const b = this.book.breaker(t);
-    if (b.state === "closed") return;
-    const now = this.clock.now();
-    this.book.setBreaker(t, CLOSED, `a background probe answered after ${Math.round((now - b.since) / 1000)}s out (${detail})`);
-    this.emit({ event: "router.tier.healed", backend: t.backend, model: t.model, outMs: now - b.since, at: now });
+    this.model.resetBackend(backend);
   }
 
   snapshot(): { routes: RouteSnapshot[] } {
-    return {
-      routes: this.config.routes.map((r) => {
-        const s = this.routes.state(r.model);
-        return {
-          model: r.model,
-          serving: s?.serving ?? -1,
-          phase: s?.phase ?? "settling",
-          since: s?.since ?? 0,
-          ...(s?.degradedSince !== undefined ? { degradedSince: s.degradedSince } : {}),
-          tiers: r.tiers.map((t) => {
-            const context = this.contextOf(t);
-            return { backend: t.backend, model: t.model, admission: this.book.admission(t), breaker: this.book.breaker(t).state, ...(context !== undefined ? { context } : {}) };
-          }),
-        };
-      }),
-    };
+    return { routes: this.model.snapshot() };
   }
 
   // ------------------------------------------------------------------ Core: what attempts report
 
   gate(ctx: RequestCtx, index: number): Gate {
-    const t = ctx.route.tiers[index]!;
-    // The hot path: no breaker or cooldown anywhere, no context error in this request, the backend up.
-    if (this.book.clean && ctx.contextModels.size === 0 && this.deps.health.get(t.backend).state !== "down" && this.spoken.has(t.backend)) return GO;
-    return gateTier(this.book.admission(t), this.book.breaker(t), this.clock.now(), tierKey(t), this.contextOf(t), { floor: ctx.contextFloor, models: ctx.contextModels });
-  }
-
-  private contextOf(t: TierConfig): number | undefined {
-    return t.context ?? this.backends.get(t.backend)?.context ?? this.deps.contextWindow?.(t.backend, t.model);
+    return this.model.gate(ctx, index);
   }
 
   windowOf(index: number, ctx: RequestCtx): number | undefined {
-    return this.contextOf(ctx.route.tiers[index]!);
+    return this.model.contextOf(ctx.route.tiers[index]!);
   }
 
   fail(ctx: RequestCtx, index: number, c: Classified, detail: string, cooldownWaived = false): void {
     const tier = ctx.route.tiers[index]!;
     ctx.tried.push({ tier: index, backend: tier.backend, model: tier.model, outcome: c.class, detail });
     this.metrics?.request(ctx.route.model, index, tier.backend, c.class);
-    const now = this.clock.now();
-    const e = failureEffects(c, this.book.breaker(tier), this.book.policy, now, detail, cooldownWaived);
-    this.book.setBreaker(tier, e.breaker, e.breakerReason);
-    if (e.breaker.state === "open") this.probes.tierOut(tier, ctx.endpoint);
-    if (e.cooldown) this.book.coolDown(tier, e.cooldown.ms, e.cooldown.reason);
-    if (e.misconfigured) {
-      const ev: RouterEvent = { event: "router.misconfigured", backend: tier.backend, model: tier.model, status: Number(/HTTP (\d+)/.exec(detail)?.[1] ?? 0), detail, at: now };
-      this.log.error(ev, `backend ${tier.backend} refuses model ${tier.model}: ${detail}`);
-      this.emit(ev);
-    }
-    if (e.backendDown) this.probes.unreachable(tier.backend, e.backendDown);
-    else if (e.suspect) this.probes.suspect(tier.backend, `the connection was reset under a request for ${tier.model}`);
+    this.model.failed(tier, ctx.endpoint, c, detail, cooldownWaived);
   }
 
   succeed(ctx: RequestCtx, index: number, ttftMs?: number): void {
     const tier = ctx.route.tiers[index]!;
-    if (!this.book.clean) this.book.setBreaker(tier, successEffects(this.book.breaker(tier)).breaker, "a request succeeded");
-    if (this.deps.health.has(tier.backend, "passive")) this.deps.health.set(tier.backend, "passive", "healthy", "");
+    this.model.succeeded(tier);
     this.metrics?.request(ctx.route.model, index, tier.backend, "ok");
     if (ttftMs !== undefined) this.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);
     this.deps.onSuccess?.(tier.backend);
@@ -303,7 +191,7 @@ export class Router implements Core {
         ctx.tried.push({ tier: i, backend: tier.backend, model: tier.model, outcome: "skipped", detail: g.why, skip: g.code });
         continue;
       }
-      if (g.halfOpen) this.book.setBreaker(tier, g.halfOpen, "open interval over: this request checks the tier");
+      if (g.halfOpen) this.model.takeCheck(tier, g.halfOpen);
       const ref: TierRef = { index: i, backend: tier.backend, model: tier.model };
       if (lastFailed) this.failover(ctx, lastFailed.ref, ref, lastFailed.reason, lastFailed.detail);
       let r;
@@ -311,7 +199,7 @@ export class Router implements Core {
         r = await attemptTier(this, ctx, i);
       } finally {
         // The half-open slot is given back on every way out that gave no verdict.
-        if (g.halfOpen && this.book.breaker(tier) === g.halfOpen) this.book.setBreaker(tier, release(g.halfOpen, this.clock.now()), "the checking request ended without a verdict on the tier");
+        if (g.halfOpen) this.model.returnCheck(tier, g.halfOpen);
       }
       if (r === "sent" || r === "gone") return true;
       if ("invalid" in r) {
@@ -346,9 +234,7 @@ export class Router implements Core {
   }
 
   async close(): Promise<void> {
-    this.offHealth();
-    this.routes.close();
-    this.probes.close();
+    this.model.close();
     await this.upstreams.close();
   }
 }
