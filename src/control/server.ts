@@ -8,8 +8,23 @@ import { unlink } from "node:fs/promises";
 import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
-import type { Daemon } from "../daemon/daemon.ts";
-import { DRILL_SCENARIOS, type DrillScenario } from "../drills/report.ts";
+import type { DrillSpec } from "../drills/drill.ts";
+import { DRILL_SCENARIOS, type DrillReport, type DrillScenario } from "../drills/report.ts";
+
+export type BackendOp = "start" | "stop" | "restart" | "reset";
+
+/** What the control socket may ask of the daemon: a narrow port, not the daemon object. */
+export interface ControlApi {
+  status(): unknown;
+  reload(): Promise<{ readonly ok: boolean }>;
+  drill(spec: DrillSpec): Promise<DrillReport>;
+  /** Runs an operation on a managed backend; its snapshot afterwards. Throws LLMSUP_E_BACKEND_UNKNOWN / _NOT_MANAGED. */
+  operate(backend: string, op: BackendOp): Promise<unknown>;
+  /** Checks the backend exists (throws as `operate` does). */
+  check(backend: string): void;
+  logTail(backend: string, n: number): readonly string[];
+  followOutput(backend: string, fn: (text: string) => void): () => void;
+}
 
 const OPS = new Set(["start", "stop", "restart", "reset"]);
 
@@ -28,12 +43,12 @@ function fail(res: ServerResponse, e: unknown): void {
 
 export class ControlServer {
   private server?: Server;
-  private readonly daemon: Daemon;
+  private readonly api: ControlApi;
   private readonly log: Logger;
   private socketPath?: string;
 
-  constructor(daemon: Daemon, log: Logger) {
-    this.daemon = daemon;
+  constructor(api: ControlApi, log: Logger) {
+    this.api = api;
     this.log = log.child({ component: "control" });
   }
 
@@ -54,7 +69,7 @@ export class ControlServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://control");
     const parts = url.pathname.split("/").filter(Boolean);
-    const d = this.daemon;
+    const d = this.api;
     if (req.method === "GET" && url.pathname === "/status") return send(res, 200, d.status());
     if (req.method === "POST" && url.pathname === "/reload") {
       this.audit(req, "reload");
@@ -75,20 +90,19 @@ export class ControlServer {
     if (parts[0] === "backends" && parts[1]) {
       const name = decodeURIComponent(parts[1]);
       if (req.method === "POST" && parts[2] && OPS.has(parts[2])) {
-        const op = parts[2] as "start" | "stop" | "restart" | "reset";
-        d.supervisor.owner(name);
+        const op = parts[2] as BackendOp;
+        d.check(name);
         this.audit(req, op, name);
         // Stops and restarts can take stop_timeout: answer once the operation is under way or done.
-        await d.supervisor[op](name);
-        return send(res, 200, { ok: true, backend: d.supervisor.owner(name).snapshot() });
+        return send(res, 200, { ok: true, backend: await d.operate(name, op) });
       }
       if (req.method === "GET" && parts[2] === "logs") {
         const n = Math.max(1, Math.min(1000, Number(url.searchParams.get("n") ?? 50) || 50));
-        const owner = d.supervisor.owner(name);
-        if (url.searchParams.get("follow") !== "1") return send(res, 200, { backend: name, lines: owner.logTail(n) });
+        d.check(name);
+        if (url.searchParams.get("follow") !== "1") return send(res, 200, { backend: name, lines: d.logTail(name, n) });
         res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
-        for (const l of owner.logTail(n)) res.write(`${l}\n`);
-        const off = owner.onOutput((text) => res.write(text));
+        for (const l of d.logTail(name, n)) res.write(`${l}\n`);
+        const off = d.followOutput(name, (text) => res.write(text));
         res.on("close", off);
         return;
       }

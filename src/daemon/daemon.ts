@@ -20,13 +20,14 @@ import { Router, type CacheHook, type RouterEvent } from "../router/router.ts";
 import { RouterServer, type Listening } from "../router/server.ts";
 import { isServing, type StateEvent, type SupervisorEvent } from "../supervisor/states.ts";
 import { Supervisor, type ReloadChanges } from "../supervisor/supervisor.ts";
-import { ControlServer } from "../control/server.ts";
+import { ControlServer, type ControlApi } from "../control/server.ts";
 import { buildStatus, type DaemonStatus } from "./status.ts";
+import { AlertLog, EventHub, History } from "./event-hub.ts";
+import { reloadSummary, restartNotes } from "./reload-plan.ts";
 import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
 import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
 import { packageVersion } from "../platform/version.ts";
 import { Alerter } from "../alerts/alerter.ts";
-import type { AlertEvent } from "../alerts/events.ts";
 import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import type { Scheduler } from "../schedule/scheduler.ts";
 import { scheduleJobs } from "./jobs.ts";
@@ -65,7 +66,7 @@ export class Daemon {
   readonly log: Logger;
   readonly clock: Clock;
   readonly startedAt: number;
-  readonly health!: HealthRegistry;
+  health!: HealthRegistry;
   supervisor!: Supervisor;
   router!: Router;
   routerServer!: RouterServer;
@@ -78,7 +79,7 @@ export class Daemon {
   listening: Listening = {};
   private remote?: RemoteProber;
   private store!: StateStore;
-  private history: HistoryEntry[] = [];
+  private history = new History([], HISTORY_MAX);
   private notifier!: Notifier;
   private watchdog?: NodeJS.Timeout;
   private statusTimer?: NodeJS.Timeout;
@@ -88,9 +89,9 @@ export class Daemon {
   alerter?: Alerter;
   private bridge!: AlertBridge;
   /** Alert events of the last day, for the digest. */
-  private alertLog: AlertEvent[] = [];
+  private readonly alertLog = new AlertLog();
   scheduler?: Scheduler;
-  private readonly listeners = new Set<(e: DaemonEvent) => void>();
+  private readonly events: EventHub<DaemonEvent>;
   /** Context windows read from the backends (the router skips only tiers known to be too small). */
   readonly windows = new ContextWindows();
   private drilling = false;
@@ -100,6 +101,7 @@ export class Daemon {
     this.clock = options.clock ?? realClock;
     this.startedAt = this.clock.now();
     this.log = options.logger ?? createLogger({ level: (options.logLevel as never) ?? "info" });
+    this.events = new EventHub<DaemonEvent>(this.log, options.onEvent);
   }
 
   // ------------------------------------------------------------------ start
@@ -111,7 +113,7 @@ export class Daemon {
     this.notifier = createNotifier(this.options.env ?? process.env, this.log);
     this.store = new StateStore(c.daemon.state_dir, this.log);
     const persisted = await this.store.load();
-    this.history = [...persisted.history].slice(-HISTORY_MAX);
+    this.history = new History(persisted.history, HISTORY_MAX);
 
     this.bridge = new AlertBridge(c);
     try {
@@ -129,7 +131,7 @@ export class Daemon {
       this.log.error({ event: "alerts.unavailable", code: (e as LlmsupError).code, err: (e as Error).message }, `e-mail alerts are off: ${(e as Error).message}`);
     }
 
-    (this as { health: HealthRegistry }).health = new HealthRegistry(c, this.clock);
+    this.health = new HealthRegistry(c, this.clock);
     this.health.onChange((name, h, prev) => {
       // A remote backend answering again may have changed its window (a new model, a new max_model_len).
       if (h.state !== "down" && prev.state === "down") this.discoverWindows(name, false);
@@ -157,7 +159,7 @@ export class Daemon {
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
     this.listening = await this.routerServer.listen();
-    this.control = new ControlServer(this, this.log);
+    this.control = new ControlServer(this.controlApi(), this.log);
     await this.control.listen(c.control.socket, c.control.mode, c.control.group);
     this.remote = new RemoteProber(c, this.health, this.clock, this.log);
     this.remote.start();
@@ -232,15 +234,30 @@ export class Daemon {
 
   private persist(): void {
     const backends: PersistedState["backends"] = Object.fromEntries(this.supervisor.names().map((n) => [n, this.supervisor.owner(n).persisted()]));
-    void this.store.save({ version: 1, backends, history: this.history });
+    void this.store.save({ version: 1, backends, history: [...this.history.all()] });
+  }
+
+  /** The narrow port the control socket uses. */
+  private controlApi(): ControlApi {
+    return {
+      status: () => this.status(),
+      reload: () => this.reload(),
+      drill: (spec) => this.drill(spec),
+      check: (name) => void this.supervisor.owner(name),
+      operate: async (name, op) => {
+        await this.supervisor[op](name);
+        return this.supervisor.owner(name).snapshot();
+      },
+      logTail: (name, n) => this.supervisor.owner(name).logTail(n),
+      followOutput: (name, fn) => this.supervisor.owner(name).onOutput(fn),
+    };
   }
 
   // ------------------------------------------------------------------ events
 
   /** Follows every event (drills watch what happens). */
   subscribe(fn: (e: DaemonEvent) => void): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
+    return this.events.subscribe(fn);
   }
 
   /** Runs one drill now; one at a time. */
@@ -258,7 +275,7 @@ export class Daemon {
           supervisor: this.supervisor,
           router: () => this.router,
           subscribe: (fn) => this.subscribe(fn),
-          alertsSince: (at) => this.alertLog.filter((a) => a.at >= at),
+          alertsSince: (at) => this.alertLog.since(at),
           delivered: () => (this.alerter?.status().enabled ? this.alerter.status().delivered : undefined),
           clock: this.clock,
         },
@@ -273,21 +290,15 @@ export class Daemon {
   }
 
   private emit(e: DaemonEvent): void {
-    for (const l of this.listeners) l(e);
     if ("event" in e && (e.event === "daemon.started" || e.event === "daemon.stopping" || e.event === "daemon.reloaded")) {
       this.log.info(e, e.detail);
       this.remember({ at: e.at, kind: "daemon", summary: e.detail });
     }
-    try {
-      this.options.onEvent?.(e);
-    } catch (err) {
-      this.log.error({ event: "daemon.event_consumer_failed", err: (err as Error).message }, "an event consumer failed");
-    }
+    this.events.emit(e);
   }
 
   private remember(h: HistoryEntry): void {
-    this.history.push(h);
-    if (this.history.length > HISTORY_MAX) this.history.splice(0, this.history.length - HISTORY_MAX);
+    this.history.add(h);
     this.persist();
   }
 
@@ -295,11 +306,9 @@ export class Daemon {
     // A deliberate stop takes every route down on purpose: that is not news for the inbox.
     if (this.stopping && e.event !== "daemon.stopping") return;
     for (const a of this.bridge.translate(e)) {
-      this.alertLog.push(a);
+      this.alertLog.add(a, this.clock.now());
       this.alerter?.notify(a);
     }
-    const dayAgo = this.clock.now() - 86_400_000;
-    if (this.alertLog.length > 5_000 || (this.alertLog[0] && this.alertLog[0].at < dayAgo)) this.alertLog = this.alertLog.filter((a) => a.at >= dayAgo).slice(-5_000);
   }
 
   private freeBytes(dir: string | undefined): number | undefined {
@@ -326,8 +335,8 @@ export class Daemon {
         { name: "event history", run: () => this.persist() },
         { name: "emergency cache", run: () => this.cache?.prune() },
       ],
-      alertLog: () => this.alertLog,
-      history: () => this.history,
+      alertLog: () => this.alertLog.all(),
+      history: () => this.history.all(),
       drill: (scenario, durationMs) => this.drill({ scenario, durationMs }),
     });
   }
@@ -392,7 +401,22 @@ export class Daemon {
   // ------------------------------------------------------------------ status
 
   status(): DaemonStatus {
-    return buildStatus(this, this.history);
+    const now = this.clock.now();
+    return buildStatus({
+      now,
+      startedAt: this.startedAt,
+      config: this.config,
+      routes: this.router.snapshot().routes,
+      served: { minute: this.router.served.sums(now, 60), fiveMinutes: this.router.served.sums(now, 300) },
+      backends: this.supervisor.snapshot(),
+      health: (name) => this.health.get(name),
+      gpu: this.gpu?.snapshot(),
+      host: this.host?.snapshot(),
+      alerts: this.alerter?.status(),
+      cache: this.cache?.status(),
+      listening: this.listening,
+      history: this.history.all(),
+    });
   }
 
   statusLine(): string {
@@ -412,14 +436,7 @@ export class Daemon {
       this.log.error({ event: "daemon.reload.rejected", code: err.code, problems: isLlmsupError(e) ? e.details.problems : undefined }, `reload refused, keeping the running configuration: ${err.message}`);
       return { ok: false, error: `${err.code ?? "error"}: ${err.message}`, problems: isLlmsupError(e) ? e.details.problems : undefined };
     }
-    const prev = this.config;
-    const notes: string[] = [];
-    for (const [key, what] of [["router", "listeners and router settings"], ["control", "the control socket"], ["daemon", "daemon directories"], ["gpu", "GPU monitor settings"]] as const) {
-      const a = JSON.stringify(key === "router" ? { ...prev.router } : prev[key]);
-      const b = JSON.stringify(key === "router" ? { ...next.router } : next[key]);
-      if (a !== b && key !== "router") notes.push(`${what} changed: takes effect after a restart of llmsup`);
-    }
-    if (prev.router.socket !== next.router.socket || prev.router.listen !== next.router.listen) notes.push("router listeners changed: take effect after a restart of llmsup");
+    const notes = restartNotes(this.config, next);
     this.config = next;
     this.bridge.reconfigure(next);
     this.health.reconfigure(next);
@@ -435,7 +452,7 @@ export class Daemon {
     this.remote = new RemoteProber(next, this.health, this.clock, this.log);
     this.remote.start();
     this.applyGpuHealth();
-    const detail = `configuration reloaded: ${changes.unchanged.length} unchanged, ${changes.restarted.length} restarted${changes.restarted.length ? ` (${changes.restarted.join(", ")})` : ""}, ${changes.started.length} added, ${changes.stopped.length} removed${notes.length ? `; ${notes.join("; ")}` : ""}`;
+    const detail = reloadSummary(changes, notes);
     this.emit({ event: "daemon.reloaded", at: this.clock.now(), detail });
     return { ok: true, changes, notes };
   }

@@ -4,11 +4,18 @@
  * plugin convention: 0 every route on its first tier, 1 degraded, 2 a route
  * with no serving tier, 3 unknown (daemon unreachable; decided by the CLI).
  */
+import type { AlerterStatus } from "../alerts/alerter.ts";
 import type { CacheStatus } from "../cache/cache.ts";
+import type { Config } from "../config/types.ts";
 import { reportJson } from "../gpu/report.ts";
+import type { GpuSnapshot } from "../gpu/monitor.ts";
+import type { BackendHealth } from "../health/registry.ts";
+import type { HostSnapshot } from "../host/monitor.ts";
 import { packageVersion } from "../platform/version.ts";
+import type { RouteSnapshot } from "../router/router.ts";
+import type { Listening } from "../router/server.ts";
+import type { BackendSnapshot } from "../supervisor/states.ts";
 import type { HistoryEntry } from "./state-store.ts";
-import type { Daemon } from "./daemon.ts";
 
 export type GpuJson = ReturnType<typeof reportJson>;
 
@@ -99,11 +106,29 @@ export function verdict(routes: readonly RouteStatus[], backends: readonly Pick<
   return { code: 0, state: "ok", text: `OK: ${routes.map((r) => `${r.model} on ${r.serving_backend}`).join(", ") || "no routes"}` };
 }
 
-export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): DaemonStatus {
-  const now = d.clock.now();
+/** Everything status is made of, read once from the running parts (the daemon gathers it). */
+export interface StatusSources {
+  readonly now: number;
+  readonly startedAt: number;
+  readonly config: Config;
+  readonly routes: readonly RouteSnapshot[];
+  /** Answers served (and by a fallback tier) over the last minute and the last five. */
+  readonly served: { readonly minute: { total: number; fallback: number }; readonly fiveMinutes: { total: number; fallback: number } };
+  readonly backends: readonly BackendSnapshot[];
+  readonly health: (backend: string) => BackendHealth;
+  readonly gpu?: GpuSnapshot;
+  readonly host?: HostSnapshot;
+  readonly alerts?: AlerterStatus;
+  readonly cache?: CacheStatus;
+  readonly listening: Listening;
+  readonly history: readonly HistoryEntry[];
+}
+
+/** The status from its sources. Pure. */
+export function buildStatus(d: StatusSources): DaemonStatus {
+  const now = d.now;
   const c = d.config;
-  const snap = d.router.snapshot();
-  const routes: RouteStatus[] = snap.routes.map((r) => ({
+  const routes: RouteStatus[] = d.routes.map((r) => ({
     model: r.model,
     serving_tier: r.serving,
     serving_backend: r.serving >= 0 ? (r.tiers[r.serving]?.backend ?? null) : null,
@@ -126,10 +151,10 @@ export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): Daemon
       };
     }),
   }));
-  const sup = new Map(d.supervisor.snapshot().map((s) => [s.name, s]));
+  const sup = new Map(d.backends.map((s) => [s.name, s]));
   const backends: BackendStatus[] = c.backends.map((b) => {
     const s = sup.get(b.name);
-    const h = d.health.get(b.name);
+    const h = d.health(b.name);
     return {
       name: b.name,
       kind: b.kind,
@@ -148,9 +173,9 @@ export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): Daemon
       url: b.url,
     };
   });
-  const served = d.router.served.sums(now, 60);
-  const five = d.router.served.sums(now, 300);
-  const gsnap = d.gpu?.snapshot();
+  const served = d.served.minute;
+  const five = d.served.fiveMinutes;
+  const gsnap = d.gpu;
   return {
     daemon: { version: packageVersion(), pid: process.pid, started_at: iso(d.startedAt), uptime_s: Math.round((now - d.startedAt) / 1000), config: c.source, hostname: c.daemon.hostname },
     router: {
@@ -163,16 +188,16 @@ export function buildStatus(d: Daemon, history: readonly HistoryEntry[]): Daemon
     backends,
     gpus: gsnap ? reportJson(gsnap) : null,
     gpu_monitor: gsnap ? { state: gsnap.nvidiaSmi.state, nvidia_smi: gsnap.nvidiaSmi.path, kernel_log: gsnap.kernelLog ?? null } : null,
-    host: d.host?.snapshot() ?? null,
-    alerts: d.alerter
+    host: d.host ?? null,
+    alerts: d.alerts
       ? (() => {
-          const a = d.alerter.status();
+          const a = d.alerts;
           const err = a.lastError?.failure;
           return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${err.code ?? err.llmsupCode ?? "error"}${err.response ? `: ${err.response}` : ""}` : null };
         })()
       : null,
-    cache: d.cache ? { ...d.cache.status(), routes: c.routes.filter((r) => r.cache).map((r) => r.model) } : null,
-    events: history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
+    cache: d.cache ? { ...d.cache, routes: c.routes.filter((r) => r.cache).map((r) => r.model) } : null,
+    events: d.history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
     summary: verdict(routes, backends),
   };
 }
