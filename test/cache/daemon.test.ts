@@ -10,6 +10,7 @@ import { Agent, fetch as undiciFetch } from "undici";
 import { startDaemon, waitStatus, writeDaemonConfig, type RunningDaemon } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
 import type { DaemonStatus } from "../../src/daemon/status.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const Q = "Explain the difference between TCP and UDP.";
 
@@ -72,10 +73,7 @@ test("a daemon with a cached route: filled, shown in status, served and mailed w
   assert.match(metrics, /llmsup_cache_hits_total\{route="llama",match="similar"\} 1/);
 
   // The router's cache.served event reaches the alerter: a mail says the route serves from the cache.
-  const deadline = Date.now() + 15_000;
-  while (!smtp.mails.some((m) => /cache/i.test(m.subject)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  const mail = smtp.mails.find((m) => /cache/i.test(m.subject));
-  assert.ok(mail, `a cache mail among: ${smtp.mails.map((m) => m.subject).join(" | ")}`);
+  const mail = await waitUntil("a mail about the cache", () => smtp.mails.find((m) => /cache/i.test(m.subject)), { everyMs: 100 });
   assert.match(mail.subject, /llama/);
   assert.match(mail.text, /emergency\s+(response\s+)?cache/, "the mail says it (wrapped at any word)");
 

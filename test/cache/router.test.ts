@@ -21,6 +21,7 @@ import { startSim, type SimProcess } from "../helpers/sim.ts";
 import { memoryLogger, testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { DEFAULTS } from "./helpers.ts";
+import { answers200, waitUntil } from "../helpers/wait.ts";
 
 type T = Parameters<typeof startSim>[0];
 type Msg = { role: "user" | "assistant" | "system"; content: string };
@@ -33,7 +34,7 @@ const canonical = (messages: Msg[]) => canonicalTokens(chatKey(messages)).join("
 
 async function llama(t: T): Promise<SimProcess> {
   const sim = await startSim(t, ["--kind", "llamacpp", "--port", "0", "--load-time", "0s"]);
-  while ((await fetch(`${sim.url}/health`)).status !== 200) await new Promise((r) => setTimeout(r, 10));
+  await waitUntil(`${sim.url}/health to answer 200`, () => answers200(`${sim.url}/health`));
   return sim;
 }
 

@@ -6,6 +6,7 @@ import path from "node:path";
 import { Agent } from "undici";
 import { startDaemon, status, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 test("requests in flight from boot through one SIGKILL of the primary: no route event or mail at boot or while quiet, then exactly one fallback and one recovery (events and mails)", async (t) => {
   const smtp = await startSmtp(t);
@@ -94,11 +95,7 @@ test("a primary that cannot start at boot: once fatal, the route's fallback is a
   const reset = await d.cli("reset", "primary");
   assert.equal(reset.code, 0, reset.stderr);
   await waitStatus(d, "back on the primary", (s) => s.backends.find((b) => b.name === "primary")!.state === "ready" && s.router.routes[0]!.serving_tier === 0, 20_000);
-  const until = Date.now() + 10_000;
-  const allClear = () => smtp.mails.find((m) => /primary ready again/.test(m.subject));
-  while (!allClear() && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-  const mail = allClear();
-  assert.ok(mail, smtp.mails.map((m) => m.subject).join("\n"));
+  const mail = await waitUntil("the all-clear mail for primary", () => smtp.mails.find((m) => /primary ready again/.test(m.subject)), { timeoutMs: 10_000, everyMs: 100 });
   assert.ok(mail.to.includes("boss@example.com"), "the all-clear reaches whoever was told of the fatal");
   assert.equal(smtp.mails.filter((m) => /llama recovered/.test(m.subject)).length, 1);
 });

@@ -10,6 +10,7 @@ import { memoryLogger, testConfig } from "../helpers/supervise.ts";
 import { backend, startRouter } from "../helpers/router.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { startSim } from "../helpers/sim.ts";
+import { answers200, waitUntil } from "../helpers/wait.ts";
 
 test("a remote backend goes DOWN after failures_to_down failed probes, DEGRADED when slow, HEALTHY again when it answers", async (t) => {
   let mode: "ok" | "fail" | "slow" = "ok";
@@ -55,7 +56,7 @@ test("a remote backend goes DOWN after failures_to_down failed probes, DEGRADED 
 
 test("queue_timeout: with every tier down but one restarting, a request waits for it instead of failing", async (t) => {
   const sim = await startSim(t, ["--kind", "llamacpp", "--port", "0", "--load-time", "0s"]);
-  while ((await fetch(`${sim.url}/health`)).status !== 200) await new Promise((r) => setTimeout(r, 10));
+  await waitUntil(`${sim.url}/health to answer 200`, () => answers200(`${sim.url}/health`));
   const h = await startRouter(t, backend("a", "llamacpp", sim.port) + `[[route]]\nmodel = "m"\ntiers = [{ backend = "a", model = "m" }]\n`, `queue_timeout = "3s"`);
   h.health.set("a", "process", "down", "process starting");
   h.health.setRecovering("a", true);

@@ -5,6 +5,7 @@ import { APIError } from "openai";
 import { canonicalTokens, chatKey } from "../../src/sim/backend/answer.ts";
 import { freePort, startSim, type SimProcess } from "../helpers/sim.ts";
 import { backend, startRouter } from "../helpers/router.ts";
+import { answers200, waitUntil } from "../helpers/wait.ts";
 
 const Q = "How do GPUs fail?";
 const FULL = canonicalTokens(chatKey([{ role: "user", content: Q }])).join("");
@@ -13,7 +14,7 @@ const askStream = () => ({ model: "llama", messages: [{ role: "user" as const, c
 
 async function llama(t: Parameters<typeof startSim>[0], args: string[] = []): Promise<SimProcess> {
   const sim = await startSim(t, ["--kind", "llamacpp", "--port", "0", "--load-time", "0s", ...args]);
-  while ((await fetch(`${sim.url}/health`)).status !== 200) await new Promise((r) => setTimeout(r, 10));
+  await waitUntil(`${sim.url}/health to answer 200`, () => answers200(`${sim.url}/health`));
   return sim;
 }
 

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { ContextWindows } from "../../src/health/context.ts";
 import { freePort, startSim, type SimProcess } from "../helpers/sim.ts";
 import { backend, startRouter } from "../helpers/router.ts";
+import { answers200, waitUntil } from "../helpers/wait.ts";
 
 const Q = "How do GPUs fail?";
 const ask = (model = "llama") => ({ model, messages: [{ role: "user" as const, content: Q }] });
@@ -18,7 +19,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function sim(t: Parameters<typeof startSim>[0], kind: string, args: string[] = []): Promise<SimProcess> {
   const s = await startSim(t, ["--kind", kind, "--port", "0", "--load-time", "0s", ...args]);
   const health = kind === "ollama" ? "/" : "/health";
-  while ((await fetch(`${s.url}${health}`).catch(() => undefined))?.status !== 200) await sleep(10);
+  await waitUntil(`${s.url}${health} to answer 200`, () => answers200(`${s.url}${health}`));
   return s;
 }
 
@@ -98,9 +99,7 @@ test("a backend that refuses connections is DOWN until a shallow probe passes, t
   assert.equal(first.response.headers.get("x-llmsup-tier"), "1");
   assert.equal(h.health.get("a").state, "down");
   await startSim(t, ["--kind", "llamacpp", "--port", String(port), "--load-time", "0s"]);
-  const until = Date.now() + 5_000;
-  while (Date.now() < until && h.health.get("a").state === "down") await sleep(50);
-  assert.equal(h.health.get("a").state, "healthy", "the checks found it listening again");
+  await waitUntil("the checks to find backend a listening again", () => h.health.get("a").state === "healthy", { timeoutMs: 5_000 });
   const again = await h.client.chat.completions.create(ask()).withResponse();
   assert.equal(again.response.headers.get("x-llmsup-tier"), "0");
   assert.deepEqual(h.events.filter((e) => e.event.startsWith("router.route.")).map((e) => e.event), ["router.route.fallback", "router.route.recovered"]);
