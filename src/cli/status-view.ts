@@ -20,9 +20,11 @@ function ago(iso: string | null, now: number): string {
 
 export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): string {
   const colour = (state: string, text = state) =>
-    ["ok", "healthy", "ready"].includes(state) ? st.green(text) : ["degraded", "starting", "backoff", "stopping", "exited", "blocked"].includes(state) ? st.yellow(text) : ["down", "fatal", "critical"].includes(state) ? st.red(text) : text;
+    ["ok", "healthy", "ready"].includes(state) ? st.green(text) : ["degraded", "warning", "starting", "backoff", "stopping", "exited", "blocked"].includes(state) ? st.yellow(text) : ["down", "fatal", "critical"].includes(state) ? st.red(text) : text;
   const out: string[] = [];
   out.push(`${st.bold("llmsup")} ${s.daemon.version} on ${s.daemon.hostname} — ${colour(s.summary.state, s.summary.text)}`);
+  // Every problem, worst first, when there is more than the headline's.
+  if (s.summary.problems.length > 1) for (const p of s.summary.problems) out.push(`  ${colour(p.level, p.level === "critical" ? "✗" : "!")} ${p.text}`);
   out.push(st.dim(`  up ${formatDuration(s.daemon.uptime_s * 1000)}, pid ${s.daemon.pid}, config ${s.daemon.config}`));
   out.push("");
   const share = s.router.fallback_share_5m === null ? "–" : `${Math.round(s.router.fallback_share_5m * 100)}%`;

@@ -1,8 +1,7 @@
 /**
  * The status the control socket serves and `llmsup status` shows: is the LLM
- * API up, on which tier, and what is wrong. Exit codes follow the monitoring
- * plugin convention: 0 every route on its first tier, 1 degraded, 2 a route
- * with no serving tier, 3 unknown (daemon unreachable; decided by the CLI).
+ * API up, on which tier, and what is wrong. The verdict and exit code follow
+ * the monitoring-plugin convention (verdict.ts).
  */
 import type { AlerterStatus } from "../alerts/alerter.ts";
 import type { CacheStatus } from "../cache/cache.ts";
@@ -16,6 +15,7 @@ import type { RouteSnapshot } from "../router/router.ts";
 import type { Listening } from "../router/server.ts";
 import type { BackendSnapshot } from "../supervisor/states.ts";
 import type { HistoryEntry } from "./state-store.ts";
+import { verdict, type Verdict } from "./verdict.ts";
 
 export type GpuJson = ReturnType<typeof reportJson>;
 
@@ -85,26 +85,10 @@ export interface DaemonStatus {
   /** The emergency response cache; null when no route has `cache = true`. */
   readonly cache: (CacheStatus & { readonly routes: readonly string[] }) | null;
   readonly events: readonly (HistoryEntry & { readonly time: string })[];
-  readonly summary: { readonly code: 0 | 1 | 2; readonly state: "ok" | "degraded" | "critical"; readonly text: string };
+  readonly summary: Verdict;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
-
-/** The monitoring-plugin verdict from routes and backends. Pure. */
-export function verdict(routes: readonly RouteStatus[], backends: readonly Pick<BackendStatus, "name" | "state">[]): DaemonStatus["summary"] {
-  const dark = routes.filter((r) => r.serving_tier < 0);
-  if (dark.length) return { code: 2, state: "critical", text: `CRITICAL: ${dark.map((r) => r.model).join(", ")} has no serving tier` };
-  const degraded = routes.filter((r) => r.serving_tier > 0);
-  const fatal = backends.filter((b) => b.state === "fatal");
-  if (degraded.length || fatal.length) {
-    const parts = [
-      ...degraded.map((r) => `${r.model} on fallback tier ${r.serving_tier} (${r.serving_backend})`),
-      ...fatal.map((b) => `${b.name} is fatal (restart budget spent)`),
-    ];
-    return { code: 1, state: "degraded", text: `DEGRADED: ${parts.join("; ")}` };
-  }
-  return { code: 0, state: "ok", text: `OK: ${routes.map((r) => `${r.model} on ${r.serving_backend}`).join(", ") || "no routes"}` };
-}
 
 /** Everything status is made of, read once from the running parts (the daemon gathers it). */
 export interface StatusSources {
@@ -176,6 +160,14 @@ export function buildStatus(d: StatusSources): DaemonStatus {
   const served = d.served.minute;
   const five = d.served.fiveMinutes;
   const gsnap = d.gpu;
+  const gpus = gsnap ? reportJson(gsnap) : null;
+  const alerts = d.alerts
+    ? (() => {
+        const a = d.alerts;
+        const err = a.lastError?.failure;
+        return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${err.code ?? err.llmsupCode ?? "error"}${err.response ? `: ${err.response}` : ""}` : null };
+      })()
+    : null;
   return {
     daemon: { version: packageVersion(), pid: process.pid, started_at: iso(d.startedAt), uptime_s: Math.round((now - d.startedAt) / 1000), config: c.source, hostname: c.daemon.hostname },
     router: {
@@ -186,18 +178,12 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       routes,
     },
     backends,
-    gpus: gsnap ? reportJson(gsnap) : null,
+    gpus,
     gpu_monitor: gsnap ? { state: gsnap.nvidiaSmi.state, nvidia_smi: gsnap.nvidiaSmi.path, kernel_log: gsnap.kernelLog ?? null } : null,
     host: d.host ?? null,
-    alerts: d.alerts
-      ? (() => {
-          const a = d.alerts;
-          const err = a.lastError?.failure;
-          return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${err.code ?? err.llmsupCode ?? "error"}${err.response ? `: ${err.response}` : ""}` : null };
-        })()
-      : null,
+    alerts,
     cache: d.cache ? { ...d.cache, routes: c.routes.filter((r) => r.cache).map((r) => r.model) } : null,
     events: d.history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
-    summary: verdict(routes, backends),
+    summary: verdict({ routes, backends, gpus: gpus?.gpus ?? [], alerts }),
   };
 }

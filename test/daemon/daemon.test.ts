@@ -41,7 +41,7 @@ test("status reflects a killed primary (fallback serving, exit 1), a route with 
   process.kill(primaryPid, "SIGKILL");
   const degraded = await waitStatus(d, "fallback serving", (s) => s.router.routes[0]!.serving_tier === 1);
   assert.equal(degraded.code, 1);
-  assert.match(degraded.json.summary.text, /^DEGRADED: llama on fallback tier 1 \(fallback\)/);
+  assert.match(degraded.json.summary.text, /^WARNING: llama on fallback tier 1 \(fallback\)/);
   const answer = await ask(files.socket, { model: "llama", messages: [{ role: "user", content: "hi" }] });
   assert.equal(answer.status, 200);
   assert.equal(answer.headers["x-llmsup-backend"], "fallback");

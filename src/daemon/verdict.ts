@@ -1,0 +1,71 @@
+/**
+ * The one-line verdict of `llmsup status` and its exit code, following the
+ * monitoring-plugin convention. Pure; every condition is in one table:
+ *
+ * | condition                                              | level        |
+ * |--------------------------------------------------------|--------------|
+ * | a route with no serving tier                           | CRITICAL (2) |
+ * | a backend fatal (restart budget spent)                 | CRITICAL (2) |
+ * | a route served by a fallback tier                      | WARNING (1)  |
+ * | a backend not healthy (down, degraded, stopped, …)     | WARNING (1)  |
+ * | a GPU fault, or a GPU throttling (thermal, power, hw)  | WARNING (1)  |
+ * | alert mails failing to go out                          | WARNING (1)  |
+ * | none of the above                                      | OK (0)       |
+ *
+ * UNKNOWN (3), the daemon unreachable, is decided by the CLI. The headline
+ * names the worst thing and what to do about it, then how many more there are.
+ */
+
+export type Level = "ok" | "warning" | "critical";
+
+export interface Verdict {
+  readonly code: 0 | 1 | 2;
+  readonly state: Level;
+  readonly text: string;
+  /** Every problem found, worst first. */
+  readonly problems: readonly { readonly level: Exclude<Level, "ok">; readonly text: string }[];
+}
+
+export interface VerdictInput {
+  readonly routes: readonly {
+    readonly model: string;
+    readonly serving_tier: number;
+    readonly serving_backend: string | null;
+    readonly tiers: readonly { readonly index: number; readonly backend: string; readonly why: string | null }[];
+  }[];
+  readonly backends: readonly { readonly name: string; readonly state: string; readonly health: string; readonly health_reason: string }[];
+  readonly gpus: readonly { readonly index: number; readonly condition: string; readonly clock_event_reasons: readonly string[]; readonly faults: readonly { readonly reason: string; readonly action: string }[] }[];
+  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly last_error: string | null } | null;
+}
+
+/** Clock-event reasons that mean the GPU is being slowed (SW power cap is normal under load; idle is not a problem). */
+const THROTTLES = new Set(["hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "hw_power_brake_slowdown"]);
+
+const CODE: Record<Level, 0 | 1 | 2> = { ok: 0, warning: 1, critical: 2 };
+
+export function verdict(s: VerdictInput): Verdict {
+  const problems: { level: Exclude<Level, "ok">; text: string }[] = [];
+  const add = (level: Exclude<Level, "ok">, text: string) => problems.push({ level, text });
+  for (const r of s.routes) {
+    const firstOut = r.tiers[0]?.why;
+    if (r.serving_tier < 0) add("critical", `${r.model} has no serving tier (tier 0: ${firstOut ?? "unavailable"}); bring one tier back, \`llmsup status\` says why each is out`);
+    else if (r.serving_tier > 0) add("warning", `${r.model} on fallback tier ${r.serving_tier} (${r.serving_backend})${firstOut ? `: tier 0 ${r.tiers[0]!.backend} ${firstOut}` : ""}`);
+  }
+  for (const b of s.backends) {
+    if (b.state === "fatal") add("critical", `${b.name} is fatal (restart budget spent): fix the cause, then \`llmsup reset ${b.name}\``);
+    else if (b.health !== "healthy") add("warning", `${b.name} is ${b.health}: ${b.health_reason}`);
+  }
+  for (const g of s.gpus) {
+    const throttles = g.clock_event_reasons.filter((r) => THROTTLES.has(r));
+    for (const f of g.faults) add("warning", `GPU ${g.index}: ${f.reason.replace(/^GPU \d+: /, "")}: ${f.action}`);
+    if (throttles.length > 0 && g.faults.length === 0) add("warning", `GPU ${g.index} is throttling (${throttles.join(", ")}): check cooling and power`);
+  }
+  if (s.alerts?.enabled && s.alerts.last_error && s.alerts.pending > 0) {
+    add("warning", `alert mails are not going out (${s.alerts.pending} waiting): ${s.alerts.last_error}; check [alerts.smtp] with \`llmsup test-alert\``);
+  }
+  problems.sort((a, b) => CODE[b.level] - CODE[a.level]);
+  const worst = problems[0];
+  if (!worst) return { code: 0, state: "ok", text: `OK: ${s.routes.map((r) => `${r.model} on ${r.serving_backend}`).join(", ") || "no routes"}`, problems };
+  const more = problems.length > 1 ? ` (+${problems.length - 1} more)` : "";
+  return { code: CODE[worst.level], state: worst.level, text: `${worst.level.toUpperCase()}: ${worst.text}${more}`, problems };
+}
