@@ -1,4 +1,4 @@
-import { ERRORS, type ErrorCode } from "./registry.ts";
+import { ERRORS, errorSpec, wireSpec, type ErrorCode } from "./registry.ts";
 
 /** An error with a stable code from the registry, plus free-form details. */
 export class LlmsupError extends Error {
@@ -20,9 +20,10 @@ export class LlmsupError extends Error {
     return ERRORS[this.code].retryable;
   }
 
+  /** The HTTP status a client of the routing socket gets for this error, if one ever reaches it. */
   get httpStatus(): number | undefined {
-    const spec = ERRORS[this.code];
-    return "http" in spec ? spec.http : undefined;
+    const wire = errorSpec(this.code).wire;
+    return wire === undefined ? undefined : wireSpec(wire).http;
   }
 }
 

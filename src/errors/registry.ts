@@ -1,9 +1,13 @@
 /**
- * The one registry of llmsup's stable error codes.
+ * The one registry of llmsup's stable error codes, in two sections:
  *
- * Every error the product reports to an operator or a client carries one of
- * these codes. `docs/errors.md` documents each of them; a test keeps the two
- * in step. Codes are never renamed or reused once released.
+ * - `ERRORS`: the `LLMSUP_E_*` codes llmsup reports to operators (the CLI and
+ *   its exit status, the logs, the control socket);
+ * - `WIRE_ERRORS`: the lower-case OpenAI-style `code` values clients of the
+ *   routing socket see, each with the HTTP status and `type` of its body.
+ *
+ * `docs/errors.md` documents each of them, one table per section; a test
+ * keeps the two in step. Codes are never renamed or reused once released.
  */
 
 export interface ErrorSpec {
@@ -11,8 +15,8 @@ export interface ErrorSpec {
   readonly message: string;
   /** Process exit status when this error ends a CLI command. */
   readonly exit: number;
-  /** HTTP status when this error is returned to a client, if ever. */
-  readonly http?: number;
+  /** The code a client of the routing socket sees when this error reaches it, if ever. */
+  readonly wire?: WireCode;
   /** Whether repeating the same operation later can succeed. */
   readonly retryable: boolean;
 }
@@ -30,7 +34,7 @@ export const EXIT = {
 
 export const ERRORS = {
   LLMSUP_E_CONFIG_INVALID: {
-    message: "The configuration has problems; each is listed with its key path. Fix them and run `llmsup check-config` again.",
+    message: "The configuration has problems; each is listed with its key path, what was expected and what was found. Fix them and run `llmsup check-config` again.",
     exit: EXIT.CONFIG,
     retryable: false,
   },
@@ -40,7 +44,7 @@ export const ERRORS = {
     retryable: false,
   },
   LLMSUP_E_CONFIG_UNREADABLE: {
-    message: "The configuration file could not be read (missing, unreadable, or not a file). Check the path and its permissions.",
+    message: "The configuration file could not be read (missing, unreadable, or a directory). Check the path and its permissions.",
     exit: EXIT.CONFIG,
     retryable: false,
   },
@@ -137,7 +141,7 @@ export const ERRORS = {
   LLMSUP_E_INTERNAL: {
     message: "An unexpected internal error; the log has the details. Please report it.",
     exit: EXIT.SOFTWARE,
-    http: 500,
+    wire: "internal_error",
     retryable: true,
   },
   LLMSUP_E_SMTP_AUTH: {
@@ -161,17 +165,17 @@ export const ERRORS = {
     retryable: false,
   },
   LLMSUP_E_CACHE_UNAVAILABLE: {
-    message: "The emergency response cache is off: Node's built-in SQLite (node:sqlite, Node 22.13 or later) is missing, or the store in the state directory cannot be created. Routing goes on without it; fix the Node version or [daemon] state_dir permissions.",
+    message: "The emergency response cache is off: Node's built-in SQLite (node:sqlite, Node 22.13 or later) is missing, or the store in the state directory cannot be created. Routing goes on without it; fix the Node version or [daemon] state_dir permissions. Logged as `cache.unavailable`.",
     exit: EXIT.UNAVAILABLE,
     retryable: false,
   },
   LLMSUP_E_CACHE_CORRUPT: {
-    message: "The emergency cache's store was unreadable (damaged, or not an llmsup cache): it was set aside as cache.sqlite.corrupt and rebuilt empty. Nothing to do unless it recurs (then check the disk).",
+    message: "The emergency cache's store was unreadable (damaged, or not an llmsup cache): it was set aside as cache.sqlite.corrupt and rebuilt empty. Nothing to do unless it recurs (then check the disk). Logged as `cache.store.corrupt`.",
     exit: EXIT.IOERR,
     retryable: false,
   },
   LLMSUP_E_CACHE_IO: {
-    message: "Reading or writing the emergency cache failed (disk full, I/O error); the answer was not stored or not served from it. Check free space in [daemon] state_dir.",
+    message: "Reading or writing the emergency cache failed (disk full, I/O error); the answer was not stored or not served from it. Check free space in [daemon] state_dir. Logged as `cache.store.failed`, at most once a minute per operation.",
     exit: EXIT.IOERR,
     retryable: true,
   },
@@ -181,4 +185,106 @@ export type ErrorCode = keyof typeof ERRORS;
 
 export function errorSpec(code: ErrorCode): ErrorSpec {
   return ERRORS[code];
+}
+
+// ---------------------------------------------------------------- the routing socket
+
+/** The `type` of an OpenAI-shaped error body, as the router has always sent it. */
+export type WireErrorType = "invalid_request_error" | "service_unavailable" | "upstream_error" | "internal_error";
+
+export interface WireErrorSpec {
+  /** What it means and what to do about it. The message a client gets is more specific (it names the field, the limit, the tiers). */
+  readonly meaning: string;
+  /** HTTP status of the answer; absent for an error sent only as the last event of a stream already answered 200. */
+  readonly http?: number;
+  /** `error.type` of the body. */
+  readonly type: WireErrorType;
+  /** Whether sending the same request again later can succeed. */
+  readonly retryable: boolean;
+}
+
+export const WIRE_ERRORS = {
+  invalid_json: {
+    meaning: "The request body is not a JSON object; the parser's complaint is quoted. Send one JSON object.",
+    http: 400,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  invalid_request: {
+    meaning: "The request itself is invalid (a field of the wrong type, a body nested too deep, or a request that cannot be sent on); `param` names the field to blame. It is refused before any tier is tried and never counts against a backend. Fix the request.",
+    http: 400,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  request_too_large: {
+    meaning: "The request body is larger than router.max_body (the limit is given in bytes), and the connection is closed. Send a smaller request, or raise router.max_body.",
+    http: 413,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  invalid_api_key: {
+    meaning: "The router has API keys (router.api_keys_file or api_keys_env) and the request carried none of them. Send one as `Authorization: Bearer <key>` or `x-api-key`.",
+    http: 401,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  not_found: {
+    meaning: "No such endpoint. The router answers POST /v1/chat/completions, /v1/completions and /v1/embeddings, and GET /v1/models, /health, /health/ready and (with metrics on) /metrics.",
+    http: 404,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  method_not_allowed: {
+    meaning: "The endpoint exists but takes POST.",
+    http: 405,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  model_not_found: {
+    meaning: "No route serves that model and there is no default route (model = \"*\"); the models llmsup routes are listed. Ask for one of them, or add a [[route]].",
+    http: 404,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  context_length_exceeded: {
+    meaning: "The prompt is too long for every tier that is left: each refused it as too long or is known to have no larger context window. The backend's own words are quoted and `param` is messages. Shorten the prompt or lower max_tokens.",
+    http: 400,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  all_tiers_down: {
+    meaning: "No tier of the route could answer, and the emergency cache (where the route has one) had nothing; the message and `tried` say what each tier said. Retry after Retry-After (router.all_down_retry_after); `llmsup status` on the box says why each tier is out.",
+    http: 503,
+    type: "service_unavailable",
+    retryable: true,
+  },
+  shutting_down: {
+    meaning: "The daemon is stopping and takes no new requests. Retry after Retry-After (5 seconds).",
+    http: 503,
+    type: "service_unavailable",
+    retryable: true,
+  },
+  stream_interrupted: {
+    meaning: "The last event of a stream, in place of [DONE]: the answer broke off after its first token and no tier could continue it, so what was sent is incomplete. Send the request again.",
+    type: "upstream_error",
+    retryable: true,
+  },
+  internal_error: {
+    meaning: "An unexpected error in llmsup itself (LLMSUP_E_INTERNAL); the daemon's log has the details under router.internal_error. Retry, and please report it.",
+    http: 500,
+    type: "internal_error",
+    retryable: true,
+  },
+} as const satisfies Record<string, WireErrorSpec>;
+
+export type WireCode = keyof typeof WIRE_ERRORS;
+
+/** The codes answered with an HTTP status of their own (all but those sent inside a stream). */
+export type HttpWireCode = { [C in WireCode]: (typeof WIRE_ERRORS)[C] extends { readonly http: number } ? C : never }[WireCode];
+
+/** The codes sent only as an SSE error event. */
+export type StreamWireCode = Exclude<WireCode, HttpWireCode>;
+
+export function wireSpec(code: WireCode): WireErrorSpec {
+  return WIRE_ERRORS[code];
 }

@@ -1,13 +1,27 @@
-/** Small HTTP helpers of the routing socket: OpenAI-shaped errors, JSON answers, bounded bodies. */
+/**
+ * Small HTTP helpers of the routing socket: OpenAI-shaped errors, JSON
+ * answers, bounded bodies. An error is written by its code alone: its HTTP
+ * status and `type` come from the registry (src/errors/registry.ts), so a
+ * call site cannot pair a code with the wrong status or type.
+ */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { WIRE_ERRORS, type HttpWireCode, type StreamWireCode, type WireCode, type WireErrorType } from "../errors/registry.ts";
 
 export interface OpenAIErrorBody {
-  readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: string | null; readonly [k: string]: unknown };
+  readonly error: { readonly message: string; readonly type: WireErrorType; readonly param: string | null; readonly code: WireCode; readonly [k: string]: unknown };
 }
 
-/** `extra` adds fields to the error object, or overrides `param` (null unless a field is to blame). */
-export function openaiError(message: string, type: string, code: string | null, extra: Record<string, unknown> = {}): OpenAIErrorBody {
-  return { error: { message, type, param: null, code, ...extra } };
+/** Fields added to the error object: `param` (null unless a field is to blame) or more; never its message, type or code. */
+export interface ErrorExtra {
+  readonly param?: string | null;
+  readonly message?: never;
+  readonly type?: never;
+  readonly code?: never;
+  readonly [k: string]: unknown;
+}
+
+export function openaiError(code: WireCode, message: string, extra: ErrorExtra = {}): OpenAIErrorBody {
+  return { error: { message, type: WIRE_ERRORS[code].type, param: null, code, ...extra } };
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -17,8 +31,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-export function sendError(res: ServerResponse, status: number, message: string, type: string, code: string | null, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}): void {
-  sendJson(res, status, openaiError(message, type, code, extra), headers);
+/** An error answer: the code's HTTP status and an OpenAI-shaped body. */
+export function sendError(res: ServerResponse, code: HttpWireCode, message: string, headers: Record<string, string> = {}, extra: ErrorExtra = {}): void {
+  sendJson(res, WIRE_ERRORS[code].http, openaiError(code, message, extra), headers);
+}
+
+/** An error as an SSE event, for a stream already answered 200. */
+export function sseError(code: StreamWireCode, message: string): string {
+  return `data: ${JSON.stringify(openaiError(code, message))}\n\n`;
 }
 
 export class BodyTooLarge extends Error {}

@@ -6,7 +6,7 @@
  */
 import type { RouteConfig } from "../config/types.ts";
 import { cacheNotice, CACHE_BACKEND, markedAnswerAsSse, markHit } from "../cache/marks.ts";
-import { header, headerSafe, sendJson } from "./http.ts";
+import { header, headerSafe, sendError, sendJson, sseError } from "./http.ts";
 import type { RequestCtx } from "./types.ts";
 
 /** The notice of an answer from tier `index`: the tier's own, or a plain one for any fallback. */
@@ -61,7 +61,7 @@ export function seamComment(to: number, backend: string, from: number, detail: s
 /** A stream that broke after the commit and could not be completed: an error event, never [DONE]. */
 export function endWithStreamError(ctx: RequestCtx, detail: string): void {
   if (ctx.res.destroyed) return;
-  ctx.res.write(`data: ${JSON.stringify({ error: { message: `The answer was cut off and could not be completed: ${detail}`, type: "upstream_error", param: null, code: "stream_interrupted" } })}\n\n`);
+  ctx.res.write(sseError("stream_interrupted", `The answer was cut off and could not be completed: ${detail}`));
   ctx.res.end();
 }
 
@@ -90,11 +90,12 @@ export function sendCacheHit(ctx: RequestCtx, stored: Record<string, unknown>, h
 /** Nothing larger to go to: the caller's prompt is too long — said in the backend's words. */
 export function sendContextTooLong(ctx: RequestCtx): void {
   const last = [...ctx.tried].reverse().find((t) => t.outcome === "context_length");
-  sendJson(
+  sendError(
     ctx.res,
-    400,
-    { error: { message: `No tier has a context large enough for this request. ${extractMessage(ctx.contextError?.body ?? "")}`, type: "invalid_request_error", param: "messages", code: "context_length_exceeded" } },
+    "context_length_exceeded",
+    `No tier has a context large enough for this request. ${extractMessage(ctx.contextError?.body ?? "")}`,
     { "x-llmsup-tier": String(last?.tier ?? 0), "x-llmsup-backend": last?.backend ?? "", "x-llmsup-degraded": "false", "x-llmsup-attempts": String(ctx.attempts), "x-request-id": ctx.requestId },
+    { param: "messages" },
   );
 }
 
@@ -106,11 +107,12 @@ export function sendAllDown(ctx: RequestCtx, retryAfterMs: number, cacheOn: bool
   }
   const retryAfter = Math.ceil(retryAfterMs / 1000);
   const summary = ctx.tried.map((t) => `tier ${t.tier} (${t.backend}): ${t.outcome === "skipped" ? "skipped" : t.outcome}: ${t.detail}`).join("; ");
-  sendJson(
+  sendError(
     ctx.res,
-    503,
-    { error: { message: `Every tier of ${ctx.route.model} is unavailable; retry after ${retryAfter}s. ${summary}`, type: "service_unavailable", param: null, code: "all_tiers_down", tried: ctx.tried } },
+    "all_tiers_down",
+    `Every tier of ${ctx.route.model} is unavailable; retry after ${retryAfter}s. ${summary}`,
     { "retry-after": String(retryAfter), "x-llmsup-degraded": "true", "x-llmsup-attempts": String(ctx.attempts), "x-llmsup-tier": "none", "x-llmsup-backend": "none", "x-request-id": ctx.requestId, ...(cacheOn ? { "x-llmsup-cache": "miss" } : {}) },
+    { tried: ctx.tried },
   );
 }
 

@@ -151,7 +151,7 @@ export class Router implements Core {
     const model = typeof body.model === "string" ? body.model : undefined;
     const route = this.routeFor(model);
     if (!route) {
-      sendError(res, 404, `The model \`${model ?? ""}\` does not exist: llmsup routes ${this.config.routes.map((r) => r.model).join(", ")}`, "invalid_request_error", "model_not_found", { "x-request-id": requestId });
+      sendError(res, "model_not_found", `The model \`${model ?? ""}\` does not exist: llmsup routes ${this.config.routes.map((r) => r.model).join(", ")}`, { "x-request-id": requestId });
       return;
     }
     const clientGone = new AbortController();
@@ -203,7 +203,7 @@ export class Router implements Core {
       }
       if (r === "sent" || r === "gone") return true;
       if ("invalid" in r) {
-        sendError(ctx.res, 400, `Invalid request: ${r.invalid}`, "invalid_request_error", "invalid_request", { "x-request-id": ctx.requestId });
+        sendError(ctx.res, "invalid_request", `Invalid request: ${r.invalid}`, { "x-request-id": ctx.requestId });
         return true;
       }
       lastFailed = { ref, reason: r.class, detail: r.detail };

@@ -117,7 +117,7 @@ export class RouterServer {
       });
       this.handle(req, res).catch((e: unknown) => {
         this.log.error({ event: "router.internal_error", err: (e as Error).stack ?? String(e) }, "internal error while routing");
-        if (!res.headersSent) sendError(res, 500, "internal error in llmsup (LLMSUP_E_INTERNAL); the log has the details", "internal_error", "internal_error");
+        if (!res.headersSent) sendError(res, "internal_error", "internal error in llmsup (LLMSUP_E_INTERNAL); the log has the details");
         else res.destroy();
       });
     });
@@ -152,7 +152,7 @@ export class RouterServer {
         return;
       }
       if (p === "/v1/models") {
-        if (!this.authorised(req)) return sendError(res, 401, "Missing or invalid API key (Authorization: Bearer …)", "invalid_request_error", "invalid_api_key");
+        if (!this.authorised(req)) return sendError(res, "invalid_api_key", "Missing or invalid API key (Authorization: Bearer …)");
         return sendJson(res, 200, {
           object: "list",
           data: this.config.routes.filter((r) => r.model !== "*").map((r) => ({ id: r.model, object: "model", created: 0, owned_by: "llmsup" })),
@@ -160,15 +160,15 @@ export class RouterServer {
       }
     }
     const endpoint = ENDPOINTS[p];
-    if (!endpoint) return sendError(res, 404, `No endpoint ${req.method} ${p}`, "invalid_request_error", "not_found");
-    if (req.method !== "POST") return sendError(res, 405, `${p} takes POST`, "invalid_request_error", "method_not_allowed");
-    if (!this.authorised(req)) return sendError(res, 401, "Missing or invalid API key (Authorization: Bearer …)", "invalid_request_error", "invalid_api_key");
-    if (this.draining) return sendError(res, 503, "llmsup is shutting down; retry shortly", "service_unavailable", "shutting_down", { "retry-after": "5" });
+    if (!endpoint) return sendError(res, "not_found", `No endpoint ${req.method} ${p}`);
+    if (req.method !== "POST") return sendError(res, "method_not_allowed", `${p} takes POST`);
+    if (!this.authorised(req)) return sendError(res, "invalid_api_key", "Missing or invalid API key (Authorization: Bearer …)");
+    if (this.draining) return sendError(res, "shutting_down", "llmsup is shutting down; retry shortly", { "retry-after": "5" });
     let raw: Buffer;
     try {
       raw = await readBody(req, this.config.router.max_body);
     } catch (e) {
-      if (e instanceof BodyTooLarge) return sendError(res, 413, `Request body larger than router.max_body (${this.config.router.max_body} bytes)`, "invalid_request_error", "request_too_large", { connection: "close" });
+      if (e instanceof BodyTooLarge) return sendError(res, "request_too_large", `Request body larger than router.max_body (${this.config.router.max_body} bytes)`, { connection: "close" });
       throw e;
     }
     let body: Record<string, unknown>;
@@ -176,10 +176,10 @@ export class RouterServer {
       body = JSON.parse(raw.toString("utf8")) as Record<string, unknown>;
       if (!body || typeof body !== "object" || Array.isArray(body)) throw new Error("the body must be a JSON object");
     } catch (e) {
-      return sendError(res, 400, `Invalid JSON body: ${(e as Error).message}`, "invalid_request_error", "invalid_json");
+      return sendError(res, "invalid_json", `Invalid JSON body: ${(e as Error).message}`);
     }
     const valid = validateRequest(endpoint, body);
-    if (!valid.ok) return sendError(res, 400, valid.message, "invalid_request_error", "invalid_request", {}, { param: valid.param });
+    if (!valid.ok) return sendError(res, "invalid_request", valid.message, {}, { param: valid.param });
     await this.router.handle(req, res, endpoint, body);
   }
 
