@@ -36,6 +36,7 @@ import { historyOfGpuFault, historyOfRouter, historyOfSupervisor } from "./histo
 import { gpuHealthOf } from "./gpu-health.ts";
 import { EmergencyCache } from "../cache/cache.ts";
 import { ContextWindows } from "../health/context.ts";
+import { plural } from "../alerts/text.ts";
 import { runDrill, type DrillSpec } from "../drills/drill.ts";
 import type { DrillReport } from "../drills/report.ts";
 
@@ -167,7 +168,7 @@ export class Daemon {
     await this.gpu?.start().catch((e: Error) => this.log.warn({ event: "gpu.monitor.failed", err: e.message }, `GPU monitor could not start: ${e.message}`));
     await this.host.start().catch((e: Error) => this.log.warn({ event: "host.monitor.failed", err: e.message }, `host monitor could not start: ${e.message}`));
 
-    this.emit({ event: "daemon.started", at: this.clock.now(), detail: `llmsup ${packageVersion()} with ${c.backends.length} backends, ${c.routes.length} routes` });
+    this.emit({ event: "daemon.started", at: this.clock.now(), detail: `llmsup ${packageVersion()} with ${plural(c.backends.length, "backend")}, ${plural(c.routes.length, "route")}` });
     this.alert({ event: "daemon.started", at: this.clock.now(), version: packageVersion(), pid: process.pid, config: c.source });
     this.startScheduler(c);
     this.notifier.notify({ READY: 1, STATUS: "routing; starting backends", MAINPID: process.pid });
