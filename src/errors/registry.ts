@@ -138,6 +138,11 @@ export const ERRORS = {
     exit: EXIT.UNAVAILABLE,
     retryable: true,
   },
+  LLMSUP_E_SUPERVISOR_TRANSITION: {
+    message: "The supervisor refused a state change its transition table does not allow: a bug in llmsup. The backend keeps its state; please report it with the daemon log.",
+    exit: EXIT.SOFTWARE,
+    retryable: false,
+  },
   LLMSUP_E_INTERNAL: {
     message: "An unexpected internal error; the log has the details. Please report it.",
     exit: EXIT.SOFTWARE,

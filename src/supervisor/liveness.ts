@@ -17,7 +17,8 @@ export interface LivenessInput {
 
 export type LivenessVerdict =
   | { readonly kind: "wedged_restart"; readonly reason: string }
-  | { readonly kind: "degrade"; readonly reason: string }
+  /** `wedged`: deep probes fail while /health answers (restart_on_wedge = false), worse than any other degradation. */
+  | { readonly kind: "degrade"; readonly reason: string; readonly wedged?: true }
   | { readonly kind: "recover"; readonly reason: string }
   | { readonly kind: "none" };
 
@@ -40,7 +41,7 @@ export function judgeLiveness(i: LivenessInput): LivenessRound {
     deepFailures = i.deep.ok ? 0 : deepFailures + 1;
     if (deepFailures >= h.wedge_failures) {
       const reason = `wedged: ${deepFailures} consecutive 1-token completions failed while /health answered (${i.deep.detail})`;
-      return { shallowFailures, deepFailures, verdict: h.restart_on_wedge ? { kind: "wedged_restart", reason } : { kind: "degrade", reason } };
+      return { shallowFailures, deepFailures, verdict: h.restart_on_wedge ? { kind: "wedged_restart", reason } : { kind: "degrade", reason, wedged: true } };
     }
   }
   const s = i.shallow;

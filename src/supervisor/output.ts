@@ -7,6 +7,8 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import type { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 
 /** The last `capacity` lines of a stream of chunks. */
 export class LineTail {
@@ -124,5 +126,58 @@ export class RotatingLog {
     const s = this.stream;
     this.stream = undefined;
     if (s) await new Promise<void>((r) => s.end(r));
+  }
+}
+
+/**
+ * Everything one backend prints, across its generations: the log file (opened
+ * once, before the first spawn), the tail, and the followers of `llmsup logs -f`.
+ */
+export class BackendOutput {
+  readonly tail = new LineTail(200);
+  readonly file: RotatingLog;
+  private opened?: Promise<void>;
+  private readonly followers = new Set<(text: string) => void>();
+
+  constructor(file: RotatingLog) {
+    this.file = file;
+  }
+
+  /** Opens the log file the first time; a file that cannot be written leaves the output in memory only. */
+  open(onUnwritable: (e: Error) => void): Promise<void> {
+    this.opened ??= this.file.open().catch(onUnwritable);
+    return this.opened;
+  }
+
+  /** Follows the output as it comes; returns the unsubscribe. */
+  follow(fn: (text: string) => void): () => void {
+    this.followers.add(fn);
+    return () => this.followers.delete(fn);
+  }
+
+  /** A line llmsup says about the backend (a spawn failure), kept with its output. */
+  note(line: string): void {
+    this.tail.push(`${line}\n`);
+  }
+
+  /**
+   * Drains a process's pipes into the file, the tail and the followers.
+   * Resolves once both pipes have ended (or failed): after that, nothing the
+   * process printed is still on its way.
+   */
+  attach(stdout: Readable, stderr: Readable): Promise<void> {
+    const take = (chunk: Buffer) => {
+      this.file.write(chunk);
+      const text = chunk.toString("utf8");
+      this.tail.push(text);
+      for (const f of this.followers) f(text);
+    };
+    const drain = (s: Readable) => {
+      s.on("data", take);
+      // An error on a pipe must not bring the daemon down.
+      s.on("error", () => undefined);
+      return finished(s, { writable: false }).catch(() => undefined);
+    };
+    return Promise.all([drain(stdout), drain(stderr)]).then(() => undefined);
   }
 }

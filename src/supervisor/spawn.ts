@@ -9,17 +9,37 @@ import type { Readable } from "node:stream";
 import { execa } from "execa";
 import type { ProcessConfig } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
+import { groupMembers, procStat, signalGroup } from "../platform/procfs.ts";
 import { gidOf, uidOf } from "../platform/users.ts";
 
-export interface Spawned {
+/** A process group llmsup started: its leader is the spawned process, and every descendant stays in it. */
+export interface ProcessGroup {
+  /** Sends `signal` to every process of the group; false when the group is gone. */
+  signalGroup(signal: NodeJS.Signals): boolean;
+  /** Live processes still in the group (after the leader exited: what it left behind). */
+  groupSize(): Promise<number>;
+  /** The kernel's state letter of the leader (D: stuck in the kernel, usually the GPU driver); undefined once gone. */
+  processState(): Promise<string | undefined>;
+}
+
+export interface Spawned extends ProcessGroup {
   readonly pid: number;
   readonly stdout: Readable;
   readonly stderr: Readable;
-  /** Resolves once the process has exited and its pipes are closed or abandoned. */
+  /** Resolves once the process has exited (its pipes may stay open: an orphan may hold them). */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export type Spawner = (name: string, process: ProcessConfig) => Promise<Spawned>;
+
+/** The real process group led by `pid`, through /proc and kill(2). */
+export function processGroup(pid: number): ProcessGroup {
+  return {
+    signalGroup: (signal) => signalGroup(pid, signal),
+    groupSize: async () => (await groupMembers(pid)).length,
+    processState: async () => (await procStat(pid))?.state,
+  };
+}
 
 async function secretEnv(secretEnv: Readonly<Record<string, string>>): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -67,5 +87,5 @@ export const spawnBackend: Spawner = async (name, proc) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode as NodeJS.Signals | null });
     else child.once("exit", (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal }));
   });
-  return { pid: child.pid!, stdout: child.stdout!, stderr: child.stderr!, exited };
+  return { pid: child.pid!, stdout: child.stdout!, stderr: child.stderr!, exited, ...processGroup(child.pid!) };
 };

@@ -1,13 +1,11 @@
 /** Stopping a process group: SIGTERM, a grace period, SIGKILL, and the truth about a process that will not die. */
 import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
-import { groupMembers, procStat, signalGroup } from "../platform/procfs.ts";
+import type { ProcessGroup } from "./spawn.ts";
 
 /** How long to wait for a process to go after SIGKILL before calling it unkillable. */
 export const KILL_GRACE_MS = 5_000;
 
-export interface StopTarget {
-  /** The group leader (its pid is the process group id). */
-  readonly pid: number;
+export interface StopTarget extends Pick<ProcessGroup, "signalGroup" | "processState"> {
   readonly exited: Promise<unknown>;
   hasExited(): boolean;
 }
@@ -17,37 +15,41 @@ export type StopOutcome =
   /** Survived SIGKILL: typically stuck in the kernel (state D, the GPU driver). */
   | { readonly kind: "unkillable"; readonly processState: string };
 
-/** Resolves true when `t` exited within `ms`. */
-export async function waitExit(t: StopTarget, ms: number, clock: Clock): Promise<boolean> {
-  if (t.hasExited()) return true;
+/** Resolves true when `p` settled within `ms`. */
+export async function within(p: Promise<unknown>, ms: number, clock: Clock): Promise<boolean> {
   let timer: TimerHandle | undefined;
   const timeout = new Promise<false>((resolve) => {
     timer = clock.setTimeout(() => resolve(false), ms);
   });
-  const result = await Promise.race([t.exited.then(() => true as const), timeout]);
+  const result = await Promise.race([p.then(() => true as const, () => true as const), timeout]);
   timer?.cancel();
   return result;
+}
+
+/** Resolves true when `t` exited within `ms`. */
+export async function waitExit(t: StopTarget, ms: number, clock: Clock): Promise<boolean> {
+  return t.hasExited() || within(t.exited, ms, clock);
 }
 
 /** SIGTERM the group, wait `stopTimeoutMs`, SIGKILL the group, wait; report a process that will not die instead of hanging. */
 export async function stopGroup(t: StopTarget, stopTimeoutMs: number, clock: Clock, onSigkill: () => void): Promise<StopOutcome> {
   if (t.hasExited()) return { kind: "stopped", sigkill: false };
-  signalGroup(t.pid, "SIGTERM");
+  t.signalGroup("SIGTERM");
   if (await waitExit(t, stopTimeoutMs, clock)) return { kind: "stopped", sigkill: false };
   onSigkill();
-  signalGroup(t.pid, "SIGKILL");
+  t.signalGroup("SIGKILL");
   if (await waitExit(t, KILL_GRACE_MS, clock)) return { kind: "stopped", sigkill: true };
-  return { kind: "unkillable", processState: (await procStat(t.pid))?.state ?? "?" };
+  return { kind: "unkillable", processState: (await t.processState()) ?? "?" };
 }
 
 /** Kills what is left of a process group after its leader exited (systemd's KillMode=control-group). */
-export async function killGroupRemains(pgid: number, stopTimeoutMs: number, clock: Clock): Promise<void> {
-  if ((await groupMembers(pgid)).length === 0) return;
-  signalGroup(pgid, "SIGTERM");
+export async function killGroupRemains(g: Pick<ProcessGroup, "signalGroup" | "groupSize">, stopTimeoutMs: number, clock: Clock): Promise<void> {
+  if ((await g.groupSize()) === 0) return;
+  g.signalGroup("SIGTERM");
   const deadline = clock.now() + stopTimeoutMs;
   while (clock.now() < deadline) {
-    if ((await groupMembers(pgid)).length === 0) return;
+    if ((await g.groupSize()) === 0) return;
     await sleepOn(clock, 50);
   }
-  signalGroup(pgid, "SIGKILL");
+  g.signalGroup("SIGKILL");
 }

@@ -71,7 +71,7 @@ test("a wedge restart llmsup asks for while a hang drill holds the backend is th
   assert.equal(r.status, 200);
   const stopping = await events.state("b", "stopping");
   assert.match(stopping.reason, /wedged: .*\(during drill d4\)$/);
-  // The drill ends before the exit is judged (the owner reads the last lines for 20 ms first).
+  // The drill ends before the process has even exited: what llmsup asked for during it stays the drill's.
   mark.end();
   const exited = await events.state("b", "exited");
   assert.equal(exited.exit?.class, "drill");

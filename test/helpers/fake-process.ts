@@ -1,0 +1,257 @@
+/**
+ * Supervisor tests without real processes or real time: a clock the test
+ * moves, a spawner of fake children (an EventEmitter with a pid, kill() and
+ * stdout/stderr streams, playing a process group), scripted probes.
+ */
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { PassThrough } from "node:stream";
+import type { Clock, TimerHandle } from "../../src/platform/clock.ts";
+import type { ProbeResult, Prober, Readiness } from "../../src/supervisor/probes.ts";
+import type { Spawned, Spawner } from "../../src/supervisor/spawn.ts";
+import { Supervisor } from "../../src/supervisor/supervisor.ts";
+import type { VramProbe } from "../../src/supervisor/vram.ts";
+import { EventLog, memoryLogger, testConfig } from "./supervise.ts";
+import { tempDir } from "./tmp.ts";
+
+/** Lets promise chains and stream events that are already under way run to their next real wait. */
+export async function flush(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** A clock whose time moves only when the test says so; due timers fire in order, with the work they start let run in between. */
+export class ManualClock implements Clock {
+  private t: number;
+  private seq = 0;
+  private timers: { at: number; seq: number; fn: () => void }[] = [];
+
+  constructor(start = Date.UTC(2025, 5, 1, 14, 0, 0)) {
+    this.t = start;
+  }
+
+  now(): number {
+    return this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn };
+    this.timers.push(timer);
+    return { cancel: () => (this.timers = this.timers.filter((x) => x !== timer)) };
+  }
+
+  async advance(ms: number): Promise<void> {
+    const until = this.t + ms;
+    for (;;) {
+      await flush();
+      const next = this.timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      if (!next) break;
+      this.timers = this.timers.filter((x) => x !== next);
+      this.t = Math.max(this.t, next.at);
+      next.fn();
+    }
+    this.t = until;
+    await flush();
+  }
+
+  get pendingTimers(): number {
+    return this.timers.length;
+  }
+}
+
+export type OnSigterm = "exit" | "ignore";
+
+/** A fake backend process, leader of its own process group. */
+export class FakeChild extends EventEmitter {
+  // Above Linux's largest pid (2^22): no real process can have one.
+  static #pids = 5_000_000;
+  readonly pid = FakeChild.#pids++;
+  readonly stdout = new PassThrough();
+  readonly stderr = new PassThrough();
+  readonly signals: NodeJS.Signals[] = [];
+  /** What SIGTERM does; SIGKILL always ends it unless `unkillable`. */
+  onSigterm: OnSigterm = "exit";
+  unkillable = false;
+  exitStatus?: { code: number | null; signal: NodeJS.Signals | null };
+
+  get running(): boolean {
+    return this.exitStatus === undefined;
+  }
+
+  print(line: string, stream: "stdout" | "stderr" = "stderr"): void {
+    this[stream].write(`${line}\n`);
+  }
+
+  kill(signal: NodeJS.Signals = "SIGTERM"): boolean {
+    if (!this.running) return false;
+    this.signals.push(signal);
+    if (signal === "SIGKILL" ? !this.unkillable : signal === "SIGTERM" && this.onSigterm === "exit") queueMicrotask(() => this.exit(null, signal));
+    return true;
+  }
+
+  /** Ends the process on its own: `code`, or killed by `signal` from outside. */
+  exit(code: number | null, signal: NodeJS.Signals | null = null): void {
+    if (!this.running) return;
+    this.exitStatus = { code, signal };
+    this.stdout.end();
+    this.stderr.end();
+    this.emit("exit", code, signal);
+  }
+}
+
+/** Spawns FakeChildren; `hold()` keeps the next spawn in flight until released, `failNext()` makes it fail. */
+export class FakeSpawner {
+  readonly children: FakeChild[] = [];
+  private holding?: { release: () => void; promise: Promise<void> };
+  private failing?: string;
+
+  readonly spawn: Spawner = async () => {
+    if (this.holding) await this.holding.promise;
+    if (this.failing) {
+      const why = this.failing;
+      this.failing = undefined;
+      throw new Error(why);
+    }
+    const child = new FakeChild();
+    this.children.push(child);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    const spawned: Spawned = {
+      pid: child.pid,
+      stdout: child.stdout,
+      stderr: child.stderr,
+      exited,
+      signalGroup: (signal) => child.kill(signal),
+      groupSize: async () => 0,
+      processState: async () => (child.running ? (child.unkillable ? "D" : "S") : undefined),
+    };
+    return spawned;
+  };
+
+  /** Keeps the next spawn in flight; returns its release. */
+  hold(): () => void {
+    let release!: () => void;
+    const promise = new Promise<void>((r) => (release = r));
+    this.holding = {
+      promise,
+      release: () => {
+        this.holding = undefined;
+        release();
+      },
+    };
+    return this.holding.release;
+  }
+
+  failNext(why: string): void {
+    this.failing = why;
+  }
+
+  get running(): FakeChild[] {
+    return this.children.filter((c) => c.running);
+  }
+
+  get last(): FakeChild {
+    const c = this.children.at(-1);
+    if (!c) throw new Error("nothing was spawned");
+    return c;
+  }
+}
+
+/** Probes the test scripts: readiness says loading until `ready` is set (or `failed`); liveness passes. */
+export class ScriptedProber implements Prober {
+  ready = false;
+  failed?: string;
+  shallowResult: ProbeResult = { ok: true, latencyMs: 1 };
+  /** Skipped (nothing to probe) unless the test sets one. */
+  deepResult: ProbeResult & { skipped?: boolean } = { ok: true, latencyMs: 1, skipped: true };
+
+  async readiness(): Promise<Readiness> {
+    if (this.failed) return { state: "failed", reason: this.failed };
+    return this.ready ? { state: "ready" } : { state: "loading", detail: "loading model" };
+  }
+
+  async shallow(): Promise<ProbeResult> {
+    return this.shallowResult;
+  }
+
+  async deep(): Promise<ProbeResult & { skipped?: boolean }> {
+    return this.deepResult;
+  }
+}
+
+/** A promise the test settles by hand. */
+export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+export interface FakeSupervisorOptions {
+  /** [backend.process] keys replacing the defaults below. */
+  readonly process?: Record<string, string>;
+  /** [backend.health] lines. */
+  readonly health?: string;
+  readonly gpus?: readonly number[];
+  readonly vram?: VramProbe;
+  readonly hostMemoryPressure?: () => Promise<boolean>;
+}
+
+/** A Supervisor over one managed backend "b" of fake processes, on a manual clock, with its events recorded. */
+export function fakeSupervisor(t: { after(fn: () => unknown): void }, o: FakeSupervisorOptions = {}) {
+  const proc: Record<string, string> = {
+    restart_sec: '"1s"',
+    restart_max_delay: '"1s"',
+    start_limit_interval: '"1h"',
+    start_limit_burst: "5",
+    startup_timeout: '"10m"',
+    stop_timeout: '"30s"',
+    ...o.process,
+  };
+  const config = testConfig(
+    tempDir(t),
+    `[[backend]]
+name = "b"
+kind = "vllm"
+url = "http://127.0.0.1:9"
+gpus = [${(o.gpus ?? []).join(", ")}]
+  [backend.process]
+  command = ["/opt/fake/vllm"]
+${Object.entries(proc).map(([k, v]) => `  ${k} = ${v}`).join("\n")}
+  [backend.health]
+  interval = "5s"
+${o.health ?? ""}
+[[route]]
+model = "m"
+tiers = [{ backend = "b", model = "m" }]
+`,
+  );
+  const clock = new ManualClock();
+  const spawner = new FakeSpawner();
+  const prober = new ScriptedProber();
+  const events = new EventLog();
+  const sup = new Supervisor(config, {
+    logger: memoryLogger().logger,
+    onEvent: events.push,
+    clock,
+    spawn: spawner.spawn,
+    prober: () => prober,
+    vram: o.vram,
+    random: () => 0,
+    hostMemoryPressure: o.hostMemoryPressure ?? (async () => false),
+    readinessPollMs: 1_000,
+  });
+  t.after(async () => {
+    for (const c of spawner.running) c.exit(null, "SIGKILL");
+    await flush();
+    await sup.stopAll();
+  });
+  const owner = sup.owner("b");
+  /** The states entered so far, in order. */
+  const path = () => events.states("b").map((e) => e.to);
+  /** Starts b and lets readiness pass. */
+  const serve = async () => {
+    prober.ready = true;
+    await sup.start("b");
+    await flush();
+    assert.equal(owner.currentState, "ready");
+  };
+  return { sup, owner, clock, spawner, prober, events, path, serve };
+}
