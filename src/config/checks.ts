@@ -3,7 +3,7 @@ import type { z } from "zod";
 import { formatDuration } from "./units.ts";
 import { parseHostPort } from "./fields.ts";
 import { MANAGED_KINDS, type backendSchema, type routeSchema, type routerSchema, type alertsSchema } from "./schema.ts";
-import { shortestSpanOfFailures } from "../supervisor/backoff.ts";
+import { shortestSpanOfFailures } from "../time/backoff.ts";
 import type { ConfigProblem } from "./types.ts";
 
 export interface Indexed<T> {

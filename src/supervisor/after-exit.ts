@@ -5,7 +5,7 @@
  */
 import type { ProcessConfig } from "../config/types.ts";
 import { formatDuration } from "../config/units.ts";
-import { restartDelay, withJitter, type BackoffPolicy } from "./backoff.ts";
+import { restartDelay, withJitter, type BackoffPolicy } from "../time/backoff.ts";
 import { recordFailure, type Budget, type BudgetPolicy } from "./budget.ts";
 import { classifyExit, countsAsFailure } from "./classify.ts";
 import type { DrillCause, ExitRecord } from "./states.ts";

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { restartDelay, shortestSpanOfFailures, withJitter } from "../../src/supervisor/backoff.ts";
+import { restartDelay, shortestSpanOfFailures, withJitter } from "../../src/time/backoff.ts";
 
 const policy = { restartSec: 10_000, maxDelay: 120_000, steps: 5 };
 
