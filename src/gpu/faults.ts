@@ -114,7 +114,7 @@ export function evaluate(state: FaultState, input: FaultInput, now: number, conf
       });
       break;
     case "kernel": {
-      const r = applyKernelEvent(ledger, { gpus, xids, lone }, input.event, config);
+      const r = applyKernelEvent(ledger, { gpus, xids, lone }, input.event);
       xids = r.xids;
       lone = r.lone;
       xid = r.outcome;

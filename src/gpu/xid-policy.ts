@@ -61,7 +61,6 @@ export function applyKernelEvent(
   ledger: Ledger,
   state: PolicyState,
   event: KernelGpuEvent,
-  config: FaultConfig,
 ): { xids: SeenXid[]; lone: PendingLone[]; outcome: XidOutcome } {
   const now = ledger.now;
   const gpu = indexOfBus(state.gpus, event.busId);
