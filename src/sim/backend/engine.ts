@@ -5,17 +5,9 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { gpuHooks } from "./gpu-hooks.ts";
-import { oomAtLoadLines, oomAtRuntimeLines, vllmFreeMemoryLines } from "./kinds.ts";
+import { DEFAULT_TOTAL_MIB } from "./kinds/common.ts";
+import { VLLM, vllmFreeMemoryLines, type EngineOptions } from "./kinds/vllm.ts";
 import { readGpuState } from "../gpu/state.ts";
-
-export interface EngineOptions {
-  readonly gpuState?: string;
-  readonly gpus: readonly number[];
-  readonly utilization: number;
-  readonly loadMs: number;
-  readonly oomAtLoad: boolean;
-  readonly model: string;
-}
 
 /** How long an orphaned engine lingers before giving up, so stray simulators do not live forever. */
 const ORPHAN_LIFETIME_MS = 10 * 60_000;
@@ -41,8 +33,8 @@ export async function runSimEngine(optionsJson: string): Promise<number> {
   process.on("message", (m: { type?: string }) => {
     if (m?.type === "oom") {
       void (async () => {
-        const total = o.gpuState ? ((await readGpuState(o.gpuState)).gpus.find((g) => g.index === o.gpus[0])?.memory_total_mib ?? 81559) : 81559;
-        say(oomAtRuntimeLines("vllm", o.gpus[0] ?? 0, total));
+        const total = o.gpuState ? ((await readGpuState(o.gpuState)).gpus.find((g) => g.index === o.gpus[0])?.memory_total_mib ?? DEFAULT_TOTAL_MIB) : DEFAULT_TOTAL_MIB;
+        say(VLLM.oomAtRuntimeLines(o.gpus[0] ?? 0, total));
         process.exit(1);
       })();
     }
@@ -59,13 +51,13 @@ export async function runSimEngine(optionsJson: string): Promise<number> {
       process.exit(1);
     }
     if (o.oomAtLoad) {
-      say(oomAtLoadLines("vllm", o.gpus[0] ?? 0, want, total - want, total, o.model));
+      say(VLLM.oomAtLoadLines(o.gpus[0] ?? 0, want, total - want, total, o.model));
       process.exit(1);
     }
     await hooks.hold(want);
     held = true;
   } else if (o.oomAtLoad) {
-    say(oomAtLoadLines("vllm", 0, 73_000, 8_000, 81_559, o.model));
+    say(VLLM.oomAtLoadLines(0, 73_000, 8_000, 81_559, o.model));
     process.exit(1);
   }
   process.send?.({ type: "ready" });

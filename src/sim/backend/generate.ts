@@ -1,11 +1,12 @@
 /**
- * Writing answers on the wire: OpenAI JSON and SSE, Ollama NDJSON, paced by
- * time-to-first-token and token rate, with the stream faults applied.
+ * Writing answers on the wire: whole JSON answers and streams, paced by
+ * time-to-first-token and token rate, shaped by the stream faults the fault
+ * gate passed on; OpenAI's SSE formats.
  */
 import type { ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Fault } from "./faults.ts";
+import type { AnswerShape } from "./fault-gate.ts";
 
 export interface Usage {
   readonly prompt_tokens: number;
@@ -20,7 +21,7 @@ export interface Generation {
   readonly ttftMs: number;
   /** Milliseconds between tokens. */
   readonly intervalMs: number;
-  readonly fault: Fault;
+  readonly shape: AnswerShape;
 }
 
 /** Renders one stream's pieces; the runner decides when each is written. */
@@ -30,7 +31,7 @@ export interface StreamFormat {
   first?(): string;
   token(text: string, index: number): string;
   finish(reason: string, usage: Usage): string;
-  /** Written after finish unless the no_done fault is on. */
+  /** Written after finish unless the shape drops it (the no_done fault). */
   done?(): string;
   /** A chunk that is not valid for the format. */
   malformed(): string;
@@ -56,26 +57,26 @@ const FOREVER = 2 ** 31 - 1;
 export async function writeStream(res: ServerResponse, g: Generation, format: StreamFormat, signal: AbortSignal, headers: Record<string, string> = {}): Promise<void> {
   res.writeHead(200, { "content-type": format.contentType, "cache-control": "no-cache", ...headers });
   res.flushHeaders();
-  const f = g.fault;
+  const s = g.shape;
   try {
-    await wait(f.ttft_ms ?? g.ttftMs, signal);
+    await wait(s.ttftMs ?? g.ttftMs, signal);
     if (format.first) res.write(format.first());
     for (let i = 0; i < g.tokens.length; i++) {
       if (i > 0) await wait(g.intervalMs, signal);
-      if (f.cut_after !== undefined && i >= f.cut_after) {
+      if (s.cutAfter !== undefined && i >= s.cutAfter) {
         res.socket?.destroy();
         return;
       }
-      if (f.stall_after !== undefined && i === f.stall_after) await wait(f.stall_ms ?? FOREVER, signal);
-      if (f.malformed_after !== undefined && i === f.malformed_after) res.write(format.malformed());
+      if (s.stallAfter !== undefined && i === s.stallAfter) await wait(s.stallMs ?? FOREVER, signal);
+      if (s.malformedAfter !== undefined && i === s.malformedAfter) res.write(format.malformed());
       res.write(format.token(g.tokens[i]!, i));
     }
-    if (f.cut_after === g.tokens.length) {
+    if (s.cutAfter === g.tokens.length) {
       res.socket?.destroy();
       return;
     }
     res.write(format.finish(g.finishReason, usageOf(g)));
-    if (format.done && !f.no_done) res.write(format.done());
+    if (format.done && s.done) res.write(format.done());
     res.end();
   } catch (e) {
     if ((e as Error).name !== "AbortError") throw e;
@@ -84,19 +85,19 @@ export async function writeStream(res: ServerResponse, g: Generation, format: St
 
 /** Sends a non-streamed answer after the time the whole generation takes. */
 export async function writeWhole(res: ServerResponse, g: Generation, body: () => unknown, signal: AbortSignal, headers: Record<string, string> = {}): Promise<void> {
-  const f = g.fault;
+  const s = g.shape;
   try {
-    const total = (f.ttft_ms ?? g.ttftMs) + Math.max(0, g.tokens.length - 1) * g.intervalMs;
-    if (f.cut_after !== undefined) {
-      await wait((f.ttft_ms ?? g.ttftMs) + f.cut_after * g.intervalMs, signal);
+    const total = (s.ttftMs ?? g.ttftMs) + Math.max(0, g.tokens.length - 1) * g.intervalMs;
+    if (s.cutAfter !== undefined) {
+      await wait((s.ttftMs ?? g.ttftMs) + s.cutAfter * g.intervalMs, signal);
       res.socket?.destroy();
       return;
     }
-    if (f.stall_after !== undefined) await wait(f.stall_ms ?? FOREVER, signal);
+    if (s.stallAfter !== undefined) await wait(s.stallMs ?? FOREVER, signal);
     await wait(total, signal);
     const text = JSON.stringify(body());
     res.writeHead(200, { "content-type": "application/json", ...headers });
-    res.end(f.malformed_after !== undefined ? text.slice(0, Math.max(1, Math.floor(text.length / 2))) : text);
+    res.end(s.malformedAfter !== undefined ? text.slice(0, Math.max(1, Math.floor(text.length / 2))) : text);
   } catch (e) {
     if ((e as Error).name !== "AbortError") throw e;
   }
@@ -142,36 +143,5 @@ export function completionSse(id: string, model: string, created: number, includ
     },
     done: () => "data: [DONE]\n\n",
     malformed: () => `data: {"id":"${id}","choices":[{"text":\n\n`,
-  };
-}
-
-/** Ollama's native /api/chat and /api/generate NDJSON. */
-export function ollamaNdjson(model: string, chat: boolean, startedAt: number): StreamFormat {
-  const line = (content: string, done: boolean, extra: Record<string, unknown> = {}) =>
-    `${JSON.stringify({
-      model,
-      created_at: new Date().toISOString(),
-      ...(chat ? { message: { role: "assistant", content } } : { response: content }),
-      done,
-      ...extra,
-    })}\n`;
-  return {
-    contentType: "application/x-ndjson",
-    token: (text) => line(text, false),
-    finish: (reason, usage) => line("", true, ollamaTotals(reason, usage, startedAt)),
-    malformed: () => `{"model":"${model}","message":{"role":"assistant","content":\n`,
-  };
-}
-
-export function ollamaTotals(reason: string, usage: Usage, startedAt: number): Record<string, unknown> {
-  const ns = Math.max(1, Math.round((performance.now() - startedAt) * 1e6));
-  return {
-    done_reason: reason,
-    total_duration: ns,
-    load_duration: 0,
-    prompt_eval_count: usage.prompt_tokens,
-    prompt_eval_duration: Math.round(ns / 10),
-    eval_count: usage.completion_tokens,
-    eval_duration: Math.round((ns * 9) / 10),
   };
 }

@@ -1,6 +1,15 @@
 /** The simulated backends' side of the simulated GPU state file. */
 import { freeMemoryMib, readGpuState, registerProcess, unregisterProcess, withoutDeadProcesses } from "../gpu/state.ts";
-import type { SimGpuHooks } from "./server.ts";
+
+/** GPU-side hooks: registering the process's memory, checking room to load. */
+export interface SimGpuHooks {
+  /** Checks room for `mib` on each GPU; returns the failing GPU's figures, or undefined when there is room. */
+  checkRoom(mib: number): Promise<{ gpu: number; freeMib: number; totalMib: number } | undefined>;
+  /** Lists this process as holding `mib` per GPU (0 removes it). */
+  hold(mib: number): Promise<void>;
+  /** Total memory of the first GPU, for messages. */
+  totalMib(): Promise<number>;
+}
 
 /** Hooks for a process holding memory on `gpus` of the state in `file`; without a file, GPUs are not simulated. */
 export function gpuHooks(file: string | undefined, gpus: readonly number[], processName: string, pid = process.pid): SimGpuHooks | undefined {

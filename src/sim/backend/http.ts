@@ -1,21 +1,8 @@
 /** HTTP helpers of the simulated servers. */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ErrorBody } from "./kinds.ts";
+import type { ErrorBody } from "./kinds/kind.ts";
 
 const MAX_BODY = 32 * 1024 * 1024;
-
-export function defaultStatusMessage(code: number): string {
-  if (code === 503) return "Service temporarily unavailable";
-  if (code === 502) return "Bad gateway";
-  if (code >= 500) return "Internal server error";
-  return `HTTP ${code}`;
-}
-
-export function notFound(res: ServerResponse, kind: string): void {
-  if (kind === "vllm") return json(res, 404, { detail: "Not Found" });
-  if (kind === "ollama") return send(res, 404, "404 page not found", "text/plain");
-  return send(res, 404, "File Not Found", "text/plain");
-}
 
 export function send(res: ServerResponse, status: number, body: string, contentType?: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { ...(contentType ? { "content-type": contentType } : {}), "content-length": Buffer.byteLength(body), ...headers });

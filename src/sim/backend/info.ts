@@ -1,9 +1,11 @@
-/** Kind-specific informational endpoints: models, metrics, slots, props, Ollama's tags, ps and show. */
-import type { SimKind } from "./options.ts";
-import { SIM_VERSIONS } from "./kinds.ts";
+/**
+ * The informational endpoints' bodies, each in its server's shape: models,
+ * metrics, slots, props, Ollama's tags, ps and show. The kinds' route tables
+ * (kinds/*.ts) say which server answers which.
+ */
 
+/** What the server knows and counts, for the informational endpoints. */
 export interface InfoState {
-  readonly kind: SimKind;
   readonly models: readonly string[];
   readonly contextTokens: number;
   /** Ollama: the Modelfile's num_ctx PARAMETER, if it sets one. */
@@ -23,18 +25,14 @@ export interface InfoState {
   readonly loaded: ReadonlyMap<string, number>;
 }
 
-export function modelsList(s: InfoState): unknown {
-  const created = Math.floor(s.startedAt / 1000);
-  return {
-    object: "list",
-    data: s.models.map((id) =>
-      s.kind === "vllm"
-        ? { id, object: "model", created, owned_by: "vllm", root: id, parent: null, max_model_len: s.contextTokens, permission: [] }
-        : s.kind === "llamacpp"
-          ? { id, object: "model", created, owned_by: "llamacpp", meta: { n_ctx_train: s.contextTokens, n_vocab: 128256 } }
-          : { id, object: "model", created, owned_by: "library" },
-    ),
-  };
+/** GET /v1/models, each entry in the kind's shape. */
+export function modelsList(s: InfoState, entry: (id: string, s: InfoState) => unknown): unknown {
+  return { object: "list", data: s.models.map((id) => entry(id, s)) };
+}
+
+/** The `created` of /v1/models entries: when the server started, in seconds. */
+export function createdOf(s: InfoState): number {
+  return Math.floor(s.startedAt / 1000);
 }
 
 export function vllmMetrics(s: InfoState): string {
@@ -97,14 +95,14 @@ export function llamacppSlots(s: InfoState): unknown[] {
   }));
 }
 
-export function llamacppProps(s: InfoState): unknown {
+export function llamacppProps(s: InfoState, version: string): unknown {
   return {
     default_generation_settings: { n_ctx: Math.floor(s.contextTokens / s.slots), params: { n_predict: -1, temperature: 0.8 } },
     total_slots: s.slots,
     model_path: `/models/${s.models[0]}.gguf`,
     modalities: { vision: false, audio: false },
     chat_template: "{{ bos_token }}{% for message in messages %}...{% endfor %}",
-    build_info: `${SIM_VERSIONS.llamacpp}-sim`,
+    build_info: `${version}-sim`,
   };
 }
 

@@ -4,10 +4,12 @@
  * unloaded when that passes with nothing running on it.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Fault } from "./faults.ts";
-import { apiError, oomAtLoadLines, type ErrorBody } from "./kinds.ts";
-import type { SimBackendOptions } from "./options.ts";
-import type { SimGpuHooks } from "./server.ts";
+import { gateLoad } from "../fault-gate.ts";
+import type { Fault } from "../faults.ts";
+import type { SimGpuHooks } from "../gpu-hooks.ts";
+import type { SimBackendOptions } from "../options.ts";
+import { DEFAULT_TOTAL_MIB } from "./common.ts";
+import type { ErrorBody } from "./kind.ts";
 
 export interface OllamaModelDeps {
   readonly options: SimBackendOptions;
@@ -15,7 +17,8 @@ export interface OllamaModelDeps {
   readonly fault: () => Fault;
   readonly busy: () => boolean;
   readonly log: (line: string) => void;
-  readonly logErr: (lines: readonly string[]) => void;
+  /** A load ran out of memory on `room.gpu`: prints the runner's death and gives the request's error. */
+  readonly loadFailed: (room: { gpu: number; freeMib: number; totalMib: number }, wantMib: number, model: string) => ErrorBody;
 }
 
 export class OllamaModels {
@@ -60,13 +63,12 @@ export class OllamaModels {
   private async load(model: string): Promise<ErrorBody | undefined> {
     const { options, gpu } = this.d;
     this.d.log(`time=${new Date().toISOString()} level=INFO source=server.go:400 msg="starting llama server" model=${model}`);
-    await sleep(this.d.fault().load_ms ?? options.loadMs);
+    await sleep(gateLoad(this.d.fault(), options.loadMs).ms);
     const vramMib = Math.round(options.modelMib * options.vramFraction);
-    const room = this.d.fault().oom === "load" ? { gpu: 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? 81559 } : await gpu?.checkRoom(vramMib + this.heldMib());
-    if (room) {
-      this.d.logErr(oomAtLoadLines("ollama", room.gpu, vramMib, room.freeMib, room.totalMib, model));
-      return apiError("ollama", 500, "llama runner process has terminated: cudaMalloc failed: out of memory");
-    }
+    // The fault is read again once the wait is over: one set meanwhile applies to this load.
+    const oom = gateLoad(this.d.fault(), options.loadMs).oom;
+    const room = oom ? { gpu: 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? DEFAULT_TOTAL_MIB } : await gpu?.checkRoom(vramMib + this.heldMib());
+    if (room) return this.d.loadFailed(room, vramMib, model);
     this.loaded.set(model, Date.now() + options.keepAliveMs);
     await gpu?.hold(this.heldMib());
     this.d.log(`time=${new Date().toISOString()} level=INFO source=server.go:637 msg="llama runner started in ${(options.loadMs / 1000).toFixed(2)} seconds"`);
