@@ -101,10 +101,13 @@ export class FakeChild extends EventEmitter {
 /** Spawns FakeChildren; `hold()` keeps the next spawn in flight until released, `failNext()` makes it fail. */
 export class FakeSpawner {
   readonly children: FakeChild[] = [];
+  /** How many spawns were asked for (held ones included). */
+  requests = 0;
   private holding?: { release: () => void; promise: Promise<void> };
   private failing?: string;
 
   readonly spawn: Spawner = async () => {
+    this.requests++;
     if (this.holding) await this.holding.promise;
     if (this.failing) {
       const why = this.failing;

@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { VramHolder, VramProbe } from "../../src/supervisor/vram.ts";
 import { deferred, fakeSupervisor as setup, flush } from "../helpers/fake-process.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 const MIN = 60_000;
 
@@ -30,7 +31,8 @@ test("stop while the spawn is still in flight: the process it brings is stopped 
   const { sup, spawner, path, clock } = setup(t);
   const release = spawner.hold();
   const starting = sup.start("b");
-  await flush();
+  // The start opens its log file (real I/O) before it asks for the spawn: wait until it has asked.
+  await waitUntil("the start to ask for its spawn", () => spawner.requests === 1, { timeoutMs: 5_000, everyMs: 1 });
   const stopping = sup.stop("b");
   await flush();
   release();
