@@ -1,4 +1,4 @@
-/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, logs, reload. */
+/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, logs, events, reload. */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -10,6 +10,10 @@ import { EXIT } from "../errors/registry.ts";
 import { formatProblem } from "./check-config.ts";
 import { colourWanted, style, writeJson, type Io } from "./output.ts";
 import { renderStatus } from "./status-view.ts";
+import { Writable } from "node:stream";
+import { parseDuration } from "../config/units.ts";
+import { eventLine } from "../daemon/event-filter.ts";
+import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { ConfigProblem } from "../config/types.ts";
 
 /** Monitoring-plugin code for "unknown": the daemon cannot be asked. */
@@ -127,6 +131,48 @@ export async function logsCommand(name: string, o: TargetOptions & { follow?: bo
     }
     if (o.json) writeJson(io, r.body);
     else for (const l of r.body.lines ?? []) io.stdout.write(`${l}\n`);
+    return EXIT.OK;
+  });
+}
+
+/** `llmsup events`: the event history, filtered, oldest first; `-f` keeps printing new ones. */
+export async function eventsCommand(o: TargetOptions & { since?: string; backend?: string; route?: string; kind?: string; follow?: boolean; json?: boolean }, io: Io): Promise<number> {
+  const q = new URLSearchParams();
+  if (o.since !== undefined) {
+    const ms = parseDuration(o.since);
+    if (ms === undefined) {
+      io.stderr.write(`llmsup events: --since expects a duration such as "1h" or "30m", found ${JSON.stringify(o.since)}\n`);
+      return EXIT.USAGE;
+    }
+    q.set("since", String(Date.now() - ms));
+  }
+  for (const k of ["backend", "route", "kind"] as const) if (o[k]) q.set(k, o[k]!);
+  return withDaemon(o, io, async (socket) => {
+    if (o.follow) {
+      q.set("follow", "1");
+      let rest = "";
+      // One event a line (JSON), shown as it comes.
+      const lines = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          rest += chunk.toString("utf8");
+          for (let i = rest.indexOf("\n"); i >= 0; i = rest.indexOf("\n")) {
+            const line = rest.slice(0, i);
+            rest = rest.slice(i + 1);
+            if (line.trim() === "") continue;
+            io.stdout.write(o.json ? `${line}\n` : `${eventLine(JSON.parse(line) as HistoryEntry)}\n`);
+          }
+          done();
+        },
+      });
+      return streamFromDaemon(socket, `/events?${q}`, lines);
+    }
+    const r = await callDaemon<{ events?: HistoryEntry[]; error?: { code: string; message: string } }>(socket, "GET", `/events?${q}`);
+    if (r.status !== 200) {
+      io.stderr.write(`llmsup events: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      return EXIT.FAILURE;
+    }
+    if (o.json) writeJson(io, r.body);
+    else for (const e of r.body.events ?? []) io.stdout.write(`${eventLine(e)}\n`);
     return EXIT.OK;
   });
 }

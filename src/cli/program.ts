@@ -96,6 +96,21 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     setExit(await logsCommand(name, { ...opts, config: configPath(opts.config, io.env) }, io));
   });
 
+  target(
+    program
+      .command("events")
+      .description("what happened: failovers, recoveries, exits, restarts, GPU faults, reloads, drills (kept in state_dir across restarts)")
+      .option("--since <duration>", "only the last DURATION (e.g. 1h, 30m)")
+      .option("--backend <name>", "only events about this backend")
+      .option("--route <model>", "only events about this route")
+      .option("--kind <kind>", "only this kind (failover, recovery, exit, restart, fatal, breaker, gpu_fault, daemon, drill, …)")
+      .option("-f, --follow", "keep printing new events")
+      .option("--json", "machine-readable output (one JSON object a line with --follow)"),
+  ).action(async (opts: { config?: string; socket?: string; since?: string; backend?: string; route?: string; kind?: string; follow?: boolean; json?: boolean }) => {
+    const { eventsCommand } = await import("./daemon-commands.ts");
+    setExit(await eventsCommand({ ...opts, config: configPath(opts.config, io.env) }, io));
+  });
+
   target(program.command("reload").description("re-read the configuration: unchanged backends keep running, changed ones restart; an invalid file is refused").option("--json", "machine-readable output")).action(
     async (opts: { config?: string; socket?: string; json?: boolean }) => {
       const { reloadCommand } = await import("./daemon-commands.ts");

@@ -8,6 +8,8 @@ import { unlink } from "node:fs/promises";
 import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
+import { filterFromQuery, matches, type EventFilter } from "../daemon/event-filter.ts";
+import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { DrillSpec } from "../drills/drill.ts";
 import { DRILL_SCENARIOS, type DrillReport, type DrillScenario } from "../drills/report.ts";
 
@@ -24,6 +26,9 @@ export interface ControlApi {
   check(backend: string): void;
   logTail(backend: string, n: number): readonly string[];
   followOutput(backend: string, fn: (text: string) => void): () => void;
+  /** The event history (oldest first) matching a filter, and its new entries as they come. */
+  events(filter: EventFilter): readonly HistoryEntry[];
+  followEvents(fn: (e: HistoryEntry) => void): () => void;
 }
 
 const OPS = new Set(["start", "stop", "restart", "reset"]);
@@ -86,6 +91,19 @@ export class ControlServer {
         durationMs: Number(url.searchParams.get("duration_ms") ?? 60_000),
       });
       return send(res, 200, report);
+    }
+    if (req.method === "GET" && url.pathname === "/events") {
+      const filter = filterFromQuery(url.searchParams);
+      const past = d.events(filter);
+      if (url.searchParams.get("follow") !== "1") return send(res, 200, { events: past });
+      // One JSON object a line: the past, then each new event that matches, until the client goes.
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      for (const e of past) res.write(`${JSON.stringify(e)}\n`);
+      const off = d.followEvents((e) => {
+        if (matches(e, filter)) res.write(`${JSON.stringify(e)}\n`);
+      });
+      res.on("close", off);
+      return;
     }
     if (parts[0] === "backends" && parts[1]) {
       const name = decodeURIComponent(parts[1]);

@@ -24,6 +24,7 @@ import { ControlServer, type ControlApi } from "../control/server.ts";
 import { buildStatus, type DaemonStatus } from "./status.ts";
 import { AlertLog, EventHub, History } from "./event-hub.ts";
 import { reloadSummary, restartNotes } from "./reload-plan.ts";
+import { filterEvents } from "./event-filter.ts";
 import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
 import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
 import { packageVersion } from "../platform/version.ts";
@@ -53,7 +54,8 @@ export interface DaemonOptions {
 
 export type DaemonEvent = SupervisorEvent | RouterEvent | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number } | { readonly event: "daemon.started" | "daemon.stopping" | "daemon.reloaded"; readonly at: number; readonly detail: string };
 
-const HISTORY_MAX = 500;
+/** Events kept in state_dir for `llmsup events` and status (the newest; a few weeks of a busy box). */
+const HISTORY_MAX = 2_000;
 
 /** Waits for `p`, at most `ms`; never keeps the process alive after `p` settles. */
 async function withDeadline(p: Promise<unknown>, ms: number): Promise<void> {
@@ -251,6 +253,8 @@ export class Daemon {
       },
       logTail: (name, n) => this.supervisor.owner(name).logTail(n),
       followOutput: (name, fn) => this.supervisor.owner(name).onOutput(fn),
+      events: (filter) => filterEvents(this.history.all(), filter),
+      followEvents: (fn) => this.history.follow(fn),
     };
   }
 

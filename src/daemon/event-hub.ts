@@ -34,10 +34,11 @@ export class EventHub<E> {
   }
 }
 
-/** The operator's history: the newest `max` entries. */
+/** The operator's history: the newest `max` entries; followers hear of each new one. */
 export class History {
   private entries: HistoryEntry[];
   private readonly max: number;
+  private readonly followers = new Set<(h: HistoryEntry) => void>();
 
   constructor(initial: readonly HistoryEntry[], max = 500) {
     this.max = max;
@@ -47,6 +48,12 @@ export class History {
   add(h: HistoryEntry): void {
     this.entries.push(h);
     if (this.entries.length > this.max) this.entries.splice(0, this.entries.length - this.max);
+    for (const f of this.followers) f(h);
+  }
+
+  follow(fn: (h: HistoryEntry) => void): () => void {
+    this.followers.add(fn);
+    return () => this.followers.delete(fn);
   }
 
   all(): readonly HistoryEntry[] {
