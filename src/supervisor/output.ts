@@ -10,17 +10,20 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 
-/** The last `capacity` lines of a stream of chunks. */
+/** The last `capacity` lines of a stream of chunks, each with the time llmsup read it. */
 export class LineTail {
-  private readonly lines: string[] = [];
+  private readonly lines: { at: number; text: string }[] = [];
   private partial = "";
+  private partialAt = 0;
   private readonly capacity: number;
 
   constructor(capacity = 200) {
     this.capacity = capacity;
   }
 
-  push(chunk: string, prefix = ""): void {
+  /** Adds a chunk read at `at`; returns the lines it completed. */
+  push(chunk: string, at = 0): { at: number; text: string }[] {
+    if (this.partial === "") this.partialAt = at;
     const text = this.partial + chunk;
     const parts = text.split("\n");
     this.partial = parts.pop() ?? "";
@@ -28,16 +31,36 @@ export class LineTail {
       parts.push(this.partial);
       this.partial = "";
     }
-    for (const p of parts) {
-      this.lines.push(prefix + p.replace(/\r$/, ""));
+    const done = parts.map((p, i) => ({ at: i === 0 ? this.partialAt : at, text: p.replace(/\r$/, "") }));
+    if (this.partial !== "") this.partialAt = at;
+    for (const l of done) {
+      this.lines.push(l);
       if (this.lines.length > this.capacity) this.lines.shift();
     }
+    return done;
   }
 
-  /** The last `n` complete lines, then the unfinished one. */
+  /** The last `n` lines the backend printed (llmsup's own markers left out), then the unfinished one: evidence for exits and mails. */
   last(n = this.capacity): string[] {
-    return (this.partial === "" ? this.lines : [...this.lines, this.partial]).slice(-n);
+    return this.entries(Infinity).filter((l) => !l.text.startsWith(MARKER)).slice(-n).map((l) => l.text);
   }
+
+  /** The same lines, each after the time it was read (`llmsup logs`). */
+  lastStamped(n = this.capacity): string[] {
+    return this.entries(n).map(stamped);
+  }
+
+  private entries(n: number): { at: number; text: string }[] {
+    return (this.partial === "" ? this.lines : [...this.lines, { at: this.partialAt, text: this.partial }]).slice(-n);
+  }
+}
+
+/** How llmsup's own marker lines in a backend's log begin. */
+export const MARKER = "──── llmsup:";
+
+/** `2026-12-01T23:10:35.123Z  the line` */
+export function stamped(l: { at: number; text: string }): string {
+  return `${new Date(l.at).toISOString()}  ${l.text}`;
 }
 
 /** Most bytes buffered for the file before new output is dropped. */
@@ -138,9 +161,11 @@ export class BackendOutput {
   readonly file: RotatingLog;
   private opened?: Promise<void>;
   private readonly followers = new Set<(text: string) => void>();
+  private readonly now: () => number;
 
-  constructor(file: RotatingLog) {
+  constructor(file: RotatingLog, now: () => number = Date.now) {
     this.file = file;
+    this.now = now;
   }
 
   /** Opens the log file the first time; a file that cannot be written leaves the output in memory only. */
@@ -149,15 +174,20 @@ export class BackendOutput {
     return this.opened;
   }
 
-  /** Follows the output as it comes; returns the unsubscribe. */
+  /** Follows the output, a stamped line at a time; returns the unsubscribe. */
   follow(fn: (text: string) => void): () => void {
     this.followers.add(fn);
     return () => this.followers.delete(fn);
   }
 
-  /** A line llmsup says about the backend (a spawn failure), kept with its output. */
+  /** A line llmsup says about the backend (a spawn failure, a new generation), kept with its output: file, tail, followers. */
   note(line: string): void {
-    this.tail.push(`${line}\n`);
+    this.take(Buffer.from(`${line}\n`));
+  }
+
+  private take(chunk: Buffer): void {
+    this.file.write(chunk);
+    for (const l of this.tail.push(chunk.toString("utf8"), this.now())) for (const f of this.followers) f(`${stamped(l)}\n`);
   }
 
   /**
@@ -166,14 +196,8 @@ export class BackendOutput {
    * process printed is still on its way.
    */
   attach(stdout: Readable, stderr: Readable): Promise<void> {
-    const take = (chunk: Buffer) => {
-      this.file.write(chunk);
-      const text = chunk.toString("utf8");
-      this.tail.push(text);
-      for (const f of this.followers) f(text);
-    };
     const drain = (s: Readable) => {
-      s.on("data", take);
+      s.on("data", (chunk: Buffer) => this.take(chunk));
       // An error on a pipe must not bring the daemon down.
       s.on("error", () => undefined);
       return finished(s, { writable: false }).catch(() => undefined);

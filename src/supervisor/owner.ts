@@ -17,7 +17,7 @@ import { decideAfterExit, exitPolicy, type AfterExit } from "./after-exit.ts";
 import { budgetUsage, EMPTY_BUDGET, type Budget, type BudgetPolicy } from "./budget.ts";
 import { Generation, holdForDrill, type DrillMark } from "./generation.ts";
 import type { LivenessVerdict } from "./liveness.ts";
-import { BackendOutput, RotatingLog } from "./output.ts";
+import { BackendOutput, MARKER, RotatingLog } from "./output.ts";
 import { ProbeLoop } from "./probe-loop.ts";
 import type { Prober } from "./probes.ts";
 import type { Spawned, Spawner } from "./spawn.ts";
@@ -79,7 +79,7 @@ export class BackendOwner {
     const facts = () => ({ generation: this.generation, pid: this.running?.pid, budget: budgetUsage(this.budget, this.policy, clock.now()) });
     this.sm = new StateMachine({ backend: config.name, clock, log, onEvent: deps.onEvent, facts });
     this.guard = new VramGuard(config.name, deps.vram, config.gpus, clock, log);
-    this.output = new BackendOutput(new RotatingLog(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep));
+    this.output = new BackendOutput(new RotatingLog(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep), () => deps.clock.now());
     const readinessPollMs = deps.readinessPollMs ?? Math.min(1_000, config.health.interval);
     this.probes = new ProbeLoop(deps.prober, { name: config.name, clock, log, health: config.health, readinessPollMs, after: (ms, fn) => void this.after(ms, fn) });
   }
@@ -105,8 +105,9 @@ export class BackendOwner {
   }
 
   /** The last `n` lines the backend printed (stdout and stderr interleaved). */
+  /** The last `n` lines, each after the time it was read. */
   logTail(n = 50): string[] {
-    return this.output.tail.last(n);
+    return this.output.tail.lastStamped(n);
   }
 
   /** What survives a daemon restart: failed starts in the window, and a fatal mark. */
@@ -273,6 +274,8 @@ export class BackendOwner {
       const exit: ExitRecord = { at: this.deps.clock.now(), generation: this.generation, pid: 0, code: null, signal: null, class: "spawn_failed", reason: message, lastLines: this.output.tail.last(20) };
       return this.apply(this.decide(exit), exit);
     }
+    // A marker in the log at every start: which generation, which pid, and why.
+    this.output.note(`${MARKER} generation ${this.generation} started, pid ${spawned.pid}: ${reason} ────`);
     const r = (this.running = new Generation(this.generation, spawned, this.output.attach(spawned.stdout, spawned.stderr)));
     this.guard.ourGroups.add(spawned.pid);
     this.sm.to("starting", reason);

@@ -1,5 +1,6 @@
 /** The daemon as operators run it: a real `llmsup run` process on simulated backends, driven through the CLI. */
 import { test } from "node:test";
+import path from "node:path";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
@@ -129,6 +130,13 @@ test("a backend's logs, restart and stop through the CLI; unknown names are clea
   assert.equal(restarted.code, 0, restarted.stderr);
   const again = await waitStatus(d, "ready again", (x) => x.backends[0]!.state === "ready" && x.backends[0]!.pid !== s.json.backends[0]!.pid);
   assert.equal(again.json.backends[0]!.restarts, "0/5");
+  // Every line carries the time it was read; every start leaves a marker with its generation, pid and why.
+  const after = (await d.cli("logs", "primary", "-n", "200")).stdout;
+  assert.match(after, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z {2}/m);
+  assert.match(after, new RegExp(`──── llmsup: generation 1 started, pid ${s.json.backends[0]!.pid}: `));
+  assert.match(after, new RegExp(`──── llmsup: generation 2 started, pid ${again.json.backends[0]!.pid}: .*restart`));
+  const logFile = readFileSync(path.join(files.dir, "log", "primary.log"), "utf8");
+  assert.match(logFile, /──── llmsup: generation 2 started/, "the marker is in the log file too");
   const stopped = await d.cli("stop", "primary");
   assert.equal(stopped.code, 0);
   assert.match(stopped.stdout, /primary: stopped/);

@@ -66,7 +66,8 @@ test("a crash is restarted after the configured delay, and the delays grow", asy
 test("a crash loop ends in fatal after the burst, with no further spawns until reset", async (t) => {
   const { sup, events } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--crash-exit-code", "7"] });
   await sup.start("b");
-  const fatal = await events.state("b", "fatal");
+  // Six simulator starts, each a Node process: on a loaded 2-core box that can take a while.
+  const fatal = await events.state("b", "fatal", { ms: 30_000 });
   assert.match(fatal.reason, /restart budget spent: 6 failed starts within 1m \(start_limit_burst 5\)/);
   assert.match(fatal.reason, /llmsup reset b/);
   assert.equal(fatal.exit?.code, 7);
