@@ -114,8 +114,11 @@ if have_systemd; then
   systemctl enable llmsup.service >/dev/null
 fi
 
-# 6. Start only with a valid configuration.
-if node "$PREFIX/dist/cli/main.js" check-config "$ETC/supervisor.toml"; then
+# 6. Start only with a configuration that can run here. A staging root is not
+# the target host: check only the file there.
+CHECK=(check-config "$ETC/supervisor.toml")
+if [ -n "$ROOT" ]; then CHECK+=(--offline); elif [ "$MKUSER" = 1 ]; then CHECK+=(--user llmsup); fi
+if node "$PREFIX/dist/cli/main.js" "${CHECK[@]}"; then
   if [ "$START" = 1 ] && have_systemd; then
     systemctl restart llmsup.service
     say "llmsup is running: llmsup status"

@@ -92,3 +92,34 @@ export function envName() {
 export function absPath() {
   return z.string().refine((s) => s.startsWith("/"), { message: "expected an absolute path" });
 }
+
+/**
+ * A duration that must be longer than zero: intervals that drive a loop,
+ * timeouts a request or a start must fit in, delays a restart waits. "0s"
+ * there makes the daemon spin or fail every time, so it is refused.
+ */
+export function positiveDuration() {
+  return z.string({ error: () => 'expected a duration string with a unit, such as "250ms", "10s" or "15m"' }).transform((s, ctx) => {
+    const ms = parseDuration(s);
+    if (ms === undefined || ms <= 0) {
+      ctx.issues.push(
+        ms === undefined
+          ? { code: "custom", message: 'expected a duration with a unit, such as "250ms", "10s", "15m", "2h" or "7d"', input: s, params: { rule: "duration" } }
+          : { code: "custom", message: 'expected a duration longer than zero, such as "5s" (zero here would make llmsup spin or fail at once)', input: s, params: { rule: "positive" } },
+      );
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/** `addr@host` or `Display Name <addr@host>`, as a mail From: header takes it. */
+export const MAILBOX = /^(?:[^<>@]*<[^\s@<>]+@[^\s@<>]+>|[^\s@<>]+@[^\s@<>]+)$/;
+
+/** An e-mail address, optionally with a display name: "llmsup@box.example.com" or "llmsup <llmsup@box.example.com>". */
+export function mailbox() {
+  return z.string().refine((s) => MAILBOX.test(s.trim()), {
+    message: 'expected an e-mail address such as "llmsup@gpu-box-1.example.com" or "llmsup <llmsup@gpu-box-1.example.com>"',
+    params: { rule: "format" },
+  });
+}

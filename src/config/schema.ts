@@ -5,7 +5,8 @@
  */
 import { z } from "zod";
 import cronLib from "node-cron";
-import { absPath, duration, envName, fileMode, httpUrl, listenAddress, name, size } from "./fields.ts";
+import { parseDuration } from "./units.ts";
+import { absPath, duration, envName, fileMode, httpUrl, listenAddress, mailbox, name, positiveDuration, size } from "./fields.ts";
 
 export const BACKEND_KINDS = ["vllm", "ollama", "llamacpp", "openai", "anthropic"] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
@@ -38,11 +39,23 @@ export const controlSchema = z.strictObject({
   group: z.string().default(""),
 });
 
+/** `hedge_after`: "auto" (from the tier's recent time to first token), "off", or a duration; milliseconds out. */
+const hedgeAfter = () =>
+  z.string({ error: () => 'expected "auto", "off" or a duration such as "2s"' }).transform((s, ctx): "auto" | "off" | number => {
+    if (s === "auto" || s === "off") return s;
+    const ms = parseDuration(s);
+    if (ms === undefined || ms <= 0) {
+      ctx.issues.push({ code: "custom", message: 'expected "auto", "off" or a duration above zero such as "500ms" or "2s"', input: s, params: { rule: "hedge_after" } });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
 export const tierTimeoutFields = {
-  connect_timeout: duration(),
-  ttft_timeout: duration(),
-  idle_timeout: duration(),
-  total_timeout: duration(),
+  connect_timeout: positiveDuration(),
+  ttft_timeout: positiveDuration(),
+  idle_timeout: positiveDuration(),
+  total_timeout: positiveDuration(),
 };
 
 export const routerSchema = z.strictObject({
@@ -53,40 +66,41 @@ export const routerSchema = z.strictObject({
   api_keys_file: absPath().optional(),
   api_keys_env: envName().optional(),
   max_body: size().prefault("4MiB"),
-  request_timeout: duration().prefault("10m"),
+  request_timeout: positiveDuration().prefault("10m"),
   max_attempts: z.int().min(1).max(20).default(4),
   retry_base_delay: duration().prefault("200ms"),
-  retry_after_max: duration().prefault("60s"),
+  retry_after_max: positiveDuration().prefault("60s"),
   retry_after_wait_max: duration().prefault("3s"),
-  all_down_retry_after: duration().prefault("10s"),
+  all_down_retry_after: positiveDuration().prefault("10s"),
   queue_timeout: duration().prefault("0s"),
   degraded_fields: z.boolean().default(true),
   recovery_hold: duration().prefault("1s"),
+  hedge_after: hedgeAfter().prefault("auto"),
   breaker: z
     .strictObject({
       failure_threshold: z.int().min(1).default(5),
-      open_interval: duration().prefault("30s"),
-      max_open_interval: duration().prefault("5m"),
+      open_interval: positiveDuration().prefault("30s"),
+      max_open_interval: positiveDuration().prefault("5m"),
     })
     .prefault({}),
   tier_defaults: z
     .strictObject({
-      connect_timeout: duration().prefault("2s"),
-      ttft_timeout: duration().prefault("30s"),
-      idle_timeout: duration().prefault("30s"),
-      total_timeout: duration().prefault("10m"),
+      connect_timeout: positiveDuration().prefault("2s"),
+      ttft_timeout: positiveDuration().prefault("30s"),
+      idle_timeout: positiveDuration().prefault("30s"),
+      total_timeout: positiveDuration().prefault("10m"),
     })
     .prefault({}),
 });
 
 /** Health keys; the same keys may be overridden per backend in [backend.health]. */
 export const healthFields = {
-  interval: duration(),
-  timeout: duration(),
+  interval: positiveDuration(),
+  timeout: positiveDuration(),
   failures_to_down: z.int().min(1),
-  degraded_latency: duration(),
+  degraded_latency: positiveDuration(),
   deep_interval: duration(),
-  deep_timeout: duration(),
+  deep_timeout: positiveDuration(),
   wedge_failures: z.int().min(1),
   restart_on_wedge: z.boolean(),
   probe_interval: duration(),
@@ -96,8 +110,8 @@ export const healthSchema = z.strictObject(healthFields).partial();
 export const gpuSchema = z.strictObject({
   enabled: z.boolean().default(true),
   nvidia_smi: z.string().min(1).default("nvidia-smi"),
-  interval: duration().prefault("5s"),
-  deadline: duration().prefault("15s"),
+  interval: positiveDuration().prefault("5s"),
+  deadline: positiveDuration().prefault("15s"),
   kernel_log: z.enum(["auto", "kmsg", "journal", "off"]).default("auto"),
   temperature_limit: z.number().min(30).max(120).default(87),
   memory_full: z.number().gt(0).max(1).default(0.98),
@@ -107,7 +121,7 @@ export const gpuSchema = z.strictObject({
 });
 
 export const hostSchema = z.strictObject({
-  interval: duration().prefault("30s"),
+  interval: positiveDuration().prefault("30s"),
   min_free_memory: size().prefault("2GiB"),
   min_free_disk: size().prefault("5GiB"),
 });
@@ -119,7 +133,7 @@ export const smtpSchema = z.strictObject({
   user: z.string().optional(),
   password_file: absPath().optional(),
   password_env: envName().optional(),
-  timeout: duration().prefault("30s"),
+  timeout: positiveDuration().prefault("30s"),
   tls_reject_unauthorized: z.boolean().default(true),
 });
 
@@ -127,7 +141,7 @@ const email = () => z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, { message: 'expect
 
 export const alertsSchema = z.strictObject({
   enabled: z.boolean().default(false),
-  from: z.string().default("llmsup@localhost"),
+  from: mailbox().default("llmsup@localhost"),
   to: z.array(email()).default([]),
   critical_to: z.array(email()).default([]),
   coalesce_window: duration().prefault("10m"),
@@ -140,14 +154,14 @@ export const scheduleSchema = z.strictObject({
   digest: cron().default("0 8 * * *"),
   drill: cron().default(""),
   drill_scenario: z.enum(["primary-outage", "backend-crash", "backend-hang"]).default("primary-outage"),
-  drill_duration: duration().prefault("60s"),
+  drill_duration: positiveDuration().prefault("60s"),
   housekeeping: cron().default("*/10 * * * *"),
 });
 
 export const cacheSchema = z.strictObject({
   max_entries: z.int().min(1).default(10_000),
   max_bytes: size().prefault("256MiB"),
-  ttl: duration().prefault("7d"),
+  ttl: positiveDuration().prefault("7d"),
   similarity: z.number().gt(0).max(1).default(0.85),
   multi_turn: z.boolean().default(false),
 });
@@ -161,13 +175,13 @@ export const processSchema = z.strictObject({
   user: z.string().optional(),
   group: z.string().optional(),
   restart: z.enum(["always", "on-failure", "never"]).default("always"),
-  restart_sec: duration().prefault("10s"),
+  restart_sec: positiveDuration().prefault("10s"),
   restart_max_delay: duration().prefault("2m"),
   restart_steps: z.int().min(0).max(100).default(5),
-  start_limit_interval: duration().prefault("15m"),
+  start_limit_interval: positiveDuration().prefault("15m"),
   start_limit_burst: z.int().min(1).default(5),
-  stable_after: duration().prefault("10m"),
-  startup_timeout: duration().prefault("15m"),
+  stable_after: positiveDuration().prefault("10m"),
+  startup_timeout: positiveDuration().prefault("15m"),
   stop_timeout: duration().prefault("30s"),
 });
 
@@ -179,6 +193,8 @@ export const backendSchema = z.strictObject({
   context: z.int().min(1).optional(),
   api_key_file: absPath().optional(),
   api_key_env: envName().optional(),
+  /** Whether a broken stream is continued here by assistant prefill: "auto" (known for vllm/llamacpp/ollama, learnt for the rest), true, false (prefill-free form). */
+  prefill: z.union([z.literal("auto"), z.boolean()]).default("auto"),
   process: processSchema.optional(),
   health: healthSchema.optional(),
 });
@@ -191,6 +207,9 @@ export const tierSchema = z.strictObject({
   drop_params: z.array(z.string().min(1)).default([]),
   notice: z.string().optional(),
   context: z.int().min(1).optional(),
+  /** Overrides the backend's `prefill` for this tier's model. */
+  prefill: z.union([z.literal("auto"), z.boolean()]).optional(),
+  hedge_after: hedgeAfter().optional(),
   ...Object.fromEntries(Object.entries(tierTimeoutFields).map(([k, v]) => [k, v.optional()])) as {
     [K in keyof typeof tierTimeoutFields]: z.ZodOptional<(typeof tierTimeoutFields)[K]>;
   },

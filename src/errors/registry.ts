@@ -48,6 +48,11 @@ export const ERRORS = {
     exit: EXIT.CONFIG,
     retryable: false,
   },
+  LLMSUP_E_CONFIG_HOST: {
+    message: "The configuration is valid but cannot run on this host: a program, secret file, environment variable or GPU it names is missing or not usable by the daemon's user; each is listed with its key path. Fix them, or run `llmsup check-config --offline` to check only the file.",
+    exit: EXIT.CONFIG,
+    retryable: false,
+  },
   LLMSUP_E_USAGE: {
     message: "The command line is not valid; see `llmsup --help`.",
     exit: EXIT.USAGE,

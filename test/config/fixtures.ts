@@ -71,6 +71,13 @@ export const BROKEN: readonly { readonly name: string; readonly text: string; re
     says: /can never trip/,
   },
   {
+    name: "zero restart delay (a crash loop with no pause)",
+    text: minimalWith('restart_sec = "10s"', 'restart_sec = "0s"'),
+    path: "backend[0].process.restart_sec",
+    rule: "positive",
+    says: /expected a duration longer than zero.*found "0s"/,
+  },
+  {
     name: "bad duration",
     text: minimalWith('restart_sec = "10s"', 'restart_sec = "10"'),
     path: "backend[0].process.restart_sec",
