@@ -21,8 +21,23 @@ import type { RouterMetrics } from "./metrics.ts";
 
 export type Response = Extract<AttemptOutcome, { kind: "response" }>;
 
-/** sent: an answer went out; gone: the client left; invalid: the request itself cannot be sent; else why the tier failed. */
-export type TierResult = "sent" | "gone" | { readonly invalid: string } | { readonly class: FailureClass; readonly detail: string };
+/** sent: an answer went out; gone: the client left; lost: another attempt of a hedged race answered first (no verdict on this tier); invalid: the request itself cannot be sent; else why the tier failed. */
+export type TierResult = "sent" | "gone" | "lost" | { readonly invalid: string } | { readonly class: FailureClass; readonly detail: string };
+
+/**
+ * An attempt racing another (hedge.ts): its own abort signal (the client's
+ * and the race's), `claim` at the commit point — true when this attempt may
+ * answer, false when the other already did — and whether it was aborted as
+ * the loser. Absent when the attempt runs alone.
+ */
+export interface HedgeHooks {
+  readonly signal: AbortSignal;
+  claim(): boolean;
+  lost(): boolean;
+}
+
+/** Thrown from a stream's commit callback when the other attempt of a race already answered: nothing is written. */
+class LostRace extends Error {}
 
 /** What the attempt and the continuation need of the router. */
 export interface Core {
@@ -47,8 +62,11 @@ export interface Core {
   continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void>;
 }
 
-export async function attemptTier(core: Core, ctx: RequestCtx, index: number): Promise<TierResult> {
+export async function attemptTier(core: Core, ctx: RequestCtx, index: number, hedge?: HedgeHooks): Promise<TierResult> {
   const tier = ctx.route.tiers[index]!;
+  const signal = hedge?.signal ?? ctx.clientGone;
+  // An attempt aborted as a race's loser gives no verdict on its tier.
+  const lost = () => hedge !== undefined && hedge.lost();
   const backend = core.backends.get(tier.backend)!;
   const r = core.config.router;
   let retried = false;
@@ -60,13 +78,15 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number): P
     return { invalid: `the request cannot be serialised: ${(e as Error).message}` };
   }
   for (;;) {
+    if (lost()) return "lost";
     if (ctx.clientGone.aborted) return "gone";
     const remainingMs = ctx.deadline - core.clock.now();
     if (remainingMs <= 0) return { class: "total_timeout", detail: "the request's deadline passed" };
     ctx.attempts++;
     const attemptStart = performance.now();
-    const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS[ctx.endpoint], body, stream: ctx.stream, requestId: ctx.requestId, clientSignal: ctx.clientGone, remainingMs });
+    const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS[ctx.endpoint], body, stream: ctx.stream, requestId: ctx.requestId, clientSignal: signal, remainingMs });
     if (up.kind === "failure") {
+      if (lost()) return "lost";
       if (up.failure === "aborted") return "gone";
       core.fail(ctx, index, classifyTransport(up.failure), up.detail);
       return { class: up.failure, detail: up.detail };
@@ -74,12 +94,14 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number): P
     if (up.status < 200 || up.status >= 300) {
       const text = await readText(up.body).catch(() => "");
       up.done();
+      if (lost()) return "lost";
       const now = core.clock.now();
       const retryAfter = header(up.headers, "retry-after");
       const c = classifyHttp({ status: up.status, body: text, retryAfter }, { now, retryAfterMax: r.retry_after_max, defaultCooldown: r.breaker.open_interval, retried });
       const detail = `HTTP ${up.status}: ${text.slice(0, 300)}`;
       if (c.action.kind === "return_to_caller") {
         // The caller's own mistake: unchanged, no failover, nothing held against the tier.
+        if (hedge && !hedge.claim()) return "lost";
         core.fail(ctx, index, c, detail);
         sendPassThrough(ctx, index, up.status, up.headers, text);
         return "sent";
@@ -89,7 +111,7 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number): P
       if (wait !== undefined && !waited && wait <= r.retry_after_wait_max && now + wait < ctx.deadline && ctx.attempts < r.max_attempts) {
         core.fail(ctx, index, c, detail, true);
         waited = true;
-        if (!(await pause(core.clock, wait, ctx.clientGone))) return "gone";
+        if (!(await pause(core.clock, wait, signal))) return lost() ? "lost" : "gone";
         continue;
       }
       core.fail(ctx, index, c, detail);
@@ -97,7 +119,7 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number): P
         retried = true;
         const delay = r.retry_base_delay * (1 + core.random());
         if (ctx.deadline - core.clock.now() > delay) {
-          if (!(await pause(core.clock, delay, ctx.clientGone))) return "gone";
+          if (!(await pause(core.clock, delay, signal))) return lost() ? "lost" : "gone";
           continue;
         }
       }
@@ -110,8 +132,9 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number): P
       return { class: c.class, detail };
     }
     // A success status: the answer itself can still be broken.
-    const result = ctx.stream && (header(up.headers, "content-type") ?? "").includes("text/event-stream") ? await streamAnswer(core, ctx, index, up, attemptStart) : await wholeAnswer(core, ctx, index, up, attemptStart);
-    if (result === "sent" || result === "gone") return result;
+    const result = ctx.stream && (header(up.headers, "content-type") ?? "").includes("text/event-stream") ? await streamAnswer(core, ctx, index, up, attemptStart, hedge) : await wholeAnswer(core, ctx, index, up, attemptStart, hedge);
+    if (lost()) return "lost";
+    if (result === "sent" || result === "gone" || result === "lost") return result;
     core.fail(ctx, index, classifyTransport(result.class as TransportClass), result.detail);
     return result;
   }
@@ -127,7 +150,7 @@ async function pause(clock: Clock, ms: number, gone: AbortSignal): Promise<boole
   }
 }
 
-async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined): Promise<"sent" | "gone" | "lost" | { class: FailureClass; detail: string }> {
   let raw: Buffer;
   try {
     // undici's own consumer: cheaper than async iteration on this hot path. The bytes are kept to be sent on unchanged.
@@ -147,6 +170,8 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
     return { class: "stream_broken", detail: `the backend's answer is not valid JSON (${(e as Error).message})` };
   }
   if (ctx.endpoint === "embedding" ? !Array.isArray(json.data) : !Array.isArray(json.choices)) return { class: "stream_broken", detail: `the backend's answer has no ${ctx.endpoint === "embedding" ? "data" : "choices"}` };
+  // A whole answer's commit point: the valid answer is in (what ttft_timeout measures without streaming).
+  if (hedge && !hedge.claim()) return "lost";
   const ttftMs = performance.now() - attemptStart;
   core.succeed(ctx, index, ttftMs);
   if (ctx.route.cache) core.cache?.store(ctx.route, ctx.endpoint, ctx.body, json, ctx.clientHeaders);
@@ -156,15 +181,28 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
   return "sent";
 }
 
-async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number): Promise<"sent" | "gone" | { class: FailureClass; detail: string }> {
+async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined): Promise<"sent" | "gone" | "lost" | { class: FailureClass; detail: string }> {
   const tier = ctx.route.tiers[index]!;
-  const result = await relayStream(ctx.res, up, {
-    commit: () => writeStreamHead(ctx, index),
-    continuing: false,
-    ttftLeftMs: tier.ttft_timeout - (performance.now() - attemptStart),
-    finishGraceMs: Math.min(1_000, tier.idle_timeout),
-    startedAt: attemptStart,
-  });
+  let result;
+  try {
+    result = await relayStream(ctx.res, up, {
+      commit: () => {
+        // The first output token: in a race, only the first attempt to get here answers.
+        if (hedge && !hedge.claim()) throw new LostRace("another attempt answered first");
+        writeStreamHead(ctx, index);
+      },
+      continuing: false,
+      ttftLeftMs: tier.ttft_timeout - (performance.now() - attemptStart),
+      finishGraceMs: Math.min(1_000, tier.idle_timeout),
+      startedAt: attemptStart,
+    });
+  } catch (e) {
+    up.abort("aborted");
+    up.done();
+    if (e instanceof LostRace || hedge?.lost()) return "lost";
+    throw e;
+  }
+  if (hedge?.lost()) return "lost";
   if (result.kind === "client_gone") return "gone";
   if (result.kind === "failed_before_commit") return { class: result.failure, detail: result.detail };
   if (result.kind === "complete") {

@@ -11,8 +11,9 @@ import type { Logger } from "../log/logger.ts";
 import type { Body } from "./adjust.ts";
 import type { BreakerState } from "./breaker.ts";
 import type { Classified, FailureClass } from "./classify.ts";
-import { attemptTier, type Core } from "./attempt.ts";
+import { attemptTier, type Core, type HedgeHooks, type TierResult } from "./attempt.ts";
 import { continueStream } from "./continuation.ts";
+import { HedgeBook, raceTiers, type HedgeCore } from "./hedge.ts";
 import { header, sendError } from "./http.ts";
 import { answerFromCache, holdForRecovery } from "./last-resort.ts";
 import { TierModel, type RouteSnapshot } from "./model.ts";
@@ -34,7 +35,7 @@ function nextRequestId(): string {
   return `${ID_PREFIX}${idCounter.toString(16).padStart(8, "0")}`;
 }
 
-export class Router implements Core {
+export class Router implements Core, HedgeCore {
   readonly config: Config;
   readonly backends: Map<string, BackendConfig>;
   readonly upstreams: Upstreams;
@@ -48,6 +49,8 @@ export class Router implements Core {
   readonly model: TierModel;
   /** Answers served, and how many by a fallback tier, over the last five minutes. */
   readonly served = new ServedWindow(300);
+  /** Recent first-token times per (backend, model), for `hedge_after = "auto"`. */
+  readonly hedges: HedgeBook;
 
   /** `previous`: the router of the configuration a reload replaces; what it knew of tiers and routes that remain carries over. */
   constructor(config: Config, deps: RouterDeps, previous?: Router) {
@@ -62,6 +65,7 @@ export class Router implements Core {
     this.upstreams = new Upstreams(config.backends);
     for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
     this.model = new TierModel(config, deps, this.backends, this.upstreams, this.log, previous?.model);
+    this.hedges = previous?.hedges ?? new HedgeBook();
   }
 
   /** The route for a model name: exact, else the default route "*". */
@@ -127,7 +131,10 @@ export class Router implements Core {
     const tier = ctx.route.tiers[index]!;
     this.model.succeeded(tier);
     this.metrics?.request(ctx.route.model, index, tier.backend, "ok");
-    if (ttftMs !== undefined) this.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);
+    if (ttftMs !== undefined) {
+      this.metrics?.ttft(ctx.route.model, tier.backend, ttftMs / 1000);
+      this.hedges.record(tier, this.clock.now(), ttftMs);
+    }
     this.deps.onSuccess?.(tier.backend);
     this.served.record(this.clock.now(), index > 0);
   }
@@ -180,33 +187,73 @@ export class Router implements Core {
     await this.endOfChain(ctx);
   }
 
+  // ------------------------------------------------------------------ HedgeCore: what a hedged race needs
+
+  admit(ctx: RequestCtx, index: number): Gate {
+    const g = this.gate(ctx, index);
+    if (!g.go) {
+      const tier = ctx.route.tiers[index]!;
+      ctx.tried.push({ tier: index, backend: tier.backend, model: tier.model, outcome: "skipped", detail: g.why, skip: g.code });
+    }
+    return g;
+  }
+
+  async attempt(ctx: RequestCtx, index: number, g: Gate, hooks?: HedgeHooks): Promise<TierResult> {
+    const tier = ctx.route.tiers[index]!;
+    const halfOpen = g.go ? g.halfOpen : undefined;
+    if (halfOpen) this.model.takeCheck(tier, halfOpen);
+    try {
+      return await attemptTier(this, ctx, index, hooks);
+    } finally {
+      // The half-open slot is given back on every way out that gave no verdict.
+      if (halfOpen) this.model.returnCheck(tier, halfOpen);
+    }
+  }
+
+  hedgeAfter(ctx: RequestCtx, index: number): number | undefined {
+    return this.hedges.delay(ctx.route.tiers[index]!, this.config.router.hedge_after, this.clock.now());
+  }
+
+  /**
+   * Tier `index`'s hedge delay when a hedge could start: hedging on for it,
+   * room for one more attempt, and an admissible tier after it. Undefined
+   * otherwise — then the attempt runs alone, with no timer.
+   */
+  private hedgeable(ctx: RequestCtx, index: number): number | undefined {
+    if (ctx.attempts + 2 > this.config.router.max_attempts) return undefined;
+    const tiers = ctx.route.tiers;
+    let later = false;
+    for (let j = index + 1; j < tiers.length && !later; j++) later = this.gate(ctx, j).go;
+    return later ? this.hedgeAfter(ctx, index) : undefined;
+  }
+
   /** Goes down the route's tiers; true once a response was sent. */
   private async tryTiers(ctx: RequestCtx): Promise<boolean> {
     const tiers = ctx.route.tiers;
     let lastFailed: { ref: TierRef; reason: FailureClass; detail: string } | undefined;
     for (let i = 0; i < tiers.length; i++) {
       const tier = tiers[i]!;
-      const g = this.gate(ctx, i);
-      if (!g.go) {
-        ctx.tried.push({ tier: i, backend: tier.backend, model: tier.model, outcome: "skipped", detail: g.why, skip: g.code });
-        continue;
-      }
-      if (g.halfOpen) this.model.takeCheck(tier, g.halfOpen);
+      const g = this.admit(ctx, i);
+      if (!g.go) continue;
       const ref: TierRef = { index: i, backend: tier.backend, model: tier.model };
       if (lastFailed) this.failover(ctx, lastFailed.ref, ref, lastFailed.reason, lastFailed.detail);
-      let r;
-      try {
-        r = await attemptTier(this, ctx, i);
-      } finally {
-        // The half-open slot is given back on every way out that gave no verdict.
-        if (g.halfOpen) this.model.returnCheck(tier, g.halfOpen);
+      const delay = this.hedgeable(ctx, i);
+      let r: TierResult;
+      let from = ref;
+      if (delay === undefined) r = await this.attempt(ctx, i, g);
+      else {
+        // Hedged: the race may have gone on to later tiers; the loop resumes after the last one it looked at.
+        const end = await raceTiers(this, ctx, i, g, delay);
+        r = end.result;
+        from = { index: end.index, backend: tiers[end.index]!.backend, model: tiers[end.index]!.model };
+        i = end.next - 1;
       }
-      if (r === "sent" || r === "gone") return true;
+      if (r === "sent" || r === "gone" || r === "lost") return true;
       if ("invalid" in r) {
         sendError(ctx.res, "invalid_request", `Invalid request: ${r.invalid}`, { "x-request-id": ctx.requestId });
         return true;
       }
-      lastFailed = { ref, reason: r.class, detail: r.detail };
+      lastFailed = { ref: from, reason: r.class, detail: r.detail };
       if (ctx.attempts >= this.config.router.max_attempts || this.clock.now() >= ctx.deadline) break;
     }
     if (lastFailed) this.failover(ctx, lastFailed.ref, undefined, lastFailed.reason, lastFailed.detail);
