@@ -27,12 +27,13 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .command("check-config")
     .description("validate a configuration file and check it can run on this host; exit 0 when valid (warnings printed), 78 listing every problem otherwise")
     .argument("[path]", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH})`)
+    .addOption(new Option("-c, --config <path>", "the same as PATH, as every other command takes it"))
     .addOption(new Option("--json", "machine-readable output"))
     .addOption(new Option("--offline", "check only the file, not this host (CI, staging roots)"))
     .addOption(new Option("--env-file <file>", "an EnvironmentFile the daemon gets (repeatable)").argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]))
     .addOption(new Option("--user <name>", "the user the daemon runs as (the unit's User=); default: the current user"))
-    .action(async (path: string | undefined, opts: { json?: boolean; offline?: boolean; envFile?: string[]; user?: string }) => {
-      setExit(await checkConfigCommand(configPath(path, io.env), opts, io));
+    .action(async (path: string | undefined, opts: { config?: string; json?: boolean; offline?: boolean; envFile?: string[]; user?: string }) => {
+      setExit(await checkConfigCommand(configPath(path ?? opts.config, io.env), opts, io));
     });
 
   program
