@@ -12,7 +12,7 @@ import { colourWanted, style, writeJson, type Io } from "./output.ts";
 import { renderStatus } from "./status-view.ts";
 import { Writable } from "node:stream";
 import { parseDuration } from "../config/units.ts";
-import { eventLine } from "../daemon/event-filter.ts";
+import { eventLine } from "../control/event-filter.ts";
 import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { ConfigProblem } from "../config/types.ts";
 

@@ -8,7 +8,7 @@ import { unlink } from "node:fs/promises";
 import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
-import { filterFromQuery, matches, type EventFilter } from "../daemon/event-filter.ts";
+import { filterFromQuery, matches, type EventFilter } from "./event-filter.ts";
 import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { DrillSpec } from "../drills/drill.ts";
 import { DRILL_SCENARIOS, type DrillReport, type DrillScenario } from "../drills/report.ts";

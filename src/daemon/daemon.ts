@@ -24,7 +24,7 @@ import { ControlServer, type ControlApi } from "../control/server.ts";
 import { buildStatus, type DaemonStatus } from "./status.ts";
 import { AlertLog, EventHub, History } from "./event-hub.ts";
 import { reloadSummary, restartNotes } from "./reload-plan.ts";
-import { filterEvents } from "./event-filter.ts";
+import { filterEvents } from "../control/event-filter.ts";
 import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
 import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
 import { packageVersion } from "../platform/version.ts";

@@ -92,8 +92,8 @@ const SHELLS: Record<string, (file: string) => boolean> = {
   "node:sqlite": (f) => f === path.join("cache", "sqlite.ts"),
   // The router's upstream pools, and the drill's client of the router socket.
   undici: (f) => f === path.join("router", "upstream.ts") || f === path.join("drills", "drill.ts"),
-  // Processes: the supervisor's and the GPU monitor's spawners, and the simulated vLLM's engine child.
-  "node:child_process": (f) => f === path.join("supervisor", "spawn.ts") || f === path.join("gpu", "spawn.ts") || f.startsWith(path.join("sim", "backend")),
+  // Processes: the supervisor's and the GPU monitor's spawners, check-config's look at this host, and the simulated vLLM's engine child.
+  "node:child_process": (f) => f === path.join("supervisor", "spawn.ts") || f === path.join("gpu", "spawn.ts") || f === path.join("config", "host-facts.ts") || f.startsWith(path.join("sim", "backend")),
 };
 
 test("no value import cycles between the folders of src/", () => {

@@ -1,5 +1,5 @@
 /** Which history entries `llmsup events` shows, and how one reads on a line. Pure. */
-import type { HistoryEntry } from "./state-store.ts";
+import type { HistoryEntry } from "../daemon/state-store.ts";
 
 export interface EventFilter {
   /** Only entries at or after this time (ms since the epoch). */
