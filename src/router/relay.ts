@@ -6,13 +6,14 @@
  */
 import type { ServerResponse } from "node:http";
 import type { FailureClass } from "./classify.ts";
-import { chunkContent, chunkFinish, chunkHasOutput, SseReader } from "./sse.ts";
+import { chunkContent, chunkFinish, chunkHasOutput, chunkHasToolCall, SseReader, type SseChunk } from "./sse.ts";
 import { transportFailure, type AttemptOutcome } from "./upstream.ts";
 
 export type RelayResult =
   | { readonly kind: "complete"; readonly content: string; readonly chunks: number; readonly ttftMs?: number }
   | { readonly kind: "failed_before_commit"; readonly failure: FailureClass; readonly detail: string }
-  | { readonly kind: "broken_after_commit"; readonly failure: FailureClass; readonly detail: string; readonly content: string; readonly chunks: number }
+  /** `toolCalls`: the answer had begun a tool call, whose arguments cannot be carried to another tier. */
+  | { readonly kind: "broken_after_commit"; readonly failure: FailureClass; readonly detail: string; readonly content: string; readonly chunks: number; readonly toolCalls: boolean }
   | { readonly kind: "client_gone" };
 
 export interface RelayOptions {
@@ -25,6 +26,25 @@ export interface RelayOptions {
   /** How long to wait after a finish_reason for [DONE] before finalising ourselves. */
   readonly finishGraceMs: number;
   readonly startedAt: number;
+  /**
+   * What the client gets for one upstream chunk: the chunk itself, others in its place, or nothing
+   * (a continuation's seam: repeated text trimmed, usage added up). Chunks returned unchanged go out as
+   * the upstream's own bytes; `content` counts what went out.
+   */
+  readonly rewrite?: (c: SseChunk) => readonly SseChunk[];
+}
+
+/** What the streams relayed to one client response have carried so far, for a continuation to judge. */
+export interface StreamRecord {
+  /** A tool call was begun: its arguments cannot be carried to another tier. */
+  toolCalls: boolean;
+}
+
+const records = new WeakMap<ServerResponse, StreamRecord>();
+
+/** What the relayed streams carried to `res` (undefined: nothing relayed yet). */
+export function streamRecord(res: ServerResponse): Readonly<StreamRecord> | undefined {
+  return records.get(res);
 }
 
 type Response = Extract<AttemptOutcome, { kind: "response" }>;
@@ -50,6 +70,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
   const pending: string[] = [];
   let content = "";
   let chunks = 0;
+  let toolCalls = false;
   let finishSeen = false;
   let finalising = false;
   let doneSent = false;
@@ -113,15 +134,17 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
         }
         const finish = chunkFinish(c);
         const output = chunkHasOutput(c);
-        content += chunkContent(c);
         if (output) chunks++;
-        if (!committed) {
-          pending.push(item.raw);
-          if (output || finish) commit();
-        } else if (!(o.continuing && !output && !finish && c.usage == null && chunks === 0)) {
-          // A continuation's own role chunk is skipped: the client already has one.
-          out(item.raw);
+        if (chunkHasToolCall(c)) toolCalls = true;
+        // A continuation's own role chunk is skipped: the client already has one.
+        const roleOnly = o.continuing && !output && !finish && c.usage == null && chunks === 0;
+        for (const x of roleOnly ? [] : o.rewrite ? o.rewrite(c) : [c]) {
+          content += chunkContent(x);
+          const raw = x === c ? item.raw : `data: ${JSON.stringify(x)}\n\n`;
+          if (committed) out(raw);
+          else pending.push(raw);
         }
+        if (!committed && (output || finish)) commit();
         if (finish && !finishSeen) {
           finishSeen = true;
           // Usage may follow the finish chunk; if [DONE] does not come soon, finish the stream ourselves.
@@ -153,16 +176,21 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
     if (ttft) clearTimeout(ttft);
     if (grace) clearTimeout(grace);
     up.done();
+    if (committed) {
+      const rec = records.get(res);
+      if (rec) rec.toolCalls ||= toolCalls;
+      else records.set(res, { toolCalls });
+    }
     return r;
   }
 
   if (res.destroyed) return cleanup({ kind: "client_gone" });
   if (broken) {
-    return cleanup(committed ? { kind: "broken_after_commit", ...broken, content, chunks } : { kind: "failed_before_commit", ...broken });
+    return cleanup(committed ? { kind: "broken_after_commit", ...broken, content, chunks, toolCalls } : { kind: "failed_before_commit", ...broken });
   }
   if (!finishSeen && !finalising) {
     const b = { failure: "stream_broken" as const, detail: "the stream ended without finish_reason (truncated answer)" };
-    return cleanup(committed ? { kind: "broken_after_commit", ...b, content, chunks } : { kind: "failed_before_commit", ...b });
+    return cleanup(committed ? { kind: "broken_after_commit", ...b, content, chunks, toolCalls } : { kind: "failed_before_commit", ...b });
   }
   commit();
   // A finished answer whose [DONE] never came is finalised here, at once.

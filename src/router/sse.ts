@@ -82,6 +82,12 @@ export function chunkHasOutput(c: SseChunk): boolean {
   return typeof choice.text === "string" && choice.text !== "";
 }
 
+/** Whether a chunk carries a piece of a tool call (its head or its arguments). */
+export function chunkHasToolCall(c: SseChunk): boolean {
+  const d = c.choices?.[0]?.delta as Record<string, unknown> | undefined;
+  return !!d && ((Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || (d.function_call != null && typeof d.function_call === "object"));
+}
+
 export function chunkFinish(c: SseChunk): string | undefined {
   const f = c.choices?.[0]?.finish_reason;
   return typeof f === "string" ? f : undefined;

@@ -93,6 +93,23 @@ export function planAnswer(key: string, maxTokens: number | undefined, prefill =
   return { tokens: rest, finishReason: "stop" };
 }
 
+/**
+ * A user turn that asks to go on with the assistant's previous (cut-off) turn, as a router sends when a
+ * model cannot continue an assistant message itself. The simulated model follows it exactly: the rest
+ * of the canonical answer, nothing repeated.
+ */
+export function asksToContinue(text: string): boolean {
+  return /\bcontinue\b/i.test(text) && /\b(stopped|left off|cut off|broke off)\b/i.test(text);
+}
+
+/** The canonical tool call for a prompt key: the first tool's name, and JSON arguments in pieces (the streamed "tokens"). */
+export function canonicalToolCall(key: string, tools: readonly unknown[]): { readonly name: string; readonly pieces: string[] } {
+  const first = tools[0] as { function?: { name?: unknown } } | undefined;
+  const name = typeof first?.function?.name === "string" ? first.function.name : "tool";
+  const words = canonicalTokens(key).slice(0, 12).map((w) => w.replace(/[^\p{L}\p{N} ]/gu, ""));
+  return { name, pieces: ['{"query": "', ...words, '"}'] };
+}
+
 /** A deterministic unit-length embedding of `dims` floats for a text. */
 export function embeddingOf(text: string, dims = 16): number[] {
   const seed = seedOf(text);

@@ -15,8 +15,9 @@
  * - `admit`: an inference request (generation or embeddings: both alike here),
  *   read and accepted. Wedge, 429, status codes (by count, by fraction, or all), and
  *   out of memory at run time, in that order.
- * - `generate`: a generation starts (embeddings never get here). The context
- *   error, else the answer with the stream faults it carries out on the wire.
+ * - `generate`: a generation starts (embeddings never get here). A refused
+ *   assistant prefill (when the chat ends with the assistant's message), the
+ *   context error, else the answer with the stream faults it carries out on the wire.
  */
 import type { Fault } from "./faults.ts";
 
@@ -33,7 +34,8 @@ export type GatePoint =
   | { readonly at: "arrive" }
   /** `stream`: whether the request asked to stream, as the server's kind reads it. */
   | { readonly at: "admit"; readonly stream: boolean }
-  | { readonly at: "generate" };
+  /** `finalAssistant`: the chat ends with the assistant's message (a prefill to continue). */
+  | { readonly at: "generate"; readonly finalAssistant?: boolean };
 
 /** How a normal answer is shaped on the wire: the stream faults. */
 export interface AnswerShape {
@@ -63,6 +65,8 @@ export type GateDecision =
   | { readonly act: "status"; readonly code: number; readonly message: string }
   /** Out of memory while serving: the kind decides how it dies. */
   | { readonly act: "oom" }
+  /** 400: this model does not continue a final assistant message. */
+  | { readonly act: "reject_prefill" }
   /** The server's own context-length error. */
   | { readonly act: "context_error" }
   /** Answer, shaped by the stream faults. */
@@ -103,6 +107,7 @@ export function faultGate(fault: Fault, point: GatePoint, counters: GateCounters
     case "admit":
       return admit(fault, point.stream, counters, random);
     case "generate":
+      if (fault.reject_prefill && point.finalAssistant) return { decision: { act: "reject_prefill" }, counters };
       if (fault.context_error) return { decision: { act: "context_error" }, counters };
       return { decision: { act: "answer", shape: shapeOf(fault) }, counters };
   }

@@ -22,7 +22,7 @@ export const faultSchema = z.strictObject({
   stall_ms: z.int().min(0).optional(),
   /** Drop the connection after this many content tokens. */
   cut_after: z.int().min(0).optional(),
-  /** Send a malformed SSE chunk after this many content tokens. */
+  /** Send a malformed SSE chunk after this many content tokens (for all three stream faults, a tool-call answer's tokens are its argument pieces). */
   malformed_after: z.int().min(0).optional(),
   /** End streams without the final `data: [DONE]`. */
   no_done: z.boolean().optional(),
@@ -30,6 +30,12 @@ export const faultSchema = z.strictObject({
   status: z.strictObject({ code: z.int().min(400).max(599), count: z.int().min(1).optional(), fraction: z.number().gt(0).max(1).optional(), message: z.string().optional() }).optional(),
   /** 429 for the next `count` (or all) inference requests, with Retry-After seconds (null: no header). */
   rate_limit: z.strictObject({ count: z.int().min(1).optional(), retry_after: z.number().min(0).nullable().default(1) }).optional(),
+  /**
+   * Refuse a chat that ends with the assistant's message (a model without assistant prefill):
+   * 400 "This model does not support assistant message prefill. The conversation must end with a
+   * user message." — Anthropic's, Bedrock's and hosted OpenAI-compatible proxies' wording.
+   */
+  reject_prefill: z.boolean().optional(),
   /** Reject inference requests with the server's own context-length error. */
   context_error: z.boolean().optional(),
   /** Model load time (only meaningful at start). */

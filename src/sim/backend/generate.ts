@@ -15,8 +15,9 @@ export interface Usage {
 }
 
 export interface Generation {
+  /** Content tokens; for a tool call, the pieces of its arguments. */
   readonly tokens: readonly string[];
-  readonly finishReason: "stop" | "length";
+  readonly finishReason: "stop" | "length" | "tool_calls";
   readonly promptTokens: number;
   readonly ttftMs: number;
   /** Milliseconds between tokens. */
@@ -103,8 +104,14 @@ export async function writeWhole(res: ServerResponse, g: Generation, body: () =>
   }
 }
 
-/** OpenAI chat.completion.chunk SSE. */
-export function chatSse(id: string, model: string, created: number, includeUsage: boolean, roleEveryChunk: boolean): StreamFormat {
+/** A streamed tool call: its id and function name come first, then the arguments piece by piece. */
+export interface ToolCallHead {
+  readonly id: string;
+  readonly name: string;
+}
+
+/** OpenAI chat.completion.chunk SSE; with `toolCall`, the tokens are that call's arguments. */
+export function chatSse(id: string, model: string, created: number, includeUsage: boolean, roleEveryChunk: boolean, toolCall?: ToolCallHead): StreamFormat {
   const chunk = (delta: unknown, finish: string | null, extra: Record<string, unknown> = {}) =>
     `data: ${JSON.stringify({
       id,
@@ -115,6 +122,20 @@ export function chatSse(id: string, model: string, created: number, includeUsage
       ...(includeUsage ? { usage: null } : {}),
       ...extra,
     })}\n\n`;
+  if (toolCall) {
+    return {
+      contentType: "text/event-stream; charset=utf-8",
+      first: () => chunk({ role: "assistant", content: null, tool_calls: [{ index: 0, id: toolCall.id, type: "function", function: { name: toolCall.name, arguments: "" } }] }, null),
+      token: (text) => chunk({ tool_calls: [{ index: 0, function: { arguments: text } }] }, null),
+      finish: (reason, usage) => {
+        let out = chunk({}, reason);
+        if (includeUsage) out += `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`;
+        return out;
+      },
+      done: () => "data: [DONE]\n\n",
+      malformed: () => `data: {"id":"${id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":\n\n`,
+    };
+  }
   return {
     contentType: "text/event-stream; charset=utf-8",
     first: roleEveryChunk ? undefined : () => chunk({ role: "assistant", content: "" }, null),

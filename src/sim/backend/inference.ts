@@ -4,11 +4,11 @@
  * generate and write the answer in the endpoint's wire format.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { canonicalTokens, chatKey, contentText, countTokens, embeddingOf, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
+import { asksToContinue, canonicalToolCall, canonicalTokens, chatKey, contentText, countTokens, embeddingOf, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
 import type { GateDecision, GatePoint } from "./fault-gate.ts";
-import { usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
+import { newId, usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
 import { errorJson, json, readBody } from "./http.ts";
-import { ENGINE_DIED_MESSAGE, loadingModel } from "./kinds/common.ts";
+import { ENGINE_DIED_MESSAGE, loadingModel, PREFILL_REJECTED_MESSAGE } from "./kinds/common.ts";
 import type { EmbeddingApi, GenerationApi, InferenceApi, KindRuntime, KindSpec, RequestBody, SimContext } from "./kinds/kind.ts";
 
 /** What the server counts of inference, for /metrics and /_sim/state. */
@@ -113,15 +113,23 @@ async function generate(h: InferenceHost, res: ServerResponse, body: RequestBody
   const maxTokens = typeof maxTokensRaw === "number" && maxTokensRaw >= 0 ? maxTokensRaw : undefined;
 
   // Assistant prefill: a chat ending with the assistant's message continues it, where the kind does.
+  // Without prefill, a cut-off assistant turn followed by a user turn asking to continue it is followed as asked.
   const last = messages[messages.length - 1];
-  const continues = api.chat && last?.role === "assistant" && spec.continuesFinalMessage(body);
-  const conversation = continues ? messages.slice(0, -1) : messages;
+  const before = messages[messages.length - 2];
+  const finalAssistant = api.chat && last?.role === "assistant";
+  const continues = finalAssistant && spec.continuesFinalMessage(body);
+  const asked = api.chat && !continues && last?.role === "user" && before?.role === "assistant" && asksToContinue(contentText(last.content));
+  const partial = continues ? last : asked ? before : undefined;
+  const conversation = continues ? messages.slice(0, -1) : asked ? messages.slice(0, -2) : messages;
   const key = api.chat ? chatKey(conversation) : `prompt\u0000${prompt}`;
   const promptTokens = api.chat ? promptTokensOfChat(messages) : countTokens(prompt) + 1;
-  const plan = planAnswer(key, maxTokens, continues ? contentText(last?.content) : "");
+  const tools = api.toolCalls && Array.isArray(body.tools) && body.tools.length > 0 && body.tool_choice !== "none" ? (body.tools as unknown[]) : undefined;
+  const call = tools ? canonicalToolCall(key, tools) : undefined;
+  const plan = call ? { tokens: call.pieces, finishReason: "tool_calls" as const } : planAnswer(key, maxTokens, partial ? contentText(partial.content) : "");
 
   const wanted = maxTokens ?? canonicalTokens(key).length;
-  const decision = h.gate({ at: "generate" });
+  const decision = h.gate({ at: "generate", finalAssistant });
+  if (decision.act === "reject_prefill") return errorJson(res, spec.apiError(400, PREFILL_REJECTED_MESSAGE));
   if (decision.act !== "answer" || promptTokens + wanted > options.contextTokens) {
     return errorJson(res, spec.contextLengthError(promptTokens, wanted, options.contextTokens));
   }
@@ -139,6 +147,7 @@ async function generate(h: InferenceHost, res: ServerResponse, body: RequestBody
     created: Math.floor(Date.now() / 1000),
     started: performance.now(),
     includeUsage: (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
+    ...(call ? { toolCall: { id: newId("call"), name: call.name } } : {}),
   };
   if (stream) await writeStream(res, g, api.stream(spec, t), signal);
   else await writeWhole(res, g, () => api.whole(spec, { ...t, text: plan.tokens.join(""), finishReason: plan.finishReason, usage: usageOf(g) }), signal);

@@ -12,16 +12,26 @@ const SSE = "text/event-stream; charset=utf-8";
 export const openaiChat: GenerationApi = {
   type: "generation",
   chat: true,
+  toolCalls: true,
   streamsByDefault: false,
   streamContentType: SSE,
   prompt: () => "",
-  stream: (kind, t) => chatSse(newId("chatcmpl"), t.model, t.created, t.includeUsage, kind.openaiChat.roleEveryChunk),
+  stream: (kind, t) => chatSse(newId("chatcmpl"), t.model, t.created, t.includeUsage, kind.openaiChat.roleEveryChunk, t.toolCall),
   whole: (kind, t) => ({
     id: newId("chatcmpl"),
     object: "chat.completion",
     created: t.created,
     model: t.model,
-    choices: [{ index: 0, message: { role: "assistant", content: t.text, tool_calls: [] }, logprobs: null, finish_reason: t.finishReason }],
+    choices: [
+      {
+        index: 0,
+        message: t.toolCall
+          ? { role: "assistant", content: null, tool_calls: [{ id: t.toolCall.id, type: "function", function: { name: t.toolCall.name, arguments: t.text } }] }
+          : { role: "assistant", content: t.text, tool_calls: [] },
+        logprobs: null,
+        finish_reason: t.finishReason,
+      },
+    ],
     usage: t.usage,
     ...kind.openaiChat.extra,
   }),

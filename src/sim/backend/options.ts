@@ -87,7 +87,7 @@ export const SIM_BACKEND_USAGE = `usage: llmsup sim backend --kind vllm|ollama|l
   --crash-exit-code N, --crash-signal SIG, --crash-after D
   --oom load|runtime, --hang, --wedge, --stall-after N [--stall-time D], --cut-after N,
   --malformed-after N, --no-done, --status CODE [--status-count N] [--status-fraction F],
-  --rate-limit N [--retry-after S], --context-error
+  --rate-limit N [--retry-after S], --context-error, --reject-prefill
 `;
 
 export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.ProcessEnv): SimBackendOptions {
@@ -136,6 +136,7 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
         "rate-limit": { type: "string" },
         "retry-after": { type: "string" },
         "context-error": { type: "boolean" },
+        "reject-prefill": { type: "boolean" },
         // Real servers' flags that change nothing here.
         "tensor-parallel-size": { type: "string" },
         dtype: { type: "string" },
@@ -198,6 +199,7 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
   if (v["cut-after"] !== undefined) fault.cut_after = int("cut-after", v["cut-after"]);
   if (v["malformed-after"] !== undefined) fault.malformed_after = int("malformed-after", v["malformed-after"]);
   if (v["no-done"]) fault.no_done = true;
+  if (v["reject-prefill"]) fault.reject_prefill = true;
   if (v.status !== undefined) {
     fault.status = {
       code: int("status", v.status),

@@ -20,3 +20,9 @@ export async function abortOfOom(sim: SimContext, kind: KindSpec, res: ServerRes
   res.socket?.destroy();
   sim.die({ signal: "SIGABRT" });
 }
+
+/**
+ * A model that does not continue a final assistant message (no prefill): the 400 Anthropic's API,
+ * Bedrock and hosted OpenAI-compatible proxies answer, in each kind's error body.
+ */
+export const PREFILL_REJECTED_MESSAGE = "This model does not support assistant message prefill. The conversation must end with a user message.";

@@ -62,6 +62,8 @@ export interface GenerationText {
   /** performance.now() when the generation started. */
   readonly started: number;
   readonly includeUsage: boolean;
+  /** The answer is this tool call (a chat request with `tools`, on an API that answers with them). */
+  readonly toolCall?: { readonly id: string; readonly name: string };
 }
 
 /** How one inference endpoint reads a request and writes its answer: OpenAI's chat, completions, embeddings; Ollama's native API. */
@@ -78,6 +80,8 @@ export interface GenerationApi extends ApiCommon {
   readonly type: "generation";
   /** Whether the request is a conversation (messages) rather than a prompt. */
   readonly chat: boolean;
+  /** Whether a request with `tools` is answered with a tool call (OpenAI chat). */
+  readonly toolCalls?: boolean;
   /** The prompt of a prompt request. */
   prompt(body: RequestBody): string;
   /** Ollama: a request with nothing to generate only loads the model; this is its answer. */
