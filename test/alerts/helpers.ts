@@ -5,48 +5,11 @@ import { createServer, type Server, type Socket } from "node:net";
 import { SMTPServer } from "smtp-server";
 import type { AlertsConfig } from "../../src/config/types.ts";
 import { validateConfigText } from "../../src/config/load.ts";
-import type { Clock, TimerHandle } from "../../src/platform/clock.ts";
 
 export const SMTP_USER = "llmsup@example.com";
 export const SMTP_PASSWORD = "pw-Quartz-7731";
 
-/** A clock whose time moves only when the test says so; due timers fire in order. */
-export class ManualClock implements Clock {
-  private t: number;
-  private seq = 0;
-  private timers: { at: number; seq: number; fn: () => void }[] = [];
-
-  constructor(start = Date.UTC(2025, 5, 1, 14, 0, 0)) {
-    this.t = start;
-  }
-
-  now(): number {
-    return this.t;
-  }
-
-  setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn };
-    this.timers.push(timer);
-    return { cancel: () => (this.timers = this.timers.filter((x) => x !== timer)) };
-  }
-
-  /** Moves time forward by `ms`, firing every timer that falls due. */
-  advance(ms: number): void {
-    const until = this.t + ms;
-    for (;;) {
-      const next = this.timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-      if (!next) break;
-      this.timers = this.timers.filter((x) => x !== next);
-      this.t = Math.max(this.t, next.at);
-      next.fn();
-    }
-    this.t = until;
-  }
-
-  get pendingTimers(): number {
-    return this.timers.length;
-  }
-}
+export { ManualClock } from "../helpers/clock.ts";
 
 export interface ReceivedMail {
   readonly from: string;

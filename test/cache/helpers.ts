@@ -1,7 +1,7 @@
 /** Emergency cache tests: a cache on a temp dir with a clock the test moves, and requests/answers to fill it. */
 import type { CacheConfig, RouteConfig } from "../../src/config/types.ts";
 import { EmergencyCache, type CacheOptions } from "../../src/cache/cache.ts";
-import type { Clock } from "../../src/platform/clock.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { RouterMetrics } from "../../src/router/metrics.ts";
 import { memoryLogger } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -9,18 +9,10 @@ import { tempDir } from "../helpers/tmp.ts";
 export const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 export const DAY = 86_400_000;
 
-export class TestClock implements Clock {
-  t = T0;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number) {
-    const h = setTimeout(fn, ms);
-    h.unref();
-    return { cancel: () => clearTimeout(h) };
-  }
-  advance(ms: number): void {
-    this.t += ms;
+/** Manual time; the cache's batching timers run on real time. */
+export class TestClock extends ManualClock {
+  constructor() {
+    super(T0, { realTimers: true });
   }
 }
 

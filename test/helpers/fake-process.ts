@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { PassThrough } from "node:stream";
-import type { Clock, TimerHandle } from "../../src/platform/clock.ts";
 import type { ProbeResult, Prober, Readiness } from "../../src/supervisor/probes.ts";
 import type { Spawned, Spawner } from "../../src/supervisor/spawn.ts";
 import { Supervisor } from "../../src/supervisor/supervisor.ts";
@@ -14,49 +13,8 @@ import type { VramProbe } from "../../src/supervisor/vram.ts";
 import { EventLog, memoryLogger, testConfig } from "./supervise.ts";
 import { tempDir } from "./tmp.ts";
 
-/** Lets promise chains and stream events that are already under way run to their next real wait. */
-export async function flush(rounds = 20): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise((r) => setImmediate(r));
-}
-
-/** A clock whose time moves only when the test says so; due timers fire in order, with the work they start let run in between. */
-export class ManualClock implements Clock {
-  private t: number;
-  private seq = 0;
-  private timers: { at: number; seq: number; fn: () => void }[] = [];
-
-  constructor(start = Date.UTC(2025, 5, 1, 14, 0, 0)) {
-    this.t = start;
-  }
-
-  now(): number {
-    return this.t;
-  }
-
-  setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn };
-    this.timers.push(timer);
-    return { cancel: () => (this.timers = this.timers.filter((x) => x !== timer)) };
-  }
-
-  async advance(ms: number): Promise<void> {
-    const until = this.t + ms;
-    for (;;) {
-      await flush();
-      const next = this.timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-      if (!next) break;
-      this.timers = this.timers.filter((x) => x !== next);
-      this.t = Math.max(this.t, next.at);
-      next.fn();
-    }
-    this.t = until;
-    await flush();
-  }
-
-  get pendingTimers(): number {
-    return this.timers.length;
-  }
-}
+import { flush, ManualClock } from "./clock.ts";
+export { flush, ManualClock };
 
 export type OnSigterm = "exit" | "ignore";
 

@@ -20,7 +20,7 @@ test("stop during starting: the loading process is stopped, and nothing starts a
   assert.deepEqual(path(), ["starting", "stopping", "stopped"]);
   assert.deepEqual(spawner.last.signals, ["SIGTERM"]);
   assert.equal(owner.snapshot().lastExit?.class, "stopped");
-  await clock.advance(30 * MIN);
+  await clock.run(30 * MIN);
   assert.deepEqual(path(), ["starting", "stopping", "stopped"], "no startup timeout, no restart");
   assert.equal(spawner.children.length, 1);
   assert.deepEqual(spawner.running, []);
@@ -40,7 +40,7 @@ test("stop while the spawn is still in flight: the process it brings is stopped 
   assert.deepEqual(path(), ["starting", "stopping", "stopped"]);
   assert.equal(spawner.children.length, 1);
   assert.deepEqual(spawner.running, []);
-  await clock.advance(30 * MIN);
+  await clock.run(30 * MIN);
   assert.equal(spawner.children.length, 1);
 });
 
@@ -63,7 +63,7 @@ test("restart during backoff: one new process at once, and the scheduled restart
   await sup.restart("b");
   await flush();
   assert.deepEqual(path(), ["starting", "ready", "exited", "backoff", "starting", "ready"]);
-  await clock.advance(5_000);
+  await clock.run(5_000);
   assert.equal(spawner.children.length, 2, "the backoff's own start was cancelled");
   assert.deepEqual(spawner.running, [spawner.children[1]]);
   assert.deepEqual(owner.snapshot().budget, { used: 1, burst: 5 }, "the crash counted; the operator's restart did not");
@@ -76,7 +76,7 @@ test("stop during backoff: stays stopped, the scheduled restart never comes", as
   await flush();
   await sup.stop("b");
   assert.deepEqual(path(), ["starting", "ready", "exited", "backoff", "stopped"]);
-  await clock.advance(30 * MIN);
+  await clock.run(30 * MIN);
   assert.deepEqual(path(), ["starting", "ready", "exited", "backoff", "stopped"]);
   assert.equal(spawner.children.length, 1);
   assert.equal(clock.pendingTimers, 0);
@@ -97,7 +97,7 @@ test("reset while blocked on another process's GPU memory: one new process, the 
   await sup.reset("b");
   assert.deepEqual(path(), ["starting", "exited", "blocked", "starting"]);
   held = false;
-  await clock.advance(10_000);
+  await clock.run(10_000);
   assert.equal(spawner.children.length, 2, "the blocked wait did not start another");
   assert.deepEqual(spawner.running, [spawner.children[1]]);
   assert.equal(owner.currentState, "starting");
@@ -116,7 +116,7 @@ test("a crash during stopping: the stop's exit, stopped, no restart", async (t) 
   assert.deepEqual(path(), ["starting", "ready", "stopping", "stopped"]);
   assert.equal(owner.snapshot().lastExit?.class, "stopped");
   assert.deepEqual(spawner.last.signals, ["SIGTERM"], "no SIGKILL: it was gone before stop_timeout");
-  await clock.advance(30 * MIN);
+  await clock.run(30 * MIN);
   assert.equal(spawner.children.length, 1);
   assert.equal(clock.pendingTimers, 0);
 });
@@ -131,7 +131,7 @@ test("a crash during a restart's stopping: exited, then exactly one new process"
   await restarting;
   await flush();
   assert.deepEqual(path(), ["starting", "ready", "stopping", "exited", "starting", "ready"]);
-  await clock.advance(5_000);
+  await clock.run(5_000);
   assert.equal(spawner.children.length, 2);
   assert.deepEqual(spawner.running, [spawner.children[1]]);
   assert.deepEqual(owner.snapshot().budget, { used: 0, burst: 5 });
@@ -143,7 +143,7 @@ test("restart while fatal: one try with the budget still spent; a failure is fat
   prober.ready = false;
   spawner.last.exit(7);
   await flush();
-  await clock.advance(1_000);
+  await clock.run(1_000);
   spawner.last.exit(7);
   await flush();
   assert.deepEqual(path(), ["starting", "ready", "exited", "backoff", "starting", "exited", "fatal"]);
@@ -154,7 +154,7 @@ test("restart while fatal: one try with the budget still spent; a failure is fat
   spawner.last.exit(7);
   await flush();
   assert.deepEqual(path().slice(7), ["starting", "exited", "fatal"]);
-  await clock.advance(30 * MIN);
+  await clock.run(30 * MIN);
   assert.equal(spawner.children.length, 3);
   assert.deepEqual(spawner.running, []);
   await sup.reset("b");
@@ -177,7 +177,7 @@ test("stop while an exit is still being judged: stopped once it is, and the rest
   pressure.resolve(false);
   await stopping;
   assert.deepEqual(path(), ["starting", "ready", "exited", "backoff", "stopped"]);
-  await clock.advance(30 * MIN);
+  await clock.run(30 * MIN);
   assert.equal(spawner.children.length, 1);
 });
 
@@ -195,7 +195,7 @@ test("start while an exit is still being judged: exactly one new process, once t
   await flush();
   assert.deepEqual(path(), ["starting", "ready", "exited", "backoff", "starting", "ready"]);
   assert.equal(owner.snapshot().lastExit?.class, "oom_killed");
-  await clock.advance(5_000);
+  await clock.run(5_000);
   assert.equal(spawner.children.length, 2);
   assert.deepEqual(spawner.running, [spawner.children[1]]);
 });
@@ -207,7 +207,7 @@ test("a program that cannot be spawned: starting, then backoff, and the next try
   assert.deepEqual(path(), ["starting", "backoff"]);
   assert.equal(events.states("b")[1]!.exit?.class, "spawn_failed");
   assert.ok(owner.logTail().some((l) => /ENOENT/.test(l)));
-  await clock.advance(1_000);
+  await clock.run(1_000);
   assert.deepEqual(path(), ["starting", "backoff", "starting"]);
   assert.equal(spawner.children.length, 1);
 });
