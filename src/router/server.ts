@@ -62,6 +62,11 @@ export class RouterServer {
   private readonly log: Logger;
   private readonly metrics?: RouterMetrics;
   private inFlight = 0;
+
+  /** Requests being answered now. */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
   private readonly idleWaiters: (() => void)[] = [];
   private draining = false;
 
