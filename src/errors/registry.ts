@@ -133,6 +133,11 @@ export const ERRORS = {
     exit: EXIT.UNAVAILABLE,
     retryable: true,
   },
+  LLMSUP_E_STATE_LOCKED: {
+    message: "Another llmsup daemon holds this state_dir (its lock file llmsup.lock names a running process); its pid and configuration are named. Stop it first (systemctl stop llmsup), or give this daemon another [daemon] state_dir. A lock left by a daemon that died is taken over by itself.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
   LLMSUP_E_ROUTER_EXPOSED: {
     message: "The router refuses to listen on an address other machines can reach without API keys. Set router.api_keys_file (or api_keys_env), or listen on 127.0.0.1.",
     exit: EXIT.CONFIG,

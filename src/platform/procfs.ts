@@ -35,6 +35,30 @@ export async function procStat(pid: number): Promise<ProcStat | undefined> {
   }
 }
 
+/**
+ * Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since
+ * boot. With the pid it names one process for good (pids are reused, this pair is not).
+ */
+export function parseStartTime(text: string): number | undefined {
+  const close = text.lastIndexOf(")");
+  if (close < 0) return undefined;
+  // Fields from 3 (state) on follow the command name; field 22 is the 20th of them.
+  const field = text.slice(close + 2).split(" ")[19];
+  const n = Number(field);
+  return field !== undefined && field !== "" && Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** The start time of `pid` (see parseStartTime), or undefined when it is gone or a zombie. */
+export async function procStartTime(pid: number): Promise<number | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, "utf8");
+    const s = parseProcStat(text);
+    return s && s.state !== "Z" ? parseStartTime(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether `pid` is a live (non-zombie) process. */
 export async function isAlive(pid: number): Promise<boolean> {
   const s = await procStat(pid);
