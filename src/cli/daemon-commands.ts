@@ -1,4 +1,4 @@
-/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, logs, events, reload. */
+/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, drain/undrain, logs, events, reload. */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -116,6 +116,24 @@ export async function backendOpCommand(op: "start" | "stop" | "restart" | "reset
       return r.status === 404 || r.status === 409 ? EXIT.USAGE : EXIT.FAILURE;
     }
     if (!o.json) io.stdout.write(`${name}: ${r.body.backend?.state}${r.body.backend?.pid ? ` (pid ${r.body.backend.pid})` : ""} — ${r.body.backend?.reason}\n`);
+    return EXIT.OK;
+  });
+}
+
+/** `llmsup drain|undrain <backend>`: out of rotation (in-flight requests finish, new ones go to other tiers) or back in; the process is left alone. */
+export async function drainCommand(op: "drain" | "undrain", name: string, o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
+  return withDaemon(o, io, async (socket) => {
+    const r = await callDaemon<{ ok?: boolean; drained?: { by: string; since: number } | null; changed?: boolean; error?: { code: string; message: string } }>(socket, "POST", `/backends/${encodeURIComponent(name)}/${op}`);
+    if (o.json) writeJson(io, r.body);
+    if (r.status !== 200) {
+      if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      return r.status === 404 ? EXIT.USAGE : EXIT.FAILURE;
+    }
+    if (!o.json) {
+      const d = r.body.drained;
+      if (d) io.stdout.write(`${name}: drained by ${d.by} since ${new Date(d.since).toISOString()}${r.body.changed ? "" : " (already)"}; requests in flight finish, new ones go to the next tier. \`llmsup undrain ${name}\` puts it back.\n`);
+      else io.stdout.write(`${name}: in rotation${r.body.changed ? " again" : " (was not drained)"}\n`);
+    }
     return EXIT.OK;
   });
 }

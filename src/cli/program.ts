@@ -87,6 +87,18 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     );
   }
 
+  for (const [op, what] of [
+    ["drain", "take a backend out of rotation (maintenance): requests in flight finish, new ones go to the next tier; no failover mail; kept across reloads and restarts"],
+    ["undrain", "put a drained backend back in rotation"],
+  ] as const) {
+    target(program.command(op).description(what).argument("<backend>", "backend name").option("--json", "machine-readable output")).action(
+      async (name: string, opts: { config?: string; socket?: string; json?: boolean }) => {
+        const { drainCommand } = await import("./daemon-commands.ts");
+        setExit(await drainCommand(op, name, { ...opts, config: configPath(opts.config, io.env) }, io));
+      },
+    );
+  }
+
   target(
     program
       .command("logs")

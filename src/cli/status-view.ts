@@ -57,13 +57,13 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
       ...s.backends.map((b) => [
         b.name,
         b.kind,
-        colour(b.state),
-        b.since ? ago(b.since, now) : "",
+        b.drained ? st.yellow(`DRAINED (${b.state})`) : colour(b.state),
+        b.drained ? ago(b.drained.since, now) : b.since ? ago(b.since, now) : "",
         colour(b.health),
         b.pid === null ? "" : String(b.pid),
         b.restarts ?? "",
         b.gpus.join(","),
-        b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
+        b.drained ? `drained by ${b.drained.by}: \`llmsup undrain ${b.name}\`` : b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
       ]),
     ]),
   );

@@ -24,6 +24,8 @@ export interface ControlApi {
   operate(backend: string, op: BackendOp): Promise<unknown>;
   /** Checks the backend exists (throws as `operate` does). */
   check(backend: string): void;
+  /** Takes any configured backend (managed or remote) out of rotation, or puts it back; `by` names the operator. Throws LLMSUP_E_BACKEND_UNKNOWN. */
+  drain(backend: string, on: boolean, by: string): unknown;
   logTail(backend: string, n: number): readonly string[];
   followOutput(backend: string, fn: (text: string) => void): () => void;
   /** The event history (oldest first) matching a filter, and its new entries as they come. */
@@ -64,6 +66,13 @@ export class ControlServer {
     await listenUnix(server, socket, { mode, group, log: this.log, what: "control socket" });
     this.server = server;
     this.socketPath = socket;
+  }
+
+  /** Who the client says it is: its user name, else its uid. */
+  private who(req: IncomingMessage): string {
+    const user = req.headers["x-llmsup-user"];
+    const uid = req.headers["x-llmsup-uid"];
+    return typeof user === "string" && user !== "" ? user : typeof uid === "string" && uid !== "" ? `uid ${uid}` : "an unknown user";
   }
 
   private audit(req: IncomingMessage, action: string, target?: string): void {
@@ -113,6 +122,10 @@ export class ControlServer {
         this.audit(req, op, name);
         // Stops and restarts can take stop_timeout: answer once the operation is under way or done.
         return send(res, 200, { ok: true, backend: await d.operate(name, op) });
+      }
+      if (req.method === "POST" && (parts[2] === "drain" || parts[2] === "undrain")) {
+        this.audit(req, parts[2], name);
+        return send(res, 200, { ok: true, ...(d.drain(name, parts[2] === "drain", this.who(req)) as object) });
       }
       if (req.method === "GET" && parts[2] === "logs") {
         const n = Math.max(1, Math.min(1000, Number(url.searchParams.get("n") ?? 50) || 50));

@@ -72,6 +72,8 @@ export class AlertBridge {
   translate(e: BridgeInput): AlertEvent[] {
     switch (e.event) {
       case "router.route.fallback": {
+        // A route moving off a drained backend is the operator's doing, not an outage: no mail (the drain is in the history).
+        if (e.code === "drained") return [];
         // The route's state says why: the reason the tier it left is out (tier-state.ts), not whichever request failed last.
         const from: TierRef = e.from ?? { index: 0, backend: this.config.routes.find((r) => r.model === e.route)?.tiers[0]?.backend ?? "?" };
         const gpus = this.config.backends.find((b) => b.name === from.backend)?.gpus;

@@ -26,6 +26,7 @@ import { AlertLog, EventHub, History } from "./event-hub.ts";
 import { reloadSummary, restartNotes } from "./reload-plan.ts";
 import { filterEvents } from "../control/event-filter.ts";
 import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
+import { StateLock } from "./state-lock.ts";
 import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
 import { packageVersion } from "../platform/version.ts";
 import { Alerter } from "../alerts/alerter.ts";
@@ -40,6 +41,7 @@ import { ContextWindows } from "../health/context.ts";
 import { plural } from "../alerts/text.ts";
 import { runDrill, type DrillSpec } from "../drills/drill.ts";
 import type { DrillReport } from "../drills/report.ts";
+import type { Drain } from "../router/tier-state.ts";
 
 export interface DaemonOptions {
   readonly configPath: string;
@@ -87,6 +89,7 @@ export class Daemon {
   private watchdog?: NodeJS.Timeout;
   private statusTimer?: NodeJS.Timeout;
   private stopping?: Promise<void>;
+  private stateLock?: StateLock;
   private readonly options: DaemonOptions;
   private gpuFaults = new Map<string, GpuFault>();
   alerter?: Alerter;
@@ -98,6 +101,8 @@ export class Daemon {
   /** Context windows read from the backends (the router skips only tiers known to be too small). */
   readonly windows = new ContextWindows();
   private drilling = false;
+  /** Backends an operator took out of rotation (`llmsup drain`): kept here, outside the router, so a reload keeps them; persisted. */
+  private readonly drains = new Map<string, Drain>();
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -114,6 +119,8 @@ export class Daemon {
     if (this.options.logLevel === undefined && !this.options.logger) this.log.level = this.config.daemon.log_level;
     const c = this.config;
     this.notifier = createNotifier(this.options.env ?? process.env, this.log);
+    // One daemon per state_dir: before the state is read, a backend started or a socket bound.
+    this.stateLock = await StateLock.acquire({ stateDir: c.daemon.state_dir, configPath: this.options.configPath, logger: this.log, now: this.clock.now() });
     this.store = new StateStore(c.daemon.state_dir, this.log);
     const persisted = await this.store.load();
     this.history = new History(persisted.history, HISTORY_MAX);
@@ -206,6 +213,7 @@ export class Daemon {
       onEvent: (e) => this.onRouterEvent(e),
       onSuccess: (b) => this.supervisor.noteRequestSuccess(b),
       contextWindow: (b, m) => this.windows.get(b, m),
+      drained: (b) => this.drains.get(b),
     }, previous);
   }
 
@@ -233,11 +241,13 @@ export class Daemon {
       const saved = p.backends[name];
       if (saved) this.supervisor.owner(name).restore(saved);
     }
+    // Drains outlive a daemon restart (remote backends too); one of a backend no longer configured is dropped.
+    for (const [name, d] of Object.entries(p.drained ?? {})) if (this.config.backends.some((b) => b.name === name)) this.drains.set(name, d);
   }
 
   private persist(): void {
     const backends: PersistedState["backends"] = Object.fromEntries(this.supervisor.names().map((n) => [n, this.supervisor.owner(n).persisted()]));
-    void this.store.save({ version: 1, backends, history: [...this.history.all()] });
+    void this.store.save({ version: 1, backends, history: [...this.history.all()], ...(this.drains.size > 0 ? { drained: Object.fromEntries(this.drains) } : {}) });
   }
 
   /** The narrow port the control socket uses. */
@@ -251,11 +261,34 @@ export class Daemon {
         await this.supervisor[op](name);
         return this.supervisor.owner(name).snapshot();
       },
+      drain: (name, on, by) => this.setDrain(name, on, by),
       logTail: (name, n) => this.supervisor.owner(name).logTail(n),
       followOutput: (name, fn) => this.supervisor.owner(name).onOutput(fn),
       events: (filter) => filterEvents(this.history.all(), filter),
       followEvents: (fn) => this.history.follow(fn),
     };
+  }
+
+  /**
+   * Takes a backend out of rotation (or puts it back): new requests skip its
+   * tiers at once, requests already on it finish; its process is left alone
+   * (remote backends can be drained too). The route's move off it is no
+   * outage (no mail); the drain itself is one history entry.
+   */
+  private setDrain(name: string, on: boolean, by: string): { backend: string; drained: Drain | null; changed: boolean } {
+    if (!this.config.backends.some((b) => b.name === name)) {
+      throw new LlmsupError("LLMSUP_E_BACKEND_UNKNOWN", `no backend named "${name}" (backends: ${this.config.backends.map((b) => b.name).join(", ") || "none"})`, { backend: name });
+    }
+    const was = this.drains.get(name);
+    const now = this.clock.now();
+    if (on === (was !== undefined)) return { backend: name, drained: was ?? null, changed: false };
+    if (on) this.drains.set(name, { by, since: now });
+    else this.drains.delete(name);
+    const summary = on ? `${name} drained by ${by}: no new requests until \`llmsup undrain ${name}\`` : `${name} undrained by ${by} after ${Math.round((now - was!.since) / 1000)}s: back in rotation`;
+    this.log.info({ event: on ? "backend.drained" : "backend.undrained", backend: name, by }, summary);
+    this.remember({ at: now, kind: on ? "drain" : "undrain", backend: name, summary });
+    this.router.model.reassess();
+    return { backend: name, drained: this.drains.get(name) ?? null, changed: true };
   }
 
   // ------------------------------------------------------------------ events
@@ -421,6 +454,7 @@ export class Daemon {
       cache: this.cache?.status(),
       listening: this.listening,
       history: this.history.all(),
+      drained: (name) => this.drains.get(name),
     });
   }
 
@@ -443,6 +477,7 @@ export class Daemon {
     }
     const notes = restartNotes(this.config, next);
     this.config = next;
+    for (const name of this.drains.keys()) if (!next.backends.some((b) => b.name === name)) this.drains.delete(name);
     this.bridge.reconfigure(next);
     this.health.reconfigure(next);
     this.openCache(next);
@@ -496,6 +531,7 @@ export class Daemon {
       await this.alerter.close().catch(() => undefined);
     }
     this.notifier.close();
+    await this.stateLock?.release().catch((e: Error) => this.log.warn({ event: "daemon.lock.release_failed", err: e.message }, `could not remove the state_dir lock: ${e.message}`));
     this.log.info({ event: "daemon.stopped" }, "llmsup stopped");
   }
 }

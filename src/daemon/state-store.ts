@@ -30,6 +30,8 @@ export interface PersistedState {
   readonly version: 1;
   readonly backends: Readonly<Record<string, PersistedBackend>>;
   readonly history: readonly HistoryEntry[];
+  /** Backends an operator drained (`llmsup drain`), by name: they stay out of rotation across a restart until undrained. */
+  readonly drained?: Readonly<Record<string, { readonly by: string; readonly since: number }>>;
 }
 
 export const EMPTY_STATE: PersistedState = { version: 1, backends: {}, history: [] };

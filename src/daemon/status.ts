@@ -66,6 +66,8 @@ export interface BackendStatus {
   readonly progress: string | null;
   readonly gpus: readonly number[];
   readonly url: string;
+  /** Set while an operator has the backend out of rotation (`llmsup drain`). */
+  readonly drained: { readonly by: string; readonly since: string } | null;
 }
 
 export interface DaemonStatus {
@@ -106,6 +108,8 @@ export interface StatusSources {
   readonly cache?: CacheStatus;
   readonly listening: Listening;
   readonly history: readonly HistoryEntry[];
+  /** An operator's drain of a backend, if any. */
+  readonly drained?: (backend: string) => { readonly by: string; readonly since: number } | undefined;
 }
 
 /** The status from its sources. Pure. */
@@ -139,6 +143,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
   const backends: BackendStatus[] = c.backends.map((b) => {
     const s = sup.get(b.name);
     const h = d.health(b.name);
+    const drain = d.drained?.(b.name);
     return {
       name: b.name,
       kind: b.kind,
@@ -155,6 +160,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       progress: s?.progress ?? null,
       gpus: b.gpus,
       url: b.url,
+      drained: drain ? { by: drain.by, since: iso(drain.since) } : null,
     };
   });
   const served = d.served.minute;

@@ -8,6 +8,7 @@
  * | a backend fatal (restart budget spent)                 | CRITICAL (2) |
  * | a route served by a fallback tier                      | WARNING (1)  |
  * | a backend not healthy (down, degraded, stopped, …)     | WARNING (1)  |
+ * | a backend drained by an operator (maintenance)         | WARNING (1)  |
  * | a GPU fault, or a GPU throttling (thermal, power, hw)  | WARNING (1)  |
  * | alert mails failing to go out                          | WARNING (1)  |
  * | none of the above                                      | OK (0)       |
@@ -33,7 +34,7 @@ export interface VerdictInput {
     readonly serving_backend: string | null;
     readonly tiers: readonly { readonly index: number; readonly backend: string; readonly why: string | null }[];
   }[];
-  readonly backends: readonly { readonly name: string; readonly state: string; readonly health: string; readonly health_reason: string }[];
+  readonly backends: readonly { readonly name: string; readonly state: string; readonly health: string; readonly health_reason: string; readonly drained?: { readonly by: string; readonly since: string } | null }[];
   readonly gpus: readonly { readonly index: number; readonly condition: string; readonly clock_event_reasons: readonly string[]; readonly faults: readonly { readonly reason: string; readonly action: string }[] }[];
   readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly last_error: string | null } | null;
 }
@@ -54,6 +55,7 @@ export function verdict(s: VerdictInput): Verdict {
   for (const b of s.backends) {
     if (b.state === "fatal") add("critical", `${b.name} is fatal (restart budget spent): fix the cause, then \`llmsup reset ${b.name}\``);
     else if (b.health !== "healthy") add("warning", `${b.name} is ${b.health}: ${b.health_reason}`);
+    if (b.drained) add("warning", `${b.name} is drained by ${b.drained.by} since ${b.drained.since.slice(0, 19)}Z: \`llmsup undrain ${b.name}\` puts it back in rotation`);
   }
   for (const g of s.gpus) {
     const throttles = g.clock_event_reasons.filter((r) => THROTTLES.has(r));

@@ -63,6 +63,7 @@ export class TierModel {
     this.book = new TierBook({
       backends,
       health: deps.health,
+      ...(deps.drained ? { drained: deps.drained } : {}),
       clock: deps.clock,
       policy: { threshold: b.failure_threshold, openMs: b.open_interval, maxOpenMs: b.max_open_interval },
       onBreaker: (t, prev, next, reason) => {
@@ -112,7 +113,7 @@ export class TierModel {
     return this.routes.state(route.model)?.serving ?? -1;
   }
 
-  /** Re-reads every route's serving tier (health, breakers and cooldowns changed). */
+  /** Re-reads every route's serving tier (health, breakers, cooldowns or drains changed). */
   reassess(): void {
     this.routes?.observe();
   }
@@ -156,7 +157,7 @@ export class TierModel {
   gate(ctx: RequestCtx, index: number): Gate {
     const t = ctx.route.tiers[index]!;
     // The hot path: no breaker or cooldown anywhere, no context error in this request, the backend up.
-    if (this.book.clean && ctx.contextModels.size === 0 && this.deps.health.get(t.backend).state !== "down" && this.spoken.has(t.backend)) return GO;
+    if (this.book.clean && ctx.contextModels.size === 0 && this.deps.health.get(t.backend).state !== "down" && this.spoken.has(t.backend) && !this.deps.drained?.(t.backend)) return GO;
     return gateTier(this.book.admission(t), this.book.breaker(t), this.deps.clock.now(), tierKey(t), this.contextOf(t), { floor: ctx.contextFloor, models: ctx.contextModels });
   }
 

@@ -8,11 +8,13 @@ import type { BackendConfig, TierConfig } from "../config/types.ts";
 import type { HealthRegistry } from "../health/registry.ts";
 import type { Clock } from "../platform/clock.ts";
 import { CLOSED, type BreakerPolicy, type BreakerState } from "./breaker.ts";
-import { admission, type Admission } from "./tier-state.ts";
+import { admission, type Admission, type Drain } from "./tier-state.ts";
 
 export interface TierBookDeps {
   readonly backends: ReadonlyMap<string, BackendConfig>;
   readonly health: HealthRegistry;
+  /** An operator's drain of a backend, if any. */
+  readonly drained?: (backend: string) => Drain | undefined;
   readonly clock: Clock;
   readonly policy: BreakerPolicy;
   /** A breaker changed state. */
@@ -87,6 +89,7 @@ export class TierBook {
   /** Whether this tier may serve now, and if not why and until when. */
   admission(t: TierConfig): Admission {
     const b = this.d.backends.get(t.backend);
-    return admission({ kind: b?.kind, health: this.d.health.get(t.backend), breaker: this.breaker(t), cooldown: this.cooldown(t) }, this.d.clock.now());
+    const drained = this.d.drained?.(t.backend);
+    return admission({ kind: b?.kind, health: this.d.health.get(t.backend), breaker: this.breaker(t), cooldown: this.cooldown(t), ...(drained ? { drained } : {}) }, this.d.clock.now());
   }
 }

@@ -8,6 +8,7 @@
  * |------------------------------------------|------------------|-----------------------|
  * | backend not configured                   | not_configured   |                       |
  * | kind the router does not speak           | unsupported      |                       |
+ * | backend drained by an operator           | drained          |                       |
  * | backend health DOWN                      | backend_down     |                       |
  * | breaker open/half-open, misconfiguration | misconfigured    | breaker's `until`     |
  * | breaker open or half-open                | breaker_open     | breaker's `until`     |
@@ -17,10 +18,10 @@
 import type { BackendHealth } from "../health/registry.ts";
 import type { BreakerState } from "./breaker.ts";
 
-export type OutCode = "not_configured" | "unsupported" | "backend_down" | "misconfigured" | "breaker_open" | "cooldown";
+export type OutCode = "not_configured" | "unsupported" | "drained" | "backend_down" | "misconfigured" | "breaker_open" | "cooldown";
 
 /** Every reason a tier can be out, for metrics labels (bounded). */
-export const OUT_CODES: readonly OutCode[] = ["not_configured", "unsupported", "backend_down", "misconfigured", "breaker_open", "cooldown"];
+export const OUT_CODES: readonly OutCode[] = ["not_configured", "unsupported", "drained", "backend_down", "misconfigured", "breaker_open", "cooldown"];
 
 export interface TierFacts {
   /** The backend's kind, or undefined when no such backend is configured. */
@@ -28,6 +29,14 @@ export interface TierFacts {
   readonly health: BackendHealth;
   readonly breaker: BreakerState;
   readonly cooldown?: { readonly until: number; readonly reason: string };
+  /** Set while an operator has the backend out of rotation (`llmsup drain`). */
+  readonly drained?: Drain;
+}
+
+/** An operator's drain of a backend: who, and since when. */
+export interface Drain {
+  readonly by: string;
+  readonly since: number;
 }
 
 export type Admission =
@@ -42,6 +51,7 @@ const secs = (ms: number) => `${Math.max(0, Math.ceil(ms / 1000))}s`;
 export function admission(f: TierFacts, now: number): Admission {
   if (f.kind === undefined) return { admissible: false, code: "not_configured", why: "backend not configured" };
   if (!SPOKEN.has(f.kind)) return { admissible: false, code: "unsupported", why: `the ${f.kind} API is not spoken by the router; use an OpenAI-compatible endpoint` };
+  if (f.drained) return { admissible: false, code: "drained", why: `drained by ${f.drained.by} since ${new Date(f.drained.since).toISOString().slice(0, 19)}Z`, since: f.drained.since };
   if (f.health.state === "down") return { admissible: false, code: "backend_down", why: `backend down: ${f.health.reason}`, since: f.health.since };
   const b = f.breaker;
   if (b.state !== "closed") {

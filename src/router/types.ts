@@ -7,6 +7,7 @@ import type { Clock } from "../platform/clock.ts";
 import type { Body } from "./adjust.ts";
 import type { FailureClass } from "./classify.ts";
 import type { RouterMetrics } from "./metrics.ts";
+import type { Drain } from "./tier-state.ts";
 
 export type Endpoint = "chat" | "completion" | "embedding";
 
@@ -65,6 +66,8 @@ export interface RouterDeps {
   readonly onSuccess?: (backend: string) => void;
   /** A tier's context window in tokens when discovered from its backend (the config's `context` wins). */
   readonly contextWindow?: (backend: string, model: string) => number | undefined;
+  /** Whether an operator drained a backend (`llmsup drain`): its tiers take no new request. Kept outside the router, so it outlives a reload. */
+  readonly drained?: (backend: string) => Drain | undefined;
 }
 
 /** One request on its way down the chain. */

@@ -106,3 +106,10 @@ test("a fatal carried over a daemon restart, then reset and ready: the all-clear
   assert.deepEqual(ok!.to, ["oncall@example.com", "boss@example.com"]);
   assert.deepEqual(ok!.to, fatal!.to);
 });
+
+test("a route moving off a drained backend is no failover mail; off a backend that failed, it is", () => {
+  const bridge = new AlertBridge(config());
+  const move = (code: string) => ({ event: "router.route.fallback" as const, route: "llama", from: { index: 0, backend: "vllm-gpu0", model: "m" }, to: { index: 1, backend: "cloud", model: "m" }, reason: code === "drained" ? "drained by alice since 2025-01-02T03:04:05Z" : "backend down: process exited", code, at: T0 });
+  assert.deepEqual(bridge.translate(move("drained")), []);
+  assert.equal(bridge.translate(move("backend_down"))[0]?.kind, "failover");
+});

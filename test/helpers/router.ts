@@ -25,7 +25,7 @@ export interface RouterHarness {
   fetch(pathname: string, init?: Parameters<typeof undiciFetch>[1]): ReturnType<typeof undiciFetch>;
 }
 
-export async function startRouter(t: { after(fn: () => void | Promise<void>): void }, body: string, routerToml = "", deps: Partial<Pick<RouterDeps, "contextWindow">> = {}): Promise<RouterHarness> {
+export async function startRouter(t: { after(fn: () => void | Promise<void>): void }, body: string, routerToml = "", deps: Partial<Pick<RouterDeps, "contextWindow" | "drained">> = {}): Promise<RouterHarness> {
   const dir = tempDir(t);
   const socket = path.join(dir, "api.sock");
   const config = testConfig(dir, `[router]\nsocket = "${socket}"\nlisten = "127.0.0.1:0"\n${routerToml}\n${body}`);
