@@ -10,6 +10,7 @@ import { tempDir } from "../helpers/tmp.ts";
 import { HOUR_MS } from "../../src/alerts/policy.ts";
 import { backendRecovered, everyKind, failover, fatal, MIN, recovery, ROUTE, T0 } from "./fixtures.ts";
 import { alertsConfig, ManualClock, SMTP_ENV, SMTP_PASSWORD, startSilentServer, startSmtp } from "./helpers.ts";
+import { waitUntil } from "../helpers/wait.ts";
 
 type T = Parameters<typeof tempDir>[0];
 
@@ -31,13 +32,6 @@ async function openAlerter(t: T, port: number, over: Partial<AlerterOptions> & {
   return { alerter, clock, log };
 }
 
-async function eventually(what: string, cond: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 test("a failover then a recovery: exactly one failover mail and one recovery mail, with outage and action", async (t) => {
   const smtp = await startSmtp(t);
@@ -186,7 +180,7 @@ test("SMTP down: nothing is lost; delivery is retried with backoff and succeeds 
 
   // Still down at the first retry: the wait doubles.
   clock.advance(1_000);
-  await eventually("the second attempt", () => alerter.status().failures === 2);
+  await waitUntil("the second attempt", () => alerter.status().failures === 2);
   assert.equal(alerter.status().nextAttemptAt, clock.now() + 2_000);
 
   const smtp = await startSmtp(t, { port });
@@ -194,7 +188,7 @@ test("SMTP down: nothing is lost; delivery is retried with backoff and succeeds 
   const mails = await smtp.waitFor(2);
   assert.deepEqual(mails.map((m) => m.headers.get("x-llmsup-alert")), ["failover", "backend_fatal"], "in order");
   assert.deepEqual(mails[1]!.to, ["oncall@example.com", "boss@example.com"], "critical also goes to critical_to");
-  await eventually("an empty outbox", () => alerter.status().pending === 0);
+  await waitUntil("an empty outbox", () => alerter.status().pending === 0);
   assert.equal(alerter.status().failures, 0);
 });
 
@@ -222,8 +216,10 @@ test("SMTP down across a daemon restart: a new Alerter on the same state dir sen
   second.alerter.notify(recovery(clock.now()));
   await smtp.waitFor(3);
   assert.equal(smtp.mails[2]!.subject, "[llmsup] gpu-box-1: llama-3.1-8b recovered on tier 0 (vllm-gpu0) after 20m", "paired with the failover the first process saw");
-  await eventually("an empty outbox", () => second.alerter.status().pending === 0);
-  assert.deepEqual(readdirSync(path.join(dir, "alerts", "outbox")).filter((f) => f.endsWith(".json")), []);
+  // A delivered mail's file is removed just after the delivery is counted: wait for both.
+  const outboxFiles = () => readdirSync(path.join(dir, "alerts", "outbox")).filter((f) => f.endsWith(".json"));
+  await waitUntil("an empty outbox", () => second.alerter.status().pending === 0 && outboxFiles().length === 0);
+  assert.deepEqual(outboxFiles(), []);
 });
 
 test("a wrong password: EAUTH reaches status and the log, the password reaches neither, notify never throws", async (t) => {
@@ -251,7 +247,7 @@ test("notify returns in well under a millisecond while the SMTP server hangs, an
   const silent = await startSilentServer(t);
   const { alerter, clock } = await openAlerter(t, silent.port, { smtp: 'timeout = "30s"' });
   alerter.notify(failover(clock.now()));
-  await eventually("a delivery in progress", () => alerter.status().pending === 1);
+  await waitUntil("a delivery in progress", () => alerter.status().pending === 1);
   const times: number[] = [];
   const events: AlertEvent[] = everyKind(clock.now());
   for (let i = 0; i < 2_000; i++) {
@@ -280,7 +276,7 @@ test("the outbox bound drops the oldest and the next delivered mail says how man
   alerter.notify(failover(T0, "r1"));
   await alerter.flush(2_000);
   for (let i = 2; i <= 13; i++) alerter.notify(failover(T0 + i * 1000, `r${i}`));
-  await eventually("13 mails through the outbox", () => alerter.status().queued === 0 && alerter.status().dropped?.count === 3);
+  await waitUntil("13 mails through the outbox", () => alerter.status().queued === 0 && alerter.status().dropped?.count === 3);
   assert.equal(alerter.status().pending, 10);
 
   const smtp = await startSmtp(t, { port });
@@ -292,7 +288,7 @@ test("the outbox bound drops the oldest and the next delivered mail says how man
   );
   assert.match(mails[0]!.text, /^NOTE: 3 older alerts were dropped from the outbox at 14:02:03 because\nmail could not be delivered and the outbox holds at most 10\n\(outbox_max\)\.\n\nWhat: /);
   assert.ok(mails.slice(1).every((m) => !m.text.includes("NOTE:")), "said once");
-  await eventually("the drop count acknowledged", () => alerter.status().dropped === undefined && alerter.status().pending === 0);
+  await waitUntil("the drop count acknowledged", () => alerter.status().dropped === undefined && alerter.status().pending === 0);
 });
 
 test("when the disk refuses the outbox (full, read-only), the mail still goes out from memory", async (t) => {
@@ -306,7 +302,7 @@ test("when the disk refuses the outbox (full, read-only), the mail still goes ou
   const [m] = await smtp.waitFor(1);
   assert.match(m!.subject, /disk nearly full: \/var\/lib\/llmsup/);
   assert.equal(log.lines().find((l) => l.event === "alert.outbox.unwritable")?.err, "ENOTDIR");
-  await eventually("an empty outbox", () => alerter.status().pending === 0);
+  await waitUntil("an empty outbox", () => alerter.status().pending === 0);
 });
 
 test("a mail the server refuses for good is set aside and the next one goes on", async (t) => {
@@ -314,13 +310,13 @@ test("a mail the server refuses for good is set aside and the next one goes on",
   const { alerter, log } = await openAlerter(t, smtp.port, { to: ["nobody@example.com"] });
   alerter.notify(failover(T0, "a"));
   alerter.notify(failover(T0, "b"));
-  await eventually("both refused", () => alerter.status().rejected === 2 && alerter.status().pending === 0);
+  await waitUntil("both refused", () => alerter.status().rejected === 2 && alerter.status().pending === 0);
   assert.equal(alerter.status().failures, 0, "no backoff: retrying would not help");
   assert.equal(alerter.status().lastError?.failure.llmsupCode, "LLMSUP_E_SMTP_REJECTED");
   const line = log.lines().find((l) => l.event === "alert.rejected")!;
   assert.match(String(line.msg), /EENVELOPE 550 5\.1\.1 No such user here \[RCPT TO\]/);
   // Counted when refused, then moved aside: wait for the move.
-  await eventually("both kept in rejected/", () => readdirSync(path.join(String(line.dir))).length === 2);
+  await waitUntil("both kept in rejected/", () => readdirSync(path.join(String(line.dir))).length === 2);
 });
 
 test("a failing or slow status snapshot costs the mail its snapshot, nothing else", async (t) => {
