@@ -112,23 +112,38 @@ tiers = [
 
 export function demoInstructions(f: DemoFiles): string {
   const body = `'{"model":"llama-3.1-8b","messages":[{"role":"user","content":"Hello!"}]}'`;
+  const fault = (body: string) => `curl -s -X POST http://127.0.0.1:${f.ports.vllm}/_sim/fault -d '${body}'`;
+  const gpu = (set: string) => `llmsup sim gpu set --state ${f.gpuState} ${set}`;
   return `
 llmsup demo — the whole product on simulated GPUs and inference servers.
   configuration  ${f.config}
+
+First, in every other terminal, so that llmsup commands find this demo:
+  export LLMSUP_CONFIG=${f.config}
 
 Send a request (OpenAI-compatible), over the unix socket or TCP:
   curl -s --unix-socket ${f.apiSocket} http://llmsup/v1/chat/completions -H 'content-type: application/json' -d ${body} -D -
   curl -s http://${f.listen}/v1/chat/completions -H 'content-type: application/json' -d ${body} -D -
 
 Watch it (another terminal; ./scripts/llmsup from a checkout):
-  llmsup status --config ${f.config} --watch
+  llmsup status --watch
+  llmsup events -f
 
-Cause failures and watch the failover:
-  kill the vLLM primary        curl -s -X POST http://127.0.0.1:${f.ports.vllm}/_sim/fault -d '{"crash":{"signal":"SIGKILL"}}'
-  wedge it (/health stays 200) curl -s -X POST http://127.0.0.1:${f.ports.vllm}/_sim/fault -d '{"wedge":true}'
-  overheat GPU 0               llmsup sim gpu set --state ${f.gpuState} --gpu 0 temperature_gpu=96 clocks_event_reasons=0x40
-  lose GPU 0 (XID 79-like)     llmsup sim gpu set --state ${f.gpuState} failure=gpu_lost
-  restart / reset a backend    llmsup restart vllm-gpu0 --config ${f.config}
+Cause failures and watch the failover — each with its undo:
+  kill the vLLM primary          ${fault('{"crash":{"signal":"SIGKILL"}}')}
+    undo: nothing to do — llmsup restarts it with backoff and the route comes back
+  wedge it (/health stays 200)   ${fault('{"wedge":true}')}
+    undo: curl -s -X DELETE http://127.0.0.1:${f.ports.vllm}/_sim/fault   (or let the deep probe restart it)
+  answer 503 for a while         ${fault('{"status":{"code":503}}')}
+    undo: curl -s -X DELETE http://127.0.0.1:${f.ports.vllm}/_sim/fault   (a background probe brings it back)
+  overheat GPU 0                 ${gpu("--gpu 0 temperature_gpu=96 clocks_event_reasons=0x40")}
+    undo: ${gpu("--gpu 0 temperature_gpu=40 clocks_event_reasons=0x1")}
+  lose GPU 0 (XID 79-like)       ${gpu("failure=gpu_lost")}
+    undo: ${gpu("failure=null")}
+  take the primary out on purpose  llmsup drain vllm-gpu0
+    undo: llmsup undrain vllm-gpu0
+  restart / reset a backend      llmsup restart vllm-gpu0   ·   llmsup reset vllm-gpu0 (after FATAL)
+  rehearse a failure             llmsup drill primary-outage --duration 20s
 
 Stop with Ctrl-C.
 `;
