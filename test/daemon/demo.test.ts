@@ -37,7 +37,9 @@ test("llmsup demo runs the whole product on simulators and answers through the s
   }
   assert.match(out, /curl -s --unix-socket .*api\.sock http:\/\/llmsup\/v1\/chat\/completions/);
   assert.match(out, /_sim\/fault -d '\{"crash":\{"signal":"SIGKILL"\}\}'/);
-  assert.match(out, /llmsup status --config .* --watch/);
+  assert.match(out, new RegExp(`export LLMSUP_CONFIG=${config}`), "the demo says how other terminals find it");
+  assert.match(out, /llmsup status --watch/);
+  assert.match(out, /undo: .*_sim\/fault/, "a failure comes with its undo");
   const answer = await new Promise<{ status: number; tier: string; body: string }>((resolve, reject) => {
     const req = request({ socketPath: path.join(dir, "api.sock"), path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" } }, (res) => {
       let body = "";
