@@ -8,7 +8,8 @@
  *
  * Non-streaming requests at fixed concurrency; many concurrent SSE streams with
  * small chunks; a failover run (SIGKILL of the primary under steady load); an
- * idle daemon. Every process is separate; CPU is read from /proc for the proxy
+ * idle daemon; time to first token with a wedged primary, hedged and not.
+ * Every process is separate; CPU is read from /proc for the proxy
  * process only. Loopback only, bounded in count and time.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -274,6 +275,7 @@ async function main(): Promise<void> {
     process.kill(-daemon.pid!, "SIGTERM");
 
     await failover(dir, say);
+    await hedging(dir, say, children);
   } finally {
     kill();
     rmSync(dir, { recursive: true, force: true });
@@ -335,6 +337,53 @@ async function stopDaemon(daemon: ChildProcess): Promise<void> {
   }
 }
 
+/** Time to first token through llmsup while the primary is wedged (stream headers, then nothing): hedged after 500 ms, and not hedged (ttft_timeout 5 s). */
+async function hedging(dir: string, say: (l?: string) => void, children: ChildProcess[]): Promise<void> {
+  const wedgedPort = await freePort();
+  const fastPort = await freePort();
+  const self = fileURLToPath(import.meta.url);
+  children.push(await start([self, "wedged", String(wedgedPort)], "ready"), await start([self, "upstream", String(fastPort)], "ready"));
+  say();
+  say("Time to first token, primary wedged (stream headers, then nothing), 10 sequential streams");
+  say("  hedge_after     p50 ms   max ms   first tokens");
+  for (const mode of ["500ms", "off"]) {
+    const hdir = path.join(dir, `hedge-${mode}`);
+    mkdirSync(hdir, { recursive: true });
+    const cfg = daemonConfig(
+      hdir,
+      `[gpu]\nenabled = false\n[[backend]]\nname = "wedged"\nkind = "openai"\nurl = "http://127.0.0.1:${wedgedPort}"\n[[backend]]\nname = "fast"\nkind = "openai"\nurl = "http://127.0.0.1:${fastPort}"\n`,
+      `[[route]]\nmodel = "bench"\ntiers = [{ backend = "wedged", model = "m", ttft_timeout = "5s" }, { backend = "fast", model = "m" }]\n`,
+      "",
+      `hedge_after = "${mode}"`,
+    );
+    // The [router] keys come before the sections daemonConfig appends.
+    writeFileSync(cfg, readFileSync(cfg, "utf8").replace(`\nhedge_after = "${mode}"\n`, "\n").replace("max_attempts = 4\n", `max_attempts = 4\nhedge_after = "${mode}"\n`));
+    const daemon = spawnDaemon(cfg);
+    try {
+      const socket = path.join(hdir, "run/api.sock");
+      await waitReady(socket);
+      const agent = new Agent({ connect: { socketPath: socket } });
+      const ttfts: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t0 = performance.now();
+        const r = await agent.request({ origin: "http://llmsup", path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: "hi" }], stream: true }) });
+        for await (const c of r.body) {
+          if (String(c).includes('"content":"t')) {
+            ttfts.push(performance.now() - t0);
+            break;
+          }
+        }
+        r.body.destroy();
+      }
+      await agent.close();
+      const sorted = [...ttfts].sort((a, b) => a - b);
+      say(`  ${mode.padEnd(14)} ${fmt(pct(sorted, 50), 0).padStart(7)}  ${fmt(sorted.at(-1), 0).padStart(7)}   ${ttfts.length}/10`);
+    } finally {
+      await stopDaemon(daemon);
+    }
+  }
+}
+
 async function fetchControl(socket: string): Promise<{ text(): Promise<string> }> {
   const agent = new Agent({ connect: { socketPath: socket } });
   const r = await agent.request({ origin: "http://control", path: "/status", method: "GET" });
@@ -372,6 +421,13 @@ if (role === "upstream") {
       res.end(ANSWER);
     });
   }).listen(port, "127.0.0.1", () => process.stdout.write("ready\n"));
+} else if (role === "wedged") {
+  // A wedged engine: health answers, a stream gets its headers and then nothing.
+  createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    if (req.method === "GET") return void res.end("{}");
+    req.resume();
+    res.writeHead(200, { "content-type": "text/event-stream" });
+  }).listen(Number(process.argv[3]), "127.0.0.1", () => process.stdout.write("ready\n"));
 } else if (role === "minimal") {
   // The floor: parse nothing, route nothing, stream through.
   const [port, upstream] = [Number(process.argv[3]), process.argv[4]!];
