@@ -66,6 +66,7 @@ export const routerSchema = z.strictObject({
   api_keys_file: absPath().optional(),
   api_keys_env: envName().optional(),
   max_body: size().prefault("4MiB"),
+  client_body_timeout: positiveDuration().prefault("60s"),
   request_timeout: positiveDuration().prefault("10m"),
   max_attempts: z.int().min(1).max(20).default(4),
   retry_base_delay: duration().prefault("200ms"),

@@ -10,7 +10,7 @@ import type { Clock } from "../platform/clock.ts";
 import { sleepOn } from "../platform/clock.ts";
 import { adjustForTier } from "./adjust.ts";
 import { classifyHttp, classifyTransport, retryAfterMs, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
-import { header, readText } from "./http.ts";
+import { header } from "./http.ts";
 import type { Gate } from "./plan.ts";
 import { relayStream } from "./relay.ts";
 import { tierKey } from "./tier-book.ts";
@@ -92,7 +92,7 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number, he
       return { class: up.failure, detail: up.detail };
     }
     if (up.status < 200 || up.status >= 300) {
-      const text = await readText(up.body).catch(() => "");
+      const text = await up.errorText();
       up.done();
       if (lost()) return "lost";
       const now = core.clock.now();
@@ -159,7 +159,7 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
     const why = up.abortedBy();
     up.done();
     if (why === "aborted") return "gone";
-    return { class: why ?? "stream_broken", detail: why ? `${why.replace("_", " ")} while reading the answer` : `the answer broke off: ${(e as Error).message}` };
+    return { class: why ?? "stream_broken", detail: why ? `${why.replace("_", " ")} while reading the answer` : up.scrub(`the answer broke off: ${(e as Error).message}`) };
   }
   up.done();
   let json: Record<string, unknown>;
@@ -167,7 +167,7 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
     json = JSON.parse(raw.toString("utf8")) as Record<string, unknown>;
     if (!json || typeof json !== "object") throw new Error("not a JSON object");
   } catch (e) {
-    return { class: "stream_broken", detail: `the backend's answer is not valid JSON (${(e as Error).message})` };
+    return { class: "stream_broken", detail: up.scrub(`the backend's answer is not valid JSON (${(e as Error).message})`) };
   }
   if (ctx.endpoint === "embedding" ? !Array.isArray(json.data) : !Array.isArray(json.choices)) return { class: "stream_broken", detail: `the backend's answer has no ${ctx.endpoint === "embedding" ? "data" : "choices"}` };
   // A whole answer's commit point: the valid answer is in (what ttft_timeout measures without streaming).

@@ -17,7 +17,7 @@ import { adjustForTier, type Body } from "./adjust.ts";
 import type { Core } from "./attempt.ts";
 import { storeStreamed } from "./attempt.ts";
 import { classifyHttp, classifyTransport, type TransportClass } from "./classify.ts";
-import { header, readText } from "./http.ts";
+import { header } from "./http.ts";
 import { relayStream, streamRecord } from "./relay.ts";
 import { endWithStreamError, seamComment } from "./respond.ts";
 import type { SseChunk } from "./sse.ts";
@@ -205,7 +205,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
         break;
       }
       if (up.status !== 200 || !(header(up.headers, "content-type") ?? "").includes("text/event-stream")) {
-        const text = await readText(up.body).catch(() => "");
+        const text = await up.errorText();
         up.done();
         if (form === "prefill" && isPrefillRejection(up.status, text)) {
           // Not the caller's error and not the tier's fault: this model takes no prefill. Ask again without one.

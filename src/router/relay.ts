@@ -104,7 +104,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
       if (res.destroyed) break;
       for (const item of reader.push(chunk.toString("utf8"))) {
         if (item.type === "malformed") {
-          broken = { failure: "stream_broken", detail: `malformed chunk from the backend (${item.error})` };
+          broken = { failure: "stream_broken", detail: up.scrub(`malformed chunk from the backend (${item.error})`) };
           up.abort("aborted");
           break outer;
         }
@@ -128,7 +128,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
         }
         const c = item.json;
         if (c.error !== undefined) {
-          broken = { failure: "stream_broken", detail: `the backend sent an error mid-stream: ${JSON.stringify(c.error).slice(0, 300)}` };
+          broken = { failure: "stream_broken", detail: `the backend sent an error mid-stream: ${up.scrub(JSON.stringify(c.error)).slice(0, 300)}` };
           up.abort("aborted");
           break outer;
         }

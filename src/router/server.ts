@@ -54,6 +54,15 @@ function keyMatches(given: string, keys: readonly Buffer[]): boolean {
   return ok;
 }
 
+const GONE_CODES = new Set(["ECONNRESET", "EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ABORT_ERR"]);
+
+/** An error that is the client's going away (its connection closed or reset), not a fault of llmsup. */
+export function clientWentAway(req: IncomingMessage, res: ServerResponse, e: unknown): boolean {
+  const err = e as { code?: string; name?: string; message?: string } | undefined;
+  const abortShaped = err !== undefined && (GONE_CODES.has(err.code ?? "") || err.name === "AbortError" || err.message === "aborted");
+  return abortShaped && (req.destroyed || res.destroyed || req.socket?.destroyed === true);
+}
+
 export class RouterServer {
   private readonly servers: Server[] = [];
   private keys: Buffer[] = [];
@@ -113,14 +122,36 @@ export class RouterServer {
     return out;
   }
 
+  /**
+   * A client is not held forever: the whole request (headers and body) must arrive within
+   * router.client_body_timeout (Node answers 408 and closes the connection), headers within
+   * min(60s, that), and an idle keep-alive connection closes after 65s (above common proxies' 60s,
+   * so they close first). The answer itself is not bounded here: a long stream is fine.
+   * Requests per connection are not limited (maxRequestsPerSocket 0): the bounds above are what
+   * stop a connection from being held; a cap would only cost reconnects.
+   * Timeouts are read when a listener is created; a reload does not change them.
+   */
   private newServer(): Server {
-    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+    const requestTimeout = this.config.router.client_body_timeout;
+    const server = createServer({
+      keepAliveTimeout: 65_000,
+      requestTimeout,
+      headersTimeout: Math.min(60_000, requestTimeout),
+      // How often Node checks those timeouts (30s by default, too coarse for short ones).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeout / 4))),
+    }, (req, res) => {
       this.inFlight++;
       res.once("close", () => {
         this.inFlight--;
         if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
       });
       this.handle(req, res).catch((e: unknown) => {
+        if (clientWentAway(req, res, e)) {
+          // The client hung up (or was too slow and was cut off): nothing is wrong with llmsup.
+          this.log.debug({ event: "router.client_gone", method: req.method, path: req.url?.split("?")[0], code: (e as NodeJS.ErrnoException).code }, "the client went away before its answer");
+          if (!res.destroyed) res.destroy();
+          return;
+        }
         this.log.error({ event: "router.internal_error", err: (e as Error).stack ?? String(e) }, "internal error while routing");
         if (!res.headersSent) sendError(res, "internal_error", "internal error in llmsup (LLMSUP_E_INTERNAL); the log has the details");
         else res.destroy();

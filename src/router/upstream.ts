@@ -10,6 +10,8 @@ import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
 import { isRefusedError, isResetError } from "./classify.ts";
 import { probeUrl } from "../health/remote.ts";
+import { readText } from "./http.ts";
+import { scrub } from "./scrub.ts";
 
 export type TransportFailure = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted";
 
@@ -25,6 +27,13 @@ export type AttemptOutcome =
       readonly abortedBy: () => TransportFailure | undefined;
       /** Ends the total-timeout timer once the body has been consumed. */
       readonly done: () => void;
+      /**
+       * The body of a non-success answer as text, bounded and scrubbed of credentials (scrub.ts):
+       * the one way an upstream's error text enters llmsup; "" when it cannot be read.
+       */
+      readonly errorText: () => Promise<string>;
+      /** Scrubs other upstream text (an SSE error chunk, a parse error quoting the body) the same way. */
+      readonly scrub: (text: string) => string;
     }
   | { readonly kind: "failure"; readonly failure: TransportFailure; readonly detail: string };
 
@@ -63,6 +72,20 @@ export class Upstreams {
   private readonly keys = new Map<string, string | undefined>();
   /** Backends whose API key could not be read, and why: they are unusable until a reload. */
   readonly keyProblems = new Map<string, string>();
+
+  /**
+   * `text` without any API key this instance holds (or a well-known key shape): see scrub.ts.
+   * Every text that comes from an upstream passes here before it is logged, counted or answered.
+   */
+  scrub(text: string): string {
+    return scrub(text, this.secrets());
+  }
+
+  private secrets(): string[] {
+    const out: string[] = [];
+    for (const k of this.keys.values()) if (k) out.push(k);
+    return out;
+  }
 
   /** Reads every backend's API key once. */
   constructor(backends: readonly BackendConfig[]) {
@@ -147,10 +170,12 @@ export class Upstreams {
         abort,
         abortedBy: () => abortedBy,
         done,
+        errorText: () => readText(res.body).then((t) => this.scrub(t), () => ""),
+        scrub: (t) => this.scrub(t),
       };
     } catch (e) {
       done();
-      return { kind: "failure", failure: abortedBy ?? transportFailure(e), detail: describe(e, abortedBy, r) };
+      return { kind: "failure", failure: abortedBy ?? transportFailure(e), detail: this.scrub(describe(e, abortedBy, r)) };
     }
   }
 
