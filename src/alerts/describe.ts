@@ -154,6 +154,14 @@ export function describe(e: AlertEvent): Facts {
         where: [],
         action: e.action ?? "Nothing to do if this was planned; otherwise read `journalctl -u llmsup`.",
       };
+    case "reload_refused":
+      return {
+        headline: "configuration reload REFUSED",
+        what: `llmsup refused to reload ${e.config} and keeps running the previous configuration: ${e.error}.`,
+        where: [`configuration ${e.config}`, ...e.problems],
+        why: { reason: "invalid_config", raw: e.problems.join("; ") || e.error },
+        action: e.action ?? `Fix the file (\`llmsup check-config --config ${e.config}\` lists every problem), then \`llmsup reload\`. Until then the old settings stay in force.`,
+      };
   }
 }
 
@@ -171,6 +179,7 @@ const KIND_NOUNS: Readonly<Record<AlertKind, readonly [string, string]>> = {
   disk_ok: ["disk recovery", "disk recoveries"],
   daemon_started: ["start", "starts"],
   daemon_stopping: ["stop", "stops"],
+  reload_refused: ["refused reload", "refused reloads"],
 };
 
 /** "14 failovers". */
@@ -195,6 +204,8 @@ export function subjectLabel(subject: string): string {
       return `disk ${tail}`;
     case "daemon":
       return "llmsup";
+    case "config":
+      return "configuration";
     default:
       return subject;
   }

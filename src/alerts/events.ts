@@ -153,6 +153,17 @@ export interface DaemonStoppingEvent extends EventBase {
   readonly reason: string;
 }
 
+/** A reload (`llmsup reload` or SIGHUP) was refused: the running configuration is kept. */
+export interface ReloadRefusedEvent extends EventBase {
+  readonly kind: "reload_refused";
+  /** The error code and message. */
+  readonly error: string;
+  /** Each problem, `key.path: message`. */
+  readonly problems: readonly string[];
+  /** The configuration file. */
+  readonly config: string;
+}
+
 export type AlertEvent =
   | FailoverEvent
   | RecoveryEvent
@@ -166,7 +177,8 @@ export type AlertEvent =
   | DiskLowEvent
   | DiskOkEvent
   | DaemonStartedEvent
-  | DaemonStoppingEvent;
+  | DaemonStoppingEvent
+  | ReloadRefusedEvent;
 
 export type AlertKind = AlertEvent["kind"];
 
@@ -174,7 +186,7 @@ export type AlertPhase = "raise" | "clear" | "notice";
 
 /** How the policy treats an event. */
 export interface AlertClass {
-  /** Dedupe and pairing key: `route:<model>`, `backend:<name>`, `gpu:<index|all>:<fault>`, `disk:<path>`, `daemon`. */
+  /** Dedupe and pairing key: `route:<model>`, `backend:<name>`, `gpu:<index|all>:<fault>`, `disk:<path>`, `daemon`, `config`. */
   readonly subject: string;
   readonly severity: AlertSeverity;
   readonly phase: AlertPhase;
@@ -214,5 +226,7 @@ export function classifyAlert(e: AlertEvent): AlertClass {
       return { subject: "daemon", severity: "info", phase: "notice", state: "started" };
     case "daemon_stopping":
       return { subject: "daemon", severity: "info", phase: "notice", state: "stopping" };
+    case "reload_refused":
+      return { subject: "config", severity: "warning", phase: "notice", state: "reload_refused" };
   }
 }

@@ -197,12 +197,14 @@ export async function eventsCommand(o: TargetOptions & { since?: string; backend
 
 export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
   return withDaemon(o, io, async (socket) => {
-    const r = await callDaemon<{ ok: boolean; error?: string; problems?: ConfigProblem[]; changes?: Record<string, string[]>; notes?: string[] }>(socket, "POST", "/reload");
+    const r = await callDaemon<{ ok: boolean; error?: string; problems?: ConfigProblem[]; changes?: Record<string, string[]>; notes?: string[]; settings?: string[] }>(socket, "POST", "/reload");
     if (o.json) writeJson(io, r.body);
     else if (r.body.ok) {
       const c = r.body.changes ?? {};
       io.stdout.write(`reloaded: ${["unchanged", "restarted", "started", "stopped"].map((k) => `${k} ${(c[k] ?? []).join(", ") || "–"}`).join("; ")}\n`);
-      for (const n of r.body.notes ?? []) io.stdout.write(`note: ${n}\n`);
+      // Every changed setting, each marked applied or needing a restart of llmsup (reload-plan.ts).
+      const settings = r.body.settings ?? r.body.notes ?? [];
+      io.stdout.write(settings.length ? settings.map((l) => `  ${l}\n`).join("") : "  no setting changed\n");
     } else {
       io.stderr.write(`reload refused, the running configuration is kept: ${r.body.error}\n`);
       for (const p of r.body.problems ?? []) io.stderr.write(`  ${formatProblem(p)}\n`);

@@ -53,7 +53,7 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
   out.push(st.bold("Backends"));
   out.push(
     table([
-      ["NAME", "KIND", "STATE", "FOR", "HEALTH", "PID", "RESTARTS", "GPU", "NOTE"],
+      ["NAME", "KIND", "STATE", "FOR", "HEALTH", "PID", "CPU", "MEM", "RESTARTS", "GPU", "NOTE"],
       ...s.backends.map((b) => [
         b.name,
         b.kind,
@@ -61,6 +61,8 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
         b.drained ? ago(b.drained.since, now) : b.since ? ago(b.since, now) : "",
         colour(b.health),
         b.pid === null ? "" : String(b.pid),
+        b.cpu_pct === null ? (b.pid === null ? "" : "–") : `${b.cpu_pct.toFixed(b.cpu_pct < 10 ? 1 : 0)}%`,
+        b.rss_bytes === null ? (b.pid === null ? "" : "–") : `${formatSize(b.rss_bytes)}${b.processes !== null && b.processes > 1 ? ` (${b.processes} procs)` : ""}`,
         b.restarts ?? "",
         b.gpus.join(","),
         b.drained ? `drained by ${b.drained.by}: \`llmsup undrain ${b.name}\`` : b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),

@@ -23,7 +23,8 @@ export type BridgeInput =
   | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number }
   | { readonly event: "host.fault.raised" | "host.fault.cleared"; readonly fault: HostFault; readonly at: number; readonly freeBytes?: number; readonly minFreeBytes: number }
   | { readonly event: "daemon.started"; readonly at: number; readonly version: string; readonly pid: number; readonly config: string }
-  | { readonly event: "daemon.stopping"; readonly at: number; readonly reason: string };
+  | { readonly event: "daemon.stopping"; readonly at: number; readonly reason: string }
+  | { readonly event: "daemon.reload_refused"; readonly at: number; readonly error: string; readonly problems: readonly string[]; readonly config: string };
 
 /** Restarts inside the budget window from which "restarted repeatedly" is mailed. */
 const REPEATED_RESTARTS = 2;
@@ -129,6 +130,8 @@ export class AlertBridge {
         return [{ kind: "daemon_started", at: e.at, version: e.version, pid: e.pid, config: e.config }];
       case "daemon.stopping":
         return [{ kind: "daemon_stopping", at: e.at, reason: e.reason }];
+      case "daemon.reload_refused":
+        return [{ kind: "reload_refused", at: e.at, error: e.error, problems: e.problems, config: e.config }];
       default:
         return [];
     }

@@ -23,7 +23,7 @@ import { Supervisor, type ReloadChanges } from "../supervisor/supervisor.ts";
 import { ControlServer, type ControlApi } from "../control/server.ts";
 import { buildStatus, type DaemonStatus } from "./status.ts";
 import { AlertLog, EventHub, History } from "./event-hub.ts";
-import { reloadSummary, restartNotes } from "./reload-plan.ts";
+import { changeLine, reloadSummary, settingChanges } from "./reload-plan.ts";
 import { filterEvents } from "../control/event-filter.ts";
 import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
 import { StateLock } from "./state-lock.ts";
@@ -103,6 +103,10 @@ export class Daemon {
   private drilling = false;
   /** Backends an operator took out of rotation (`llmsup drain`): kept here, outside the router, so a reload keeps them; persisted. */
   private readonly drains = new Map<string, Drain>();
+  /** The configuration llmsup started with: settings read once at start differ from it until a restart. */
+  private startConfig?: Config;
+  /** The last refused reload, until a good reload or a restart. */
+  private reloadRefused: { readonly at: number; readonly error: string; readonly problems: readonly string[] } | null = null;
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -125,21 +129,9 @@ export class Daemon {
     const persisted = await this.store.load();
     this.history = new History(persisted.history, HISTORY_MAX);
 
+    this.startConfig = c;
     this.bridge = new AlertBridge(c);
-    try {
-      this.alerter = await Alerter.open({
-        config: c.alerts,
-        hostname: c.daemon.hostname,
-        stateDir: c.daemon.state_dir,
-        logger: this.log.child({ component: "alerts" }),
-        clock: this.clock,
-        env: this.options.env,
-        snapshot: () => this.alertSnapshot(),
-      });
-    } catch (e) {
-      // Alerts that cannot be sent must not keep the API down: say so loudly and go on.
-      this.log.error({ event: "alerts.unavailable", code: (e as LlmsupError).code, err: (e as Error).message }, `e-mail alerts are off: ${(e as Error).message}`);
-    }
+    this.alerter = await this.openAlerter(c);
 
     this.health = new HealthRegistry(c, this.clock);
     this.health.onChange((name, h, prev) => {
@@ -200,6 +192,7 @@ export class Daemon {
       clock: this.clock,
       vram: this.gpu?.vramProbe(),
       onEvent: (e) => this.onSupervisorEvent(e),
+      resourceSampleMs: 5_000,
     });
   }
 
@@ -289,6 +282,25 @@ export class Daemon {
     this.remember({ at: now, kind: on ? "drain" : "undrain", backend: name, summary });
     this.router.model.reassess();
     return { backend: name, drained: this.drains.get(name) ?? null, changed: true };
+  }
+
+  /** Opens the alerter for `c`; undefined (and said loudly) when it cannot be. */
+  private async openAlerter(c: Config): Promise<Alerter | undefined> {
+    try {
+      return await Alerter.open({
+        config: c.alerts,
+        hostname: c.daemon.hostname,
+        stateDir: c.daemon.state_dir,
+        logger: this.log.child({ component: "alerts" }),
+        clock: this.clock,
+        env: this.options.env,
+        snapshot: () => this.alertSnapshot(),
+      });
+    } catch (e) {
+      // Alerts that cannot be sent must not keep the API down: say so loudly and go on.
+      this.log.error({ event: "alerts.unavailable", code: (e as LlmsupError).code, err: (e as Error).message }, `e-mail alerts are off: ${(e as Error).message}`);
+      return undefined;
+    }
   }
 
   // ------------------------------------------------------------------ events
@@ -455,6 +467,7 @@ export class Daemon {
       listening: this.listening,
       history: this.history.all(),
       drained: (name) => this.drains.get(name),
+      reload: this.reloadState(),
     });
   }
 
@@ -465,21 +478,57 @@ export class Daemon {
 
   // ------------------------------------------------------------------ reload
 
-  /** Re-reads the configuration; an invalid one is refused and the running one kept. */
-  async reload(): Promise<{ ok: true; changes: ReloadChanges; notes: string[] } | { ok: false; error: string; problems?: unknown }> {
+  /** What status says about reloads: a refused one, settings waiting for a restart of llmsup. */
+  private reloadState(): { readonly needs_restart: readonly string[]; readonly refused: { readonly time: string; readonly error: string; readonly problems: readonly string[] } | null } {
+    const needs = this.startConfig && this.startConfig !== this.config ? settingChanges(this.startConfig, this.config).filter((c) => !c.applied).map((c) => c.key) : [];
+    const r = this.reloadRefused;
+    return { needs_restart: needs, refused: r ? { time: new Date(r.at).toISOString(), error: r.error, problems: r.problems } : null };
+  }
+
+  /**
+   * Re-reads the configuration and applies what can be applied while running;
+   * an invalid one is refused, the running one kept, and the refusal is
+   * recorded (history, a mail, status) until a good reload or a restart.
+   */
+  async reload(): Promise<{ ok: true; changes: ReloadChanges; notes: string[]; settings: string[] } | { ok: false; error: string; problems?: unknown }> {
     let next: Config;
     try {
       next = await loadConfigFile(this.options.configPath, { hostname: osHostname() });
     } catch (e) {
       const err = e as LlmsupError;
-      this.log.error({ event: "daemon.reload.rejected", code: err.code, problems: isLlmsupError(e) ? e.details.problems : undefined }, `reload refused, keeping the running configuration: ${err.message}`);
-      return { ok: false, error: `${err.code ?? "error"}: ${err.message}`, problems: isLlmsupError(e) ? e.details.problems : undefined };
+      const problems = isLlmsupError(e) ? e.details.problems : undefined;
+      const at = this.clock.now();
+      const error = `${err.code ?? "error"}: ${err.message}`;
+      const lines = Array.isArray(problems) ? problems.map((p: { path?: string; message?: string }) => (p.path ? `${p.path}: ${p.message ?? ""}` : String(p.message ?? ""))) : [];
+      this.reloadRefused = { at, error, problems: lines };
+      this.log.error({ event: "daemon.reload.rejected", code: err.code, problems }, `reload refused, keeping the running configuration: ${err.message}`);
+      this.remember({ at, kind: "reload_refused", summary: `reload refused, the running configuration is kept: ${error}${lines.length ? ` (${lines.join("; ")})` : ""}` });
+      this.alert({ event: "daemon.reload_refused", at, error, problems: lines, config: this.options.configPath });
+      return { ok: false, error, problems };
     }
-    const notes = restartNotes(this.config, next);
+    const prev = this.config;
+    const settings = settingChanges(prev, next);
+    const changed = (k: keyof Config) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]);
     this.config = next;
+    this.reloadRefused = null;
+    if (this.options.logLevel === undefined && !this.options.logger) this.log.level = next.daemon.log_level;
     for (const name of this.drains.keys()) if (!next.backends.some((b) => b.name === name)) this.drains.delete(name);
     this.bridge.reconfigure(next);
     this.health.reconfigure(next);
+    this.gpu?.setThresholds(next.gpu);
+    if (changed("alerts") || prev.daemon.hostname !== next.daemon.hostname) {
+      // A new alerter over the same state_dir/alerts: the outbox and the policy state carry over.
+      const old = this.alerter;
+      if (old) {
+        await withDeadline(old.flush(5_000), 5_000);
+        await old.close().catch(() => undefined);
+      }
+      this.alerter = await this.openAlerter(next);
+    }
+    if (changed("alerts") || changed("schedule") || prev.daemon.hostname !== next.daemon.hostname) {
+      await this.scheduler?.stop(1_000).catch(() => undefined);
+      this.startScheduler(next);
+    }
     this.openCache(next);
     const changes = await this.supervisor.apply(next);
     const oldRouter = this.router;
@@ -492,9 +541,10 @@ export class Daemon {
     this.remote = new RemoteProber(next, this.health, this.clock, this.log);
     this.remote.start();
     this.applyGpuHealth();
-    const detail = reloadSummary(changes, notes);
+    const detail = reloadSummary(changes, settings);
     this.emit({ event: "daemon.reloaded", at: this.clock.now(), detail });
-    return { ok: true, changes, notes };
+    const lines = settings.map(changeLine);
+    return { ok: true, changes, notes: settings.filter((c) => !c.applied).map(changeLine), settings: lines };
   }
 
   // ------------------------------------------------------------------ stop

@@ -15,7 +15,7 @@ import type { RouteSnapshot } from "../router/router.ts";
 import type { Listening } from "../router/server.ts";
 import type { BackendSnapshot } from "../supervisor/states.ts";
 import type { HistoryEntry } from "./state-store.ts";
-import { verdict, type Verdict } from "./verdict.ts";
+import { verdict, type Verdict, type VerdictInput } from "./verdict.ts";
 
 export type GpuJson = ReturnType<typeof reportJson>;
 
@@ -59,6 +59,12 @@ export interface BackendStatus {
   readonly health: string;
   readonly health_reason: string;
   readonly pid: number | null;
+  /** CPU of the whole process group, in percent of one core over the last sampling interval; null before two samples (or remote). */
+  readonly cpu_pct: number | null;
+  /** Resident memory of the whole process group (leader and every member); null before a sample (or remote). */
+  readonly rss_bytes: number | null;
+  /** Live processes in the group; null before a sample (or remote). */
+  readonly processes: number | null;
   readonly generation: number | null;
   /** "used/burst" failed starts in the current window. */
   readonly restarts: string | null;
@@ -87,6 +93,7 @@ export interface DaemonStatus {
   /** The emergency response cache; null when no route has `cache = true`. */
   readonly cache: (CacheStatus & { readonly routes: readonly string[] }) | null;
   readonly events: readonly (HistoryEntry & { readonly time: string })[];
+  readonly reload: VerdictInput["reload"];
   readonly summary: Verdict;
 }
 
@@ -110,6 +117,8 @@ export interface StatusSources {
   readonly history: readonly HistoryEntry[];
   /** An operator's drain of a backend, if any. */
   readonly drained?: (backend: string) => { readonly by: string; readonly since: number } | undefined;
+  /** Reload trouble: a refused reload, settings waiting for a restart of llmsup (verdict.ts). */
+  readonly reload?: VerdictInput["reload"];
 }
 
 /** The status from its sources. Pure. */
@@ -154,6 +163,9 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       health: h.state,
       health_reason: h.reason,
       pid: s?.pid ?? null,
+      cpu_pct: s?.resources?.cpuPct ?? null,
+      rss_bytes: s?.resources?.rssBytes ?? null,
+      processes: s?.resources?.processes ?? null,
       generation: s?.generation ?? null,
       restarts: s ? `${s.budget.used}/${s.budget.burst}` : null,
       last_failure: s?.lastExit ? `${iso(s.lastExit.at)} ${s.lastExit.class}: ${s.lastExit.reason}` : null,
@@ -190,6 +202,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
     alerts,
     cache: d.cache ? { ...d.cache, routes: c.routes.filter((r) => r.cache).map((r) => r.model) } : null,
     events: d.history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
-    summary: verdict({ routes, backends, gpus: gpus?.gpus ?? [], alerts }),
+    reload: d.reload ?? null,
+    summary: verdict({ routes, backends, gpus: gpus?.gpus ?? [], alerts, reload: d.reload }),
   };
 }

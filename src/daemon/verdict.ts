@@ -11,6 +11,8 @@
  * | a backend drained by an operator (maintenance)         | WARNING (1)  |
  * | a GPU fault, or a GPU throttling (thermal, power, hw)  | WARNING (1)  |
  * | alert mails failing to go out                          | WARNING (1)  |
+ * | the last reload refused (until a good reload/restart)  | WARNING (1)  |
+ * | settings changed that need a restart of llmsup         | WARNING (1)  |
  * | none of the above                                      | OK (0)       |
  *
  * UNKNOWN (3), the daemon unreachable, is decided by the CLI. The headline
@@ -37,6 +39,8 @@ export interface VerdictInput {
   readonly backends: readonly { readonly name: string; readonly state: string; readonly health: string; readonly health_reason: string; readonly drained?: { readonly by: string; readonly since: string } | null }[];
   readonly gpus: readonly { readonly index: number; readonly condition: string; readonly clock_event_reasons: readonly string[]; readonly faults: readonly { readonly reason: string; readonly action: string }[] }[];
   readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly last_error: string | null } | null;
+  /** Reloads: the last refused one (until a good reload or a restart), settings waiting for a restart of llmsup. */
+  readonly reload?: { readonly needs_restart: readonly string[]; readonly refused: { readonly time: string; readonly error: string; readonly problems: readonly string[] } | null } | null;
 }
 
 /** Clock-event reasons that mean the GPU is being slowed (SW power cap is normal under load; idle is not a problem). */
@@ -65,6 +69,11 @@ export function verdict(s: VerdictInput): Verdict {
   if (s.alerts?.enabled && s.alerts.last_error && s.alerts.pending > 0) {
     add("warning", `alert mails are not going out (${s.alerts.pending} waiting): ${s.alerts.last_error}; check [alerts.smtp] with \`llmsup test-alert\``);
   }
+  const refused = s.reload?.refused;
+  if (refused) {
+    add("warning", `reload refused at ${refused.time.slice(0, 19)}Z, the previous configuration is still running: ${refused.problems.length ? refused.problems.join("; ") : refused.error}; fix it, then \`llmsup reload\``);
+  }
+  if (s.reload?.needs_restart.length) add("warning", `settings changed that need a restart of llmsup: ${s.reload.needs_restart.join(", ")} (\`systemctl restart llmsup\`)`);
   problems.sort((a, b) => CODE[b.level] - CODE[a.level]);
   const worst = problems[0];
   if (!worst) return { code: 0, state: "ok", text: `OK: ${s.routes.map((r) => `${r.model} on ${r.serving_backend}`).join(", ") || "no routes"}`, problems };

@@ -69,7 +69,7 @@ export interface GpuSnapshot extends GpuReport {
 export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   readonly runner: SmiRunner;
   readonly #config: GpuMonitorOptions["config"];
-  readonly #fc: FaultConfig;
+  #fc: FaultConfig;
   readonly #log: Logger;
   readonly #timers: Timers;
   readonly #now: () => number;
@@ -121,6 +121,11 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
       onStatus: (status) => this.#kernelStatus(status),
       onNote: (note) => this.#log.debug({ event: "gpu.kernel_log.note", note }),
     });
+  }
+
+  /** New fault thresholds (temperature_limit, memory_full, sustain/clear samples, event_hold) from the next sample on; nvidia-smi keeps running. */
+  setThresholds(config: Pick<GpuConfig, "temperature_limit" | "memory_full" | "sustain_samples" | "clear_samples" | "event_hold">): void {
+    this.#fc = faultConfig(config);
   }
 
   /** Starts sampling and watching the kernel log; resolves once the kernel-log source is chosen. */

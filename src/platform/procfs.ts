@@ -106,3 +106,100 @@ export async function memInfo(): Promise<{ available: number; total: number } | 
     return undefined;
   }
 }
+
+/**
+ * What one process costs, from /proc/<pid>/stat: CPU time used (utime + stime,
+ * fields 14 and 15, plus cutime + cstime, fields 16 and 17 — the time of
+ * children it has reaped, so a group's total does not drop when a worker exits
+ * and is waited for) in clock ticks, and its group (field 5).
+ */
+export interface ProcCpu {
+  readonly pid: number;
+  readonly pgrp: number;
+  readonly state: string;
+  /** utime + stime + cutime + cstime, in clock ticks (USER_HZ). */
+  readonly ticks: number;
+}
+
+/** Parses the CPU fields of /proc/<pid>/stat text (the command name may hold spaces and parentheses). */
+export function parseProcCpu(text: string): ProcCpu | undefined {
+  const s = parseProcStat(text);
+  if (!s) return undefined;
+  // Fields from 3 (state) on follow the command name: field n is rest[n - 3].
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const t = [11, 12, 13, 14].map((i) => Number(rest[i]));
+  if (t.some((n) => !Number.isSafeInteger(n) || n < 0)) return undefined;
+  return { pid: s.pid, pgrp: s.pgrp, state: s.state, ticks: t.reduce((a, b) => a + b, 0) };
+}
+
+/** VmRSS from /proc/<pid>/status text, in bytes; undefined when absent (kernel threads, zombies). */
+export function parseVmRss(text: string): number | undefined {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(text);
+  return m ? Number(m[1]) * 1024 : undefined;
+}
+
+/** The clock ticks per second /proc counts in (USER_HZ, `getconf CLK_TCK`): 100 on every Linux architecture. */
+export const CLOCK_TICKS_PER_S = 100;
+
+/** What a whole process group costs at one moment. */
+export interface GroupUsage {
+  /** CPU time of every live member (and of the children they reaped), in clock ticks. */
+  readonly ticks: number;
+  /** Resident memory of every member, summed (shared pages count once per process, as `ps` and pm2 count them). */
+  readonly rssBytes: number;
+  /** Live members of the group. */
+  readonly processes: number;
+}
+
+/**
+ * The cost of each of `pgids`, in one pass over /proc: one read of stat for
+ * every process, and one of status for each member. Groups with no live
+ * member are absent.
+ */
+export async function groupUsage(pgids: readonly number[], proc = "/proc"): Promise<Map<number, GroupUsage>> {
+  const out = new Map<number, { ticks: number; rssBytes: number; processes: number }>();
+  if (pgids.length === 0) return out;
+  const wanted = new Set(pgids);
+  let entries: string[];
+  try {
+    entries = await readdir(proc);
+  } catch {
+    return out;
+  }
+  await Promise.all(
+    entries.map(async (e) => {
+      if (!/^\d+$/.test(e)) return;
+      let s: ProcCpu | undefined;
+      try {
+        s = parseProcCpu(await readFile(`${proc}/${e}/stat`, "utf8"));
+      } catch {
+        return;
+      }
+      if (!s || !wanted.has(s.pgrp) || s.state === "Z") return;
+      let rss = 0;
+      try {
+        rss = parseVmRss(await readFile(`${proc}/${e}/status`, "utf8")) ?? 0;
+      } catch {
+        return; // gone between the two reads
+      }
+      const g = out.get(s.pgrp) ?? { ticks: 0, rssBytes: 0, processes: 0 };
+      g.ticks += s.ticks;
+      g.rssBytes += rss;
+      g.processes += 1;
+      out.set(s.pgrp, g);
+    }),
+  );
+  return out;
+}
+
+/**
+ * CPU use between two samples of one group, in percent of one core (200 = two
+ * cores busy); null when the samples do not span time. A drop (a member gone
+ * with its time) reads as 0, not as a negative load.
+ */
+export function cpuPercent(prev: { readonly ticks: number; readonly at: number }, next: { readonly ticks: number; readonly at: number }, ticksPerS = CLOCK_TICKS_PER_S): number | null {
+  const ms = next.at - prev.at;
+  if (!(ms > 0)) return null;
+  const pct = (Math.max(0, next.ticks - prev.ticks) / ticksPerS / (ms / 1000)) * 100;
+  return Math.round(pct * 10) / 10;
+}

@@ -1,5 +1,6 @@
 /** The life of a managed backend: states, events and the snapshot status shows. */
 import type { ExitClass } from "./classify.ts";
+import type { GroupResources } from "./resources.ts";
 import type { VramHolder } from "./vram.ts";
 
 /**
@@ -89,4 +90,6 @@ export interface BackendSnapshot {
     readonly lastLatencyMs?: number;
   };
   readonly logFile: string;
+  /** CPU and memory of the running process group, from the last sample (Supervisor.sampleResources); absent before one. */
+  readonly resources?: GroupResources;
 }

@@ -6,6 +6,7 @@ import { realClock, type Clock } from "../platform/clock.ts";
 import { memInfo } from "../platform/procfs.ts";
 import { BackendOwner, type DrillMark } from "./owner.ts";
 import { createProber, type Prober } from "./probes.ts";
+import { ResourceSampler } from "./resources.ts";
 import { spawnBackend, type Spawner } from "./spawn.ts";
 import type { BackendSnapshot, DrillCause, SupervisorEvent } from "./states.ts";
 import type { VramProbe } from "./vram.ts";
@@ -20,6 +21,12 @@ export interface SupervisorDeps {
   readonly hostMemoryPressure?: () => Promise<boolean>;
   readonly prober?: (backend: BackendConfig, models: readonly string[]) => Prober;
   readonly readinessPollMs?: number;
+  /**
+   * How often to sample each backend's process group (CPU, memory) from /proc;
+   * 0 or absent: only when sampleResources() is called.
+   */
+  readonly resourceSampleMs?: number;
+  readonly resources?: ResourceSampler;
 }
 
 /** Upstream model names the routes send to `backend`, in route order, each once. */
@@ -46,11 +53,25 @@ export class Supervisor {
   private readonly owners = new Map<string, BackendOwner>();
   private config: Config;
   private readonly deps: SupervisorDeps;
+  private readonly resources: ResourceSampler;
+  private resourceTimer?: NodeJS.Timeout;
 
   constructor(config: Config, deps: SupervisorDeps) {
     this.config = config;
     this.deps = deps;
+    this.resources = deps.resources ?? new ResourceSampler();
     for (const b of config.backends) if (b.managed) this.owners.set(b.name, this.makeOwner(config, b));
+    const every = deps.resourceSampleMs ?? 0;
+    if (every > 0) {
+      this.resourceTimer = setInterval(() => void this.sampleResources().catch(() => undefined), every);
+      this.resourceTimer.unref();
+    }
+  }
+
+  /** Samples the process group of every running backend now (one pass over /proc). */
+  sampleResources(): Promise<void> {
+    const pgids = [...this.owners.values()].map((o) => o.snapshot().pid).filter((p): p is number => p !== undefined && p > 0);
+    return this.resources.sample(pgids);
   }
 
   private makeOwner(config: Config, b: BackendConfig): BackendOwner {
@@ -130,6 +151,8 @@ export class Supervisor {
 
   /** Stops every backend in parallel, each by its own stop_timeout. */
   async stopAll(reason = "llmsup is stopping"): Promise<void> {
+    clearInterval(this.resourceTimer);
+    this.resourceTimer = undefined;
     await Promise.all([...this.owners.values()].map((o) => o.stop(reason, { keepFatal: true })));
     await Promise.all([...this.owners.values()].map((o) => o.close()));
   }
@@ -160,7 +183,11 @@ export class Supervisor {
   }
 
   snapshot(): BackendSnapshot[] {
-    return [...this.owners.values()].map((o) => o.snapshot());
+    return [...this.owners.values()].map((o) => {
+      const s = o.snapshot();
+      const resources = this.resources.of(s.pid);
+      return resources ? { ...s, resources } : s;
+    });
   }
 
   noteRequestSuccess(name: string): void {

@@ -92,13 +92,14 @@ test("reload keeps an unchanged backend's pid, restarts a changed one; an invali
   assert.match(bad.stderr, /reload refused, the running configuration is kept/);
   assert.match(bad.stderr, /backend\[0\]\.process\.restart_sec/);
   const still = await status(d);
-  assert.equal(still.code, 0);
+  assert.equal(still.code, 1, "a refused reload is a warning until a good reload");
+  assert.match(still.json.summary.text, /reload refused/);
   assert.equal(pid("primary", still.json), pid("primary"));
 
   // SIGHUP reloads too (and is refused the same way while the file is broken).
   process.kill(d.pid, "SIGHUP");
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal((await status(d)).code, 0);
+  assert.equal((await status(d)).code, 1);
 });
 
 test("SIGTERM drains an in-flight stream and leaves no child process behind", async (t) => {

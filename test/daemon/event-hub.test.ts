@@ -1,8 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AlertLog, EventHub, History } from "../../src/daemon/event-hub.ts";
-import { reloadSummary, restartNotes } from "../../src/daemon/reload-plan.ts";
-import { memoryLogger, testConfig } from "../helpers/supervise.ts";
+import { memoryLogger } from "../helpers/supervise.ts";
 import type { AlertEvent } from "../../src/alerts/events.ts";
 
 test("event hub: a consumer that throws is logged and the others still get every event", () => {
@@ -32,19 +31,4 @@ test("history keeps the newest entries up to its bound; the alert log keeps one 
   log.add(a(day + 10), day + 10);
   assert.deepEqual(log.all().map((e) => e.at), [day / 2, day + 10], "older than a day is gone");
   assert.deepEqual(log.since(day).map((e) => e.at), [day + 10]);
-});
-
-test("reload plan: sections read at start are named as waiting for a restart; the summary counts every kind of change", () => {
-  const base = (extra: string) => testConfig("/tmp/llmsup-reload-plan", `${extra}\n[[backend]]\nname = "a"\nkind = "openai"\nurl = "http://127.0.0.1:1"\n[[route]]\nmodel = "m"\ntiers = [{ backend = "a", model = "m" }]\n`);
-  const prev = base("");
-  assert.deepEqual(restartNotes(prev, base("")), []);
-  assert.deepEqual(restartNotes(prev, base(`[gpu]\ninterval = "9s"\n[router]\nlisten = "127.0.0.1:9999"`)), [
-    "GPU monitor settings changed: takes effect after a restart of llmsup",
-    "router listeners changed: take effect after a restart of llmsup",
-  ]);
-  assert.deepEqual(restartNotes(prev, base(`[router]\nrecovery_hold = "5s"`)), [], "router settings other than the listeners apply at once");
-  assert.equal(
-    reloadSummary({ unchanged: ["a"], restarted: ["b", "c"], started: [], stopped: ["d"] } as never, ["x changed"]),
-    "configuration reloaded: 1 unchanged, 2 restarted (b, c), 0 added, 1 removed; x changed",
-  );
 });
