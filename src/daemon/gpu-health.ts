@@ -1,6 +1,6 @@
 /** A backend's health as its GPUs' faults make it: the worst fault on any of its GPUs. Pure. */
 import type { BackendConfig } from "../config/types.ts";
-import { concerns } from "../gpu/report.ts";
+import { concerns, faultLine } from "../gpu/report.ts";
 import type { GpuFault } from "../gpu/types.ts";
 import type { Health } from "../health/registry.ts";
 
@@ -10,7 +10,7 @@ export function gpuHealthOf(b: BackendConfig, faults: Iterable<GpuFault>, busIds
   for (const f of faults) {
     if (!b.gpus.some((g) => concerns(f, g, busIds.get(g)))) continue;
     const s: Health = f.severity === "down" ? "down" : "degraded";
-    if (worst.state === "healthy" || (s === "down" && worst.state !== "down")) worst = { state: s, reason: `${f.gpu === null ? "GPU driver" : `GPU ${f.gpu}`}: ${f.reason}` };
+    if (worst.state === "healthy" || (s === "down" && worst.state !== "down")) worst = { state: s, reason: faultLine(f, "GPU driver") };
   }
   return worst;
 }

@@ -1,6 +1,7 @@
 /** Which events the operator's history keeps ("Recent events" in `llmsup status`, the digest), and how each reads. Pure. */
 import { formatDuration } from "../config/units.ts";
 import type { GpuFault } from "../gpu/types.ts";
+import { faultLine } from "../gpu/report.ts";
 import type { RouterEvent } from "../router/router.ts";
 import type { SupervisorEvent } from "../supervisor/states.ts";
 import type { HistoryEntry } from "./state-store.ts";
@@ -31,5 +32,6 @@ export function historyOfRouter(e: RouterEvent): HistoryEntry | undefined {
 }
 
 export function historyOfGpuFault(f: GpuFault, raised: boolean, at: number): HistoryEntry {
-  return { at, kind: raised ? "gpu_fault" : "gpu_clear", gpu: f.gpu ?? undefined, summary: `${f.gpu === null ? "all GPUs" : `GPU ${f.gpu}`}: ${raised ? "" : "cleared: "}${f.reason}` };
+  const line = faultLine(f);
+  return { at, kind: raised ? "gpu_fault" : "gpu_clear", gpu: f.gpu ?? undefined, summary: raised ? line : line.replace(/^([^:]+): /, "$1: cleared: ") };
 }

@@ -41,6 +41,12 @@ export interface ReportInput {
   readonly faults: readonly GpuFault[];
 }
 
+/** A fault as one line naming its GPU once (its reason may already begin with "GPU n:"). */
+export function faultLine(f: Pick<GpuFault, "gpu" | "reason">, whole = "all GPUs"): string {
+  if (/^GPU \d+:/.test(f.reason)) return f.reason;
+  return `${f.gpu === null ? whole : `GPU ${f.gpu}`}: ${f.reason}`;
+}
+
 /** The worst of some faults. */
 export function conditionOf(faults: readonly GpuFault[]): Condition {
   if (faults.some((f) => f.severity === "down")) return "down";
