@@ -1,8 +1,7 @@
 /** `llmsup drain` / `undrain`: a backend out of rotation on purpose — no client error, no failover mail, DRAINED in status (WARNING), one "drained by" event, kept across a daemon restart. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Agent } from "undici";
-import { startDaemon, waitStatus, writeDaemonConfig, type RunningDaemon } from "../helpers/daemon.ts";
+import { startDaemon, waitStatus, requestPump, writeDaemonConfig, type RunningDaemon } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -17,24 +16,7 @@ test("drain primary under traffic: no client error, DRAINED and exit 1, a 'drain
   );
   const env = { TEST_SMTP_PASSWORD: SMTP_PASSWORD };
   let d: RunningDaemon = await startDaemon(t, files, env);
-  const agent = new Agent({ connect: { socketPath: files.socket }, connections: 4 });
-  t.after(() => agent.close());
-  const answers: { status: number; tier: string | null }[] = [];
-  let pumping = true;
-  const pump = (async () => {
-    while (pumping) {
-      const r = await agent
-        .request({ origin: "http://llmsup", path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "llama", messages: [{ role: "user", content: "hi" }], max_tokens: 4 }) })
-        .then(async (res) => ({ status: res.statusCode, tier: (await res.body.text(), (res.headers["x-llmsup-tier"] as string | undefined) ?? null) }))
-        .catch(() => undefined);
-      if (r) answers.push(r);
-      await sleep(40);
-    }
-  })();
-  t.after(async () => {
-    pumping = false;
-    await pump;
-  });
+  const { answers } = requestPump(t, files.socket, "llama", 40);
   await waitStatus(d, "both ready, on tier 0", (s) => s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0, 20_000);
   await sleep(500);
   const from = answers.length;

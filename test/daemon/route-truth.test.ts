@@ -3,8 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Agent } from "undici";
-import { startDaemon, status, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
+import { startDaemon, status, waitStatus, requestPump, writeDaemonConfig } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
@@ -20,25 +19,7 @@ test("requests in flight from boot through one SIGKILL of the primary: no route 
     `[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\ncoalesce_window = "10m"\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n`,
   );
   const d = await startDaemon(t, files, { TEST_SMTP_PASSWORD: SMTP_PASSWORD });
-  const agent = new Agent({ connect: { socketPath: files.socket }, connections: 8 });
-  t.after(() => agent.close());
-  // A steady stream of requests, from before the router listens until the end.
-  const answers: { status: number; tier: string | null }[] = [];
-  let pumping = true;
-  const pump = (async () => {
-    while (pumping) {
-      const r = await agent
-        .request({ origin: "http://llmsup", path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "llama", messages: [{ role: "user", content: "hi" }], max_tokens: 4 }) })
-        .then(async (res) => ({ status: res.statusCode, tier: (await res.body.text(), (res.headers["x-llmsup-tier"] as string | undefined) ?? null) }))
-        .catch(() => undefined);
-      if (r) answers.push(r);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  })();
-  t.after(async () => {
-    pumping = false;
-    await pump;
-  });
+  const { answers } = requestPump(t, files.socket, "llama", 50);
   const ok = await waitStatus(d, "both ready, on tier 0", (s) => s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0, 20_000);
   const readyAt = answers.length;
   await new Promise((r) => setTimeout(r, 3_000));

@@ -4,6 +4,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { CLI_ENTRY, REPO_ROOT, runLlmsup, type CliResult } from "./cli.ts";
 import { freePort } from "./sim.ts";
+import { Agent } from "undici";
 import { simCommand } from "./supervise.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -116,4 +117,27 @@ export async function waitStatus(d: RunningDaemon, what: string, pred: (s: Statu
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last status:\n${JSON.stringify(last.json, null, 1).slice(0, 4000)}`);
     await new Promise((r) => setTimeout(r, 150));
   }
+}
+
+/** Requests to a route through a router socket, one after another every `everyMs`, until the test ends; what each got. */
+export function requestPump(t: { after(fn: () => void | Promise<void>): void }, socket: string, model: string, everyMs = 50): { readonly answers: { status: number; tier: string | null }[] } {
+  const agent = new Agent({ connect: { socketPath: socket }, connections: 4 });
+  const answers: { status: number; tier: string | null }[] = [];
+  let pumping = true;
+  const pump = (async () => {
+    while (pumping) {
+      const r = await agent
+        .request({ origin: "http://llmsup", path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 4 }) })
+        .then(async (res) => ({ status: res.statusCode, tier: (await res.body.text(), (res.headers["x-llmsup-tier"] as string | undefined) ?? null) }))
+        .catch(() => undefined);
+      if (r) answers.push(r);
+      await new Promise((res) => setTimeout(res, everyMs));
+    }
+  })();
+  t.after(async () => {
+    pumping = false;
+    await pump;
+    await agent.close();
+  });
+  return { answers };
 }
