@@ -25,7 +25,7 @@
  * throws; `ContextWindows` keeps what was found. A window written in the config
  * (the tier's `context`, else its backend's) always wins over a discovered one.
  */
-import { readFileSync } from "node:fs";
+import { apiKeyIfReadable } from "./api-key.ts";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { realClock, type Clock } from "../platform/clock.ts";
 
@@ -156,11 +156,6 @@ export interface ContextWindowsOptions {
   readonly apiKey?: (b: BackendConfig) => string | undefined;
 }
 
-function configuredKey(b: BackendConfig): string | undefined {
-  if (b.api_key_env) return process.env[b.api_key_env]?.trim() || undefined;
-  if (b.api_key_file) return readFileSync(b.api_key_file, "utf8").trim() || undefined;
-  return undefined;
-}
 
 const keyOf = (backend: string, model: string) => `${backend}\n${model}`;
 
@@ -203,7 +198,7 @@ export class ContextWindows {
     const unique = [...new Set(models)];
     let apiKey: string | undefined;
     try {
-      apiKey = (this.opts.apiKey ?? configuredKey)(backend);
+      apiKey = (this.opts.apiKey ?? apiKeyIfReadable)(backend);
     } catch {
       apiKey = undefined;
     }

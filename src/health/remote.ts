@@ -4,7 +4,7 @@
  * no Ollama model. Consecutive failures take the backend DOWN; slow answers
  * make it DEGRADED; a good answer also clears a passive (connection) DOWN.
  */
-import { readFileSync } from "node:fs";
+import { apiKeyIfReadable } from "./api-key.ts";
 import type { BackendConfig, Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
@@ -19,15 +19,6 @@ export function probeUrl(b: BackendConfig): string {
   return b.kind === "openai" && /\/v1$/.test(base) ? `${base}/models` : `${base}${p}`;
 }
 
-function apiKey(b: BackendConfig): string | undefined {
-  try {
-    if (b.api_key_env) return process.env[b.api_key_env]?.trim();
-    if (b.api_key_file) return readFileSync(b.api_key_file, "utf8").trim();
-  } catch {
-    return undefined;
-  }
-  return undefined;
-}
 
 export class RemoteProber {
   private readonly timers = new Map<string, TimerHandle>();
@@ -56,7 +47,7 @@ export class RemoteProber {
     const t0 = performance.now();
     let problem: string | undefined;
     try {
-      const key = apiKey(b);
+      const key = apiKeyIfReadable(b);
       const r = await fetch(probeUrl(b), { headers: key ? { authorization: `Bearer ${key}` } : {}, signal: AbortSignal.timeout(h.timeout) });
       await r.arrayBuffer();
       if (r.status === 401 || r.status === 403) problem = `probe answered ${r.status}: the API key is refused`;

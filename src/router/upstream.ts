@@ -3,13 +3,12 @@
  * with the tier's connect / first-byte / idle / total timeouts, and transport
  * failures named precisely. Thin I/O shell over undici.
  */
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
-import { LlmsupError } from "../errors/error.ts";
 import { isRefusedError, isResetError } from "./classify.ts";
 import { probeUrl } from "../health/remote.ts";
+import { readApiKey } from "../health/api-key.ts";
 import { readText } from "./http.ts";
 import { scrub } from "./scrub.ts";
 
@@ -51,21 +50,6 @@ export interface AttemptRequest {
   readonly remainingMs: number;
 }
 
-function readSecret(backend: BackendConfig): string | undefined {
-  if (backend.api_key_env) {
-    const v = process.env[backend.api_key_env];
-    if (!v) throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `environment variable ${backend.api_key_env} (API key of backend ${backend.name}) is not set`, { backend: backend.name });
-    return v.trim();
-  }
-  if (backend.api_key_file) {
-    try {
-      return readFileSync(backend.api_key_file, "utf8").trim();
-    } catch (e) {
-      throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `cannot read ${backend.api_key_file} (API key of backend ${backend.name}): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { backend: backend.name });
-    }
-  }
-  return undefined;
-}
 
 export class Upstreams {
   private readonly pools = new Map<string, Pool>();
@@ -91,7 +75,7 @@ export class Upstreams {
   constructor(backends: readonly BackendConfig[]) {
     for (const b of backends) {
       try {
-        this.keys.set(b.name, readSecret(b));
+        this.keys.set(b.name, readApiKey(b));
       } catch (e) {
         this.keyProblems.set(b.name, (e as Error).message);
       }
