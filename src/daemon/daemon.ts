@@ -41,7 +41,7 @@ import { ContextWindows } from "../health/context.ts";
 import { plural } from "../alerts/text.ts";
 import { runDrill, type DrillSpec } from "../drills/drill.ts";
 import type { DrillReport } from "../drills/report.ts";
-import type { Drain } from "../router/tier-state.ts";
+import { Drains, type DrainChange } from "./drains.ts";
 
 export interface DaemonOptions {
   readonly configPath: string;
@@ -102,7 +102,7 @@ export class Daemon {
   readonly windows = new ContextWindows();
   private drilling = false;
   /** Backends an operator took out of rotation (`llmsup drain`): kept here, outside the router, so a reload keeps them; persisted. */
-  private readonly drains = new Map<string, Drain>();
+  private readonly drains = new Drains();
   /** The configuration llmsup started with: settings read once at start differ from it until a restart. */
   private startConfig?: Config;
   /** The last refused reload, until a good reload or a restart. */
@@ -235,12 +235,12 @@ export class Daemon {
       if (saved) this.supervisor.owner(name).restore(saved);
     }
     // Drains outlive a daemon restart (remote backends too); one of a backend no longer configured is dropped.
-    for (const [name, d] of Object.entries(p.drained ?? {})) if (this.config.backends.some((b) => b.name === name)) this.drains.set(name, d);
+    this.drains.restore(p.drained, (name) => this.config.backends.some((b) => b.name === name));
   }
 
   private persist(): void {
     const backends: PersistedState["backends"] = Object.fromEntries(this.supervisor.names().map((n) => [n, this.supervisor.owner(n).persisted()]));
-    void this.store.save({ version: 1, backends, history: [...this.history.all()], ...(this.drains.size > 0 ? { drained: Object.fromEntries(this.drains) } : {}) });
+    void this.store.save({ version: 1, backends, history: [...this.history.all()], ...(this.drains.persisted() ? { drained: this.drains.persisted() } : {}) });
   }
 
   /** The narrow port the control socket uses. */
@@ -268,21 +268,19 @@ export class Daemon {
    * (remote backends can be drained too). The route's move off it is no
    * outage (no mail); the drain itself is one history entry.
    */
-  private setDrain(name: string, on: boolean, by: string): { backend: string; drained: Drain | null; changed: boolean } {
+  private setDrain(name: string, on: boolean, by: string): Omit<DrainChange, "summary"> {
     if (!this.config.backends.some((b) => b.name === name)) {
       throw new LlmsupError("LLMSUP_E_BACKEND_UNKNOWN", `no backend named "${name}" (backends: ${this.config.backends.map((b) => b.name).join(", ") || "none"})`, { backend: name });
     }
-    const was = this.drains.get(name);
     const now = this.clock.now();
-    if (on === (was !== undefined)) return { backend: name, drained: was ?? null, changed: false };
-    if (on) this.drains.set(name, { by, since: now });
-    else this.drains.delete(name);
-    const summary = on ? `${name} drained by ${by}: no new requests until \`llmsup undrain ${name}\`` : `${name} undrained by ${by} after ${Math.round((now - was!.since) / 1000)}s: back in rotation`;
+    const { summary, ...change } = this.drains.set(name, on, by, now);
+    if (!summary) return change;
     this.log.info({ event: on ? "backend.drained" : "backend.undrained", backend: name, by }, summary);
     this.remember({ at: now, kind: on ? "drain" : "undrain", backend: name, summary });
     this.router.model.reassess();
-    return { backend: name, drained: this.drains.get(name) ?? null, changed: true };
+    return change;
   }
+
 
   /** Opens the alerter for `c`; undefined (and said loudly) when it cannot be. */
   private async openAlerter(c: Config): Promise<Alerter | undefined> {
@@ -512,7 +510,7 @@ export class Daemon {
     this.config = next;
     this.reloadRefused = null;
     if (this.options.logLevel === undefined && !this.options.logger) this.log.level = next.daemon.log_level;
-    for (const name of this.drains.keys()) if (!next.backends.some((b) => b.name === name)) this.drains.delete(name);
+    this.drains.keep((name) => next.backends.some((b) => b.name === name));
     this.bridge.reconfigure(next);
     this.health.reconfigure(next);
     this.gpu?.setThresholds(next.gpu);
