@@ -4,12 +4,16 @@ import { DEFAULT_CONFIG_PATH } from "../config/load.ts";
 import { EXIT } from "../errors/registry.ts";
 import { packageVersion } from "../platform/version.ts";
 import { checkConfigCommand } from "./check-config.ts";
-import { processIo, type Io } from "./output.ts";
-
+import { colourWanted, processIo, type Io } from "./output.ts";
 
 /** The configuration path: an explicit one, else $LLMSUP_CONFIG, else /etc/llmsup/supervisor.toml. */
 export function configPath(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
   return explicit ?? env.LLMSUP_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+/** The width help is wrapped to: a terminal's, else commander's default of 80. */
+function helpWidth(stream: Io["stdout"]): number {
+  return (stream.isTTY ? (stream as { columns?: number }).columns : undefined) ?? 80;
 }
 
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
@@ -20,6 +24,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      // Commander would look at process.stdout/stderr and process.env; the Io is what this run writes to.
+      getOutHelpWidth: () => helpWidth(io.stdout),
+      getErrHelpWidth: () => helpWidth(io.stderr),
+      getOutHasColors: () => colourWanted(io.stdout, io.env),
+      getErrHasColors: () => colourWanted(io.stderr, io.env),
     })
     .exitOverride();
 

@@ -3,18 +3,22 @@ import assert from "node:assert/strict";
 import { chmodSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { PassThrough, Writable } from "node:stream";
 import { checkConfig, type CheckConfigOptions } from "../../src/cli/check-config.ts";
+import { runMain } from "../../src/cli/entry.ts";
 import type { ConfigProblem } from "../../src/config/types.ts";
 import { LlmsupError } from "../../src/errors/error.ts";
-import { runLlmsup } from "../helpers/cli.ts";
+import { REPO_ROOT, runCliInProcess, runLlmsup } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { BROKEN, MINIMAL } from "../config/fixtures.ts";
 
+const EXAMPLE = path.join(REPO_ROOT, "supervisor.toml");
+
 test("check-config --offline on the repository's supervisor.toml says valid with a one-line summary", async () => {
   // The example names /opt/vllm, /etc/llmsup/hf-token, GPU2_API_KEY: none exist on a dev box, which is what --offline is for.
-  const r = await runLlmsup(["check-config", "--offline", "supervisor.toml"]);
+  const r = await runCliInProcess(["check-config", "--offline", EXAMPLE]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^supervisor\.toml: valid, 5 backends \(3 managed, 2 remote\), 1 route\n$/);
+  assert.equal(r.stdout, `${EXAMPLE}: valid, 5 backends (3 managed, 2 remote), 1 route\n`);
   assert.equal(r.stderr, "");
 });
 
@@ -23,7 +27,7 @@ test("check-config exits 78 for each broken config and names the exact key", asy
   for (const [i, broken] of BROKEN.entries()) {
     const file = path.join(dir, `broken-${i}.toml`);
     writeFileSync(file, broken.text);
-    const r = await runLlmsup(["check-config", file]);
+    const r = await runCliInProcess(["check-config", file]);
     assert.equal(r.code, 78, `${broken.name}: exit ${r.code}\n${r.stderr}`);
     assert.equal(r.stdout, "");
     if (broken.path) assert.ok(r.stderr.includes(`  ${broken.path}: `), `${broken.name}: stderr names ${broken.path}:\n${r.stderr}`);
@@ -36,7 +40,7 @@ test("check-config --json lists every problem with path, rule, expected and foun
   const dir = tempDir(t);
   const file = path.join(dir, "two.toml");
   writeFileSync(file, MINIMAL.replace('restart_sec = "10s"', 'restart_sec = "10"').replace('kind = "llamacpp"', 'kind = "llama"'));
-  const r = await runLlmsup(["check-config", "--json", file]);
+  const r = await runCliInProcess(["check-config", "--json", file]);
   assert.equal(r.code, 78);
   const out = JSON.parse(r.stdout) as { valid: boolean; code: string; problems: { path: string; rule: string; expected: string; found: string }[] };
   assert.equal(out.valid, false);
@@ -48,7 +52,7 @@ test("check-config --json lists every problem with path, rule, expected and foun
       ["backend[1].kind", "enum", '"llama"'],
     ],
   );
-  const ok = await runLlmsup(["check-config", "--json", "--offline", "supervisor.toml"]);
+  const ok = await runCliInProcess(["check-config", "--json", "--offline", EXAMPLE]);
   assert.equal(ok.code, 0);
   assert.deepEqual(
     { ...JSON.parse(ok.stdout), source: undefined },
@@ -58,30 +62,56 @@ test("check-config --json lists every problem with path, rule, expected and foun
 
 test("check-config takes the path from LLMSUP_CONFIG and reports a missing file with exit 78", async (t) => {
   const dir = tempDir(t);
-  const r = await runLlmsup(["check-config"], { env: { LLMSUP_CONFIG: path.join(dir, "absent.toml") } });
+  const r = await runCliInProcess(["check-config"], { env: { LLMSUP_CONFIG: path.join(dir, "absent.toml") } });
   assert.equal(r.code, 78);
   assert.match(r.stderr, /LLMSUP_E_CONFIG_UNREADABLE: cannot read configuration .*absent\.toml: no such file/);
 });
 
 test("--version, --help, and usage errors", async () => {
-  const v = await runLlmsup(["--version"]);
+  const v = await runCliInProcess(["--version"]);
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
-  const h = await runLlmsup(["--help"]);
+  const h = await runCliInProcess(["--help"]);
   assert.equal(h.code, 0);
   assert.match(h.stdout, /check-config/);
-  const u = await runLlmsup(["no-such-command"]);
+  const u = await runCliInProcess(["no-such-command"]);
   assert.equal(u.code, 64);
   assert.match(u.stderr, /unknown command/);
+  const missing = await runCliInProcess(["check-config", "--user"]);
+  assert.equal(missing.code, 64);
+  assert.match(missing.stderr, /option '--user <name>' argument missing/);
+});
+
+test("an unexpected exception is exit 70 with its stack on stderr, not a rejection", async () => {
+  const stderr = new PassThrough();
+  let err = "";
+  stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+  const broken = new Writable();
+  broken.write = () => {
+    throw new Error("stdout went away");
+  };
+  assert.equal(await runMain(["--version"], { stdout: broken, stderr, env: {} }), 70);
+  assert.match(err, /^llmsup: internal error \(LLMSUP_E_INTERNAL\): Error: stdout went away\n {4}at /);
+});
+
+test("the llmsup executable: --version on stdout, a usage error exits 64", async () => {
+  // The one place the real entry point (src/cli/main.ts) runs as its own process; everything else here runs in-process.
+  const [v, u] = await Promise.all([runLlmsup(["--version"]), runLlmsup(["no-such-command"])]);
+  assert.equal(v.code, 0, v.stderr);
+  assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+  assert.equal(v.stderr, "");
+  assert.equal(u.code, 64);
+  assert.equal(u.stdout, "");
+  assert.match(u.stderr, /unknown command 'no-such-command'/);
 });
 
 test("colour only on request of a TTY, never with NO_COLOR", async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, "bad.toml");
   writeFileSync(file, MINIMAL.replace('restart_sec = "10s"', 'restart_sec = "10"'));
-  const plain = await runLlmsup(["check-config", file], { env: { FORCE_COLOR: "1", NO_COLOR: "1" } });
+  const plain = await runCliInProcess(["check-config", file], { env: { FORCE_COLOR: "1", NO_COLOR: "1" } });
   assert.doesNotMatch(plain.stderr, /\u001b\[/);
-  const coloured = await runLlmsup(["check-config", file], { env: { FORCE_COLOR: "1", NO_COLOR: "" } });
+  const coloured = await runCliInProcess(["check-config", file], { env: { FORCE_COLOR: "1", NO_COLOR: "" } });
   assert.match(coloured.stderr, /\u001b\[/);
 });
 
@@ -153,11 +183,11 @@ test("a program that is missing, or not executable, stops the start with exit 78
   assert.deepEqual(await hostCheck(ok), { errors: [], warnings: [], skipped: [] });
 
   const missing = write(dir, "missing.toml", hostConfig({ bin: path.join(dir, "no-such-server"), port }));
-  const r = await runLlmsup(["check-config", missing]);
+  const r = await runCliInProcess(["check-config", missing]);
   assert.equal(r.code, 78, r.stderr);
   assert.match(r.stderr, /1 problem on this host \(LLMSUP_E_CONFIG_HOST\)/);
   assert.match(r.stderr, /backend\[0\]\.process\.command\[0\]: .*no-such-server not found/);
-  const offline = await runLlmsup(["check-config", "--offline", missing]);
+  const offline = await runCliInProcess(["check-config", "--offline", missing]);
   assert.equal(offline.code, 0, offline.stderr);
   assert.equal(offline.stderr, "");
 
@@ -194,7 +224,7 @@ test("secret files: missing or unreadable by the service user is an error, world
   assert.deepEqual(rules(open.warnings), ["backend[1].api_key_file secret_exposed"]);
   assert.match(open.warnings[0]!.message, /readable by every user on this host \(mode 0644\)/);
 
-  const w = await runLlmsup(["check-config", cfg(secret(0o644))]);
+  const w = await runCliInProcess(["check-config", cfg(secret(0o644))]);
   assert.equal(w.code, 0, "a warning does not stop the start");
   assert.match(w.stdout, /valid, .*can run on this host/);
   assert.match(w.stderr, /1 warning\n {2}backend\[1\]\.api_key_file: .*readable by every user/);
@@ -212,7 +242,7 @@ test("a variable the daemon will not have is an error; one set by --env-file pas
   assert.deepEqual((await hostCheck(file, { envFile: [envFile] })).errors, []);
   assert.deepEqual((await hostCheck(file, {}, { PATH: process.env.PATH, LLMSUP_TEST_CLOUD_KEY: "sk" })).errors, []);
 
-  const cli = await runLlmsup(["check-config", "--env-file", envFile, file], { env: { LLMSUP_TEST_CLOUD_KEY: undefined } });
+  const cli = await runCliInProcess(["check-config", "--env-file", envFile, file], { env: { LLMSUP_TEST_CLOUD_KEY: undefined } });
   assert.equal(cli.code, 0, cli.stderr);
 });
 
@@ -223,7 +253,7 @@ test("a port already in use is a warning (it may be our own backend), listed in 
   t.after(() => busy.close());
   const port = (busy.address() as net.AddressInfo).port;
   const file = write(dir, "busy.toml", hostConfig({ bin, port }));
-  const r = await runLlmsup(["check-config", "--json", file]);
+  const r = await runCliInProcess(["check-config", "--json", file]);
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { valid: boolean; host_checked: boolean; warnings: ConfigProblem[] };
   assert.equal(out.valid, true);
@@ -233,7 +263,7 @@ test("a port already in use is a warning (it may be our own backend), listed in 
 
   const router = write(dir, "router.toml", hostConfig({ bin, port: await freePort(), top: `[router]\nlisten = "127.0.0.1:${port}"\n` }));
   assert.deepEqual(rules((await hostCheck(router)).warnings), ["router.listen port_in_use"]);
-  assert.equal((await runLlmsup(["check-config", "--offline", "--json", router])).stdout.includes("port_in_use"), false);
+  assert.equal((await runCliInProcess(["check-config", "--offline", "--json", router])).stdout.includes("port_in_use"), false);
 });
 
 test('"0s" where it would make the daemon spin, and a From that is not an address, are refused in every mode', async (t) => {
@@ -247,7 +277,7 @@ test('"0s" where it would make the daemon spin, and a From that is not an addres
   for (const [top, key, says] of cases) {
     const file = write(dir, "zero.toml", hostConfig({ bin, port, top }));
     for (const mode of [["--offline"], []]) {
-      const r = await runLlmsup(["check-config", "--json", ...mode, file]);
+      const r = await runCliInProcess(["check-config", "--json", ...mode, file]);
       assert.equal(r.code, 78, `${key} ${mode}`);
       const out = JSON.parse(r.stdout) as { code: string; problems: ConfigProblem[] };
       assert.equal(out.code, "LLMSUP_E_CONFIG_INVALID");
@@ -257,5 +287,5 @@ test('"0s" where it would make the daemon spin, and a From that is not an addres
   }
   // Zero that means "off" or "never wait" stays accepted.
   const off = write(dir, "off.toml", hostConfig({ bin, port, top: '[router]\nlisten = ""\nqueue_timeout = "0s"\nretry_after_wait_max = "0s"\n[health]\nprobe_interval = "0s"\n[alerts]\nfrom = "llmsup <llmsup@box.example.com>"\n' }));
-  assert.equal((await runLlmsup(["check-config", "--offline", off])).code, 0);
+  assert.equal((await runCliInProcess(["check-config", "--offline", off])).code, 0);
 });

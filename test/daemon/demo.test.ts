@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { request } from "node:http";
 import path from "node:path";
-import { CLI_ENTRY, REPO_ROOT, runLlmsup } from "../helpers/cli.ts";
+import { CLI_ENTRY, REPO_ROOT, runCliInProcess } from "../helpers/cli.ts";
 import { groupMembers } from "../../src/platform/procfs.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -30,7 +30,7 @@ test("llmsup demo runs the whole product on simulators and answers through the s
   const config = path.join(dir, "supervisor.toml");
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const s = await runLlmsup(["status", "--json", "--config", config]);
+    const s = await runCliInProcess(["status", "--json", "--config", config]);
     if (s.code === 0) break;
     if (Date.now() > deadline) assert.fail(`demo never reached OK:\n${s.stdout.slice(0, 3000)}\n${out}`);
     await new Promise((r) => setTimeout(r, 250));

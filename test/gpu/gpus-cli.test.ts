@@ -1,9 +1,9 @@
-/** `llmsup gpus` as an operator runs it, against the simulated nvidia-smi. */
+/** `llmsup gpus` as an operator runs it (in-process: test/helpers/cli.ts), against the simulated nvidia-smi. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { runLlmsup } from "../helpers/cli.ts";
+import { runCliInProcess } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { simBox } from "./helpers.ts";
 
@@ -15,7 +15,7 @@ test("a table of every GPU, its faults with what to do, and the processes holdin
     s.gpus[1]!.temperature_gpu = 91;
     s.processes.push({ pid: process.pid, gpu_uuid: s.gpus[1]!.uuid, used_memory_mib: 40_000, process_name: "/usr/bin/python3" });
   });
-  const r = await runLlmsup(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
+  const r = await runCliInProcess(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, "");
   const lines = r.stdout.split("\n");
@@ -27,7 +27,7 @@ test("a table of every GPU, its faults with what to do, and the processes holdin
   assert.match(r.stdout, new RegExp(`\\n1\\s+${process.pid}\\s+40000\\s+/usr/bin/python3\\n`));
   assert.ok(!r.stdout.includes("\u001b["), "no colour without a TTY");
 
-  const coloured = await runLlmsup(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: { ...NO_CONFIG, NO_COLOR: "", FORCE_COLOR: "1" } });
+  const coloured = await runCliInProcess(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: { ...NO_CONFIG, NO_COLOR: "", FORCE_COLOR: "1" } });
   assert.ok(coloured.stdout.includes("\u001b[33mdegraded\u001b[39m"));
 });
 
@@ -36,7 +36,7 @@ test("--json: stable keys, [N/A] as null, a GPU that requires a reset is down", 
     s.gpus[0]!.temperature_memory = null;
     s.gpus[1]!.requires_reset = true;
   });
-  const r = await runLlmsup(["gpus", "--json", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
+  const r = await runCliInProcess(["gpus", "--json", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as Record<string, unknown> & { gpus: Record<string, unknown>[]; faults: Record<string, unknown>[] };
   assert.deepEqual(Object.keys(out), ["nvidia_smi", "at", "gpus", "faults", "processes", "dropped_fields", "warnings"]);
@@ -74,7 +74,7 @@ test("--json: stable keys, [N/A] as null, a GPU that requires a reset is down", 
 });
 
 test("nvidia-smi missing or failing: exit 69 with the error code, in text and in JSON", async (t) => {
-  const missing = await runLlmsup(["gpus", "--nvidia-smi", "/nonexistent/nvidia-smi"], { env: NO_CONFIG });
+  const missing = await runCliInProcess(["gpus", "--nvidia-smi", "/nonexistent/nvidia-smi"], { env: NO_CONFIG });
   assert.equal(missing.code, 69);
   assert.equal(missing.stdout, "");
   assert.match(missing.stderr, /^llmsup gpus: error LLMSUP_E_GPU_SMI_MISSING: cannot run nvidia-smi at "\/nonexistent\/nvidia-smi": no such file\n/);
@@ -82,7 +82,7 @@ test("nvidia-smi missing or failing: exit 69 with the error code, in text and in
   const box = await simBox(t, (s) => {
     s.failure = "gpu_lost";
   });
-  const lost = await runLlmsup(["gpus", "--json", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
+  const lost = await runCliInProcess(["gpus", "--json", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
   assert.equal(lost.code, 69);
   const err = (JSON.parse(lost.stdout) as { error: Record<string, unknown> }).error;
   assert.deepEqual([err.code, err.kind, err.bus_id], ["LLMSUP_E_GPU_LOST", "gpu_lost", "00000000:1B:00.0"]);
@@ -100,12 +100,12 @@ test("config: [gpu] nvidia_smi and deadline come from --config; an explicit conf
     `[gpu]\nnvidia_smi = "${box.nvidiaSmi}"\ndeadline = "700ms"\n\n[[backend]]\nname = "cloud"\nkind = "openai"\nurl = "https://api.example.com"\n\n[[route]]\nmodel = "m"\ntiers = [{ backend = "cloud", model = "m" }]\n`,
   );
   const started = Date.now();
-  const hung = await runLlmsup(["gpus", "--config", file]);
+  const hung = await runCliInProcess(["gpus", "--config", file]);
   assert.equal(hung.code, 69);
   assert.match(hung.stderr, /LLMSUP_E_GPU_UNRESPONSIVE: nvidia-smi did not answer within 700ms/);
   assert.ok(Date.now() - started < 5_000, "the command ends even though nvidia-smi never does");
 
-  const absent = await runLlmsup(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: { LLMSUP_CONFIG: path.join(dir, "nope.toml") } });
+  const absent = await runCliInProcess(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: { LLMSUP_CONFIG: path.join(dir, "nope.toml") } });
   assert.equal(absent.code, 78);
   assert.match(absent.stderr, /LLMSUP_E_CONFIG_UNREADABLE/);
 });
