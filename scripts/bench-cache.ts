@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const keep = process.env.BENCH_CACHE_DIR;
   const dir = keep ?? mkdtempSync(path.join(tmpdir(), "llmsup-bench-cache-"));
   const config = { max_entries: ENTRIES * 2, max_bytes: 8 * 1024 ** 3, ttl: 365 * 86_400_000, similarity: THRESHOLD, multi_turn: false };
-  const open = () => EmergencyCache.open({ config, dir, logger: silentLogger(), clock: realClock });
+  const open = () => EmergencyCache.open({ config, dir, logger: silentLogger(), clock: realClock, sqlite: loadSqlite() });
   try {
     console.log(`llmsup emergency cache benchmark: ${ENTRIES.toLocaleString("en")} answers, ${QUERIES.toLocaleString("en")} lookups of each kind, Node ${process.versions.node}, SQLite ${(loadSqlite() as SqliteModule).DatabaseSync ? "node:sqlite" : "?"}`);
     let cache = open();

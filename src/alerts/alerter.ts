@@ -10,11 +10,11 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { AlertsConfig } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
-import { realClock, type Clock, type TimerHandle } from "../platform/clock.ts";
+import { within, type Clock, type TimerHandle } from "../platform/clock.ts";
 import { Courier, type DeliveryStatus, type RetryPolicy } from "./delivery.ts";
 import { classifyAlert, type AlertEvent, type AlertSeverity } from "./events.ts";
 import { readJson, writeJsonAtomic } from "../platform/json-file.ts";
-import { createMailer, type Mailer } from "./mailer.ts";
+import type { MailerFactory } from "./mailer.ts";
 import { Outbox } from "./outbox.ts";
 import { decide, initialPolicyState, nextWake, parsePolicyState, tick, type PlannedMail, type PolicyConfig, type PolicyState } from "./policy.ts";
 import { reconcile, type LiveState } from "./reconcile.ts";
@@ -28,17 +28,24 @@ export interface AlerterOptions {
   /** [daemon] state_dir; the alerter keeps its files in <state_dir>/alerts. */
   readonly stateDir: string;
   readonly logger: Logger;
-  readonly clock?: Clock;
+  /** The policy's clock: coalescing windows, the hourly cap, retry times. */
+  readonly clock: Clock;
+  /**
+   * Real time, for the deadlines of waits on the outside world (flush waiting
+   * on the SMTP server, the status snapshot's provider), whatever clock the
+   * policy runs on; the daemon's clock in the daemon, the real one in tests.
+   */
+  readonly ioClock: Clock;
   /** Where password_env is looked up. */
-  readonly env?: NodeJS.ProcessEnv;
+  readonly env: NodeJS.ProcessEnv;
   /** The status snapshot each mail carries. */
   readonly snapshot?: SnapshotProvider;
   readonly snapshotTimeoutMs?: number;
   /** IANA zone for times in mails; the process's own by default. */
   readonly timeZone?: string;
   readonly retry?: RetryPolicy;
-  /** A ready transport instead of one built from [alerts.smtp]. */
-  readonly mailer?: Mailer;
+  /** Builds the transport from [alerts.smtp] (createMailer, from the composition root). */
+  readonly mailer: MailerFactory;
 }
 
 export interface AlerterStatus extends DeliveryStatus {
@@ -74,7 +81,7 @@ export class Alerter {
 
   private constructor(o: AlerterOptions, courier: Courier | undefined, policy: PolicyState) {
     this.o = o;
-    this.clock = o.clock ?? realClock;
+    this.clock = o.clock;
     this.cfg = { coalesceWindowMs: o.config.coalesce_window, maxPerHour: o.config.max_per_hour };
     this.courier = courier;
     this.policy = policy;
@@ -90,8 +97,8 @@ export class Alerter {
     if (!o.config.enabled) return new Alerter(o, undefined, initialPolicyState());
     const dir = path.join(o.stateDir, "alerts");
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const clock = o.clock ?? realClock;
-    const mailer = o.mailer ?? (await createMailer(o.config, { env: o.env, clientName: o.hostname }));
+    const clock = o.clock;
+    const mailer = await o.mailer(o.config, { env: o.env, clientName: o.hostname });
     const outbox = await Outbox.open(dir, o.config.outbox_max);
     const saved = await readJson(path.join(dir, "policy.json")).catch(() => undefined);
     const policy = parsePolicyState(saved);
@@ -172,17 +179,14 @@ export class Alerter {
       if (settled && s.pending === 0) break;
       if (settled && !courier.busy && s.failedAttempts > failedBefore) break;
       if (settled && !courier.busy && s.nextAttemptAt === undefined) courier.kick();
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-        const t = setTimeout(() => {
-          this.waiters.delete(wake);
-          resolve();
-        }, Math.max(1, deadline - performance.now()));
+      let wake: () => void = () => undefined;
+      const progressed = new Promise<void>((resolve) => {
+        wake = resolve;
         this.waiters.add(wake);
       });
+      // Real time, whatever clock the policy runs on: what this waits for is the SMTP server.
+      await within(this.o.ioClock, progressed, Math.max(1, deadline - performance.now()));
+      this.waiters.delete(wake);
     }
     return this.status();
   }
@@ -268,21 +272,15 @@ export class Alerter {
   private async snapshot(): Promise<string[] | undefined> {
     const provider = this.o.snapshot;
     if (!provider) return undefined;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const s = await Promise.race([
-        Promise.resolve().then(provider),
-        new Promise<undefined>((resolve) => {
-          timer = setTimeout(() => resolve(undefined), this.o.snapshotTimeoutMs ?? 2_000);
-          timer.unref();
-        }),
-      ]);
+      const taken = Promise.resolve().then(provider);
+      // Real time, like flush: what this waits for is the provider, not the policy.
+      if (!(await within(this.o.ioClock, taken, this.o.snapshotTimeoutMs ?? 2_000))) return undefined;
+      const s = await taken;
       return s === undefined ? undefined : renderSnapshot(s);
     } catch (e) {
       this.o.logger.warn({ event: "alert.snapshot.failed", err: (e as Error).message }, `status snapshot for an alert mail failed: ${(e as Error).message}`);
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

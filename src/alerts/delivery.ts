@@ -6,6 +6,7 @@
  */
 import type { Logger } from "../log/logger.ts";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
+import { doublingDelay } from "../time/backoff.ts";
 import type { Mailer } from "./mailer.ts";
 import type { DropRecord, Outbox, OutboxMessage } from "./outbox.ts";
 import { droppedNote } from "./render.ts";
@@ -175,7 +176,7 @@ export class Courier {
           this.failures++;
           this.failedAttempts++;
           this.lastError = { at: clock.now(), failure: r.failure };
-          const delay = Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** Math.min(this.failures - 1, 20));
+          const delay = doublingDelay({ first: this.retry.baseMs, max: this.retry.maxMs }, this.failures - 1);
           this.nextAttemptAt = clock.now() + delay;
           this.retryTimer = clock.setTimeout(() => {
             this.retryTimer = undefined;

@@ -39,15 +39,19 @@ export interface Mailer {
 }
 
 export interface MailerOptions {
-  readonly env?: NodeJS.ProcessEnv;
+  /** Where password_env is looked up. */
+  readonly env: NodeJS.ProcessEnv;
   /** A pooled transport (the daemon) or one connection per send (test-alert). Default true. */
   readonly pool?: boolean;
   /** Name sent with EHLO; the host name. */
   readonly clientName?: string;
 }
 
+/** Builds a transport from [alerts]: createMailer (below), handed down from the composition root; tests may hand a fake. */
+export type MailerFactory = (alerts: AlertsConfig, options: MailerOptions) => Promise<Mailer>;
+
 /** Reads the SMTP password named by password_file or password_env; undefined when none is configured. */
-export async function readSmtpPassword(smtp: AlertsConfig["smtp"], env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+export async function readSmtpPassword(smtp: AlertsConfig["smtp"], env: NodeJS.ProcessEnv): Promise<string | undefined> {
   if (smtp.password_file) {
     let text: string;
     try {
@@ -74,7 +78,7 @@ export function smtpTarget(smtp: AlertsConfig["smtp"]): string {
 }
 
 /** Builds the transport; throws LLMSUP_E_SECRET_UNREADABLE when the password cannot be read. */
-export async function createMailer(alerts: AlertsConfig, options: MailerOptions = {}): Promise<Mailer> {
+export async function createMailer(alerts: AlertsConfig, options: MailerOptions): Promise<Mailer> {
   const smtp = alerts.smtp;
   const pass = await readSmtpPassword(smtp, options.env);
   const secrets = pass ? [pass, `\u0000${smtp.user ?? ""}\u0000${pass}`] : [];

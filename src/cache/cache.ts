@@ -21,7 +21,7 @@ import { optedOut, prepareKey, type PreparedKey, type SkipReason } from "./key.t
 import { isAnswer } from "./marks.ts";
 import { bestMatch } from "./nearest.ts";
 import { bandKeys, gramVector, MAX_SIMILAR_CHARS, minhash } from "./similarity.ts";
-import { loadSqlite, type SqliteModule } from "./sqlite.ts";
+import type { SqliteModule } from "./sqlite.ts";
 import { StoreFile } from "./store-file.ts";
 
 export { CACHE_FILE } from "./store-file.ts";
@@ -41,8 +41,8 @@ export interface CacheOptions {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics?: CacheMetricsSink;
-  /** For tests: another SQLite module, or an Error standing for its absence. */
-  readonly sqlite?: SqliteModule | Error;
+  /** The SQLite module (loadSqlite(), from the composition root), or an Error saying why there is none. */
+  readonly sqlite: SqliteModule | Error;
 }
 
 export interface CacheHit {
@@ -111,7 +111,7 @@ export class EmergencyCache implements CacheHook {
       dir: o.dir,
       logger: o.logger,
       clock: o.clock,
-      sqlite: o.sqlite ?? loadSqlite(),
+      sqlite: o.sqlite,
       onOpen: () => {
         this.lastDfSync = this.clock.now();
         this.reportSize();

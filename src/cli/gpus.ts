@@ -1,4 +1,10 @@
-/** `llmsup gpus [--json] [--config PATH] [--nvidia-smi PATH]`: every GPU with its condition and processes, without the daemon. */
+/**
+ * `llmsup gpus [--json] [--config PATH] [--nvidia-smi PATH]`: every GPU with its condition and processes, without the daemon.
+ *
+ * A one-shot program of its own, so its own composition root: it builds the real
+ * dependencies it needs (the wall clock, the program spawner) here, as
+ * daemon/wire.ts does for the daemon.
+ */
 import { DEFAULT_CONFIG_PATH, loadConfigFile } from "../config/load.ts";
 import { gpuSchema } from "../config/schema.ts";
 import type { ConfigProblem, GpuConfig } from "../config/types.ts";
@@ -7,6 +13,8 @@ import { EXIT, ERRORS } from "../errors/registry.ts";
 import { clockReasonNames, reportJson, type GpuReport } from "../gpu/report.ts";
 import { SmiRunner } from "../gpu/runner.ts";
 import { takeSnapshot } from "../gpu/snapshot.ts";
+import { spawnChild } from "../gpu/spawn.ts";
+import { realClock } from "../platform/clock.ts";
 import type { GpuFault } from "../gpu/types.ts";
 import { colourWanted, style, writeJson, type Io, type Style } from "./output.ts";
 import { formatProblem } from "./check-config.ts";
@@ -37,8 +45,8 @@ export async function gpusCommand(opts: GpusOptions, io: Io): Promise<number> {
     return fail(io, opts, e, (e.details.problems as ConfigProblem[] | undefined) ?? []);
   }
   const path = opts.nvidiaSmi ?? config.nvidia_smi;
-  const runner = new SmiRunner({ path, deadlineMs: config.deadline });
-  const shot = await takeSnapshot(runner, config);
+  const runner = new SmiRunner({ path, deadlineMs: config.deadline, spawn: spawnChild, clock: realClock });
+  const shot = await takeSnapshot(runner, config, realClock);
   if (!shot.ok) {
     const f = shot.failure;
     return fail(io, opts, new LlmsupError(f.code, f.message, { kind: f.kind, busId: f.busId, exitCode: f.exitCode, path }));

@@ -1,14 +1,14 @@
 /**
  * The thin half of the host checks: stat files, read /etc/passwd and
  * /etc/group, read an EnvironmentFile, try to bind ports on this host, ask
- * nvidia-smi for its GPUs. Every decision is in host-checks.ts.
+ * nvidia-smi for its GPUs (through execa). Every decision is in host-checks.ts.
  */
-import { execFile } from "node:child_process";
 import { constants as fsConstants } from "node:fs";
 import { access, readFile, stat } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { execa } from "execa";
 import { ancestors, decideHostChecks, hostNeeds, parseEnvFile, type FileFact, type HostFacts, type HostReport, type Identity, type PathFact, type PortFact } from "./host-checks.ts";
 import type { Config } from "./types.ts";
 
@@ -102,13 +102,17 @@ async function gpuIndices(smi: string, env: HostFacts["env"], timeoutMs: number)
     if (!found) return { skipped: `${smi} is not on PATH on this host` };
     smi = found;
   } else if (!(await access(smi, fsConstants.X_OK).then(() => true, () => false))) return { skipped: `${smi} is not present or not executable` };
-  return new Promise((resolve) => {
-    execFile(smi, ["--query-gpu=index", "--format=csv,noheader,nounits"], { timeout: timeoutMs, env: env as NodeJS.ProcessEnv }, (err, stdout) => {
-      if (err) return resolve({ skipped: `${smi} failed: ${err.killed ? `no answer within ${timeoutMs} ms` : err.message.split("\n")[0]}` });
-      const gpus = stdout.split("\n").map((l) => l.trim()).filter((l) => /^\d+$/.test(l)).map(Number);
-      resolve({ gpus });
-    });
+  const r = await execa(smi, ["--query-gpu=index", "--format=csv,noheader,nounits"], {
+    env: env as NodeJS.ProcessEnv,
+    extendEnv: false,
+    stdin: "ignore",
+    timeout: timeoutMs,
+    forceKillAfterDelay: false,
+    reject: false,
   });
+  if (r.failed) return { skipped: `${smi} failed: ${r.timedOut ? `no answer within ${timeoutMs} ms` : (r.shortMessage ?? "").split("\n")[0]}` };
+  const gpus = r.stdout.split("\n").map((l) => l.trim()).filter((l) => /^\d+$/.test(l)).map(Number);
+  return { gpus };
 }
 
 /** Reads the environment files; a file that cannot be read is an error the caller reports. */

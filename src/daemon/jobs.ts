@@ -7,7 +7,7 @@ import { renderDrill } from "../drills/report.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../platform/clock.ts";
 import { digestJob, housekeepingJob, type PruneHook } from "../schedule/jobs.ts";
-import { Scheduler } from "../schedule/scheduler.ts";
+import { Scheduler, type TickSource } from "../schedule/scheduler.ts";
 import { timeOnTier } from "./alert-bridge.ts";
 import type { HistoryEntry } from "./state-store.ts";
 
@@ -15,6 +15,8 @@ export interface JobDeps {
   readonly config: () => Config;
   readonly alerter?: Alerter;
   readonly clock: Clock;
+  /** The cron ticks, logging to `logger` (nodeCronTicks, from the composition root). */
+  readonly ticks: (logger: Logger) => TickSource;
   readonly log: Logger;
   readonly prune: readonly PruneHook[];
   readonly alertLog: () => readonly AlertEvent[];
@@ -23,7 +25,8 @@ export interface JobDeps {
 }
 
 export function scheduleJobs(c: Config, d: JobDeps): Scheduler {
-  const scheduler = new Scheduler({ logger: d.log.child({ component: "schedule" }), clock: d.clock });
+  const logger = d.log.child({ component: "schedule" });
+  const scheduler = new Scheduler({ logger, clock: d.clock, ticks: d.ticks(logger) });
   scheduler.add({ name: "housekeeping", cron: c.schedule.housekeeping, run: housekeepingJob({ alerter: d.alerter, logger: d.log, prune: d.prune }) });
   const alerter = d.alerter;
   if (alerter) {

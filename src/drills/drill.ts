@@ -22,7 +22,7 @@ import type { AlertEvent } from "../alerts/events.ts";
 import type { Config, RouteConfig } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
 import type { HealthRegistry } from "../health/registry.ts";
-import type { Clock } from "../platform/clock.ts";
+import { sleepOn, within, type Clock, type TimerHandle } from "../platform/clock.ts";
 import { signalGroup } from "../platform/procfs.ts";
 import type { Router } from "../router/router.ts";
 import type { DrillMark } from "../supervisor/owner.ts";
@@ -160,19 +160,23 @@ async function drill(
     void p.finally(() => inFlight.delete(p));
   };
   const interval = spec.intervalMs ?? 250;
-  const pump = setInterval(() => streaming && fire(), interval);
+  let pump: TimerHandle | undefined;
+  const pumpNext = () => {
+    pump = d.clock.setTimeout(() => {
+      if (!streaming) return;
+      fire();
+      pumpNext();
+    }, interval);
+  };
+  pumpNext();
   fire();
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const sleep = (ms: number) => sleepOn(d.clock, ms);
   /** Until `done()` holds or `until` passes; woken early by each route transition. */
   const waitUntil = async (done: () => boolean, until: number) => {
     while (!done() && d.clock.now() < until) {
-      let timer: NodeJS.Timeout | undefined;
-      await new Promise<void>((r) => {
-        wake = r;
-        timer = setTimeout(r, Math.max(1, Math.min(100, until - d.clock.now())));
-      });
-      clearTimeout(timer);
+      const woken = new Promise<void>((r) => (wake = r));
+      await within(d.clock, woken, Math.max(1, Math.min(100, until - d.clock.now())));
       wake = undefined;
     }
   };
@@ -211,11 +215,11 @@ async function drill(
     if (failover()) await waitUntil(() => recovered() !== undefined, deadline);
   } finally {
     streaming = false;
-    clearInterval(pump);
+    pump?.cancel();
     if (!continued) signalGroup(mark!.pid, "SIGCONT");
     if (spec.scenario === "primary-outage") d.health.set(backendName, "drill", "healthy", "");
   }
-  await Promise.race([Promise.all(inFlight), sleep(10_000)]);
+  await within(d.clock, Promise.all(inFlight), 10_000);
   off();
   offHealth();
   await agent.close().catch(() => undefined);

@@ -16,7 +16,8 @@
  */
 import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import { realTimers, spawnChild, type ChildHandle, type Spawner, type Timers } from "./spawn.ts";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
+import type { ChildHandle, ProgramSpawner } from "./spawn.ts";
 import { parseJournalLine, parseKernelMessage, parseKmsgRecord, type KernelGpuEvent } from "./xid.ts";
 
 export type KernelLogMode = "auto" | "kmsg" | "journal" | "off";
@@ -34,9 +35,9 @@ export interface KernelLogOptions {
   readonly mode: KernelLogMode;
   readonly kmsgPath?: string;
   readonly journalCommand?: readonly string[];
-  readonly spawn?: Spawner;
-  readonly timers?: Timers;
-  readonly now?: () => number;
+  /** Starts the journal reader (spawnChild, from the composition root). */
+  readonly spawn: ProgramSpawner;
+  readonly clock: Clock;
   /** Pause between polls of kmsg when nothing is new, ms. */
   readonly pollMs?: number;
   /** A journalctl that ends sooner than this after starting is taken as unusable, ms. */
@@ -53,19 +54,17 @@ const MAX_DRAIN_READS = 200_000;
 
 export class KernelLogWatcher {
   readonly #o: KernelLogOptions;
-  readonly #timers: Timers;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #status: KernelLogStatus | undefined;
   #stopped = false;
   #file: FileHandle | undefined;
-  #timer: unknown;
+  #timer: TimerHandle | undefined;
   #journal: ChildHandle | undefined;
   #lastSeq: number | undefined;
 
   constructor(options: KernelLogOptions) {
     this.#o = options;
-    this.#timers = options.timers ?? realTimers;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
   }
 
   get status(): KernelLogStatus | undefined {
@@ -88,7 +87,7 @@ export class KernelLogWatcher {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#timers.clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#journal?.kill("SIGTERM");
     this.#journal?.abandon();
     const file = this.#file;
@@ -127,7 +126,7 @@ export class KernelLogWatcher {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = this.#timers.setTimeout(() => void this.#poll(), this.#o.pollMs ?? 1_000);
+    this.#timer = this.#clock.setTimeout(() => void this.#poll(), this.#o.pollMs ?? 1_000);
   }
 
   async #poll(): Promise<void> {
@@ -193,8 +192,8 @@ export class KernelLogWatcher {
     const command = this.#o.journalCommand ?? DEFAULT_JOURNAL_COMMAND;
     const [file, ...args] = command;
     if (!file) return this.#setStatus({ source: "unavailable", reason: "no journal command" });
-    const started = this.#now();
-    const child = (this.#o.spawn ?? spawnChild)(file, args);
+    const started = this.#clock.now();
+    const child = this.#o.spawn(file, args);
     this.#journal = child;
     let buffer = "";
     let said = "";
@@ -218,7 +217,7 @@ export class KernelLogWatcher {
     void child.exited.then((exit) => {
       if (this.#stopped || this.#journal !== child) return;
       this.#journal = undefined;
-      const lived = this.#now() - started;
+      const lived = this.#clock.now() - started;
       const why = exit.error ? `${file}: ${exit.error.code ?? exit.error.message}` : `${command.join(" ")} exited with status ${exit.code ?? exit.signal}${said ? `: ${said.trim()}` : ""}`;
       if (lived < (this.#o.journalMinLifeMs ?? 5_000) && entries === 0) {
         this.#setStatus({ source: "unavailable", reason: [kmsgProblem, why].filter(Boolean).join("; ") });
@@ -226,7 +225,7 @@ export class KernelLogWatcher {
       }
       // It worked for a while: start it again after a pause.
       this.#o.onNote?.(`${why}; restarting it`);
-      this.#timer = this.#timers.setTimeout(() => {
+      this.#timer = this.#clock.setTimeout(() => {
         if (!this.#stopped) this.#startJournal(kmsgProblem);
       }, this.#o.pollMs ?? 1_000);
     });

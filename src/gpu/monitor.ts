@@ -17,7 +17,9 @@
 import { EventEmitter } from "node:events";
 import type { GpuConfig } from "../config/types.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
 import type { VramProbe } from "../supervisor/vram.ts";
+import { doublingDelay } from "../time/backoff.ts";
 import { evaluate, faultConfig, initialFaultState, type FaultConfig, type FaultInput, type FaultState } from "./faults.ts";
 import { CSV_FORMAT, GPU_CANDIDATES, queryArgument, type GpuFieldKey, type SelectedField } from "./fields.ts";
 import { KernelLogWatcher, type KernelLogStatus } from "./kernel-log.ts";
@@ -26,7 +28,7 @@ import { probeFields } from "./probe-fields.ts";
 import { buildReport, type GpuReport } from "./report.ts";
 import { SmiRunner, type LoopExit, type LoopHandle } from "./runner.ts";
 import { SlowPoll } from "./slow-poll.ts";
-import { realTimers, type Spawner, type Timers } from "./spawn.ts";
+import type { ProgramSpawner } from "./spawn.ts";
 import type { ClearedFault, ComputeApp, GpuFault, GpuSample, RemappedRows, SmiFailure } from "./types.ts";
 import { SmiVramProbe } from "./vram-probe.ts";
 import type { XidOutcome } from "./xid-policy.ts";
@@ -34,9 +36,9 @@ import type { XidOutcome } from "./xid-policy.ts";
 export interface GpuMonitorOptions {
   readonly config: Omit<GpuConfig, "enabled"> & { readonly enabled?: boolean };
   readonly logger?: Logger;
-  readonly spawn?: Spawner;
-  readonly timers?: Timers;
-  readonly now?: () => number;
+  /** Starts nvidia-smi and journalctl (spawnChild, from the composition root; tests script their own). */
+  readonly spawn: ProgramSpawner;
+  readonly clock: Clock;
   /** Kernel-log sources (tests point these at a file or a fake command). */
   readonly kernelLog?: { readonly kmsgPath?: string; readonly journalCommand?: readonly string[]; readonly pollMs?: number };
   /** Refresh remapped rows and compute apps every this many ms (default 30 s). */
@@ -71,8 +73,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   readonly #config: GpuMonitorOptions["config"];
   #fc: FaultConfig;
   readonly #log: Logger;
-  readonly #timers: Timers;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #kernel: KernelLogWatcher;
   readonly #slowPollMs: number;
   readonly #slow: SlowPoll;
@@ -87,8 +88,8 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   #lastSlowPoll = -Infinity;
   #lastFailure: SmiFailure | undefined;
   #loop: LoopHandle | undefined;
-  #retryTimer: unknown;
-  #tickTimer: unknown;
+  #retryTimer: TimerHandle | undefined;
+  #tickTimer: TimerHandle | undefined;
   #failures = 0;
   #stopped = true;
   readonly #problems = new Set<string>();
@@ -98,10 +99,9 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     this.#config = options.config;
     this.#fc = faultConfig(options.config);
     this.#log = options.logger ?? silentLogger();
-    this.#timers = options.timers ?? realTimers;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
     this.#slowPollMs = options.slowPollMs ?? 30_000;
-    this.runner = new SmiRunner({ path: options.config.nvidia_smi, deadlineMs: options.config.deadline, spawn: options.spawn, timers: this.#timers, now: this.#now });
+    this.runner = new SmiRunner({ path: options.config.nvidia_smi, deadlineMs: options.config.deadline, spawn: options.spawn, clock: this.#clock });
     this.#slow = new SlowPoll({
       runner: this.runner,
       logger: this.#log,
@@ -115,8 +115,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
       mode: options.config.kernel_log,
       ...options.kernelLog,
       spawn: options.spawn,
-      timers: this.#timers,
-      now: this.#now,
+      clock: this.#clock,
       onEvent: (event) => this.#feed({ type: "kernel", event }),
       onStatus: (status) => this.#kernelStatus(status),
       onNote: (note) => this.#log.debug({ event: "gpu.kernel_log.note", note }),
@@ -143,8 +142,8 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#state = "stopped";
-    this.#timers.clearTimeout(this.#retryTimer);
-    this.#timers.clearTimeout(this.#tickTimer);
+    this.#retryTimer?.cancel();
+    this.#tickTimer?.cancel();
     this.#loop?.stop();
     this.#loop = undefined;
     await this.#kernel.stop();
@@ -158,7 +157,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
 
   snapshot(): GpuSnapshot {
     const report = buildReport({
-      at: this.#now(),
+      at: this.#clock.now(),
       samples: this.#samples,
       identities: this.#faults.gpus,
       remapped: this.#remapped,
@@ -193,7 +192,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   // ---- evaluation ------------------------------------------------------------
 
   #feed(input: FaultInput): void {
-    const r = evaluate(this.#faults, input, this.#now(), this.#fc);
+    const r = evaluate(this.#faults, input, this.#clock.now(), this.#fc);
     this.#faults = r.state;
     if (r.xid) this.#logXid(r.xid);
     for (const f of r.cleared) {
@@ -220,7 +219,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
 
   #scheduleTick(): void {
     if (this.#stopped) return;
-    this.#tickTimer = this.#timers.setTimeout(() => {
+    this.#tickTimer = this.#clock.setTimeout(() => {
       this.#feed({ type: "tick" });
       this.#scheduleTick();
     }, Math.max(this.#config.interval, 100));
@@ -260,7 +259,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   }
 
   #onSample(parsed: Parsed<GpuSample>): void {
-    const at = this.#now();
+    const at = this.#clock.now();
     for (const p of parsed.problems) {
       // Said once per distinct line, however often nvidia-smi repeats it.
       if (this.#problems.has(p.message) || this.#problems.size > 100) continue;
@@ -314,10 +313,10 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   /** Probe again after a pause that grows with consecutive failures (interval, doubling, at most 12 intervals). */
   #retry(): void {
     if (this.#stopped) return;
-    const delay = Math.min(this.#config.interval * 2 ** this.#failures, Math.max(12 * this.#config.interval, 1_000));
+    const delay = doublingDelay({ first: this.#config.interval, max: Math.max(12 * this.#config.interval, 1_000) }, this.#failures);
     this.#failures++;
-    this.#timers.clearTimeout(this.#retryTimer);
-    this.#retryTimer = this.#timers.setTimeout(() => void this.#cycle(), delay);
+    this.#retryTimer?.cancel();
+    this.#retryTimer = this.#clock.setTimeout(() => void this.#cycle(), delay);
   }
 
   #onRemapped(rows: RemappedRows[]): void {

@@ -13,7 +13,8 @@
  */
 import { LlmsupError } from "../errors/error.ts";
 import { formatDuration } from "../config/units.ts";
-import { realTimers, spawnChild, type ChildExit, type ChildHandle, type Spawner, type Timers } from "./spawn.ts";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
+import type { ChildExit, ChildHandle, ProgramSpawner } from "./spawn.ts";
 
 export interface SmiRun {
   /** stdout and stderr together, as nvidia-smi prints its errors on stdout. */
@@ -36,9 +37,9 @@ export interface SmiRunnerOptions {
   readonly path: string;
   /** Hard deadline of one-shot queries, ms ([gpu] deadline). */
   readonly deadlineMs: number;
-  readonly spawn?: Spawner;
-  readonly timers?: Timers;
-  readonly now?: () => number;
+  /** Starts nvidia-smi (spawnChild, from the composition root; tests script their own). */
+  readonly spawn: ProgramSpawner;
+  readonly clock: Clock;
 }
 
 export interface LoopOptions {
@@ -76,18 +77,16 @@ const MAX_OUTPUT = 1 << 20;
 export class SmiRunner {
   readonly path: string;
   readonly deadlineMs: number;
-  readonly #spawn: Spawner;
-  readonly #timers: Timers;
-  readonly #now: () => number;
+  readonly #spawn: ProgramSpawner;
+  readonly #clock: Clock;
   readonly #stuck = new Set<StuckProcess>();
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: SmiRunnerOptions) {
     this.path = options.path;
     this.deadlineMs = options.deadlineMs;
-    this.#spawn = options.spawn ?? spawnChild;
-    this.#timers = options.timers ?? realTimers;
-    this.#now = options.now ?? Date.now;
+    this.#spawn = options.spawn;
+    this.#clock = options.clock;
   }
 
   /** The oldest nvidia-smi that missed its deadline and has not exited yet. */
@@ -112,7 +111,7 @@ export class SmiRunner {
   #once(args: readonly string[], deadlineMs: number): Promise<SmiRun> {
     const refused = this.#refusal();
     if (refused) return Promise.reject(refused);
-    const started = this.#now();
+    const started = this.#clock.now();
     const child = this.#spawn(this.path, args);
     let output = "";
     child.onOutput((chunk) => {
@@ -120,7 +119,7 @@ export class SmiRunner {
     });
     return new Promise<SmiRun>((resolve, reject) => {
       let settled = false;
-      const timer = this.#timers.setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         if (settled) return;
         settled = true;
         this.#giveUp(child, "query");
@@ -136,9 +135,9 @@ export class SmiRunner {
       void child.exited.then((exit) => {
         if (settled) return;
         settled = true;
-        this.#timers.clearTimeout(timer);
+        timer.cancel();
         if (exit.error && exit.code === null && exit.signal === null) reject(this.#missing(exit.error));
-        else resolve({ output, exitCode: exit.code, signal: exit.signal, ms: this.#now() - started });
+        else resolve({ output, exitCode: exit.code, signal: exit.signal, ms: this.#clock.now() - started });
       });
     });
   }
@@ -154,23 +153,23 @@ export class SmiRunner {
     const child = this.#spawn(this.path, args);
     let buffer = "";
     let batch: string[] = [];
-    let lastAt = this.#now();
+    let lastAt = this.#clock.now();
     let overdue = false;
     let stopped = false;
     let ended = false;
 
-    const arm = () => this.#timers.setTimeout(onOverdue, options.overdueMs);
+    const arm = (): TimerHandle => this.#clock.setTimeout(onOverdue, options.overdueMs);
     const onOverdue = () => {
       if (stopped || ended) return;
       overdue = true;
       this.#giveUp(child, "loop");
-      listener.overdue(this.#now() - lastAt);
+      listener.overdue(this.#clock.now() - lastAt);
     };
     let timer = arm();
 
     const deliver = (lines: string[]) => {
-      this.#timers.clearTimeout(timer);
-      lastAt = this.#now();
+      timer.cancel();
+      lastAt = this.#clock.now();
       timer = arm();
       listener.sample(lines);
     };
@@ -189,7 +188,7 @@ export class SmiRunner {
     });
     void child.exited.then((exit) => {
       ended = true;
-      this.#timers.clearTimeout(timer);
+      timer.cancel();
       const leftover = [...batch, buffer].filter((s) => s.trim() !== "").join("\n");
       if (exit.error && exit.code === null && exit.signal === null) {
         listener.exit({ ...exit, leftover: this.#missing(exit.error).message, overdue, stopped });
@@ -200,7 +199,7 @@ export class SmiRunner {
       stop: () => {
         if (stopped || ended) return;
         stopped = true;
-        this.#timers.clearTimeout(timer);
+        timer.cancel();
         child.kill("SIGTERM");
         child.abandon();
       },
@@ -209,7 +208,7 @@ export class SmiRunner {
 
   /** SIGKILL, let go, and remember it until it really exits. */
   #giveUp(child: ChildHandle, what: StuckProcess["what"]): void {
-    const stuck: StuckProcess = { pid: child.pid, since: this.#now(), what };
+    const stuck: StuckProcess = { pid: child.pid, since: this.#clock.now(), what };
     this.#stuck.add(stuck);
     void child.exited.then(() => this.#stuck.delete(stuck));
     child.kill("SIGKILL");
@@ -221,7 +220,7 @@ export class SmiRunner {
     if (!stuck) return undefined;
     return new LlmsupError(
       "LLMSUP_E_GPU_UNRESPONSIVE",
-      `an earlier nvidia-smi (pid ${stuck.pid ?? "?"}) has been stuck for ${formatDuration(this.#now() - stuck.since)}; not starting another`,
+      `an earlier nvidia-smi (pid ${stuck.pid ?? "?"}) has been stuck for ${formatDuration(this.#clock.now() - stuck.since)}; not starting another`,
       { path: this.path, pid: stuck.pid, stuckSince: stuck.since },
     );
   }

@@ -5,6 +5,7 @@
  * all there is, so a slowdown shows as soon as it is active).
  */
 import type { GpuConfig } from "../config/types.ts";
+import type { Clock } from "../platform/clock.ts";
 import { evaluate, faultConfig, initialFaultState, type FaultState } from "./faults.ts";
 import { APP_FIELDS, GPU_CANDIDATES, REMAP_CANDIDATES } from "./fields.ts";
 import { parseComputeApps, parseGpuQuery, parseRemappedRows } from "./parse.ts";
@@ -24,10 +25,10 @@ export type OneShot =
     }
   | { readonly ok: false; readonly failure: SmiFailure };
 
-export async function takeSnapshot(runner: QueryRunner, config: OneShotConfig, now: () => number = Date.now): Promise<OneShot> {
+export async function takeSnapshot(runner: QueryRunner, config: OneShotConfig, clock: Clock): Promise<OneShot> {
   const probe = await probeFields(runner, "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
   if (!probe.ok) return { ok: false, failure: probe.failure };
-  const at = now();
+  const at = clock.now();
   const warnings = probe.parsed.problems.map((p) => `nvidia-smi: ${p.message}`);
 
   let remapped: RemappedRows[] = [];

@@ -1,9 +1,10 @@
 /**
  * The thin process layer under the nvidia-smi runner and the journal reader:
  * start a program asynchronously (never execSync/spawnSync), hear its output
- * and its end, kill it, and let go of it. Tests inject their own Spawner.
+ * and its end, kill it, and let go of it. Thin shell over execa; tests inject
+ * their own ProgramSpawner.
  */
-import { spawn } from "node:child_process";
+import { execa, type Result } from "execa";
 
 export interface ChildExit {
   readonly code: number | null;
@@ -27,25 +28,47 @@ export interface ChildHandle {
   abandon(): void;
 }
 
-export type Spawner = (file: string, args: readonly string[]) => ChildHandle;
+/** Starts a program (nvidia-smi, journalctl) with its arguments. */
+export type ProgramSpawner = (file: string, args: readonly string[]) => ChildHandle;
 
-/** Spawns with node:child_process; stdin closed, stdout and stderr piped. */
-export const spawnChild: Spawner = (file, args) => {
-  const child = spawn(file, [...args], { stdio: ["ignore", "pipe", "pipe"] });
+/** Why a program could not be started, as the errno error execa kept. */
+function startFailure(result: Result, file: string): NodeJS.ErrnoException {
+  const cause = result.cause;
+  if (cause instanceof Error) return cause as NodeJS.ErrnoException;
+  return Object.assign(new Error(`spawn ${file} ${result.code ?? "failed"}`), { code: result.code });
+}
+
+/**
+ * Spawns with execa: stdin closed, stdout and stderr piped and never
+ * buffered, no rejection (the end is a value), no kill when llmsup exits and
+ * no escalation to SIGKILL behind the caller's back.
+ */
+export const spawnChild: ProgramSpawner = (file, args) => {
+  const subprocess = execa(file, [...args], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: false,
+    reject: false,
+    cleanup: false,
+    forceKillAfterDelay: false,
+  });
+  const child = subprocess.nodeChildProcess;
   const listeners: ((chunk: string) => void)[] = [];
   const deliver = (chunk: string) => {
     for (const l of listeners) l(chunk);
   };
-  child.stdout.setEncoding("utf8").on("data", deliver);
-  child.stderr.setEncoding("utf8").on("data", deliver);
+  subprocess.stdout.setEncoding("utf8").on("data", deliver);
+  subprocess.stderr.setEncoding("utf8").on("data", deliver);
   const exited = new Promise<ChildExit>((resolve) => {
     let startError: NodeJS.ErrnoException | undefined;
-    child.once("error", (e: NodeJS.ErrnoException) => {
-      startError = e;
-      // A process that never started emits no "exit"; one that did emits it too.
-      if (child.pid === undefined) resolve({ code: null, signal: null, error: e });
-    });
+    child.once("error", (e: NodeJS.ErrnoException) => (startError = e));
+    // "exit", not execa's result: a process that hands its pipes to a survivor has still ended.
     child.once("exit", (code, signal) => resolve(startError ? { code, signal, error: startError } : { code, signal }));
+    // A program that never started emits no "exit"; execa's result says why.
+    void subprocess.then((result) => {
+      if (child.pid === undefined) resolve({ code: null, signal: null, error: startFailure(result, file) });
+    });
   });
   return {
     pid: child.pid,
@@ -53,32 +76,17 @@ export const spawnChild: Spawner = (file, args) => {
     exited,
     kill(signal = "SIGKILL") {
       try {
-        child.kill(signal);
+        subprocess.kill(signal);
       } catch {
         /* already gone */
       }
     },
     abandon() {
       listeners.length = 0;
-      child.stdout.destroy();
-      child.stderr.destroy();
+      subprocess.stdout.destroy();
+      subprocess.stderr.destroy();
       child.unref();
     },
   };
 };
 
-/** Timers, injectable so tests can drive time. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-/** Real timers; whoever sets one clears it on stop. */
-export const realTimers: Timers = {
-  setTimeout(fn, ms) {
-    return setTimeout(fn, ms);
-  },
-  clearTimeout(handle) {
-    clearTimeout(handle as NodeJS.Timeout);
-  },
-};

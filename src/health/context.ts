@@ -27,7 +27,7 @@
  */
 import { apiKeyIfReadable } from "./api-key.ts";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
-import { realClock, type Clock } from "../platform/clock.ts";
+import type { Clock } from "../platform/clock.ts";
 
 /** No server has a window this large: a bigger number is a bug or a unit mix-up. */
 export const MAX_CONTEXT_TOKENS = 100_000_000;
@@ -149,7 +149,8 @@ export interface TierWindow {
 
 export interface ContextWindowsOptions {
   readonly fetch?: typeof fetch;
-  readonly clock?: Clock;
+  /** When a window was learned (the daemon's clock). */
+  readonly clock: Clock;
   /** Deadline of one refresh; default the backend's health timeout. */
   readonly timeoutMs?: number;
   /** The backend's API key; default read from its api_key_env / api_key_file, none when unreadable. */
@@ -167,9 +168,9 @@ export class ContextWindows {
   private readonly opts: ContextWindowsOptions;
   private readonly clock: Clock;
 
-  constructor(opts: ContextWindowsOptions = {}) {
+  constructor(opts: ContextWindowsOptions) {
     this.opts = opts;
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock;
   }
 
   /** The discovered window of (backend, model); config overrides are windowOf's business. */

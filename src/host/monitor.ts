@@ -6,19 +6,19 @@
  */
 import { EventEmitter } from "node:events";
 import type { HostConfig } from "../config/types.ts";
-import { realTimers, type Timers } from "../gpu/spawn.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
-import { readHost, systemHostReader, type CpuTimes, type HostReader, type HostReading } from "./resources.ts";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
+import { readHost, type CpuTimes, type HostReader, type HostReading } from "./resources.ts";
 import { evaluateHost, initialHostState, type HostClearedFault, type HostFault, type HostState } from "./thresholds.ts";
 
 export interface HostMonitorOptions {
   readonly config: HostConfig;
   /** Directories whose disks must not fill up (state_dir, log_dir). */
   readonly dirs: readonly string[];
-  readonly reader?: HostReader;
+  /** Where readings come from (systemHostReader, from the composition root; tests hand their own). */
+  readonly reader: HostReader;
   readonly logger?: Logger;
-  readonly timers?: Timers;
-  readonly now?: () => number;
+  readonly clock: Clock;
 }
 
 export interface HostMonitorEvents {
@@ -36,22 +36,20 @@ export class HostMonitor extends EventEmitter<HostMonitorEvents> {
   readonly #o: HostMonitorOptions;
   readonly #reader: HostReader;
   readonly #log: Logger;
-  readonly #timers: Timers;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   #state: HostState = initialHostState();
   #cpu: CpuTimes | undefined;
   #reading: HostReading | undefined;
-  #timer: unknown;
+  #timer: TimerHandle | undefined;
   #stopped = true;
   #errors = "";
 
   constructor(options: HostMonitorOptions) {
     super();
     this.#o = options;
-    this.#reader = options.reader ?? systemHostReader;
+    this.#reader = options.reader;
     this.#log = options.logger ?? silentLogger();
-    this.#timers = options.timers ?? realTimers;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock;
   }
 
   /** Takes a first reading, then one every interval. */
@@ -63,7 +61,7 @@ export class HostMonitor extends EventEmitter<HostMonitorEvents> {
 
   stop(): void {
     this.#stopped = true;
-    this.#timers.clearTimeout(this.#timer);
+    this.#timer?.cancel();
   }
 
   snapshot(): HostSnapshot {
@@ -72,14 +70,14 @@ export class HostMonitor extends EventEmitter<HostMonitorEvents> {
 
   /** One reading and evaluation (the timer calls it; tests may too). */
   async poll(): Promise<HostReading> {
-    this.#timers.clearTimeout(this.#timer);
-    const { reading, cpu } = await readHost(this.#reader, this.#o.dirs, this.#cpu, this.#now());
+    this.#timer?.cancel();
+    const { reading, cpu } = await readHost(this.#reader, this.#o.dirs, this.#cpu, this.#clock.now());
     this.#cpu = cpu;
     this.#reading = reading;
     const errors = reading.errors.join("; ");
     if (errors && errors !== this.#errors) this.#log.warn({ event: "host.read.failed", errors: reading.errors }, "could not read some host resources");
     this.#errors = errors;
-    const r = evaluateHost(this.#state, reading, this.#now(), { minFreeMemory: this.#o.config.min_free_memory, minFreeDisk: this.#o.config.min_free_disk });
+    const r = evaluateHost(this.#state, reading, this.#clock.now(), { minFreeMemory: this.#o.config.min_free_memory, minFreeDisk: this.#o.config.min_free_disk });
     this.#state = r.state;
     this.emit("reading", reading);
     for (const f of r.cleared) {
@@ -90,7 +88,7 @@ export class HostMonitor extends EventEmitter<HostMonitorEvents> {
       this.#log.warn({ event: "host.fault.raised", fault: f }, `${f.reason}; ${f.action}`);
       this.emit("fault.raised", f);
     }
-    if (!this.#stopped) this.#timer = this.#timers.setTimeout(() => void this.poll(), this.#o.config.interval);
+    if (!this.#stopped) this.#timer = this.#clock.setTimeout(() => void this.poll(), this.#o.config.interval);
     return reading;
   }
 }

@@ -1,4 +1,8 @@
-/** Time as a parameter: the real clock in production, a controllable one in tests. */
+/**
+ * Time as a parameter: the real clock in production, a controllable one in
+ * tests, and the two waits built on it: a sleep (sleepOn) and a race against
+ * a deadline (within).
+ */
 
 export interface TimerHandle {
   cancel(): void;
@@ -34,4 +38,22 @@ export function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise
     };
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/**
+ * Whether `p` settles (fulfils or rejects) within `ms` on `clock`: the one
+ * race against a deadline. The timer is cancelled either way and, being a
+ * Clock timer, never keeps the process alive on its own. A rejection counts
+ * as settled; whoever needs the value or the error awaits `p` itself.
+ */
+export async function within(clock: Clock, p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: TimerHandle | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = clock.setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    timer?.cancel();
+  }
 }

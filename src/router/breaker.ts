@@ -16,6 +16,7 @@
  * close an open breaker as soon as the tier answers again; the half-open
  * request is only the fallback when probing is off for the tier.
  */
+import { doublingDelay } from "../time/backoff.ts";
 
 export interface BreakerPolicy {
   readonly threshold: number;
@@ -29,6 +30,11 @@ export type BreakerState =
   | { readonly state: "half_open"; readonly since: number; readonly openMs: number; readonly reason: string; readonly misconfigured: boolean };
 
 export const CLOSED: BreakerState = { state: "closed", failures: 0 };
+
+/** The next open time after `openMs`: twice as long, at most maxOpenMs (the one doubling rule, time/backoff.ts). */
+function reopenMs(openMs: number, policy: BreakerPolicy): number {
+  return doublingDelay({ first: openMs, max: policy.maxOpenMs }, 1);
+}
 
 /** Whether a request may go to this tier now, and the state after admitting it (`probe`: it is the half-open request). */
 export function admit(b: BreakerState, now: number): { allowed: boolean; next: BreakerState; probe: boolean } {
@@ -53,7 +59,7 @@ export function onFailure(b: BreakerState, policy: BreakerPolicy, now: number, r
     return { state: "closed", failures };
   }
   if (b.state === "half_open") {
-    const openMs = Math.min(policy.maxOpenMs, b.openMs * 2);
+    const openMs = reopenMs(b.openMs, policy);
     return { state: "open", since: b.since, until: now + openMs, openMs, reason, misconfigured: false };
   }
   return b;
@@ -61,7 +67,7 @@ export function onFailure(b: BreakerState, policy: BreakerPolicy, now: number, r
 
 /** Opens at once (misconfiguration: 401/403/404 from the backend). */
 export function trip(b: BreakerState, policy: BreakerPolicy, now: number, reason: string): BreakerState {
-  const openMs = b.state === "closed" ? policy.openMs : Math.min(policy.maxOpenMs, b.openMs * 2);
+  const openMs = b.state === "closed" ? policy.openMs : reopenMs(b.openMs, policy);
   return { state: "open", since: b.state === "closed" ? now : b.since, until: now + openMs, openMs, reason, misconfigured: true };
 }
 

@@ -8,7 +8,7 @@
 import cron from "node-cron";
 import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
-import { realClock, type Clock } from "../platform/clock.ts";
+import { within, type Clock } from "../platform/clock.ts";
 
 export interface JobContext {
   readonly name: string;
@@ -72,9 +72,9 @@ interface Job {
 
 export interface SchedulerDeps {
   readonly logger: Logger;
-  readonly clock?: Clock;
-  /** Where ticks come from; node-cron by default. */
-  readonly ticks?: TickSource;
+  readonly clock: Clock;
+  /** Where ticks come from: nodeCronTicks (from the composition root), or a test's. */
+  readonly ticks: TickSource;
 }
 
 export class Scheduler {
@@ -87,8 +87,8 @@ export class Scheduler {
 
   constructor(deps: SchedulerDeps) {
     this.log = deps.logger;
-    this.clock = deps.clock ?? realClock;
-    this.ticks = deps.ticks ?? nodeCronTicks(deps.logger);
+    this.clock = deps.clock;
+    this.ticks = deps.ticks;
   }
 
   /** Registers a job; false (and a log line) when its expression is "" (off). */
@@ -128,9 +128,7 @@ export class Scheduler {
     this.abort.abort(new Error("scheduler stopped"));
     const running = [...this.jobs.values()].map((j) => j.current).filter((p): p is Promise<RunOutcome> => p !== undefined);
     if (running.length === 0 || timeoutMs <= 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled(running), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
+    await within(this.clock, Promise.allSettled(running), timeoutMs);
   }
 
   private fire(job: Job): Promise<RunOutcome> {

@@ -8,7 +8,8 @@
  * a fork per sample — where one pass over /proc/<pid>/stat does the same work
  * in-process and the group filter (field 5) is exact.
  */
-import { cpuPercent, groupUsage, type GroupUsage } from "../platform/procfs.ts";
+import type { Clock } from "../platform/clock.ts";
+import { cpuPercent, type GroupUsage } from "../platform/procfs.ts";
 
 export interface GroupResources {
   /** Percent of one core over the last sampling interval; null before a second sample of this group. */
@@ -19,20 +20,23 @@ export interface GroupResources {
   readonly at: number;
 }
 
+/** Usage of each of `pgids` that still exists (the real one: groupUsage, platform/procfs.ts). */
+export type GroupUsageReader = (pgids: readonly number[]) => Promise<Map<number, GroupUsage>>;
+
 export interface ResourceSamplerDeps {
-  readonly now?: () => number;
-  readonly read?: (pgids: readonly number[]) => Promise<Map<number, GroupUsage>>;
+  readonly clock: Clock;
+  readonly read: GroupUsageReader;
 }
 
 export class ResourceSampler {
   private readonly latest = new Map<number, GroupResources & { readonly ticks: number }>();
-  private readonly now: () => number;
-  private readonly read: (pgids: readonly number[]) => Promise<Map<number, GroupUsage>>;
+  private readonly clock: Clock;
+  private readonly read: GroupUsageReader;
   private inFlight?: Promise<void>;
 
-  constructor(deps: ResourceSamplerDeps = {}) {
-    this.now = deps.now ?? Date.now;
-    this.read = deps.read ?? ((p) => groupUsage(p));
+  constructor(deps: ResourceSamplerDeps) {
+    this.clock = deps.clock;
+    this.read = deps.read;
   }
 
   /** Samples `pgids` now (one pass over /proc); groups not listed are forgotten. A call while one runs joins it. */
@@ -43,7 +47,7 @@ export class ResourceSampler {
 
   private async doSample(pgids: readonly number[]): Promise<void> {
     const usage = pgids.length ? await this.read(pgids) : new Map<number, GroupUsage>();
-    const at = this.now();
+    const at = this.clock.now();
     for (const pgid of [...this.latest.keys()]) if (!pgids.includes(pgid)) this.latest.delete(pgid);
     for (const pgid of pgids) {
       const u = usage.get(pgid);

@@ -1,5 +1,5 @@
 /** Stopping a process group: SIGTERM, a grace period, SIGKILL, and the truth about a process that will not die. */
-import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
+import { sleepOn, within, type Clock } from "../platform/clock.ts";
 import type { ProcessGroup } from "./spawn.ts";
 
 /** How long to wait for a process to go after SIGKILL before calling it unkillable. */
@@ -15,20 +15,9 @@ export type StopOutcome =
   /** Survived SIGKILL: typically stuck in the kernel (state D, the GPU driver). */
   | { readonly kind: "unkillable"; readonly processState: string };
 
-/** Resolves true when `p` settled within `ms`. */
-export async function within(p: Promise<unknown>, ms: number, clock: Clock): Promise<boolean> {
-  let timer: TimerHandle | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = clock.setTimeout(() => resolve(false), ms);
-  });
-  const result = await Promise.race([p.then(() => true as const, () => true as const), timeout]);
-  timer?.cancel();
-  return result;
-}
-
 /** Resolves true when `t` exited within `ms`. */
 export async function waitExit(t: StopTarget, ms: number, clock: Clock): Promise<boolean> {
-  return t.hasExited() || within(t.exited, ms, clock);
+  return t.hasExited() || within(clock, t.exited, ms);
 }
 
 /** SIGTERM the group, wait `stopTimeoutMs`, SIGKILL the group, wait; report a process that will not die instead of hanging. */

@@ -9,7 +9,7 @@ import { memoryLogger } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { HOUR_MS } from "../../src/alerts/policy.ts";
 import { backendRecovered, everyKind, failover, fatal, MIN, recovery, ROUTE, T0 } from "./fixtures.ts";
-import { alertsConfig, ManualClock, SMTP_ENV, SMTP_PASSWORD, startSilentServer, startSmtp } from "./helpers.ts";
+import { alertsConfig, ManualClock, realDelivery, SMTP_ENV, SMTP_PASSWORD, startSilentServer, startSmtp } from "./helpers.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 type T = Parameters<typeof tempDir>[0];
@@ -24,6 +24,7 @@ async function openAlerter(t: T, port: number, over: Partial<AlerterOptions> & {
     logger: log.logger,
     clock,
     env: SMTP_ENV,
+    ...realDelivery,
     timeZone: "UTC",
     retry: { baseMs: 1_000, maxMs: 8_000 },
     ...over,
@@ -341,7 +342,7 @@ test("with alerts disabled nothing is read, written or sent", async (t) => {
   const dir = tempDir(t);
   const log = memoryLogger();
   const config = { ...alertsConfig(1), enabled: false };
-  const alerter = await Alerter.open({ config, hostname: "gpu-box-1", stateDir: dir, logger: log.logger, env: {} });
+  const alerter = await Alerter.open({ config, hostname: "gpu-box-1", stateDir: dir, logger: log.logger, clock: new ManualClock(T0), env: {}, ...realDelivery });
   alerter.notify(failover(T0));
   const s = await alerter.flush(100);
   assert.equal(s.enabled, false);

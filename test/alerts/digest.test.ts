@@ -7,7 +7,7 @@ import { digestJob } from "../../src/schedule/jobs.ts";
 import { memoryLogger } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { everyKind, failover, MIN, recovery } from "./fixtures.ts";
-import { alertsConfig, ManualClock, SMTP_ENV, startSmtp } from "./helpers.ts";
+import { alertsConfig, ManualClock, realDelivery, SMTP_ENV, startSmtp } from "./helpers.ts";
 
 const H = 3_600_000;
 const TO = Date.UTC(2025, 5, 2, 8, 0, 0);
@@ -65,7 +65,7 @@ test("a quiet day says so, and long lists are cut with a count", () => {
 test("the digest job collects the last day and mails it through the alerter", async (t) => {
   const smtp = await startSmtp(t);
   const clock = new ManualClock(TO);
-  const alerter = await Alerter.open({ config: alertsConfig(smtp.port), hostname: "gpu-box-1", stateDir: tempDir(t), logger: memoryLogger().logger, clock, env: SMTP_ENV, timeZone: "UTC" });
+  const alerter = await Alerter.open({ config: alertsConfig(smtp.port), hostname: "gpu-box-1", stateDir: tempDir(t), logger: memoryLogger().logger, clock, env: SMTP_ENV, ...realDelivery, timeZone: "UTC" });
   t.after(() => alerter.close());
   let asked: { from: number; to: number } | undefined;
   const job = digestJob({

@@ -3,13 +3,19 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { SMTPServer } from "smtp-server";
+import type { AlerterOptions } from "../../src/alerts/alerter.ts";
+import { createMailer } from "../../src/alerts/mailer.ts";
 import type { AlertsConfig } from "../../src/config/types.ts";
+import { realClock } from "../../src/platform/clock.ts";
 import { validateConfigText } from "../../src/config/load.ts";
 
 export const SMTP_USER = "llmsup@example.com";
 export const SMTP_PASSWORD = "pw-Quartz-7731";
 
 export { ManualClock } from "../helpers/clock.ts";
+
+/** The real SMTP transport, and real time for the waits on it (flush, the snapshot's deadline): what daemon/wire.ts hands the alerter. */
+export const realDelivery: Pick<AlerterOptions, "mailer" | "ioClock"> = { mailer: createMailer, ioClock: realClock };
 
 export interface ReceivedMail {
   readonly from: string;

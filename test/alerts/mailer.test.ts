@@ -23,9 +23,9 @@ test("the password comes from a file (one trailing newline removed) or an enviro
   const dir = tempDir(t);
   const file = path.join(dir, "smtp-password");
   writeFileSync(file, "  spaced pass  \n");
-  assert.equal(await readSmtpPassword({ ...SMTP, password_env: undefined, password_file: file }), "  spaced pass  ");
+  assert.equal(await readSmtpPassword({ ...SMTP, password_env: undefined, password_file: file }, {}), "  spaced pass  ");
   assert.equal(await readSmtpPassword({ ...SMTP, password_env: "P" }, { P: "from-env" }), "from-env");
-  assert.equal(await readSmtpPassword({ ...SMTP, password_env: undefined }), undefined);
+  assert.equal(await readSmtpPassword({ ...SMTP, password_env: undefined }, {}), undefined);
 });
 
 test("an unreadable password is LLMSUP_E_SECRET_UNREADABLE naming the key, never the value", async (t) => {
@@ -33,8 +33,8 @@ test("an unreadable password is LLMSUP_E_SECRET_UNREADABLE naming the key, never
   const empty = path.join(dir, "empty");
   writeFileSync(empty, "\n");
   const cases: [Parameters<typeof readSmtpPassword>, RegExp][] = [
-    [[{ ...SMTP, password_env: undefined, password_file: path.join(dir, "absent") }], /alerts\.smtp\.password_file .*absent: no such file/],
-    [[{ ...SMTP, password_env: undefined, password_file: empty }], /is empty/],
+    [[{ ...SMTP, password_env: undefined, password_file: path.join(dir, "absent") }, {}], /alerts\.smtp\.password_file .*absent: no such file/],
+    [[{ ...SMTP, password_env: undefined, password_file: empty }, {}], /is empty/],
     [[{ ...SMTP, password_env: "NOPE" }, {}], /NOPE \(alerts\.smtp\.password_env\) is not set/],
   ];
   for (const [args, says] of cases) {

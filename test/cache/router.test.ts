@@ -9,6 +9,7 @@ import path from "node:path";
 import OpenAI, { APIError } from "openai";
 import { Agent, fetch as undiciFetch } from "undici";
 import { EmergencyCache } from "../../src/cache/cache.ts";
+import { loadSqlite } from "../../src/cache/sqlite.ts";
 import type { Config } from "../../src/config/types.ts";
 import { HealthRegistry } from "../../src/health/registry.ts";
 import { realClock } from "../../src/platform/clock.ts";
@@ -56,7 +57,7 @@ async function start(t: T, toml: string, stateDir?: string): Promise<Harness> {
   const metrics = new RouterMetrics();
   const health = new HealthRegistry(config, realClock);
   const events: RouterEvent[] = [];
-  const cache = EmergencyCache.open({ config: { ...DEFAULTS }, dir: state, logger: memoryLogger().logger, clock: realClock, metrics });
+  const cache = EmergencyCache.open({ config: { ...DEFAULTS }, dir: state, logger: memoryLogger().logger, clock: realClock, metrics, sqlite: loadSqlite() });
   const router = new Router(config, { health, clock: realClock, logger: memoryLogger().logger, metrics, cache, onEvent: (e) => events.push(e) });
   const server = new RouterServer(config, router, memoryLogger().logger, metrics);
   await server.listen();

@@ -7,7 +7,7 @@ import { validateConfigText } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/types.ts";
 import { AlertBridge, liveAfterReload, liveAtStart } from "../../src/daemon/alert-bridge.ts";
 import type { BackendState, StateEvent } from "../../src/supervisor/states.ts";
-import { alertsConfig, ManualClock, SMTP_ENV, startSmtp } from "../alerts/helpers.ts";
+import { alertsConfig, ManualClock, realDelivery, SMTP_ENV, startSmtp } from "../alerts/helpers.ts";
 import { MIN, T0 } from "../alerts/fixtures.ts";
 import { memoryLogger } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -79,7 +79,7 @@ test("a fatal carried over a daemon restart, then reset and ready: the all-clear
   const smtp = await startSmtp(t);
   const dir = tempDir(t);
   const open = async (clock: ManualClock) => {
-    const a = await Alerter.open({ config: alertsConfig(smtp.port), hostname: "gpu-box-1", stateDir: dir, logger: memoryLogger().logger, clock, env: SMTP_ENV, timeZone: "UTC" });
+    const a = await Alerter.open({ config: alertsConfig(smtp.port), hostname: "gpu-box-1", stateDir: dir, logger: memoryLogger().logger, clock, env: SMTP_ENV, ...realDelivery, timeZone: "UTC" });
     t.after(() => a.close());
     return a;
   };

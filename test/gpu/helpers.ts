@@ -1,42 +1,14 @@
-/** Test doubles for the GPU monitor: manual timers, scripted child processes, a simulated GPU box. */
+/** Test doubles for the GPU monitor: scripted child processes, a simulated GPU box. (Time: the one ManualClock, test/helpers/clock.ts.) */
 import assert from "node:assert/strict";
 import path from "node:path";
 import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ChildExit, ChildHandle, Spawner, Timers } from "../../src/gpu/spawn.ts";
+import { SmiRunner } from "../../src/gpu/runner.ts";
+import { spawnChild, type ChildExit, type ChildHandle, type ProgramSpawner } from "../../src/gpu/spawn.ts";
+import { realClock } from "../../src/platform/clock.ts";
 import { runSimGpu } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, updateGpuState, writeGpuState, type SimGpuState } from "../../src/sim/gpu/state.ts";
 import { tempDir } from "../helpers/tmp.ts";
-
-/** Timers that only move when the test says so. */
-export class ManualTimers implements Timers {
-  now = 0;
-  #next = 1;
-  readonly #pending = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#pending.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#pending.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#pending.size;
-  }
-  /** Moves time forward, firing due timers in order (and the ones they set, if due). */
-  advance(ms: number): void {
-    const end = this.now + ms;
-    for (;;) {
-      const due = [...this.#pending.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.#pending.delete(due[0]);
-      this.now = due[1].at;
-      due[1].fn();
-    }
-    this.now = end;
-  }
-}
 
 /** A scripted child process. `killable: false` plays an nvidia-smi stuck in the driver. */
 export class FakeChild implements ChildHandle {
@@ -79,21 +51,21 @@ export class FakeChild implements ChildHandle {
 }
 
 /** A spawner that records every child and lets `onSpawn` script it. */
-export function fakeSpawner(onSpawn: (child: FakeChild) => void = () => {}): Spawner & { children: FakeChild[] } {
+export function fakeSpawner(onSpawn: (child: FakeChild) => void = () => {}): ProgramSpawner & { children: FakeChild[] } {
   const children: FakeChild[] = [];
   const spawn = ((_file: string, args: readonly string[]) => {
     const child = new FakeChild(args);
     children.push(child);
     onSpawn(child);
     return child;
-  }) as unknown as Spawner & { children: FakeChild[] };
+  }) as unknown as ProgramSpawner & { children: FakeChild[] };
   spawn.children = children;
   return spawn;
 }
 
-/** Lets promise callbacks run. */
-export async function settle(rounds = 5): Promise<void> {
-  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
+/** An nvidia-smi runner of real processes in real time (the simulated nvidia-smi, a missing program): the real spawner and clock. */
+export function realSmiRunner(path: string, deadlineMs: number): SmiRunner {
+  return new SmiRunner({ path, deadlineMs, spawn: spawnChild, clock: realClock });
 }
 
 /** Polls `check` until it holds (for tests driving real processes, where no clock can be injected). */

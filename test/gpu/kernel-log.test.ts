@@ -8,6 +8,8 @@ import { promisify } from "node:util";
 import { REPO_ROOT } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { KernelLogWatcher, type KernelLogStatus } from "../../src/gpu/kernel-log.ts";
+import { spawnChild } from "../../src/gpu/spawn.ts";
+import { realClock } from "../../src/platform/clock.ts";
 import type { KernelGpuEvent } from "../../src/gpu/xid.ts";
 import { waitUntil } from "./helpers.ts";
 
@@ -21,6 +23,9 @@ function watch(t: { after(fn: () => void | Promise<void>): void }, options: Part
   const watcher = new KernelLogWatcher({
     mode: "auto",
     pollMs: 10,
+    // Real files, FIFOs and commands, in real time; a test may hand its own spawner.
+    spawn: spawnChild,
+    clock: realClock,
     onEvent: (e) => events.push(e),
     onStatus: (s) => statuses.push(s),
     onNote: (n) => notes.push(n),

@@ -10,7 +10,8 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { createLogger } from "../../src/log/logger.ts";
 import { GpuMonitor } from "../../src/gpu/monitor.ts";
-import { spawnChild, type Spawner } from "../../src/gpu/spawn.ts";
+import { spawnChild, type ProgramSpawner } from "../../src/gpu/spawn.ts";
+import { realClock } from "../../src/platform/clock.ts";
 import type { ClearedFault, GpuFault, GpuSample } from "../../src/gpu/types.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { simBox, waitUntil, type SimBox } from "./helpers.ts";
@@ -56,7 +57,7 @@ async function start(
   let alive = 0;
   let maxAlive = 0;
   let spawned = 0;
-  const spawn: Spawner = (file, args) => {
+  const spawn: ProgramSpawner = (file, args) => {
     const child = spawnChild(file, args);
     spawned++;
     maxAlive = Math.max(maxAlive, ++alive);
@@ -74,6 +75,8 @@ async function start(
     config: { ...GPU_CONFIG, deadline, nvidia_smi: box.nvidiaSmi },
     logger: createLogger({ level: "debug", destination }),
     spawn,
+    // Real processes (the simulated nvidia-smi) in real time.
+    clock: realClock,
     kernelLog: { kmsgPath: kmsg, pollMs: 20 },
     slowPollMs,
   });

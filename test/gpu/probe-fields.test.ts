@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { GPU_CANDIDATES, REMAP_CANDIDATES, type CandidateField } from "../../src/gpu/fields.ts";
 import { parseGpuQuery, parseRemappedRows } from "../../src/gpu/parse.ts";
 import { probeFields } from "../../src/gpu/probe-fields.ts";
-import { SmiRunner, type SmiRun } from "../../src/gpu/runner.ts";
-import { simBox } from "./helpers.ts";
+import type { SmiRun, SmiRunner } from "../../src/gpu/runner.ts";
+import { realSmiRunner, simBox } from "./helpers.ts";
 
 /** Counts the queries a probe makes. */
 function counting(runner: SmiRunner) {
@@ -21,7 +21,7 @@ function counting(runner: SmiRunner) {
 
 test("a current driver answers the first query: every field, one process", async (t) => {
   const box = await simBox(t);
-  const runner = counting(new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 5_000 }));
+  const runner = counting(realSmiRunner(box.nvidiaSmi, 5_000));
   const probe = await probeFields(runner, "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
   assert.ok(probe.ok);
   assert.equal(runner.calls.length, 1);
@@ -36,7 +36,7 @@ test("an old driver: clocks_throttle_reasons.* replace clocks_event_reasons.*, g
     s.old_driver = true;
     s.gpus[1]!.clocks_event_reasons = 0x44;
   });
-  const runner = counting(new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 5_000 }));
+  const runner = counting(realSmiRunner(box.nvidiaSmi, 5_000));
   const probe = await probeFields(runner, "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
   assert.ok(probe.ok, JSON.stringify(probe));
   assert.equal(probe.attempts, 3);
@@ -57,7 +57,7 @@ test("a field this nvidia-smi has never heard of is dropped, the rest still samp
     { key: "fan", names: ["fan.speed"] },
     { key: "temperature", names: ["temperature.gpu"] },
   ];
-  const runner = new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 5_000 });
+  const runner = realSmiRunner(box.nvidiaSmi, 5_000);
   const probe = await probeFields(runner, "--query-gpu", candidates, (out, fields) => parseGpuQuery(out, fields as never));
   assert.ok(probe.ok);
   assert.deepEqual(probe.dropped, ["fan.speed"]);
@@ -68,7 +68,7 @@ test("a failing driver fails the probe with its own failure, not a field error",
   const box = await simBox(t, (s) => {
     s.failure = "nvml_mismatch";
   });
-  const probe = await probeFields(new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 5_000 }), "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
+  const probe = await probeFields(realSmiRunner(box.nvidiaSmi, 5_000), "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
   assert.ok(!probe.ok);
   assert.deepEqual([probe.failure.kind, probe.failure.code, probe.failure.exitCode], ["nvml_mismatch", "LLMSUP_E_GPU_NVML_MISMATCH", 18]);
   assert.equal(probe.attempts, 1);
@@ -79,7 +79,7 @@ test("remapped rows probe: [N/A] on a GPU without remapping is fine", async (t) 
     s.gpus[0]!.remapped_rows = null;
     s.gpus[1]!.remapped_rows = { correctable: 0, uncorrectable: 2, pending: true, failure: false };
   });
-  const probe = await probeFields(new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 5_000 }), "--query-remapped-rows", REMAP_CANDIDATES, parseRemappedRows);
+  const probe = await probeFields(realSmiRunner(box.nvidiaSmi, 5_000), "--query-remapped-rows", REMAP_CANDIDATES, parseRemappedRows);
   assert.ok(probe.ok);
   assert.deepEqual(probe.parsed.rows.map((r) => [r.busId, r.pending]), [["00000000:1B:00.0", undefined], ["00000000:3B:00.0", true]]);
 });

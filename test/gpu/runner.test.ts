@@ -3,13 +3,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isLlmsupError } from "../../src/errors/error.ts";
 import { SmiRunner, type LoopExit } from "../../src/gpu/runner.ts";
-import { fakeSpawner, ManualTimers, settle, simBox, waitUntil } from "./helpers.ts";
+import { flush, ManualClock } from "../helpers/clock.ts";
+import { fakeSpawner, realSmiRunner, simBox, waitUntil } from "./helpers.ts";
 
 function rig(onSpawn?: Parameters<typeof fakeSpawner>[0]) {
-  const timers = new ManualTimers();
+  const clock = new ManualClock(0);
   const spawn = fakeSpawner(onSpawn);
-  const runner = new SmiRunner({ path: "nvidia-smi", deadlineMs: 15_000, spawn, timers, now: () => timers.now });
-  return { timers, spawn, runner };
+  const runner = new SmiRunner({ path: "nvidia-smi", deadlineMs: 15_000, spawn, clock });
+  return { clock, spawn, runner };
 }
 
 async function rejection(p: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -23,7 +24,7 @@ async function rejection(p: Promise<unknown>): Promise<{ code: string; message: 
 }
 
 test("a query resolves with the output and the exit status, whatever they are", async () => {
-  const { spawn, runner, timers } = rig((c) => {
+  const { spawn, runner, clock } = rig((c) => {
     queueMicrotask(() => {
       c.print("No devices were found\n");
       c.exit(6);
@@ -32,33 +33,33 @@ test("a query resolves with the output and the exit status, whatever they are", 
   const run = await runner.query(["--query-gpu=index", "--format=csv,noheader,nounits"]);
   assert.deepEqual([run.output, run.exitCode], ["No devices were found\n", 6]);
   assert.deepEqual(spawn.children[0]!.args, ["--query-gpu=index", "--format=csv,noheader,nounits"]);
-  assert.equal(timers.pending, 0, "the deadline timer is gone");
+  assert.equal(clock.pendingTimers, 0, "the deadline timer is gone");
 });
 
 test("queries run one at a time", async () => {
   const { spawn, runner } = rig();
   const a = runner.query(["a"]);
   const b = runner.query(["b"]);
-  await settle();
+  await flush();
   assert.equal(spawn.children.length, 1, "the second waits for the first");
   spawn.children[0]!.exit(0);
   await a;
-  await settle();
+  await flush();
   assert.equal(spawn.children.length, 2);
   spawn.children[1]!.exit(0);
   await b;
 });
 
 test("a query past its deadline is driver_unresponsive; a stuck process blocks every new one until it really exits", async () => {
-  const { spawn, runner, timers } = rig((c) => {
+  const { spawn, runner, clock } = rig((c) => {
     c.killable = false; // asleep in the driver: SIGKILL does nothing
   });
   const first = runner.query(["--query-gpu=index"]);
-  await settle();
-  timers.advance(14_999);
-  await settle();
+  await flush();
+  clock.advance(14_999);
+  await flush();
   assert.equal(spawn.children[0]!.signals.length, 0, "not before the deadline");
-  timers.advance(1);
+  clock.advance(1);
   const err = await rejection(first);
   assert.equal(err.code, "LLMSUP_E_GPU_UNRESPONSIVE");
   assert.match(err.message, /did not answer within 15s/);
@@ -67,10 +68,10 @@ test("a query past its deadline is driver_unresponsive; a stuck process blocks e
   assert.ok(stuck.abandoned, "let go of, not waited on");
   assert.deepEqual(runner.stuck(), { pid: stuck.pid, since: 15_000, what: "query" });
 
-  timers.advance(60_000);
+  clock.advance(60_000);
   for (let i = 0; i < 5; i++) {
     const pending = runner.query(["--query-compute-apps=pid"]);
-    await settle();
+    await flush();
     assert.equal(spawn.children.length, 1, "refused without starting another process");
     const refused = await rejection(pending);
     assert.equal(refused.code, "LLMSUP_E_GPU_UNRESPONSIVE");
@@ -80,10 +81,10 @@ test("a query past its deadline is driver_unresponsive; a stuck process blocks e
   assert.equal(spawn.children.length, 1, "no pile of processes");
 
   stuck.exit(null, "SIGKILL"); // the driver let go at last
-  await settle();
+  await flush();
   assert.equal(runner.stuck(), undefined);
   const next = runner.query(["--query-gpu=index"]);
-  await settle();
+  await flush();
   assert.equal(spawn.children.length, 2);
   spawn.children[1]!.print("0\n");
   spawn.children[1]!.exit(0);
@@ -91,14 +92,14 @@ test("a query past its deadline is driver_unresponsive; a stuck process blocks e
 });
 
 test("a missing nvidia-smi is LLMSUP_E_GPU_SMI_MISSING", async () => {
-  const runner = new SmiRunner({ path: "/nonexistent/nvidia-smi", deadlineMs: 5_000 });
+  const runner = realSmiRunner("/nonexistent/nvidia-smi", 5_000);
   const err = await rejection(runner.query(["-L"]));
   assert.equal(err.code, "LLMSUP_E_GPU_SMI_MISSING");
   assert.match(err.message, /cannot run nvidia-smi at "\/nonexistent\/nvidia-smi": no such file/);
 });
 
 test("loop mode: lines are grouped into samples, each sample re-arms the deadline, a missed one is reported and killed", async () => {
-  const { spawn, runner, timers } = rig();
+  const { spawn, runner, clock } = rig();
   const samples: string[][] = [];
   const overdue: number[] = [];
   const exits: LoopExit[] = [];
@@ -111,19 +112,19 @@ test("loop mode: lines are grouped into samples, each sample re-arms the deadlin
   child.print("0, 34\n1, 3");
   child.print("5\n0, 36\n");
   assert.deepEqual(samples, [["0, 34", "1, 35"]]);
-  timers.advance(10_000);
+  clock.advance(10_000);
   child.print("1, 37\n");
   assert.deepEqual(samples[1], ["0, 36", "1, 37"]);
   // A GPU went missing from the output: the next "0, " line closes the short sample.
   child.print("0, 38\n0, 39\n1, 40\n");
   assert.deepEqual(samples.slice(2), [["0, 38"], ["0, 39", "1, 40"]]);
 
-  timers.advance(14_999);
+  clock.advance(14_999);
   assert.deepEqual(overdue, []);
-  timers.advance(1);
+  clock.advance(1);
   assert.deepEqual(overdue, [15_000]);
   assert.deepEqual(child.signals, ["SIGKILL"]);
-  await settle();
+  await flush();
   assert.equal(exits.length, 1);
   assert.equal(exits[0]!.overdue, true);
 });
@@ -134,7 +135,7 @@ test("loop mode: the end of the process carries the error it printed", async () 
   runner.startLoop(["-lms", "100"], { linesPerSample: 2, overdueMs: 15_000 }, { sample() {}, overdue() {}, exit: (e) => exits.push(e) });
   spawn.children[0]!.print("0, 34\n1, 35\nUnable to determine the device handle for GPU 0000:3B:00.0: GPU is lost. Reboot the system to recover this GPU\n");
   spawn.children[0]!.exit(15);
-  await settle();
+  await flush();
   assert.equal(exits[0]!.code, 15);
   assert.equal(exits[0]!.leftover, "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost. Reboot the system to recover this GPU");
   assert.equal(exits[0]!.overdue, false);
@@ -144,7 +145,7 @@ test("against the simulated nvidia-smi: a hang costs one deadline and leaves no 
   const box = await simBox(t, (s) => {
     s.failure = "hang";
   });
-  const runner = new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 600 });
+  const runner = realSmiRunner(box.nvidiaSmi, 600);
   const started = Date.now();
   const err = await rejection(runner.query(["--query-gpu=index", "--format=csv,noheader,nounits"]));
   const took = Date.now() - started;

@@ -2,9 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isLlmsupError } from "../../src/errors/error.ts";
-import { SmiRunner, type SmiRun } from "../../src/gpu/runner.ts";
+import type { SmiRun } from "../../src/gpu/runner.ts";
 import { SmiVramProbe } from "../../src/gpu/vram-probe.ts";
-import { simBox } from "./helpers.ts";
+import { realSmiRunner, simBox } from "./helpers.ts";
 
 test("holders: the processes on the asked GPUs, by nvidia-smi index, with their memory", async (t) => {
   const box = await simBox(
@@ -15,7 +15,7 @@ test("holders: the processes on the asked GPUs, by nvidia-smi index, with their 
     },
     3,
   );
-  const runner = new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 5_000 });
+  const runner = realSmiRunner(box.nvidiaSmi, 5_000);
   const calls: string[][] = [];
   const probe = new SmiVramProbe({ runner: { query: (a: readonly string[]): Promise<SmiRun> => (calls.push([...a]), runner.query(a)) } });
   assert.deepEqual(await probe.holders([1]), [{ pid: process.pid, gpu: 1, usedMemoryMib: 40_000, processName: "VLLM::EngineCore" }]);
@@ -43,7 +43,7 @@ test("a failing or hung nvidia-smi rejects with a coded error: cannot tell is ne
   const box = await simBox(t, (s) => {
     s.failure = "driver_not_loaded";
   });
-  const probe = new SmiVramProbe({ runner: new SmiRunner({ path: box.nvidiaSmi, deadlineMs: 500 }) });
+  const probe = new SmiVramProbe({ runner: realSmiRunner(box.nvidiaSmi, 500) });
   await assert.rejects(probe.holders([0]), (e) => isLlmsupError(e) && e.code === "LLMSUP_E_GPU_DRIVER_NOT_LOADED" && /cannot tell which processes hold GPU memory/.test(e.message));
 
   await box.set((s) => {
@@ -53,6 +53,6 @@ test("a failing or hung nvidia-smi rejects with a coded error: cannot tell is ne
   await assert.rejects(probe.holders([0]), (e) => isLlmsupError(e) && e.code === "LLMSUP_E_GPU_UNRESPONSIVE");
   assert.ok(Date.now() - started < 2_000);
 
-  const missing = new SmiVramProbe({ runner: new SmiRunner({ path: "/nonexistent/nvidia-smi", deadlineMs: 500 }) });
+  const missing = new SmiVramProbe({ runner: realSmiRunner("/nonexistent/nvidia-smi", 500) });
   await assert.rejects(missing.holders([0]), (e) => isLlmsupError(e) && e.code === "LLMSUP_E_GPU_SMI_MISSING");
 });

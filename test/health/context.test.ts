@@ -11,7 +11,7 @@ import {
   parseOllamaPs,
   parseOllamaShow,
 } from "../../src/health/context.ts";
-import type { Clock } from "../../src/platform/clock.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { freePort, startSim } from "../helpers/sim.ts";
 import { testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -218,15 +218,10 @@ test("an unreachable or silent backend, or an Anthropic one, is unknown — with
 
 // ------------------------------------------------------------------ the store
 
-function manualClock(start: number): Clock & { advance(ms: number): void } {
-  let now = start;
-  return { now: () => now, setTimeout: () => ({ cancel() {} }), advance: (ms) => void (now += ms) };
-}
-
 test("ContextWindows: the config wins, a discovery is kept with its time, and a failed refresh keeps the old value", async (t) => {
   const sim = await startSim(t, ["--kind", "vllm", "--port", "0", "--load-time", "0s", "--model", "sim/llama", "--max-model-len", "32768"]);
   const b = backendsAt(t, [{ name: "v", kind: "vllm", url: sim.url, extra: "  [backend.health]\n  timeout = \"500ms\"\n" }]).get("v")!;
-  const clock = manualClock(1_000_000);
+  const clock = new ManualClock(1_000_000);
   const windows = new ContextWindows({ clock });
 
   assert.deepEqual(windows.windowOf({ backend: "v", model: "sim/llama", context: undefined }), { source: "unknown" });
@@ -253,14 +248,14 @@ test("ContextWindows: a refresh still in flight when its backend is forgotten do
   const b = backendsAt(t, [{ name: "v", kind: "vllm", url: "http://127.0.0.1:1" }]).get("v")!;
   let answer!: (r: Response) => void;
   const slow: typeof fetch = () => new Promise<Response>((resolve) => (answer = resolve));
-  const windows = new ContextWindows({ fetch: slow, timeoutMs: 5_000 });
+  const windows = new ContextWindows({ fetch: slow, timeoutMs: 5_000, clock: new ManualClock() });
   const pending = windows.refresh(b, ["m"]);
   await new Promise((r) => setImmediate(r));
   windows.forget("v");
   answer(Response.json({ object: "list", data: [{ id: "m", max_model_len: 8192 }] }));
   await pending;
   assert.equal(windows.get("v", "m"), undefined);
-  const again = new ContextWindows({ fetch: async () => Response.json({ object: "list", data: [{ id: "m", max_model_len: 8192 }] }) });
+  const again = new ContextWindows({ fetch: async () => Response.json({ object: "list", data: [{ id: "m", max_model_len: 8192 }] }), clock: new ManualClock() });
   await again.refresh(b, ["m"]);
   assert.equal(again.get("v", "m"), 8192);
 });

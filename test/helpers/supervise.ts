@@ -3,9 +3,14 @@ import assert from "node:assert/strict";
 import { validateConfigText } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/types.ts";
 import { createLogger, type Logger } from "../../src/log/logger.ts";
+import { realClock } from "../../src/platform/clock.ts";
+import { groupUsage } from "../../src/platform/procfs.ts";
+import { createProber } from "../../src/supervisor/probes.ts";
+import { ResourceSampler } from "../../src/supervisor/resources.ts";
+import { spawnBackend } from "../../src/supervisor/spawn.ts";
 import type { StateEvent, SupervisorEvent } from "../../src/supervisor/states.ts";
 import { CLI_ENTRY } from "./cli.ts";
-import { Supervisor } from "../../src/supervisor/supervisor.ts";
+import { hostShortOfMemory, portHolderOnThisHost, Supervisor, type SupervisorDeps } from "../../src/supervisor/supervisor.ts";
 import { freePort } from "./sim.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -20,6 +25,21 @@ export function testConfig(dir: string, body: string): Config {
   const r = validateConfigText(text, { hostname: "test-box" });
   if (!r.ok) assert.fail(`test config invalid:\n${r.problems.map((p) => `${p.path}: ${p.message}`).join("\n")}\n${text}`);
   return r.config;
+}
+
+/**
+ * The real supervisor dependencies, as daemon/wire.ts builds them: for tests
+ * that drive real processes (the simulators) in real time.
+ */
+export function realSupervisorDeps(): Pick<SupervisorDeps, "clock" | "spawn" | "prober" | "portHolder" | "hostMemoryPressure" | "resources"> {
+  return {
+    clock: realClock,
+    spawn: spawnBackend,
+    prober: createProber,
+    portHolder: portHolderOnThisHost,
+    hostMemoryPressure: hostShortOfMemory,
+    resources: new ResourceSampler({ clock: realClock, read: groupUsage }),
+  };
 }
 
 /** Log lines of the code under test, kept for assertions, quiet otherwise. */
@@ -117,7 +137,7 @@ tiers = [{ backend = "${name}", model = "${b.model ?? "m"}" }]
   );
   const events = new EventLog();
   const mem = memoryLogger();
-  const sup = new Supervisor(config, { logger: mem.logger, onEvent: events.push, readinessPollMs: 50 });
+  const sup = new Supervisor(config, { ...realSupervisorDeps(), logger: mem.logger, onEvent: events.push, readinessPollMs: 50 });
   t.after(() => sup.stopAll());
   return { sup, events, port, dir, logLines: mem.lines };
 }

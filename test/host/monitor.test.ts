@@ -6,7 +6,7 @@ import { HostMonitor } from "../../src/host/monitor.ts";
 import { busyPct, readHost, systemHostReader, type HostReader } from "../../src/host/resources.ts";
 import type { HostFault } from "../../src/host/thresholds.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { ManualTimers, settle } from "../gpu/helpers.ts";
+import { flush, ManualClock } from "../helpers/clock.ts";
 
 const GiB = 1024 ** 3;
 
@@ -27,7 +27,7 @@ test("reading this machine: CPU, memory and the disk under a directory that does
 });
 
 test("the monitor polls every interval, raises disk_low once and clears it", async (t) => {
-  const timers = new ManualTimers();
+  const clock = new ManualClock(0);
   let free = 50 * GiB;
   const reader: HostReader = {
     cpuTimes: () => ({ idle: 0, total: 0 }),
@@ -39,8 +39,7 @@ test("the monitor polls every interval, raises disk_low once and clears it", asy
     config: { interval: 30_000, min_free_memory: 2 * GiB, min_free_disk: 5 * GiB },
     dirs: ["/var/lib/llmsup", "/var/lib/llmsup"],
     reader,
-    timers,
-    now: () => timers.now,
+    clock,
   });
   t.after(() => monitor.stop());
   const raised: HostFault[] = [];
@@ -51,17 +50,17 @@ test("the monitor polls every interval, raises disk_low once and clears it", asy
   assert.equal(monitor.snapshot().reading?.disks.length, 1, "the same directory is measured once");
   free = 1 * GiB;
   for (let i = 0; i < 4; i++) {
-    timers.advance(30_000);
-    await settle();
+    clock.advance(30_000);
+    await flush();
   }
   assert.deepEqual(raised.map((f) => f.id), ["disk_low@/var/lib/llmsup"]);
   assert.deepEqual(monitor.snapshot().faults.map((f) => f.id), ["disk_low@/var/lib/llmsup"]);
   free = 80 * GiB;
   for (let i = 0; i < 2; i++) {
-    timers.advance(30_000);
-    await settle();
+    clock.advance(30_000);
+    await flush();
   }
   assert.deepEqual(cleared.map((f) => f.id), ["disk_low@/var/lib/llmsup"]);
   monitor.stop();
-  assert.equal(timers.pending, 0, "stop leaves no timer behind");
+  assert.equal(clock.pendingTimers, 0, "stop leaves no timer behind");
 });

@@ -86,14 +86,17 @@ function folderCycles(es: readonly Edge[]): string[][] {
 
 /** Which files a package may be imported from (the thin shells over the outside world). */
 const SHELLS: Record<string, (file: string) => boolean> = {
-  execa: (f) => f === path.join("supervisor", "spawn.ts") || f === path.join("gpu", "spawn.ts"),
+  // Processes, all through execa: the supervisor's backends, the GPU monitor's programs (nvidia-smi, journalctl),
+  // check-config's nvidia-smi on this host, and the simulated vLLM's engine child.
+  execa: (f) => [path.join("supervisor", "spawn.ts"), path.join("gpu", "spawn.ts"), path.join("config", "host-facts.ts"), path.join("sim", "backend", "engine-child.ts")].includes(f),
   nodemailer: (f) => f === path.join("alerts", "mailer.ts"),
   "node-cron": (f) => f === path.join("schedule", "scheduler.ts") || f === path.join("config", "schema.ts"),
   "node:sqlite": (f) => f === path.join("cache", "sqlite.ts"),
   // The router's upstream pools, and the drill's client of the router socket.
   undici: (f) => f === path.join("router", "upstream.ts") || f === path.join("drills", "drill.ts"),
-  // Processes: the supervisor's and the GPU monitor's spawners, check-config's look at this host, and the simulated vLLM's engine child.
-  "node:child_process": (f) => f === path.join("supervisor", "spawn.ts") || f === path.join("gpu", "spawn.ts") || f === path.join("config", "host-facts.ts") || f.startsWith(path.join("sim", "backend")),
+  // No process is started without execa: its types may be named, nothing more.
+  "node:child_process": () => false,
+  child_process: () => false,
 };
 
 test("no value import cycles between the folders of src/", () => {
@@ -101,12 +104,57 @@ test("no value import cycles between the folders of src/", () => {
   assert.deepEqual(cycles.map((c) => c.join(" → ")), []);
 });
 
-test("execa, nodemailer, node-cron, node:sqlite, undici and node:child_process are imported only by the thin modules that wrap them", () => {
+test("execa, nodemailer, node-cron, node:sqlite and undici are imported only by the thin modules that wrap them, and node:child_process for its types only", () => {
   const wrong: string[] = [];
   for (const [file, list] of imports()) {
     for (const i of list) {
       const allowed = SHELLS[i.spec];
       if (allowed && !i.typeOnly && !allowed(file)) wrong.push(`${file} imports ${i.spec}`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+});
+
+/**
+ * The real dependencies and where each is defined: the composition root
+ * (daemon/wire.ts) builds them and hands them down; nothing below it takes
+ * one as a default.
+ */
+const REAL_DEPENDENCIES: Record<string, string> = {
+  realClock: path.join("platform", "clock.ts"),
+  spawnBackend: path.join("supervisor", "spawn.ts"),
+  spawnChild: path.join("gpu", "spawn.ts"),
+  loadSqlite: path.join("cache", "sqlite.ts"),
+  createMailer: path.join("alerts", "mailer.ts"),
+  nodeCronTicks: path.join("schedule", "scheduler.ts"),
+};
+
+/** Who may import them (as values): */
+function mayImportRealDependencies(file: string): boolean {
+  return (
+    // the daemon's composition root;
+    file === path.join("daemon", "wire.ts") ||
+    // the one-shot commands (`llmsup gpus`, `test-alert`, …): programs of their own, each its own composition root;
+    file.startsWith(`cli${path.sep}`) ||
+    // the simulators (`llmsup sim …`): programs of their own too.
+    file.startsWith(`sim${path.sep}`)
+  );
+}
+
+test("the real clock, spawners, SQLite loader, mailer and cron ticks are imported only by the composition roots (daemon/wire.ts, cli/, sim/)", () => {
+  const wrong: string[] = [];
+  const re = /^import\s+\{([^}]*)\}\s*from\s+["']([^"']+)["']/gms;
+  for (const f of files(SRC)) {
+    const file = path.relative(SRC, f);
+    if (mayImportRealDependencies(file)) continue;
+    for (const m of readFileSync(f, "utf8").matchAll(re)) {
+      if (!m[2]!.startsWith(".")) continue;
+      const target = path.relative(SRC, path.resolve(path.dirname(f), m[2]!));
+      const names = m[1]!.split(",").map((s) => s.trim()).filter((s) => s && !s.startsWith("type "));
+      for (const n of names) {
+        const name = n.split(/\s+as\s+/)[0]!;
+        if (REAL_DEPENDENCIES[name] === target) wrong.push(`${file} imports ${name}`);
+      }
     }
   }
   assert.deepEqual(wrong, []);

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpuPercent, groupUsage, parseProcCpu, parseVmRss, type GroupUsage } from "../../src/platform/procfs.ts";
 import { ResourceSampler } from "../../src/supervisor/resources.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 /** A stat line: pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime … */
@@ -58,15 +59,15 @@ test("groupUsage: one pass sums every live member of each wanted group; zombies 
 });
 
 test("ResourceSampler: CPU% from the second sample on; groups gone or no longer asked for are forgotten", async () => {
-  let now = 10_000;
+  const clock = new ManualClock(10_000);
   let reads = 0;
   const table = new Map<number, GroupUsage>();
-  const sampler = new ResourceSampler({ now: () => now, read: async (p) => (reads++, new Map([...table].filter(([k]) => p.includes(k)))) });
+  const sampler = new ResourceSampler({ clock, read: async (p) => (reads++, new Map([...table].filter(([k]) => p.includes(k)))) });
   table.set(100, { ticks: 1000, rssBytes: 5e9, processes: 3 });
   table.set(200, { ticks: 10, rssBytes: 1e6, processes: 1 });
   await sampler.sample([100, 200]);
   assert.deepEqual(sampler.of(100), { cpuPct: null, rssBytes: 5e9, processes: 3, at: 10_000 });
-  now += 5000;
+  clock.advance(5000);
   table.set(100, { ticks: 1500, rssBytes: 6e9, processes: 4 });
   await sampler.sample([100, 200]);
   assert.deepEqual(sampler.of(100), { cpuPct: 100, rssBytes: 6e9, processes: 4, at: 15_000 });

@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ContextWindows } from "../../src/health/context.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { freePort, startSim, type SimProcess } from "../helpers/sim.ts";
 import { backend, startRouter } from "../helpers/router.ts";
 import { answers200, waitUntil } from "../helpers/wait.ts";
@@ -117,7 +118,7 @@ test("no context configured anywhere: after a context-length error the next tier
 test("discovered windows: a tier known to be no larger is skipped without a request, and when every tier left is too small the caller gets a clean 400 context_length_exceeded", async (t) => {
   const a = await sim(t, "llamacpp", ["--ctx-size", "4096", "--parallel", "1"]);
   const b = await sim(t, "vllm", ["--max-model-len", "2048", "--model", "m"]);
-  const windows = new ContextWindows();
+  const windows = new ContextWindows({ clock: new ManualClock() });
   const h = await startRouter(t, backend("a", "llamacpp", a.port) + backend("b", "vllm", b.port) + route(`{ backend = "a", model = "m" },\n{ backend = "b", model = "m" }`), "", { contextWindow: (be, m) => windows.get(be, m) });
   for (const be of h.config.backends) await windows.refresh(be, ["m"]);
   assert.deepEqual([windows.get("a", "m"), windows.get("b", "m")], [4096, 2048], "read from /props and /v1/models");

@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import cron from "node-cron";
 import { housekeepingJob } from "../../src/schedule/jobs.ts";
-import { Scheduler, type TickSource } from "../../src/schedule/scheduler.ts";
+import { nodeCronTicks, Scheduler, type TickSource } from "../../src/schedule/scheduler.ts";
+import { ManualClock } from "../helpers/clock.ts";
 import { memoryLogger } from "../helpers/supervise.ts";
 
 /** Ticks the test fires by hand. */
@@ -27,10 +28,13 @@ function gate(): { wait: Promise<void>; open: () => void } {
 
 const settle = () => new Promise((r) => setImmediate(r));
 
+/** Time stands still for the jobs' figures; stop()'s wait for running jobs is on real timers. */
+const clock = () => new ManualClock(undefined, { realTimers: true });
+
 test("a job never overlaps itself: a tick during a run is skipped and logged", async () => {
   const ticks = new ManualTicks();
   const { logger, lines } = memoryLogger();
-  const s = new Scheduler({ logger, ticks });
+  const s = new Scheduler({ logger, ticks, clock: clock() });
   let started = 0;
   let g = gate();
   s.add({ name: "digest", cron: "0 8 * * *", run: () => (started++, g.wait) });
@@ -59,7 +63,7 @@ test("a job never overlaps itself: a tick during a run is skipped and logged", a
 test("a failing run (thrown at once or rejected later) is logged with its event name and the job stays scheduled", async () => {
   const ticks = new ManualTicks();
   const { logger, lines } = memoryLogger();
-  const s = new Scheduler({ logger, ticks });
+  const s = new Scheduler({ logger, ticks, clock: clock() });
   let n = 0;
   s.add({
     name: "housekeeping",
@@ -88,7 +92,7 @@ test("a failing run (thrown at once or rejected later) is logged with its event 
 test('"" switches a job off; a bad expression or a duplicate name is refused', async () => {
   const ticks = new ManualTicks();
   const { logger, lines } = memoryLogger();
-  const s = new Scheduler({ logger, ticks });
+  const s = new Scheduler({ logger, ticks, clock: clock() });
   assert.equal(s.add({ name: "drill", cron: "", run: () => assert.fail("never") }), false);
   assert.equal(ticks.schedules.size, 0);
   assert.equal(lines().find((l) => l.event === "schedule.job.off")?.job, "drill");
@@ -101,7 +105,7 @@ test('"" switches a job off; a bad expression or a duplicate name is refused', a
 test("stop ends the schedules, aborts a run in progress and waits for it (bounded)", async () => {
   const ticks = new ManualTicks();
   const { logger } = memoryLogger();
-  const s = new Scheduler({ logger, ticks });
+  const s = new Scheduler({ logger, ticks, clock: clock() });
   let aborted = false;
   let runs = 0;
   s.add({
@@ -130,7 +134,7 @@ test("stop ends the schedules, aborts a run in progress and waits for it (bounde
 
 test("with node-cron: a seconds schedule runs, skips a tick while busy, and is removed on stop", async () => {
   const { logger, lines } = memoryLogger();
-  const s = new Scheduler({ logger });
+  const s = new Scheduler({ logger, ticks: nodeCronTicks(logger), clock: clock() });
   const g = gate();
   let runs = 0;
   s.add({ name: "llmsup-test-every-second", cron: "* * * * * *", run: () => (runs++, g.wait) });
@@ -146,7 +150,7 @@ test("with node-cron: a seconds schedule runs, skips a tick while busy, and is r
 test("housekeeping retries the outbox, runs every pruning hook, and fails naming the hooks that failed", async () => {
   const ticks = new ManualTicks();
   const { logger, lines } = memoryLogger();
-  const s = new Scheduler({ logger, ticks });
+  const s = new Scheduler({ logger, ticks, clock: clock() });
   let retried = 0;
   const ran: string[] = [];
   s.add({

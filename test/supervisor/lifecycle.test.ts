@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Supervisor } from "../../src/supervisor/supervisor.ts";
 import { isAlive } from "../../src/platform/procfs.ts";
-import { memoryLogger, superviseOne, testConfig } from "../helpers/supervise.ts";
+import { memoryLogger, realSupervisorDeps, superviseOne, testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { LlmsupError } from "../../src/errors/error.ts";
 
@@ -166,7 +166,7 @@ model = "m"
 tiers = [{ backend = "remote", model = "m" }]
 `,
   );
-  const sup = new Supervisor(config, { logger: memoryLogger().logger });
+  const sup = new Supervisor(config, { ...realSupervisorDeps(), logger: memoryLogger().logger });
   assert.throws(() => sup.owner("nope"), (e: unknown) => e instanceof LlmsupError && e.code === "LLMSUP_E_BACKEND_UNKNOWN");
   assert.throws(() => sup.owner("remote"), (e: unknown) => e instanceof LlmsupError && e.code === "LLMSUP_E_BACKEND_NOT_MANAGED");
   assert.deepEqual(sup.snapshot(), []);

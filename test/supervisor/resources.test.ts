@@ -6,7 +6,12 @@ import { buildStatus } from "../../src/daemon/status.ts";
 import { renderStatus } from "../../src/cli/status-view.ts";
 import { style } from "../../src/cli/output.ts";
 import { validateConfigText } from "../../src/config/load.ts";
-import { superviseOne } from "../helpers/supervise.ts";
+import { ResourceSampler } from "../../src/supervisor/resources.ts";
+import { Supervisor } from "../../src/supervisor/supervisor.ts";
+import { ManualClock } from "../helpers/clock.ts";
+import { FakeSpawner, ScriptedProber } from "../helpers/fake-process.ts";
+import { memoryLogger, superviseOne, testConfig } from "../helpers/supervise.ts";
+import { tempDir } from "../helpers/tmp.ts";
 
 test("a ready llama-server sim: its group's memory and one process; CPU% once sampled twice; nothing once stopped", async (t) => {
   const { sup, events } = await superviseOne(t, { kind: "llamacpp", simArgs: ["--load-time", "0s"] });
@@ -66,4 +71,37 @@ test("a vLLM sim: the EngineCore child counts in its API server's group; status 
   const text = renderStatus(status, style(false));
   assert.match(text, /NAME\s+KIND\s+STATE\s+FOR\s+HEALTH\s+PID\s+CPU\s+MEM\s+RESTARTS/);
   assert.match(text, new RegExp(`${pid}\\s+\\d+(\\.\\d)?%\\s+\\d+\\.\\d[KMG]iB \\(${r.processes} procs\\)`));
+});
+
+test("resourceSampleMs samples on the injected clock, every interval, until stopAll", async (t) => {
+  class CountingSampler extends ResourceSampler {
+    calls = 0;
+    override sample(pgids: readonly number[]): Promise<void> {
+      this.calls++;
+      return super.sample(pgids);
+    }
+  }
+  const config = testConfig(tempDir(t), `[[backend]]\nname = "b"\nkind = "vllm"\nurl = "http://127.0.0.1:9"\n  [backend.process]\n  command = ["/opt/fake/vllm"]\n[[route]]\nmodel = "m"\ntiers = [{ backend = "b", model = "m" }]\n`);
+  const clock = new ManualClock();
+  const resources = new CountingSampler({ clock, read: async () => new Map() });
+  const sup = new Supervisor(config, {
+    logger: memoryLogger().logger,
+    clock,
+    spawn: new FakeSpawner().spawn,
+    prober: () => new ScriptedProber(),
+    portHolder: async () => ({ state: "nobody" }),
+    hostMemoryPressure: async () => false,
+    resources,
+    resourceSampleMs: 5_000,
+  });
+  clock.advance(4_999);
+  assert.equal(resources.calls, 0, "not before the first interval");
+  clock.advance(1);
+  assert.equal(resources.calls, 1);
+  clock.advance(10_000);
+  assert.equal(resources.calls, 3);
+  await sup.stopAll();
+  assert.equal(clock.pendingTimers, 0, "stopAll leaves no sampling timer");
+  clock.advance(60_000);
+  assert.equal(resources.calls, 3);
 });

@@ -4,11 +4,13 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { GpuMonitor } from "../../src/gpu/monitor.ts";
+import { spawnChild } from "../../src/gpu/spawn.ts";
+import { realClock } from "../../src/platform/clock.ts";
 import { writeWrapper } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, pidAlive, registerProcess, writeGpuState } from "../../src/sim/gpu/state.ts";
 import { Supervisor } from "../../src/supervisor/supervisor.ts";
 import { freePort } from "../helpers/sim.ts";
-import { EventLog, memoryLogger, simCommand, testConfig } from "../helpers/supervise.ts";
+import { EventLog, memoryLogger, realSupervisorDeps, simCommand, testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
 async function setup(t: { after(fn: () => unknown): void }, processExtra = "") {
@@ -21,9 +23,10 @@ async function setup(t: { after(fn: () => unknown): void }, processExtra = "") {
     dir,
     `[gpu]\nnvidia_smi = "${smi}"\ndeadline = "5s"\nkernel_log = "off"\n[[backend]]\nname = "vllm"\nkind = "vllm"\nurl = "http://127.0.0.1:${port}"\ngpus = [0]\n  [backend.process]\n  command = ${simCommand(["--kind", "vllm", "--port", port, "--load-time", "0s", "--model", "m", "--gpus", "0", "--gpu-state", state])}\n  restart_sec = "300ms"\n  restart_max_delay = "300ms"\n  start_limit_interval = "1m"\n  stop_timeout = "2s"\n${processExtra}\n[[route]]\nmodel = "m"\ntiers = [{ backend = "vllm", model = "m" }]\n`,
   );
-  const vram = new GpuMonitor({ config: config.gpu }).vramProbe();
+  // Real simulators and the simulated nvidia-smi, in real time: the real spawners and clock.
+  const vram = new GpuMonitor({ config: config.gpu, spawn: spawnChild, clock: realClock }).vramProbe();
   const events = new EventLog();
-  const sup = new Supervisor(config, { logger: memoryLogger().logger, onEvent: events.push, vram, readinessPollMs: 50 });
+  const sup = new Supervisor(config, { ...realSupervisorDeps(), logger: memoryLogger().logger, onEvent: events.push, vram, readinessPollMs: 50 });
   t.after(() => sup.stopAll());
   return { sup, events, vram, state };
 }

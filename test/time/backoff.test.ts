@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { restartDelay, shortestSpanOfFailures, withJitter } from "../../src/time/backoff.ts";
+import { doublingDelay, restartDelay, shortestSpanOfFailures, withJitter } from "../../src/time/backoff.ts";
 
 const policy = { restartSec: 10_000, maxDelay: 120_000, steps: 5 };
 
@@ -27,4 +27,14 @@ test("jitter only lengthens, by at most the fraction", () => {
 test("the shortest span of N failures sums the N-1 delays between them", () => {
   assert.equal(shortestSpanOfFailures({ restartSec: 10_000, maxDelay: 10_000, steps: 0 }, 6), 50_000);
   assert.equal(shortestSpanOfFailures(policy, 1), 0);
+});
+
+test("retry delays double from the first up to the ceiling", () => {
+  const alerts = { first: 5_000, max: 300_000 };
+  assert.deepEqual(Array.from({ length: 8 }, (_, n) => doublingDelay(alerts, n)), [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]);
+  // The GPU monitor's: interval 5 s, at most 12 intervals.
+  assert.deepEqual(Array.from({ length: 6 }, (_, n) => doublingDelay({ first: 5_000, max: 60_000 }, n)), [5_000, 10_000, 20_000, 40_000, 60_000, 60_000]);
+  assert.equal(doublingDelay(alerts, -1), 5_000, "before the first failure: the first delay");
+  assert.equal(doublingDelay(alerts, 5_000), 300_000, "however many failures: the ceiling, never Infinity");
+  assert.equal(doublingDelay({ first: 5_000, max: 1_000 }, 0), 1_000, "the ceiling wins over the first delay");
 });

@@ -4,10 +4,10 @@
  * /health is 200 with an empty body until the engine is noticed dead, then
  * 503. The engine child (engine.ts) holds the GPU memory.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import type { ServerResponse } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
+import { realClock, within } from "../../../platform/clock.ts";
 import { selfCommand } from "../../../platform/self.ts";
+import { startEngineChild } from "../engine-child.ts";
 import { gateLoad } from "../fault-gate.ts";
 import { errorJson, json, send } from "../http.ts";
 import { createdOf, modelsList, vllmMetrics } from "../info.ts";
@@ -77,21 +77,18 @@ class VllmRuntime implements KindRuntime {
       model: options.models[0]!,
     };
     const [node, entry] = selfCommand();
-    const engine: ChildProcess = spawn(node, [entry, "sim", "vllm-engine", JSON.stringify(engineOptions)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const engine = startEngineChild(node, [entry, "sim", "vllm-engine", JSON.stringify(engineOptions)]);
     env.onStop(async () => {
-      if (engine.exitCode !== null || engine.signalCode !== null) return;
+      if (engine.ended) return;
       engine.kill("SIGTERM");
-      await Promise.race([new Promise((r) => engine.once("exit", r)), sleep(5_000)]);
+      await within(realClock, engine.exited, 5_000);
     });
-    const ready = await new Promise<boolean>((resolve) => {
-      engine.once("message", (m: { type?: string }) => resolve(m?.type === "ready"));
-      engine.once("exit", () => resolve(false));
-    });
-    if (!ready) {
+    const first = (await engine.firstMessage()) as { type?: string } | undefined;
+    if (first?.type !== "ready") {
       sim.logErr(["RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {'EngineCore_DP0': 1}"]);
       return 1;
     }
-    engine.on("exit", () => {
+    void engine.exited.then(() => {
       if (!env.stopping()) this.engineDied();
     });
     this.engineOom = () => engine.send({ type: "oom" });
