@@ -6,6 +6,7 @@
  */
 import { createRequire } from "node:module";
 import type { Logger } from "../log/logger.ts";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
 
 interface DgramSocket {
   sendTo(buf: Buffer, offset: number, length: number, path: string, cb?: (err?: Error) => void): void;
@@ -63,4 +64,29 @@ export function watchdogInterval(env: NodeJS.ProcessEnv, pid = process.pid): num
   if (!Number.isFinite(usec) || usec <= 0) return undefined;
   if (env.WATCHDOG_PID && Number(env.WATCHDOG_PID) !== pid) return undefined;
   return Math.max(1, Math.floor(usec / 2000));
+}
+
+/** How often systemd's STATUS= line is refreshed. */
+const STATUS_EVERY_MS = 10_000;
+
+/**
+ * The daemon's pulse to systemd while it runs: WATCHDOG=1 every half
+ * $WATCHDOG_USEC, sent from the event loop itself (a blocked loop stops the
+ * pings and systemd notices), and a fresh STATUS= line every 10 s. Nothing
+ * outside systemd.
+ */
+export function startHeartbeat(notifier: Notifier, env: NodeJS.ProcessEnv, clock: Clock, statusLine: () => string): { stop(): void } {
+  const timers: TimerHandle[] = [];
+  const every = (ms: number, fn: () => void, slot: number) => {
+    timers[slot] = clock.setTimeout(() => {
+      fn();
+      every(ms, fn, slot);
+    }, ms);
+  };
+  if (notifier.active) {
+    const wd = watchdogInterval(env);
+    if (wd) every(wd, () => notifier.notify({ WATCHDOG: 1 }), 0);
+    every(STATUS_EVERY_MS, () => notifier.notify({ STATUS: statusLine() }), 1);
+  }
+  return { stop: () => timers.forEach((t) => t?.cancel()) };
 }

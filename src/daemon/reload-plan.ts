@@ -118,3 +118,26 @@ export function reloadSummary(changes: ReloadChanges, settings: readonly Setting
   if (!settings.length) parts.push("no setting changed");
   return parts.join("; ");
 }
+
+/** A reload that was refused: kept (for status and a mail) until a good reload or a restart. */
+export interface ReloadRefusal {
+  readonly at: number;
+  /** `CODE: message`. */
+  readonly error: string;
+  /** One line per problem: `path: message`. */
+  readonly problems: readonly string[];
+}
+
+/** The refusal a configuration that failed to load makes. Pure. */
+export function refusalOf(e: unknown, at: number): ReloadRefusal {
+  const err = e as { code?: string; message?: string; details?: { problems?: unknown } };
+  const problems = err.details?.problems;
+  const lines = Array.isArray(problems) ? problems.map((p: { path?: string; message?: string }) => (p.path ? `${p.path}: ${p.message ?? ""}` : String(p.message ?? ""))) : [];
+  return { at, error: `${err.code ?? "error"}: ${err.message ?? String(e)}`, problems: lines };
+}
+
+/** What status says about reloads: settings waiting for a restart of llmsup, the refused one. Pure. */
+export function reloadStatus(startConfig: Config, config: Config, refused: ReloadRefusal | null): { readonly needs_restart: readonly string[]; readonly refused: { readonly time: string; readonly error: string; readonly problems: readonly string[] } | null } {
+  const needs = startConfig !== config ? settingChanges(startConfig, config).filter((c) => !c.applied).map((c) => c.key) : [];
+  return { needs_restart: needs, refused: refused ? { time: new Date(refused.at).toISOString(), error: refused.error, problems: refused.problems } : null };
+}

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { changeLine, reloadSummary, restartNotes, settingChanges } from "../../src/daemon/reload-plan.ts";
+import { changeLine, refusalOf, reloadStatus, reloadSummary, restartNotes, settingChanges } from "../../src/daemon/reload-plan.ts";
+import { LlmsupError } from "../../src/errors/error.ts";
 import { testConfig } from "../helpers/supervise.ts";
 
 const base = (extra: string, backend = "", tier = "") =>
@@ -54,4 +55,20 @@ test("reload plan: the summary counts backends and names applied and waiting set
     "configuration reloaded: 1 unchanged, 2 restarted (b, c), 0 added, 1 removed; applied: router.recovery_hold; needs a restart of llmsup: router.listen",
   );
   assert.match(reloadSummary({ unchanged: ["a"], restarted: [], started: [], stopped: [] } as never, []), /no setting changed$/);
+});
+
+test("reload plan: a refused reload reads as its code and message with one line per problem", () => {
+  const e = new LlmsupError("LLMSUP_E_CONFIG_INVALID", "2 problems in /etc/llmsup/supervisor.toml", { problems: [{ path: "router.listen", message: "not a host:port" }, { message: "no route" }] });
+  const r = refusalOf(e, Date.UTC(2026, 0, 1));
+  assert.deepEqual(r, { at: Date.UTC(2026, 0, 1), error: "LLMSUP_E_CONFIG_INVALID: 2 problems in /etc/llmsup/supervisor.toml", problems: ["router.listen: not a host:port", "no route"] });
+  assert.deepEqual(refusalOf(new Error("EACCES: permission denied"), 0), { at: 0, error: "error: EACCES: permission denied", problems: [] });
+});
+
+test("reload plan: status names the settings that wait for a restart of llmsup and the refusal in force", () => {
+  const start = base("");
+  assert.deepEqual(reloadStatus(start, start, null), { needs_restart: [], refused: null });
+  const next = base(`[control]\nsocket = "/tmp/llmsup-elsewhere.sock"\n[router]\nrecovery_hold = "5s"`);
+  const s = reloadStatus(start, next, { at: Date.UTC(2026, 0, 1), error: "E: x", problems: ["p"] });
+  assert.deepEqual(s.needs_restart, ["control.socket"]);
+  assert.deepEqual(s.refused, { time: "2026-01-01T00:00:00.000Z", error: "E: x", problems: ["p"] });
 });

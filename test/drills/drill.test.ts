@@ -6,11 +6,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Daemon, type DaemonEvent } from "../../src/daemon/daemon.ts";
+import type { DaemonEvent } from "../../src/daemon/daemon.ts";
+import { wireDaemon } from "../../src/daemon/wire.ts";
 import type { DrillReport } from "../../src/drills/report.ts";
 import type { StateEvent } from "../../src/supervisor/states.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
-import { runLlmsup, type CliResult } from "../helpers/cli.ts";
+import { runCliInProcess, type CliResult } from "../helpers/cli.ts";
 import { writeDaemonConfig } from "../helpers/daemon.ts";
 import { memoryLogger } from "../helpers/supervise.ts";
 
@@ -37,12 +38,12 @@ async function setup(t: { after(fn: () => unknown): void }, schedule = "") {
     `[router.breaker]\nfailure_threshold = 2\nopen_interval = "1s"\n[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n${schedule}`,
   );
   const mem = memoryLogger();
-  const daemon = new Daemon({ configPath: files.config, logger: mem.logger, env: { ...process.env, TEST_SMTP_PASSWORD: SMTP_PASSWORD } });
+  const daemon = wireDaemon({ configPath: files.config, logger: mem.logger, env: { ...process.env, TEST_SMTP_PASSWORD: SMTP_PASSWORD } });
   const events: DaemonEvent[] = [];
   daemon.subscribe((e) => events.push(e));
   cleanups.push(() => daemon.stop("the test is over"));
   await daemon.start();
-  const cli = (...args: string[]): Promise<CliResult> => runLlmsup([...args, "--config", files.config]);
+  const cli = (...args: string[]): Promise<CliResult> => runCliInProcess([...args, "--config", files.config]);
   const deadline = Date.now() + 20_000;
   const serving = () => daemon.status().backends.every((b) => b.state === "ready") && daemon.status().router.routes[0]!.serving_tier === 0;
   while (!serving()) {
