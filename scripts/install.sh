@@ -62,11 +62,18 @@ NODE_BIN="$(command -v node)"
 
 # 2. The program: built files and production dependencies under $PREFIX.
 mkdir -p "$PREFIX"
+# An upgrade with the same locked dependencies keeps the installed ones.
+deps_current=0
+if [ -d "$PREFIX/node_modules" ] && cmp -s "$SRC/package-lock.json" "$PREFIX/package-lock.json"; then deps_current=1; fi
 for f in package.json package-lock.json supervisor.toml README.md INSTALL.md; do install -m 0644 "$SRC/$f" "$PREFIX/$f"; done
 rm -rf "$PREFIX/dist" "$PREFIX/systemd" "$PREFIX/docs" "$PREFIX/scripts"
 cp -r "$SRC/dist" "$SRC/systemd" "$SRC/docs" "$PREFIX/"
 mkdir -p "$PREFIX/scripts" && install -m 0755 "$SRC/scripts/install.sh" "$PREFIX/scripts/install.sh"
-(cd "$PREFIX" && npm ci --omit=dev --silent --no-audit --no-fund)
+if [ "$deps_current" = 1 ]; then
+  say "production dependencies unchanged (package-lock.json); kept"
+else
+  (cd "$PREFIX" && npm ci --omit=dev --silent --no-audit --no-fund)
+fi
 
 # A Node.js >= 22 for the service: the one named, the machine's, or a private Node 24 next to the program.
 if [ -n "$SERVICE_NODE" ]; then

@@ -1,15 +1,36 @@
 /** `llmsup run`: the daemon in the foreground (what systemd runs). */
-import { Daemon, type DaemonOptions } from "../daemon/daemon.ts";
+import { wireDaemon, type WireOptions } from "../daemon/wire.ts";
 import { isLlmsupError } from "../errors/error.ts";
 import { EXIT } from "../errors/registry.ts";
 import type { ConfigProblem } from "../config/types.ts";
 import { formatProblem } from "./check-config.ts";
 import type { Io } from "./output.ts";
 
-export async function runCommand(o: { config: string; logLevel?: string } & Partial<DaemonOptions>, io: Io): Promise<number> {
-  const daemon = new Daemon({ ...o, configPath: o.config, logLevel: o.logLevel, env: io.env });
+export async function runCommand(o: { config: string; logLevel?: string } & Partial<WireOptions>, io: Io): Promise<number> {
+  const daemon = wireDaemon({ ...o, configPath: o.config, logLevel: o.logLevel, env: io.env });
+  // Signals are heard from the first moment (SIGUSR2's default action would end the process); one that comes while
+  // the daemon starts is acted on once it has started.
+  let asked: { signal: string; restart: boolean } | undefined;
+  let act: ((a: { signal: string; restart: boolean }) => void) | undefined;
+  const hear = (signal: string, restart = false) => () => {
+    if (asked) return;
+    asked = { signal, restart };
+    act?.(asked);
+  };
+  process.on("SIGTERM", hear("SIGTERM"));
+  process.on("SIGINT", hear("SIGINT"));
+  // systemd's RestartKillSignal: a restart, not a stop (with live_restore the backends stay up for the next llmsup).
+  process.on("SIGUSR2", hear("SIGUSR2", true));
+  let started = false;
+  process.on("SIGHUP", () => {
+    if (started) void daemon.reload();
+  });
+  // While it starts, the daemon may wait on nothing but timers (adopting a backend, stopping a replaced one), and timers
+  // never hold the process: this does, until the daemon's sockets do.
+  const starting = setInterval(() => undefined, 60_000);
   try {
     await daemon.start();
+    started = true;
   } catch (e) {
     if (isLlmsupError(e)) {
       io.stderr.write(`llmsup: cannot start: ${e.code}: ${e.message}\n`);
@@ -19,23 +40,18 @@ export async function runCommand(o: { config: string; logLevel?: string } & Part
       return e.exitCode;
     }
     throw e;
+  } finally {
+    clearInterval(starting);
   }
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
+    act = ({ signal, restart }) => {
       // The backstop: whatever hangs, the process ends a little after the shutdown deadline.
       setTimeout(() => {
         daemon.log.error({ event: "daemon.forced_exit" }, "shutdown deadline passed; exiting now");
         process.exit(EXIT.SOFTWARE);
-      }, daemon.config.daemon.shutdown_timeout + 5_000).unref();
-      void daemon.stop(`received ${signal}`).then(() => resolve(EXIT.OK));
+      }, daemon.shutdownTimeout + 5_000).unref();
+      void daemon.stop(restart ? `received ${signal}: restarting` : `received ${signal}`, { restart }).then(() => resolve(EXIT.OK));
     };
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGHUP", () => {
-      void daemon.reload();
-    });
+    if (asked) act(asked);
   });
 }

@@ -60,7 +60,7 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
         b.drained ? st.yellow(`DRAINED (${b.state})`) : colour(b.state),
         b.drained ? ago(b.drained.since, now) : b.since ? ago(b.since, now) : "",
         colour(b.health),
-        b.pid === null ? "" : String(b.pid),
+        b.pid === null ? "" : `${b.pid}${b.adopted ? " (adopted)" : ""}`,
         b.cpu_pct === null ? (b.pid === null ? "" : "–") : `${b.cpu_pct.toFixed(b.cpu_pct < 10 ? 1 : 0)}%`,
         b.rss_bytes === null ? (b.pid === null ? "" : "–") : `${formatSize(b.rss_bytes)}${b.processes !== null && b.processes > 1 ? ` (${b.processes} procs)` : ""}`,
         b.restarts ?? "",

@@ -31,6 +31,8 @@ export const daemonSchema = z.strictObject({
   hostname: z.string().default(""),
   backend_log_max: size().prefault("20MiB"),
   backend_log_keep: z.int().min(0).max(100).default(3),
+  /** Backends outlive a restart of llmsup (the restart signal, a crash): the next daemon adopts them instead of loading the models again. */
+  live_restore: z.boolean().default(true),
 });
 
 export const controlSchema = z.strictObject({

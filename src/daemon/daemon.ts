@@ -1,245 +1,298 @@
 /**
- * The composition root: the only place where real dependencies are built and
- * wired. Supervisor states and GPU faults feed the health registry, which the
- * router reads; everything notable lands in the event history, the log and
- * (through the alert hook) the operator's inbox.
+ * The daemon: the running whole. Supervisor states and GPU faults feed the
+ * health registry, which the router reads; everything notable lands in the
+ * event history, the log and (through the alert desk) the operator's inbox.
+ * It builds nothing real itself: clock, logger, environment, spawners and
+ * the systemd notifier come from the composition root (wire.ts); control
+ * and status see it through narrow ports (ControlApi, StatusSources).
  */
-import { hostname as osHostname } from "node:os";
 import { loadConfigFile } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { isLlmsupError, LlmsupError } from "../errors/error.ts";
+import { LlmsupError } from "../errors/error.ts";
 import { GpuMonitor } from "../gpu/monitor.ts";
 import type { GpuFault } from "../gpu/types.ts";
-import { HealthRegistry, type Health } from "../health/registry.ts";
+import { HealthRegistry } from "../health/registry.ts";
 import { RemoteProber } from "../health/remote.ts";
 import { HostMonitor } from "../host/monitor.ts";
-import { createLogger, type Logger } from "../log/logger.ts";
-import { realClock, type Clock } from "../platform/clock.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Clock } from "../platform/clock.ts";
 import { RouterMetrics } from "../router/metrics.ts";
 import { Router, type CacheHook, type RouterEvent } from "../router/router.ts";
 import { RouterServer, type Listening } from "../router/server.ts";
-import { isServing, type StateEvent, type SupervisorEvent } from "../supervisor/states.ts";
-import { Supervisor, type ReloadChanges } from "../supervisor/supervisor.ts";
+import type { SupervisorEvent } from "../supervisor/states.ts";
+import { Supervisor, type PortHolderLookup, type ProberFactory, type ReloadChanges } from "../supervisor/supervisor.ts";
+import type { BackendSpawner } from "../supervisor/spawn.ts";
+import { ResourceSampler, type GroupUsageReader } from "../supervisor/resources.ts";
+import type { ProgramSpawner } from "../gpu/spawn.ts";
+import type { HostReader } from "../host/resources.ts";
+import type { SqliteModule } from "../cache/sqlite.ts";
+import type { MailerFactory } from "../alerts/mailer.ts";
+import type { TickSource } from "../schedule/scheduler.ts";
 import { ControlServer, type ControlApi } from "../control/server.ts";
-import { buildStatus, type DaemonStatus } from "./status.ts";
-import { AlertLog, EventHub, History } from "./event-hub.ts";
-import { changeLine, reloadSummary, settingChanges } from "./reload-plan.ts";
+import { buildStatus, mailSnapshot, preferenceOrder, type DaemonStatus } from "./status.ts";
+import { EventHub, History } from "./event-hub.ts";
+import { changeLine, refusalOf, reloadStatus, reloadSummary, settingChanges, type ReloadRefusal } from "./reload-plan.ts";
 import { filterEvents } from "../control/event-filter.ts";
-import { createNotifier, watchdogInterval, type Notifier } from "./notify.ts";
+import { startHeartbeat, type Notifier } from "./notify.ts";
 import { StateLock } from "./state-lock.ts";
 import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
 import { packageVersion } from "../platform/version.ts";
-import { Alerter } from "../alerts/alerter.ts";
-import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import type { Scheduler } from "../schedule/scheduler.ts";
 import { scheduleJobs } from "./jobs.ts";
-import { AlertBridge, liveAfterReload, liveAtStart, type BridgeInput } from "./alert-bridge.ts";
+import { liveAfterReload, liveAtStart } from "./alert-bridge.ts";
+import { AlertDesk } from "./alert-desk.ts";
 import { historyOfGpuFault, historyOfRouter, historyOfSupervisor } from "./history.ts";
-import { gpuHealthOf } from "./gpu-health.ts";
+import { HealthFeed } from "./health-feed.ts";
 import { EmergencyCache } from "../cache/cache.ts";
 import { ContextWindows } from "../health/context.ts";
 import { plural } from "../alerts/text.ts";
-import { runDrill, type DrillSpec } from "../drills/drill.ts";
+import type { DrillSpec } from "../drills/drill.ts";
 import type { DrillReport } from "../drills/report.ts";
+import { DrillDesk } from "./drill-desk.ts";
 import { Drains, type DrainChange } from "./drains.ts";
+import { parseLaunchRecord } from "../supervisor/launch.ts";
+import { runShutdown, type ShutdownStep } from "./shutdown.ts";
+import { takeListenFds } from "../platform/listen-fds.ts";
 
-export interface DaemonOptions {
+/** What the composition root hands the daemon: everything real it uses. */
+export interface DaemonDeps {
   readonly configPath: string;
-  readonly logLevel?: string;
-  readonly logger?: Logger;
-  readonly env?: NodeJS.ProcessEnv;
-  readonly clock?: Clock;
+  readonly logger: Logger;
+  /** True when daemon.log_level sets the logger's level (no explicit --log-level). */
+  readonly followConfigLogLevel: boolean;
+  readonly env: NodeJS.ProcessEnv;
+  readonly clock: Clock;
+  readonly hostname: () => string;
+  readonly pid: number;
+  readonly notifier: (log: Logger) => Notifier;
+  readonly spawnBackend: BackendSpawner;
+  /** Readiness probers of managed backends (createProber). */
+  readonly prober: ProberFactory;
+  /** Who listens on a local port (portHolderOnThisHost). */
+  readonly portHolder: PortHolderLookup;
+  /** Whether the host is short of memory now (hostShortOfMemory). */
+  readonly hostMemoryPressure: () => Promise<boolean>;
+  /** CPU and memory of backends' process groups (groupUsage over /proc). */
+  readonly groupUsage: GroupUsageReader;
+  /** Starts the GPU monitor's programs: nvidia-smi, journalctl (spawnChild). */
+  readonly spawnProgram: ProgramSpawner;
+  /** CPU, memory and disk of the host (systemHostReader). */
+  readonly hostReader: HostReader;
+  /** The SQLite module of the emergency cache, loaded only when a route uses the cache (loadSqlite). */
+  readonly sqlite: () => SqliteModule | Error;
+  /** The SMTP transport of e-mail alerts (createMailer). */
+  readonly mailer: MailerFactory;
+  /** Cron ticks for [schedule] (nodeCronTicks). */
+  readonly cronTicks: (logger: Logger) => TickSource;
   /** Extra consumers of every event (alerts). */
   readonly onEvent?: (e: DaemonEvent) => void;
+  /** Another response cache than the emergency cache in state_dir. */
   readonly cache?: CacheHook;
 }
 
 export type DaemonEvent = SupervisorEvent | RouterEvent | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number } | { readonly event: "daemon.started" | "daemon.stopping" | "daemon.reloaded"; readonly at: number; readonly detail: string };
 
+/** Most time start waits for adopted backends to pass readiness before the router listens. */
+const ADOPT_WAIT_MS = 5_000;
+
 /** Events kept in state_dir for `llmsup events` and status (the newest; a few weeks of a busy box). */
 const HISTORY_MAX = 2_000;
 
-/** Waits for `p`, at most `ms`; never keeps the process alive after `p` settles. */
-async function withDeadline(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
-}
-
 export class Daemon {
-  config!: Config;
   readonly log: Logger;
-  readonly clock: Clock;
-  readonly startedAt: number;
-  health!: HealthRegistry;
-  supervisor!: Supervisor;
-  router!: Router;
-  routerServer!: RouterServer;
-  control!: ControlServer;
-  gpu?: GpuMonitor;
-  host?: HostMonitor;
-  readonly metrics = new RouterMetrics({ defaultMetrics: true });
+  private readonly d: DaemonDeps;
+  private readonly clock: Clock;
+  private readonly startedAt: number;
+  private config!: Config;
+  /** The configuration llmsup started with: settings read once at start differ from it until a restart. */
+  private startConfig!: Config;
+  private health!: HealthRegistry;
+  private feed!: HealthFeed;
+  private supervisor_!: Supervisor;
+  private router!: Router;
+  private routerServer?: RouterServer;
+  private control?: ControlServer;
+  private gpu?: GpuMonitor;
+  private host?: HostMonitor;
+  private readonly metrics = new RouterMetrics({ defaultMetrics: true });
   /** The emergency response cache; opened once a route has `cache = true`. */
-  cache?: EmergencyCache;
-  listening: Listening = {};
+  private cache?: EmergencyCache;
+  private listening: Listening = {};
   private remote?: RemoteProber;
-  private store!: StateStore;
+  private store?: StateStore;
   private history = new History([], HISTORY_MAX);
-  private notifier!: Notifier;
-  private watchdog?: NodeJS.Timeout;
-  private statusTimer?: NodeJS.Timeout;
+  private notifier?: Notifier;
+  private heartbeat?: { stop(): void };
   private stopping?: Promise<void>;
   private stateLock?: StateLock;
-  private readonly options: DaemonOptions;
-  private gpuFaults = new Map<string, GpuFault>();
-  alerter?: Alerter;
-  private bridge!: AlertBridge;
-  /** Alert events of the last day, for the digest. */
-  private readonly alertLog = new AlertLog();
-  scheduler?: Scheduler;
+  private alerts?: AlertDesk;
+  private scheduler?: Scheduler;
   private readonly events: EventHub<DaemonEvent>;
   /** Context windows read from the backends (the router skips only tiers known to be too small). */
-  readonly windows = new ContextWindows();
-  private drilling = false;
+  private readonly windows: ContextWindows;
+  private readonly drills: DrillDesk;
   /** Backends an operator took out of rotation (`llmsup drain`): kept here, outside the router, so a reload keeps them; persisted. */
   private readonly drains = new Drains();
-  /** The configuration llmsup started with: settings read once at start differ from it until a restart. */
-  private startConfig?: Config;
   /** The last refused reload, until a good reload or a restart. */
-  private reloadRefused: { readonly at: number; readonly error: string; readonly problems: readonly string[] } | null = null;
+  private reloadRefused: ReloadRefusal | null = null;
 
-  constructor(options: DaemonOptions) {
-    this.options = options;
-    this.clock = options.clock ?? realClock;
+  constructor(deps: DaemonDeps) {
+    this.d = deps;
+    this.clock = deps.clock;
     this.startedAt = this.clock.now();
-    this.log = options.logger ?? createLogger({ level: (options.logLevel as never) ?? "info" });
-    this.events = new EventHub<DaemonEvent>(this.log, options.onEvent);
+    this.log = deps.logger;
+    this.events = new EventHub<DaemonEvent>(this.log, deps.onEvent);
+    this.windows = new ContextWindows({ clock: this.clock });
+    this.drills = new DrillDesk(
+      () => ({
+        config: this.config,
+        socket: this.listening.socket,
+        health: this.health,
+        supervisor: this.supervisor_,
+        router: () => this.router,
+        subscribe: (fn) => this.subscribe(fn),
+        alertsSince: (at) => this.alerts?.log.since(at) ?? [],
+        delivered: () => this.alerts?.delivered(),
+        clock: this.clock,
+      }),
+      this.log,
+      (h) => this.remember(h),
+    );
+  }
+
+  /** The backends' supervisor (drills and tests read a backend's budget through it). */
+  get supervisor(): Supervisor {
+    return this.supervisor_;
+  }
+
+  /** The shutdown deadline in force (daemon.shutdown_timeout). */
+  get shutdownTimeout(): number {
+    return this.config?.daemon.shutdown_timeout ?? 0;
   }
 
   // ------------------------------------------------------------------ start
 
   async start(): Promise<void> {
-    this.config = await loadConfigFile(this.options.configPath, { hostname: osHostname() });
-    if (this.options.logLevel === undefined && !this.options.logger) this.log.level = this.config.daemon.log_level;
-    const c = this.config;
-    this.notifier = createNotifier(this.options.env ?? process.env, this.log);
+    // Sockets systemd passed (llmsup.socket): taken first, so that no backend inherits the variables.
+    const activation = takeListenFds(this.d.env, this.d.pid);
+    if (activation?.problem) this.log.warn({ event: "router.activation_problem", problem: activation.problem }, activation.problem);
+    const c = await this.loadConfig();
+    this.config = this.startConfig = c;
+    if (this.d.followConfigLogLevel) this.log.level = c.daemon.log_level;
+    this.notifier = this.d.notifier(this.log);
     // One daemon per state_dir: before the state is read, a backend started or a socket bound.
-    this.stateLock = await StateLock.acquire({ stateDir: c.daemon.state_dir, configPath: this.options.configPath, logger: this.log, now: this.clock.now() });
+    this.stateLock = await StateLock.acquire({ stateDir: c.daemon.state_dir, configPath: this.d.configPath, logger: this.log, now: this.clock.now() });
     this.store = new StateStore(c.daemon.state_dir, this.log);
     const persisted = await this.store.load();
     this.history = new History(persisted.history, HISTORY_MAX);
-
-    this.startConfig = c;
-    this.bridge = new AlertBridge(c);
-    this.alerter = await this.openAlerter(c);
+    this.alerts = await AlertDesk.open(c, { logger: this.log.child({ component: "alerts" }), clock: this.clock, env: this.d.env, mailer: this.d.mailer, snapshot: () => mailSnapshot(this.status(), this.clock.now()) });
 
     this.health = new HealthRegistry(c, this.clock);
+    this.feed = new HealthFeed(this.health);
     this.health.onChange((name, h, prev) => {
       // A remote backend answering again may have changed its window (a new model, a new max_model_len).
       if (h.state !== "down" && prev.state === "down") this.discoverWindows(name, false);
       this.metrics.health.set({ backend: name }, h.state === "healthy" ? 0 : h.state === "degraded" ? 1 : 2);
       if (h.state !== prev.state) this.log.info({ event: "backend.health", backend: name, from: prev.state, to: h.state, reason: h.reason }, `${name} health: ${prev.state} → ${h.state} (${h.reason})`);
     });
+    this.startMonitors(c);
 
-    if (c.gpu.enabled) {
-      this.gpu = new GpuMonitor({ config: c.gpu, logger: this.log.child({ component: "gpu" }) });
-      this.gpu.on("fault.raised", (f) => this.onGpuFault(f, true));
-      this.gpu.on("fault.cleared", (f) => this.onGpuFault(f, false));
-    }
-    this.host = new HostMonitor({ config: c.host, dirs: [c.daemon.state_dir, c.daemon.log_dir], logger: this.log.child({ component: "host" }) });
-    this.host.on("fault.raised", (f) => {
-      this.remember({ at: this.clock.now(), kind: "host_fault", summary: f.reason });
-      this.alert({ event: "host.fault.raised", fault: f, at: this.clock.now(), freeBytes: this.freeBytes(f.dir), minFreeBytes: c.host.min_free_disk });
+    this.supervisor_ = new Supervisor(c, {
+      logger: this.log.child({ component: "supervisor" }),
+      clock: this.clock,
+      spawn: this.d.spawnBackend,
+      prober: this.d.prober,
+      portHolder: this.d.portHolder,
+      hostMemoryPressure: this.d.hostMemoryPressure,
+      resources: new ResourceSampler({ clock: this.clock, read: this.d.groupUsage }),
+      vram: this.gpu?.vramProbe(),
+      onEvent: (e) => this.onSupervisorEvent(e),
+      resourceSampleMs: 5_000,
     });
-    this.host.on("fault.cleared", (f) => this.alert({ event: "host.fault.cleared", fault: f, at: this.clock.now(), freeBytes: this.freeBytes(f.dir), minFreeBytes: c.host.min_free_disk }));
-
-    this.supervisor = this.makeSupervisor(c);
     this.restorePersisted(persisted);
     // The alert state from the last run meets the live one before anything can report: stale outages go, carried-over fatals stay.
-    this.alerter?.reconcile(liveAtStart(c, this.supervisor.snapshot()));
+    this.alerts.reconcile(liveAtStart(c, this.supervisor_.snapshot()));
+    // Backends an earlier llmsup left running are adopted before the router listens: it opens serving on them.
+    const adopted = await this.supervisor_.adoptAll(ADOPT_WAIT_MS);
+    if (adopted.length > 0) this.log.info({ event: "daemon.adopted", backends: adopted }, `adopted ${adopted.join(", ")}, left running by an earlier llmsup`);
     this.openCache(c);
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
-    this.listening = await this.routerServer.listen();
+    this.listening = await this.routerServer.listen({ inherited: activation?.fds });
     this.control = new ControlServer(this.controlApi(), this.log);
     await this.control.listen(c.control.socket, c.control.mode, c.control.group);
     this.remote = new RemoteProber(c, this.health, this.clock, this.log);
     this.remote.start();
     for (const b of c.backends) if (!b.managed) this.discoverWindows(b.name, false);
     await this.gpu?.start().catch((e: Error) => this.log.warn({ event: "gpu.monitor.failed", err: e.message }, `GPU monitor could not start: ${e.message}`));
-    await this.host.start().catch((e: Error) => this.log.warn({ event: "host.monitor.failed", err: e.message }, `host monitor could not start: ${e.message}`));
+    await this.host?.start().catch((e: Error) => this.log.warn({ event: "host.monitor.failed", err: e.message }, `host monitor could not start: ${e.message}`));
 
     this.emit({ event: "daemon.started", at: this.clock.now(), detail: `llmsup ${packageVersion()} with ${plural(c.backends.length, "backend")}, ${plural(c.routes.length, "route")}` });
-    this.alert({ event: "daemon.started", at: this.clock.now(), version: packageVersion(), pid: process.pid, config: c.source });
+    this.alerts.send({ event: "daemon.started", at: this.clock.now(), version: packageVersion(), pid: this.d.pid, config: c.source });
     this.startScheduler(c);
-    this.notifier.notify({ READY: 1, STATUS: "routing; starting backends", MAINPID: process.pid });
-    const wd = watchdogInterval(this.options.env ?? process.env);
-    if (wd && this.notifier.active) {
-      // Pinged from the event loop itself: a blocked loop stops the pings and systemd notices.
-      this.watchdog = setInterval(() => this.notifier.notify({ WATCHDOG: 1 }), wd);
-      this.watchdog.unref();
-    }
-    if (this.notifier.active) {
-      this.statusTimer = setInterval(() => this.notifier.notify({ STATUS: this.statusLine() }), 10_000);
-      this.statusTimer.unref();
-    }
-    void this.supervisor.startAll(this.priorityOrder(c)).catch((e: Error) => this.log.error({ event: "daemon.start_backends_failed", err: e.message }, "starting backends failed"));
+    this.notifier.notify({ READY: 1, STATUS: "routing; starting backends", MAINPID: this.d.pid });
+    this.heartbeat = startHeartbeat(this.notifier, this.d.env, this.clock, () => this.status().summary.text);
+    void this.supervisor_.startAll(preferenceOrder(c)).catch((e: Error) => this.log.error({ event: "daemon.start_backends_failed", err: e.message }, "starting backends failed"));
   }
 
-  private makeSupervisor(c: Config): Supervisor {
-    return new Supervisor(c, {
-      logger: this.log.child({ component: "supervisor" }),
-      clock: this.clock,
-      vram: this.gpu?.vramProbe(),
-      onEvent: (e) => this.onSupervisorEvent(e),
-      resourceSampleMs: 5_000,
+  private loadConfig(): Promise<Config> {
+    return loadConfigFile(this.d.configPath, { hostname: this.d.hostname() });
+  }
+
+  private startMonitors(c: Config): void {
+    if (c.gpu.enabled) {
+      this.gpu = new GpuMonitor({ config: c.gpu, logger: this.log.child({ component: "gpu" }), spawn: this.d.spawnProgram, clock: this.clock });
+      this.gpu.on("fault.raised", (f) => this.onGpuFault(f, true));
+      this.gpu.on("fault.cleared", (f) => this.onGpuFault(f, false));
+    }
+    const host = (this.host = new HostMonitor({ config: c.host, dirs: [c.daemon.state_dir, c.daemon.log_dir], logger: this.log.child({ component: "host" }), reader: this.d.hostReader, clock: this.clock }));
+    const freeBytes = (dir: string | undefined) => host.snapshot().reading?.disks.find((d) => d.dir === dir)?.freeBytes;
+    host.on("fault.raised", (f) => {
+      this.remember({ at: this.clock.now(), kind: "host_fault", summary: f.reason });
+      this.alerts?.send({ event: "host.fault.raised", fault: f, at: this.clock.now(), freeBytes: freeBytes(f.dir), minFreeBytes: this.config.host.min_free_disk });
     });
+    host.on("fault.cleared", (f) => this.alerts?.send({ event: "host.fault.cleared", fault: f, at: this.clock.now(), freeBytes: freeBytes(f.dir), minFreeBytes: this.config.host.min_free_disk }));
   }
 
   private makeRouter(c: Config, previous?: Router): Router {
-    return new Router(c, {
-      health: this.health,
-      clock: this.clock,
-      logger: this.log,
-      metrics: this.metrics,
-      cache: this.options.cache ?? this.cache,
-      onEvent: (e) => this.onRouterEvent(e),
-      onSuccess: (b) => this.supervisor.noteRequestSuccess(b),
-      contextWindow: (b, m) => this.windows.get(b, m),
-      drained: (b) => this.drains.get(b),
-    }, previous);
+    return new Router(
+      c,
+      {
+        health: this.health,
+        clock: this.clock,
+        logger: this.log,
+        metrics: this.metrics,
+        cache: this.d.cache ?? this.cache,
+        onEvent: (e) => this.onRouterEvent(e),
+        onSuccess: (b) => this.supervisor_.noteRequestSuccess(b),
+        contextWindow: (b, m) => this.windows.get(b, m),
+        drained: (b) => this.drains.get(b),
+      },
+      previous,
+    );
   }
 
   /** The emergency cache in the state directory, when a route uses it (else no file is made); new bounds on reload. */
   private openCache(c: Config): void {
-    if (this.options.cache) return;
-    if (this.cache) {
-      this.cache.reconfigure(c.cache);
-      return;
-    }
+    if (this.d.cache) return;
+    if (this.cache) return this.cache.reconfigure(c.cache);
     if (!c.routes.some((r) => r.cache)) return;
-    this.cache = EmergencyCache.open({ config: c.cache, dir: c.daemon.state_dir, logger: this.log.child({ component: "cache" }), clock: this.clock, metrics: this.metrics });
+    this.cache = EmergencyCache.open({ config: c.cache, dir: c.daemon.state_dir, logger: this.log.child({ component: "cache" }), clock: this.clock, metrics: this.metrics, sqlite: this.d.sqlite() });
     void this.cache.prune();
   }
 
-  /** Backends in the order routes prefer them. */
-  private priorityOrder(c: Config): string[] {
-    const out: string[] = [];
-    for (const r of c.routes) for (const t of r.tiers) if (!out.includes(t.backend)) out.push(t.backend);
-    return out;
-  }
-
   private restorePersisted(p: PersistedState): void {
-    for (const name of this.supervisor.names()) {
+    for (const name of this.supervisor_.names()) {
       const saved = p.backends[name];
-      if (saved) this.supervisor.owner(name).restore(saved);
+      if (saved) this.supervisor_.owner(name).restore({ failures: saved.failures, fatal: saved.fatal, process: parseLaunchRecord(saved.process) });
     }
     // Drains outlive a daemon restart (remote backends too); one of a backend no longer configured is dropped.
     this.drains.restore(p.drained, (name) => this.config.backends.some((b) => b.name === name));
   }
 
   private persist(): void {
-    const backends: PersistedState["backends"] = Object.fromEntries(this.supervisor.names().map((n) => [n, this.supervisor.owner(n).persisted()]));
+    if (!this.store) return;
+    const backends: PersistedState["backends"] = Object.fromEntries(this.supervisor_.names().map((n) => [n, this.supervisor_.owner(n).persisted()]));
     void this.store.save({ version: 1, backends, history: [...this.history.all()], ...(this.drains.persisted() ? { drained: this.drains.persisted() } : {}) });
   }
 
@@ -249,14 +302,14 @@ export class Daemon {
       status: () => this.status(),
       reload: () => this.reload(),
       drill: (spec) => this.drill(spec),
-      check: (name) => void this.supervisor.owner(name),
+      check: (name) => void this.supervisor_.owner(name),
       operate: async (name, op) => {
-        await this.supervisor[op](name);
-        return this.supervisor.owner(name).snapshot();
+        await this.supervisor_[op](name);
+        return this.supervisor_.owner(name).snapshot();
       },
       drain: (name, on, by) => this.setDrain(name, on, by),
-      logTail: (name, n) => this.supervisor.owner(name).logTail(n),
-      followOutput: (name, fn) => this.supervisor.owner(name).onOutput(fn),
+      logTail: (name, n) => this.supervisor_.owner(name).logTail(n),
+      followOutput: (name, fn) => this.supervisor_.owner(name).onOutput(fn),
       events: (filter) => filterEvents(this.history.all(), filter),
       followEvents: (fn) => this.history.follow(fn),
     };
@@ -281,26 +334,6 @@ export class Daemon {
     return change;
   }
 
-
-  /** Opens the alerter for `c`; undefined (and said loudly) when it cannot be. */
-  private async openAlerter(c: Config): Promise<Alerter | undefined> {
-    try {
-      return await Alerter.open({
-        config: c.alerts,
-        hostname: c.daemon.hostname,
-        stateDir: c.daemon.state_dir,
-        logger: this.log.child({ component: "alerts" }),
-        clock: this.clock,
-        env: this.options.env,
-        snapshot: () => this.alertSnapshot(),
-      });
-    } catch (e) {
-      // Alerts that cannot be sent must not keep the API down: say so loudly and go on.
-      this.log.error({ event: "alerts.unavailable", code: (e as LlmsupError).code, err: (e as Error).message }, `e-mail alerts are off: ${(e as Error).message}`);
-      return undefined;
-    }
-  }
-
   // ------------------------------------------------------------------ events
 
   /** Follows every event (drills watch what happens). */
@@ -309,32 +342,8 @@ export class Daemon {
   }
 
   /** Runs one drill now; one at a time. */
-  async drill(spec: DrillSpec): Promise<DrillReport> {
-    if (this.drilling) throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", "another drill is running", {});
-    if (!this.listening.socket) throw new LlmsupError("LLMSUP_E_DRILL_REFUSED", "drills send their requests through router.socket, which is off", {});
-    this.drilling = true;
-    try {
-      this.log.info({ event: "drill.started", scenario: spec.scenario, route: spec.route, duration_ms: spec.durationMs }, `drill ${spec.scenario} started`);
-      const report = await runDrill(
-        {
-          config: this.config,
-          socket: this.listening.socket,
-          health: this.health,
-          supervisor: this.supervisor,
-          router: () => this.router,
-          subscribe: (fn) => this.subscribe(fn),
-          alertsSince: (at) => this.alertLog.since(at),
-          delivered: () => (this.alerter?.status().enabled ? this.alerter.status().delivered : undefined),
-          clock: this.clock,
-        },
-        spec,
-      );
-      this.log.info({ event: "drill.finished", ...report, timeline: undefined }, `drill ${spec.scenario}: ${report.verdict}`);
-      this.remember({ at: this.clock.now(), kind: "drill", route: report.route, summary: `drill ${report.scenario} on ${report.route}: ${report.verdict}${report.problems.length ? ` (${report.problems.join("; ")})` : ""}` });
-      return report;
-    } finally {
-      this.drilling = false;
-    }
+  drill(spec: DrillSpec): Promise<DrillReport> {
+    return this.drills.run(spec);
   }
 
   private emit(e: DaemonEvent): void {
@@ -350,51 +359,36 @@ export class Daemon {
     this.persist();
   }
 
-  private alert(e: BridgeInput): void {
-    // A deliberate stop takes every route down on purpose: that is not news for the inbox.
-    if (this.stopping && e.event !== "daemon.stopping") return;
-    for (const a of this.bridge.translate(e)) {
-      this.alertLog.add(a, this.clock.now());
-      this.alerter?.notify(a);
-    }
-  }
-
-  private freeBytes(dir: string | undefined): number | undefined {
-    return this.host?.snapshot().reading?.disks.find((d) => d.dir === dir)?.freeBytes;
-  }
-
-  /** What every alert mail shows of the current state. */
-  private alertSnapshot(): StatusSnapshot {
-    const s = this.status();
-    return {
-      routes: s.router.routes.map((r) => ({ model: r.model, tier: r.serving_tier >= 0 ? r.serving_tier : null, backend: r.serving_backend ?? undefined })),
-      backends: s.backends.map((b) => ({ name: b.name, state: `${b.state} / ${b.health}`, reason: b.health === "healthy" ? undefined : b.health_reason, forMs: b.since ? this.clock.now() - Date.parse(b.since) : undefined })),
-      gpus: s.gpus?.gpus.map((g) => ({ index: g.index, temperatureC: g.temperature_c ?? undefined, memoryUsedMib: g.memory_used_mib ?? undefined, memoryTotalMib: g.memory_total_mib ?? undefined, faults: g.faults.map((f) => f.reason) })),
-    };
-  }
-
   private startScheduler(c: Config): void {
     this.scheduler = scheduleJobs(c, {
       config: () => this.config,
-      alerter: this.alerter,
+      alerter: this.alerts?.current,
       clock: this.clock,
+      ticks: this.d.cronTicks,
       log: this.log,
       prune: [
         { name: "event history", run: () => this.persist() },
         { name: "emergency cache", run: () => this.cache?.prune() },
       ],
-      alertLog: () => this.alertLog.all(),
+      alertLog: () => this.alerts?.log.all() ?? [],
       history: () => this.history.all(),
       drill: (scenario, durationMs) => this.drill({ scenario, durationMs }),
     });
   }
 
   private onSupervisorEvent(e: SupervisorEvent): void {
-    if (e.event === "backend.state") this.applyProcessHealth(e);
+    if (e.event === "backend.state") {
+      this.feed.process(e.backend, e.to, e.reason);
+      // A fresh process clears what open breakers said about the old one, and may serve another window.
+      if (e.to === "ready") {
+        this.router?.resetBackend(e.backend);
+        this.discoverWindows(e.backend, true);
+      } else if (e.to === "exited") this.windows.forget(e.backend);
+    }
     const h = historyOfSupervisor(e);
     if (h) this.remember(h);
     else this.persist();
-    this.alert(e);
+    this.alerts?.send(e);
     this.emit(e);
   }
 
@@ -406,44 +400,24 @@ export class Daemon {
     if (models.length > 0) void this.windows.refresh(b, models);
   }
 
-  private applyProcessHealth(e: StateEvent): void {
-    const state: Health = isServing(e.to) ? (e.to === "degraded" ? "degraded" : "healthy") : "down";
-    // Whether it is on its way back is known before the health change is announced (routes read both).
-    this.health.setRecovering(e.backend, e.to === "starting" || e.to === "backoff" || e.to === "exited" || e.to === "stopping");
-    this.health.set(e.backend, "process", state, state === "healthy" ? "" : `process ${e.to}: ${e.reason}`);
-    // A fresh process clears what passive failures and open breakers said about the old one.
-    if (e.to === "ready") {
-      this.health.set(e.backend, "passive", "healthy", "");
-      this.router?.resetBackend(e.backend);
-      this.discoverWindows(e.backend, true);
-    } else if (e.to === "exited") this.windows.forget(e.backend);
-  }
-
   private onRouterEvent(e: RouterEvent): void {
     const h = historyOfRouter(e);
     if (h) this.remember(h);
-    this.alert(e);
+    this.alerts?.send(e);
     this.emit(e);
   }
 
   private onGpuFault(f: GpuFault, raised: boolean): void {
-    if (raised) this.gpuFaults.set(f.id, f);
-    else this.gpuFaults.delete(f.id);
     const at = this.clock.now();
+    this.feed.gpuFault(f, raised);
     this.remember(historyOfGpuFault(f, raised, at));
     this.applyGpuHealth();
-    this.alert({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
+    this.alerts?.send({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
     this.emit({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
   }
 
-  /** Every backend on a faulty GPU takes the worst of its GPUs' faults. */
   private applyGpuHealth(): void {
-    const busIds = new Map((this.gpu?.snapshot().gpus ?? []).map((g) => [g.index, g.busId]));
-    for (const b of this.config.backends) {
-      if (b.gpus.length === 0) continue;
-      const h = gpuHealthOf(b, this.gpuFaults.values(), busIds);
-      this.health.set(b.name, "gpu", h.state, h.reason);
-    }
+    this.feed.applyGpu(this.config, new Map((this.gpu?.snapshot().gpus ?? []).map((g) => [g.index, g.busId])));
   }
 
   // ------------------------------------------------------------------ status
@@ -456,32 +430,20 @@ export class Daemon {
       config: this.config,
       routes: this.router.snapshot().routes,
       served: { minute: this.router.served.sums(now, 60), fiveMinutes: this.router.served.sums(now, 300) },
-      backends: this.supervisor.snapshot(),
+      backends: this.supervisor_.snapshot(),
       health: (name) => this.health.get(name),
       gpu: this.gpu?.snapshot(),
       host: this.host?.snapshot(),
-      alerts: this.alerter?.status(),
+      alerts: this.alerts?.current?.status(),
       cache: this.cache?.status(),
       listening: this.listening,
       history: this.history.all(),
       drained: (name) => this.drains.get(name),
-      reload: this.reloadState(),
+      reload: reloadStatus(this.startConfig, this.config, this.reloadRefused),
     });
   }
 
-  statusLine(): string {
-    const s = this.status();
-    return s.summary.text;
-  }
-
   // ------------------------------------------------------------------ reload
-
-  /** What status says about reloads: a refused one, settings waiting for a restart of llmsup. */
-  private reloadState(): { readonly needs_restart: readonly string[]; readonly refused: { readonly time: string; readonly error: string; readonly problems: readonly string[] } | null } {
-    const needs = this.startConfig && this.startConfig !== this.config ? settingChanges(this.startConfig, this.config).filter((c) => !c.applied).map((c) => c.key) : [];
-    const r = this.reloadRefused;
-    return { needs_restart: needs, refused: r ? { time: new Date(r.at).toISOString(), error: r.error, problems: r.problems } : null };
-  }
 
   /**
    * Re-reads the configuration and applies what can be applied while running;
@@ -491,95 +453,89 @@ export class Daemon {
   async reload(): Promise<{ ok: true; changes: ReloadChanges; notes: string[]; settings: string[] } | { ok: false; error: string; problems?: unknown }> {
     let next: Config;
     try {
-      next = await loadConfigFile(this.options.configPath, { hostname: osHostname() });
+      next = await this.loadConfig();
     } catch (e) {
-      const err = e as LlmsupError;
-      const problems = isLlmsupError(e) ? e.details.problems : undefined;
-      const at = this.clock.now();
-      const error = `${err.code ?? "error"}: ${err.message}`;
-      const lines = Array.isArray(problems) ? problems.map((p: { path?: string; message?: string }) => (p.path ? `${p.path}: ${p.message ?? ""}` : String(p.message ?? ""))) : [];
-      this.reloadRefused = { at, error, problems: lines };
-      this.log.error({ event: "daemon.reload.rejected", code: err.code, problems }, `reload refused, keeping the running configuration: ${err.message}`);
-      this.remember({ at, kind: "reload_refused", summary: `reload refused, the running configuration is kept: ${error}${lines.length ? ` (${lines.join("; ")})` : ""}` });
-      this.alert({ event: "daemon.reload_refused", at, error, problems: lines, config: this.options.configPath });
-      return { ok: false, error, problems };
+      const r = (this.reloadRefused = refusalOf(e, this.clock.now()));
+      const problems = (e as LlmsupError).details?.problems;
+      this.log.error({ event: "daemon.reload.rejected", code: (e as LlmsupError).code, problems }, `reload refused, keeping the running configuration: ${(e as Error).message}`);
+      this.remember({ at: r.at, kind: "reload_refused", summary: `reload refused, the running configuration is kept: ${r.error}${r.problems.length ? ` (${r.problems.join("; ")})` : ""}` });
+      this.alerts?.send({ event: "daemon.reload_refused", at: r.at, error: r.error, problems: r.problems, config: this.d.configPath });
+      return { ok: false, error: r.error, problems };
     }
     const prev = this.config;
     const settings = settingChanges(prev, next);
-    const changed = (k: keyof Config) => JSON.stringify(prev[k]) !== JSON.stringify(next[k]);
     this.config = next;
     this.reloadRefused = null;
-    if (this.options.logLevel === undefined && !this.options.logger) this.log.level = next.daemon.log_level;
+    if (this.d.followConfigLogLevel) this.log.level = next.daemon.log_level;
     this.drains.keep((name) => next.backends.some((b) => b.name === name));
-    this.bridge.reconfigure(next);
     this.health.reconfigure(next);
     this.gpu?.setThresholds(next.gpu);
-    if (changed("alerts") || prev.daemon.hostname !== next.daemon.hostname) {
-      // A new alerter over the same state_dir/alerts: the outbox and the policy state carry over.
-      const old = this.alerter;
-      if (old) {
-        await withDeadline(old.flush(5_000), 5_000);
-        await old.close().catch(() => undefined);
-      }
-      this.alerter = await this.openAlerter(next);
-    }
-    if (changed("alerts") || changed("schedule") || prev.daemon.hostname !== next.daemon.hostname) {
+    const newAlerter = (await this.alerts?.reconfigure(prev, next)) ?? false;
+    if (newAlerter || JSON.stringify(prev.schedule) !== JSON.stringify(next.schedule)) {
       await this.scheduler?.stop(1_000).catch(() => undefined);
       this.startScheduler(next);
     }
     this.openCache(next);
-    const changes = await this.supervisor.apply(next);
+    const changes = await this.supervisor_.apply(next);
     const oldRouter = this.router;
     this.router = this.makeRouter(next, oldRouter);
-    this.routerServer.setRouter(this.router, next);
+    this.routerServer?.setRouter(this.router, next);
     // Routes and tiers that remain keep their state across the reload; the alert policy learns where each route stands now.
-    this.alerter?.reconcile(liveAfterReload(next, this.router.snapshot().routes));
+    this.alerts?.reconcile(liveAfterReload(next, this.router.snapshot().routes));
     void oldRouter.close();
     this.remote?.stop();
     this.remote = new RemoteProber(next, this.health, this.clock, this.log);
     this.remote.start();
     this.applyGpuHealth();
-    const detail = reloadSummary(changes, settings);
-    this.emit({ event: "daemon.reloaded", at: this.clock.now(), detail });
-    const lines = settings.map(changeLine);
-    return { ok: true, changes, notes: settings.filter((c) => !c.applied).map(changeLine), settings: lines };
+    this.emit({ event: "daemon.reloaded", at: this.clock.now(), detail: reloadSummary(changes, settings) });
+    return { ok: true, changes, notes: settings.filter((c) => !c.applied).map(changeLine), settings: settings.map(changeLine) };
   }
 
   // ------------------------------------------------------------------ stop
 
-  /** One deadline for everything: stop accepting, drain, stop backends, flush state. */
-  stop(reason = "asked to stop"): Promise<void> {
-    this.stopping ??= this.doStop(reason);
+  /**
+   * One deadline for everything: stop accepting, drain, stop backends (or,
+   * for a restart with live_restore, leave them running for the next
+   * llmsup to adopt), flush state.
+   */
+  stop(reason = "asked to stop", options: { readonly restart?: boolean } = {}): Promise<void> {
+    this.stopping ??= this.doStop(reason, options.restart === true && this.config?.daemon.live_restore === true);
     return this.stopping;
   }
 
-  private async doStop(reason: string): Promise<void> {
-    const deadline = Date.now() + this.config.daemon.shutdown_timeout;
-    const left = () => Math.max(0, deadline - Date.now());
-    this.notifier.notify({ STOPPING: 1, STATUS: `stopping: ${reason}` });
-    this.emit({ event: "daemon.stopping", at: this.clock.now(), detail: `llmsup stopping: ${reason}` });
-    this.alert({ event: "daemon.stopping", at: this.clock.now(), reason });
-    await this.scheduler?.stop(1_000).catch(() => undefined);
-    if (this.watchdog) clearInterval(this.watchdog);
-    if (this.statusTimer) clearInterval(this.statusTimer);
-    const drained = await this.routerServer.drain(Math.min(left() / 2, left()));
-    if (!drained) this.log.warn({ event: "daemon.drain_timeout" }, "in-flight requests did not finish in time; closing them");
-    await this.routerServer.close();
-    this.remote?.stop();
-    await withDeadline(this.supervisor.stopAll(reason), left());
-    await this.gpu?.stop().catch(() => undefined);
-    this.host?.stop();
-    await this.control.close();
-    await this.router.close();
-    this.cache?.close();
-    this.persist();
-    await withDeadline(this.store.flush(), Math.min(2_000, left()));
-    if (this.alerter) {
-      await withDeadline(this.alerter.flush(Math.min(5_000, left())), Math.min(5_000, left()));
-      await this.alerter.close().catch(() => undefined);
-    }
-    this.notifier.close();
-    await this.stateLock?.release().catch((e: Error) => this.log.warn({ event: "daemon.lock.release_failed", err: e.message }, `could not remove the state_dir lock: ${e.message}`));
+  private async doStop(reason: string, leaveBackends: boolean): Promise<void> {
+    this.notifier?.notify({ STOPPING: 1, STATUS: `stopping: ${reason}` });
+    if (this.config) this.emit({ event: "daemon.stopping", at: this.clock.now(), detail: `llmsup stopping: ${reason}` });
+    this.alerts?.send({ event: "daemon.stopping", at: this.clock.now(), reason });
+    this.alerts?.hush();
+    const steps: ShutdownStep[] = [
+      { name: "scheduler", capMs: 1_000, run: (ms) => this.scheduler?.stop(ms) },
+      { name: "heartbeat", run: () => this.heartbeat?.stop() },
+      {
+        name: "in-flight requests",
+        share: 0.5,
+        run: async (ms) => {
+          if (this.routerServer && !(await this.routerServer.drain(ms))) this.log.warn({ event: "daemon.drain_timeout" }, "in-flight requests did not finish in time; closing them");
+        },
+      },
+      { name: "router listeners", run: () => this.routerServer?.close() },
+      { name: "remote probes", run: () => this.remote?.stop() },
+      { name: "backends", run: () => (leaveBackends ? this.supervisor_?.detachAll() : this.supervisor_?.stopAll(reason)) },
+      { name: "GPU monitor", run: () => this.gpu?.stop() },
+      { name: "host monitor", run: () => this.host?.stop() },
+      { name: "control socket", run: () => this.control?.close() },
+      { name: "router", run: () => this.router?.close() },
+      { name: "emergency cache", run: () => this.cache?.close() },
+      { name: "state", capMs: 2_000, run: () => (this.persist(), this.store?.flush()) },
+      { name: "alert mails", capMs: 5_000, run: (ms) => this.alerts?.close(ms) },
+      { name: "systemd notifier", run: () => this.notifier?.close() },
+      { name: "state_dir lock", run: () => this.stateLock?.release() },
+    ];
+    await runShutdown(this.clock, this.config?.daemon.shutdown_timeout ?? 0, steps, (p) =>
+      p.problem === "overran"
+        ? this.log.warn({ event: "daemon.stop.overran", step: p.step, budget_ms: Math.round(p.budgetMs) }, `stopping: ${p.step} did not finish in time; going on`)
+        : this.log.warn({ event: "daemon.stop.step_failed", step: p.step, err: p.error }, `stopping: ${p.step} failed: ${p.error}`),
+    );
     this.log.info({ event: "daemon.stopped" }, "llmsup stopped");
   }
 }

@@ -14,6 +14,8 @@ export interface PersistedBackend {
   readonly failures: readonly number[];
   /** Set while the backend is fatal: it stays fatal across a daemon restart until reset. */
   readonly fatal?: { readonly reason: string; readonly at: number };
+  /** The process it left running (a LaunchRecord; checked with parseLaunchRecord before use). */
+  readonly process?: unknown;
 }
 
 export interface HistoryEntry {

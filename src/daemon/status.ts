@@ -3,6 +3,7 @@
  * API up, on which tier, and what is wrong. The verdict and exit code follow
  * the monitoring-plugin convention (verdict.ts).
  */
+import type { StatusSnapshot } from "../alerts/snapshot.ts";
 import type { AlerterStatus } from "../alerts/alerter.ts";
 import type { CacheStatus } from "../cache/cache.ts";
 import type { Config } from "../config/types.ts";
@@ -66,6 +67,10 @@ export interface BackendStatus {
   /** Live processes in the group; null before a sample (or remote). */
   readonly processes: number | null;
   readonly generation: number | null;
+  /** When the running process started (an adopted one: when the earlier llmsup started it); null when none runs. */
+  readonly process_started_at: string | null;
+  /** The running process was left by an earlier llmsup and adopted (no model reload). */
+  readonly adopted: boolean;
   /** "used/burst" failed starts in the current window. */
   readonly restarts: string | null;
   readonly last_failure: string | null;
@@ -167,6 +172,8 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       rss_bytes: s?.resources?.rssBytes ?? null,
       processes: s?.resources?.processes ?? null,
       generation: s?.generation ?? null,
+      process_started_at: s?.startedAt !== undefined ? iso(s.startedAt) : null,
+      adopted: s?.adopted === true,
       restarts: s ? `${s.budget.used}/${s.budget.burst}` : null,
       last_failure: s?.lastExit ? `${iso(s.lastExit.at)} ${s.lastExit.class}: ${s.lastExit.reason}` : null,
       progress: s?.progress ?? null,
@@ -205,4 +212,20 @@ export function buildStatus(d: StatusSources): DaemonStatus {
     reload: d.reload ?? null,
     summary: verdict({ routes, backends, gpus: gpus?.gpus ?? [], alerts, reload: d.reload }),
   };
+}
+
+/** What every alert mail shows of the current state, from the status. Pure. */
+export function mailSnapshot(s: DaemonStatus, now: number): StatusSnapshot {
+  return {
+    routes: s.router.routes.map((r) => ({ model: r.model, tier: r.serving_tier >= 0 ? r.serving_tier : null, backend: r.serving_backend ?? undefined })),
+    backends: s.backends.map((b) => ({ name: b.name, state: `${b.state} / ${b.health}`, reason: b.health === "healthy" ? undefined : b.health_reason, forMs: b.since ? now - Date.parse(b.since) : undefined })),
+    gpus: s.gpus?.gpus.map((g) => ({ index: g.index, temperatureC: g.temperature_c ?? undefined, memoryUsedMib: g.memory_used_mib ?? undefined, memoryTotalMib: g.memory_total_mib ?? undefined, faults: g.faults.map((f) => f.reason) })),
+  };
+}
+
+/** Backends in the order routes prefer them (the order they are started in). Pure. */
+export function preferenceOrder(c: Config): string[] {
+  const out: string[] = [];
+  for (const r of c.routes) for (const t of r.tiers) if (!out.includes(t.backend)) out.push(t.backend);
+  return out;
 }

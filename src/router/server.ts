@@ -5,11 +5,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { readFile } from "node:fs/promises";
 import { timingSafeEqual } from "node:crypto";
+import path from "node:path";
 import type { Config } from "../config/types.ts";
 import { parseHostPort } from "../config/fields.ts";
 import { isLoopbackHost } from "../config/checks.ts";
 import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
+import { within } from "../platform/clock.ts";
+import { adoptListenFd, describeInherited, type InheritedAddress, type ListenFd } from "../platform/listen-fds.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
@@ -25,6 +28,42 @@ const ENDPOINTS: Record<string, Endpoint> = {
 export interface Listening {
   readonly socket?: string;
   readonly tcp?: { readonly host: string; readonly port: number };
+  /** The sockets systemd passed (socket activation), served instead of bound; absent without activation. */
+  readonly activated?: readonly ActivatedSocket[];
+}
+
+/** A socket systemd passed, and what llmsup made of it. */
+export interface ActivatedSocket {
+  readonly fd: number;
+  readonly name?: string;
+  /** The unix path, or host:port. */
+  readonly address: string;
+  /** Whether router.socket or router.listen names it; one that neither names is served all the same. */
+  readonly configured: boolean;
+}
+
+/** Options of RouterServer.listen. */
+export interface ListenOptions {
+  /** Another unix socket than router.socket; null: none. */
+  readonly socket?: string | null;
+  /** Another TCP address than router.listen; "": none. */
+  readonly listen?: string;
+  /** Listening sockets systemd passed (parseListenFds/takeListenFds in platform/listen-fds.ts). */
+  readonly inherited?: readonly ListenFd[];
+}
+
+const WILDCARD_HOSTS = new Set(["", "0.0.0.0", "::"]);
+
+function loopbackAddress(host: string): boolean {
+  return isLoopbackHost(host.replace(/^::ffff:/i, ""));
+}
+
+/** Whether the socket bound to `a` is the listener `want` (router.listen) describes: the same port, and the same host, a wildcard, or loopback both. */
+function sameTcpListener(want: { host: string; port: number }, a: { host: string; port: number }): boolean {
+  if (want.port !== a.port) return false;
+  const w = want.host.replace(/^::ffff:/i, "").toLowerCase();
+  const h = a.host.replace(/^::ffff:/i, "").toLowerCase();
+  return w === h || WILDCARD_HOSTS.has(w) || WILDCARD_HOSTS.has(h) || (isLoopbackHost(w) && isLoopbackHost(h));
 }
 
 /** API keys from a file (one per line, # comments) or a variable (comma-separated). */
@@ -92,34 +131,92 @@ export class RouterServer {
     this.config = config;
   }
 
-  /** Binds the unix socket and the TCP listener; a non-loopback address without keys is refused. */
-  async listen(options: { socket?: string | null; listen?: string } = {}): Promise<Listening> {
+  /**
+   * Binds the unix socket and the TCP listener; a non-loopback address without keys is refused.
+   *
+   * With `inherited` (systemd socket activation) those sockets are served as they are: nothing is
+   * bound, unlinked or chmod-ed for them (the .socket unit owns the path, its SocketMode= and
+   * SocketGroup=; closing them later leaves the path alone), and clients that connect while llmsup
+   * restarts wait in the kernel. One whose address router.socket or router.listen names stands for
+   * that listener; one that neither names is served all the same, with a warning: the .socket unit
+   * decides what llmsup listens on. Keys are required on a non-loopback TCP socket either way.
+   * A configured listener that systemd did not pass is bound as without activation.
+   */
+  async listen(options: ListenOptions = {}): Promise<Listening> {
     const r = this.config.router;
     const listenAddr = options.listen ?? r.listen;
     const keys = await loadApiKeys(this.config);
     this.keys = keys.map((k) => Buffer.from(k));
-    const out: { socket?: string; tcp?: { host: string; port: number } } = {};
+    let hp: { host: string; port: number } | undefined;
     if (listenAddr !== "") {
-      const hp = parseHostPort(listenAddr);
+      hp = parseHostPort(listenAddr);
       if (!hp) throw new LlmsupError("LLMSUP_E_LISTEN_FAILED", `router.listen ${JSON.stringify(listenAddr)} is not host:port`, {});
+    }
+    const socket = options.socket === null ? undefined : (options.socket ?? r.socket);
+    const out: { socket?: string; tcp?: { host: string; port: number } } = {};
+
+    const activated: (ActivatedSocket & { bound: InheritedAddress })[] = [];
+    for (const lfd of options.inherited ?? []) {
+      const a = await adoptListenFd(this.newServer(), lfd);
+      const where = `${describeInherited(a)} (passed by systemd as fd ${lfd.fd}${lfd.name ? `, ${lfd.name}` : ""})`;
+      let configured: boolean;
+      if (a.kind === "tcp") {
+        if (!loopbackAddress(a.host) && keys.length === 0) {
+          throw new LlmsupError("LLMSUP_E_ROUTER_EXPOSED", `refusing to serve ${where} without API keys: other machines could use every backend; set router.api_keys_file, or ListenStream=127.0.0.1:${a.port} in the .socket unit`, {});
+        }
+        configured = hp !== undefined && sameTcpListener(hp, a);
+        if (configured) out.tcp ??= { host: a.host, port: a.port };
+      } else {
+        configured = socket !== undefined && a.path !== undefined && path.resolve(a.path) === path.resolve(socket);
+        if (configured) out.socket ??= socket;
+      }
+      if (!configured) {
+        this.log.warn(
+          { event: "router.inherited_unconfigured", fd: lfd.fd, name: lfd.name, address: describeInherited(a) },
+          `systemd passed ${where}, which neither router.socket nor router.listen names; serving it anyway (the .socket unit decides what llmsup listens on)`,
+        );
+      }
+      activated.push({ fd: lfd.fd, ...(lfd.name ? { name: lfd.name } : {}), address: describeInherited(a), configured, bound: a });
+    }
+
+    if (hp && !out.tcp) {
       if (!isLoopbackHost(hp.host) && keys.length === 0) {
         throw new LlmsupError("LLMSUP_E_ROUTER_EXPOSED", `refusing to listen on ${listenAddr} without API keys: other machines could use every backend; set router.api_keys_file or listen on 127.0.0.1`, {});
       }
       const server = this.newServer();
+      const { host, port } = hp;
       await new Promise<void>((resolve, reject) => {
         server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${listenAddr}: ${e.code ?? e.message}`, {}, { cause: e })));
-        server.listen(hp.port, hp.host, () => resolve());
+        server.listen(port, host, () => resolve());
       });
       const a = server.address() as { address: string; port: number };
       out.tcp = { host: a.address, port: a.port };
     }
-    const socket = options.socket === null ? undefined : (options.socket ?? r.socket);
-    if (socket) {
+    if (socket && !out.socket) {
       await listenUnix(this.newServer(), socket, { mode: r.socket_mode, group: r.socket_group, log: this.log, what: "router socket" });
       out.socket = socket;
+    } else if (socket && r.socket_group) {
+      this.log.info({ event: "router.socket_group_ignored", path: socket, group: r.socket_group }, `router.socket_group does not apply to ${socket}: systemd passed it, with the SocketUser=/SocketGroup=/SocketMode= of its .socket unit`);
     }
-    this.log.info({ event: "router.listening", ...out }, `routing on ${[out.socket, out.tcp && `http://${out.tcp.host}:${out.tcp.port}`].filter(Boolean).join(" and ")}`);
-    return out;
+    // Sockets no setting names still serve clients (and drills need a unix path).
+    for (const a of activated) {
+      if (a.configured) continue;
+      if (a.bound.kind === "unix" && a.bound.path !== undefined) out.socket ??= a.bound.path;
+      if (a.bound.kind === "tcp") out.tcp ??= { host: a.bound.host, port: a.bound.port };
+    }
+
+    const label = (a: InheritedAddress) => (a.kind === "tcp" ? `http://${describeInherited(a)}` : describeInherited(a));
+    const served = new Set<string>();
+    if (out.socket) served.add(out.socket);
+    if (out.tcp) served.add(label({ kind: "tcp", ...out.tcp }));
+    if (activated.length === 0) {
+      this.log.info({ event: "router.listening", ...out }, `routing on ${[...served].join(" and ")}`);
+      return out;
+    }
+    for (const a of activated) served.add(label(a.bound));
+    const inherited = activated.map(({ bound: _bound, ...a }) => a);
+    this.log.info({ event: "router.listening", ...out, activated: true, inherited }, `routing on ${[...served].join(" and ")} (from systemd: ${inherited.map((a) => a.address).join(", ")})`);
+    return { ...out, activated: inherited };
   }
 
   /**
@@ -219,19 +316,14 @@ export class RouterServer {
     await this.router.handle(req, res, endpoint, body);
   }
 
-  /** Stops accepting; resolves when in-flight requests finished or `ms` passed. */
+  /** Stops accepting; resolves when in-flight requests finished or `ms` passed (on the router's clock). */
   async drain(ms: number): Promise<boolean> {
     this.draining = true;
     for (const s of this.servers) s.close();
     for (const s of this.servers) s.closeIdleConnections();
     if (this.inFlight === 0) return true;
-    return new Promise((resolve) => {
-      const t = setTimeout(() => resolve(false), ms);
-      this.idleWaiters.push(() => {
-        clearTimeout(t);
-        resolve(true);
-      });
-    });
+    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    return within(this.router.clock, idle, ms);
   }
 
   async close(): Promise<void> {

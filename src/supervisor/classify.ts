@@ -74,7 +74,8 @@ function find(lines: readonly string[], patterns: readonly RegExp[]): string | u
 }
 
 function status(f: ExitFacts): string {
-  return f.signal ? `signal ${f.signal}` : `exit status ${f.code}`;
+  // An adopted process is not this daemon's child: how it ended is not told to us.
+  return f.signal ? `signal ${f.signal}` : f.code === null ? "exit status unknown: it was adopted, not started, by this llmsup" : `exit status ${f.code}`;
 }
 
 export function classifyExit(f: ExitFacts): Classification {

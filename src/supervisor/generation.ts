@@ -10,10 +10,11 @@ import type { Clock } from "../platform/clock.ts";
 import { recordExit, type Requested } from "./after-exit.ts";
 import type { Spawned } from "./spawn.ts";
 import { isServing, type BackendState, type DrillCause, type ExitRecord, type UnkillableEvent } from "./states.ts";
-import { killGroupRemains, stopGroup, within } from "./stop.ts";
+import { within } from "../platform/clock.ts";
+import { killGroupRemains, stopGroup } from "./stop.ts";
 
-/** Most time an exit waits for the pipes to bring the last lines. */
-export const PIPE_DRAIN_MS = 20;
+/** Most time an exit waits for its last lines (the pipes to end, or the log file to be read). */
+export const PIPE_DRAIN_MS = 200;
 
 export interface ExitJudging {
   readonly clock: Clock;
@@ -33,18 +34,22 @@ export interface DrillMark {
 export class Generation {
   readonly generation: number;
   readonly spawned: Spawned;
-  /** Both output pipes have ended: every line it printed is in the tail. */
-  readonly drained: Promise<void>;
+  /** Resolves once every line it printed is in the tail (its pipes ended, or its log file read to the end). */
+  readonly drained: () => Promise<void>;
   requested?: Requested;
   requestDetail?: string;
   /** The process has exited (its exit may still be being judged). */
   exited = false;
   /** Degraded because deep probes fail while /health answers (restart_on_wedge = false). */
   wedged = false;
+  /** Left running by an earlier daemon and adopted, not spawned: its exit status is not ours to know. */
+  adopted = false;
+  /** Let go of (live restore): it goes on running for the next daemon; its exit is no longer judged here. */
+  detached = false;
   /** A drill is breaking this process on purpose; `requestedDuring`: llmsup asked it to go while the drill ran. */
   drill?: { readonly cause: DrillCause; active: boolean; requestedDuring: boolean };
 
-  constructor(generation: number, spawned: Spawned, drained: Promise<void>) {
+  constructor(generation: number, spawned: Spawned, drained: () => Promise<void>) {
     this.generation = generation;
     this.spawned = spawned;
     this.drained = drained;
@@ -65,13 +70,13 @@ export class Generation {
   }
 
   /**
-   * What its exit was: waits for the pipes to bring the last lines (they end
-   * at once, unless an orphan of the group holds them open: then at most
-   * PIPE_DRAIN_MS), asks whether the host is short of memory for a SIGKILL
+   * What its exit was: waits for the last lines (the log file read to its
+   * end; pipes end at once, unless an orphan of the group holds them open:
+   * then at most PIPE_DRAIN_MS), asks whether the host is short of memory for a SIGKILL
    * nobody asked for.
    */
   async judgeExit(x: { code: number | null; signal: NodeJS.Signals | null }, d: ExitJudging): Promise<ExitRecord> {
-    await within(this.drained, PIPE_DRAIN_MS, d.clock);
+    await within(d.clock, this.drained(), PIPE_DRAIN_MS);
     const hostMemoryPressure = x.signal === "SIGKILL" && !this.requested ? await d.hostMemoryPressure().catch(() => false) : false;
     const { generation, pid, requested, requestDetail, drill } = this;
     return recordExit({ ...x, at: d.clock.now(), generation, pid, requested, requestDetail, drill, lastLines: d.lastLines(), hostMemoryPressure });

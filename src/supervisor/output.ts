@@ -1,14 +1,18 @@
 /**
- * A backend's output: every byte it prints goes to its own size-capped,
- * rotated log file, and the last lines stay in memory for status and alert
- * mails. The pipes are always drained: if the disk cannot keep up, lines are
- * dropped (and counted) rather than the child blocked.
+ * A backend's output. A managed backend writes its stdout and stderr straight
+ * into its own log file (an O_APPEND descriptor it inherits, no pipe llmsup
+ * owns: llmsup's death never hands it SIGPIPE, and the file goes on across a
+ * daemon restart); llmsup follows the file for the last lines (status, exit
+ * evidence, alert mails, `llmsup logs -f`) and rotates it by copy and
+ * truncate at its size cap. When the file cannot be written the process gets
+ * pipes instead and its output is kept in memory only.
  */
-import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { appendFile, copyFile, mkdir, open as openFile, rename, rm, stat, truncate, type FileHandle } from "node:fs/promises";
+import { StringDecoder } from "node:string_decoder";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
 
 /** The last `capacity` lines of a stream of chunks, each with the time llmsup read it. */
 export class LineTail {
@@ -63,21 +67,18 @@ export function stamped(l: { at: number; text: string }): string {
   return `${new Date(l.at).toISOString()}  ${l.text}`;
 }
 
-/** Most bytes buffered for the file before new output is dropped. */
-const MAX_BUFFERED = 4 * 1024 * 1024;
+/** How often the log file is read for new output. */
+export const FOLLOW_EVERY_MS = 250;
+/** Most bytes read from the file in one pass (a burst is read over several). */
+const READ_MAX = 1024 * 1024;
+/** How much of an existing file is read at start, for the tail (`llmsup logs` after a daemon restart). */
+const PRIME_BYTES = 64 * 1024;
 
-/** Appends to `file`, rotating it to file.1 … file.N when it passes `maxBytes`. */
-export class RotatingLog {
+/** The log file and its rotations: `file`, `file.1` … `file.<keep>`. */
+export class LogFile {
   readonly file: string;
-  private readonly maxBytes: number;
-  private readonly keep: number;
-  private stream?: WriteStream;
-  private size = 0;
-  private rotating?: Promise<void>;
-  private pending: Buffer[] = [];
-  dropped = 0;
-  /** Set when the file cannot be written; output still reaches the tail. */
-  error?: string;
+  readonly maxBytes: number;
+  readonly keep: number;
 
   constructor(file: string, maxBytes: number, keep: number) {
     this.file = file;
@@ -85,93 +86,93 @@ export class RotatingLog {
     this.keep = keep;
   }
 
-  async open(): Promise<void> {
+  /** Makes sure the file can be appended to (creating it and its directory); throws why not. */
+  async prepare(): Promise<void> {
     await mkdir(path.dirname(this.file), { recursive: true });
-    this.size = await stat(this.file).then((s) => s.size, () => 0);
-    this.openStream();
+    await appendFile(this.file, "");
   }
 
-  private openStream(): void {
-    const s = createWriteStream(this.file, { flags: "a" });
-    s.on("error", (e) => {
-      this.error = e.message;
-    });
-    this.stream = s;
+  /** A descriptor for a child's stdout and stderr (O_APPEND: every write lands at the end, whoever else writes). */
+  async forChild(): Promise<FileHandle> {
+    return openFile(this.file, "a");
   }
 
-  write(chunk: Buffer): void {
-    if (this.rotating) {
-      if (this.pending.reduce((n, b) => n + b.length, 0) + chunk.length > MAX_BUFFERED) this.dropped += chunk.length;
-      else this.pending.push(chunk);
-      return;
+  /**
+   * Copies the file to file.1 (older ones shifted, the oldest dropped) and
+   * truncates it: the writer's O_APPEND descriptor goes on at the new end.
+   * What is written between the copy and the truncation is lost (a few
+   * lines at most, at a busy moment).
+   */
+  async rotate(): Promise<void> {
+    if (this.keep > 0) {
+      await rm(`${this.file}.${this.keep}`, { force: true });
+      for (let i = this.keep - 1; i >= 1; i--) await rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => undefined);
+      await copyFile(this.file, `${this.file}.1`);
     }
-    const s = this.stream;
-    if (!s || this.error) return;
-    if (this.size > 0 && this.size + chunk.length > this.maxBytes) {
-      // Rotate first, so the newest output is always in the file itself.
-      this.pending.push(chunk);
-      this.rotating = this.rotate().finally(() => {
-        this.rotating = undefined;
-        const queued = this.pending;
-        this.pending = [];
-        for (const b of queued) this.write(b);
-      });
-      return;
-    }
-    if (s.writableLength > MAX_BUFFERED) {
-      this.dropped += chunk.length;
-      return;
-    }
-    s.write(chunk);
-    this.size += chunk.length;
-  }
-
-  private async rotate(): Promise<void> {
-    const old = this.stream;
-    this.stream = undefined;
-    if (old) await new Promise<void>((r) => old.end(r));
-    try {
-      if (this.keep <= 0) await rm(this.file, { force: true });
-      else {
-        await rm(`${this.file}.${this.keep}`, { force: true });
-        for (let i = this.keep - 1; i >= 1; i--) await rename(`${this.file}.${i}`, `${this.file}.${i + 1}`).catch(() => undefined);
-        await rename(this.file, `${this.file}.1`);
-      }
-    } catch (e) {
-      this.error = (e as Error).message;
-    }
-    this.size = 0;
-    this.openStream();
-  }
-
-  async close(): Promise<void> {
-    while (this.rotating) await this.rotating;
-    const s = this.stream;
-    this.stream = undefined;
-    if (s) await new Promise<void>((r) => s.end(r));
+    await truncate(this.file, 0);
   }
 }
 
+interface Reader {
+  handle: FileHandle;
+  ino: number;
+  offset: number;
+  /** Keeps a character split between two reads whole. */
+  readonly decoder: StringDecoder;
+}
+
 /**
- * Everything one backend prints, across its generations: the log file (opened
- * once, before the first spawn), the tail, and the followers of `llmsup logs -f`.
+ * Everything one backend prints, across its generations (and across daemon
+ * restarts, through the file): the tail, the followers of `llmsup logs -f`,
+ * the file.
  */
 export class BackendOutput {
   readonly tail = new LineTail(200);
-  readonly file: RotatingLog;
-  private opened?: Promise<void>;
+  readonly file: LogFile;
+  private readonly clock: Clock;
   private readonly followers = new Set<(text: string) => void>();
-  private readonly now: () => number;
+  private prepared?: Promise<boolean>;
+  /** The file as llmsup reads it. */
+  private reader?: Reader;
+  private timer?: TimerHandle;
+  private reading: Promise<void> = Promise.resolve();
+  private appending: Promise<void> = Promise.resolve();
+  /** Lines noted and appended, not yet read back from the file (they are in the tail already). */
+  private readonly echoes: string[] = [];
+  /** An unfinished line read from the file. */
+  private partial = "";
+  private closed = false;
+  /** Set when the file cannot be written or read: output is then kept in memory only. */
+  error?: string;
 
-  constructor(file: RotatingLog, now: () => number = Date.now) {
+  constructor(file: LogFile, clock: Clock) {
     this.file = file;
-    this.now = now;
+    this.clock = clock;
   }
 
-  /** Opens the log file the first time; a file that cannot be written leaves the output in memory only. */
-  open(onUnwritable: (e: Error) => void): Promise<void> {
-    this.opened ??= this.file.open().catch(onUnwritable);
-    return this.opened;
+  /** Prepares the file the first time (true when it can be written); one that cannot leaves the output in memory only. */
+  open(onUnwritable: (e: Error) => void): Promise<boolean> {
+    this.prepared ??= this.file.prepare().then(
+      async () => {
+        await this.startReading();
+        return true;
+      },
+      (e: Error) => {
+        this.error = e.message;
+        onUnwritable(e);
+        return false;
+      },
+    );
+    return this.prepared;
+  }
+
+  /** A descriptor for the next process's stdout and stderr; undefined when the file cannot be written (give it pipes). */
+  async forChild(): Promise<FileHandle | undefined> {
+    if (!(await this.prepared)) return undefined;
+    return this.file.forChild().catch((e: Error) => {
+      this.error = e.message;
+      return undefined;
+    });
   }
 
   /** Follows the output, a stamped line at a time; returns the unsubscribe. */
@@ -180,28 +181,138 @@ export class BackendOutput {
     return () => this.followers.delete(fn);
   }
 
-  /** A line llmsup says about the backend (a spawn failure, a new generation), kept with its output: file, tail, followers. */
+  /**
+   * A line llmsup says about the backend (a spawn failure, a new generation),
+   * kept with its output: in the tail and to followers at once, appended to
+   * the file (where reading it back is skipped).
+   */
   note(line: string): void {
-    this.take(Buffer.from(`${line}\n`));
-  }
-
-  private take(chunk: Buffer): void {
-    this.file.write(chunk);
-    for (const l of this.tail.push(chunk.toString("utf8"), this.now())) for (const f of this.followers) f(`${stamped(l)}\n`);
+    this.take(`${line}\n`);
+    if (!this.reader || this.error) return;
+    this.echoes.push(line);
+    this.appending = this.appending.then(() =>
+      appendFile(this.file.file, `${line}\n`).catch(() => {
+        const i = this.echoes.indexOf(line);
+        if (i >= 0) this.echoes.splice(i, 1);
+      }),
+    );
   }
 
   /**
-   * Drains a process's pipes into the file, the tail and the followers.
-   * Resolves once both pipes have ended (or failed): after that, nothing the
-   * process printed is still on its way.
+   * Drains a process's pipes (when it got pipes, not the file) into the tail
+   * and the followers. Resolves once both pipes have ended (or failed).
    */
   attach(stdout: Readable, stderr: Readable): Promise<void> {
     const drain = (s: Readable) => {
-      s.on("data", (chunk: Buffer) => this.take(chunk));
+      s.on("data", (chunk: Buffer) => this.take(chunk.toString("utf8")));
       // An error on a pipe must not bring the daemon down.
       s.on("error", () => undefined);
       return finished(s, { writable: false }).catch(() => undefined);
     };
     return Promise.all([drain(stdout), drain(stderr)]).then(() => undefined);
+  }
+
+  /** Reads what the file has that the tail has not yet (before an exit is judged: the last lines are evidence). */
+  catchUp(): Promise<void> {
+    this.reading = this.reading
+      .then(() => this.appending)
+      .then(() => this.readNew())
+      .catch((e: Error) => void (this.error = e.message));
+    return this.reading;
+  }
+
+  /** Stops following the file. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.timer?.cancel();
+    await this.catchUp();
+    await this.reader?.handle.close().catch(() => undefined);
+    this.reader = undefined;
+  }
+
+  private take(text: string): void {
+    for (const l of this.tail.push(text, this.clock.now())) for (const f of this.followers) f(`${stamped(l)}\n`);
+  }
+
+  /** Text read from the file: whole lines, less llmsup's own lines read back. */
+  private fromFile(text: string): void {
+    const parts = (this.partial + text).split("\n");
+    this.partial = parts.pop() ?? "";
+    if (this.partial.length > 8192) {
+      parts.push(this.partial);
+      this.partial = "";
+    }
+    let out = "";
+    for (const line of parts) {
+      if (this.echoes[0] === line) this.echoes.shift();
+      else out += `${line}\n`;
+    }
+    if (out) this.take(out);
+  }
+
+  /** Opens the file for reading; the last part of what it already holds primes the tail (dated by the file's last change). */
+  private async startReading(): Promise<void> {
+    const handle = await openFile(this.file.file, "r");
+    const st = await handle.stat();
+    const from = Math.max(0, st.size - PRIME_BYTES);
+    this.reader = { handle, ino: st.ino, offset: st.size, decoder: new StringDecoder("utf8") };
+    if (st.size > 0) {
+      const buf = Buffer.alloc(st.size - from);
+      await handle.read(buf, 0, buf.length, from);
+      let text = buf.toString("utf8");
+      if (from > 0) text = text.slice(text.indexOf("\n") + 1);
+      // Earlier lines: not sent to followers (they ask for what comes next).
+      this.tail.push(text.endsWith("\n") || text === "" ? text : `${text}\n`, st.mtimeMs);
+    }
+  }
+
+  /**
+   * Reads the file every FOLLOW_EVERY_MS while a process writes into it
+   * (on), or no longer (off: it exited, and catchUp() read its last lines).
+   */
+  following(on: boolean): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    if (on && !this.closed && this.reader) this.schedule();
+  }
+
+  private schedule(): void {
+    const timer = (this.timer = this.clock.setTimeout(() => {
+      void this.catchUp().finally(() => {
+        if (this.timer === timer) this.schedule();
+      });
+    }, FOLLOW_EVERY_MS));
+  }
+
+  private async readNew(): Promise<void> {
+    const r = this.reader;
+    if (!r) return;
+    const st = await stat(this.file.file).catch(() => undefined);
+    if (st && st.ino !== r.ino) {
+      // Replaced under us (an outside rotation by rename): finish the old one, then read the new from its start.
+      await this.drain(r, Infinity);
+      await r.handle.close().catch(() => undefined);
+      this.reader = { handle: await openFile(this.file.file, "r"), ino: st.ino, offset: 0, decoder: r.decoder };
+      return this.readNew();
+    }
+    const size = (await r.handle.stat()).size;
+    // Truncated (our own rotation or someone's copytruncate): go on from its start.
+    if (size < r.offset) r.offset = 0;
+    await this.drain(r, size);
+    if (size > this.file.maxBytes) {
+      await this.file.rotate();
+      r.offset = 0;
+    }
+  }
+
+  private async drain(r: Reader, upTo: number): Promise<void> {
+    for (;;) {
+      const buf = Buffer.alloc(READ_MAX);
+      const { bytesRead } = await r.handle.read(buf, 0, Math.min(READ_MAX, Math.max(0, upTo - r.offset)), r.offset);
+      if (bytesRead <= 0) return;
+      r.offset += bytesRead;
+      this.fromFile(r.decoder.write(buf.subarray(0, bytesRead)));
+      if (bytesRead < READ_MAX) return;
+    }
   }
 }

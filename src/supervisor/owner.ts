@@ -12,15 +12,19 @@ import type { BackendConfig, ProcessConfig } from "../config/types.ts";
 import { formatDuration } from "../config/units.ts";
 import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Clock, TimerHandle } from "../platform/clock.ts";
+import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
 import { decideAfterExit, exitPolicy, type AfterExit } from "./after-exit.ts";
 import { budgetUsage, EMPTY_BUDGET, type Budget, type BudgetPolicy } from "./budget.ts";
 import { Generation, holdForDrill, type DrillMark } from "./generation.ts";
 import type { LivenessVerdict } from "./liveness.ts";
-import { BackendOutput, MARKER, RotatingLog } from "./output.ts";
+import { BackendOutput, LogFile, MARKER } from "./output.ts";
 import { ProbeLoop } from "./probe-loop.ts";
 import type { Prober } from "./probes.ts";
-import type { Spawned, Spawner } from "./spawn.ts";
+import { adoptedProcess, type BackendSpawner, type Spawned } from "./spawn.ts";
+import { adoptionVerdict, launchHash, portOf, type LaunchRecord } from "./launch.ts";
+import { describeHolder, type PortHolder } from "../platform/port-owner.ts";
+import { procStartTime } from "../platform/procfs.ts";
+import { stopGroup } from "./stop.ts";
 import { isServing, type BackendSnapshot, type BackendState, type DrillCause, type ExitRecord, type SupervisorEvent } from "./states.ts";
 import { StateMachine } from "./transitions.ts";
 import { VramGuard } from "./vram-guard.ts";
@@ -30,7 +34,7 @@ export type { DrillMark } from "./generation.ts";
 
 export interface OwnerDeps {
   readonly clock: Clock;
-  readonly spawn: Spawner;
+  readonly spawn: BackendSpawner;
   readonly prober: Prober;
   readonly vram?: VramProbe;
   readonly logger: Logger;
@@ -43,7 +47,14 @@ export interface OwnerDeps {
   readonly onEvent: (e: SupervisorEvent) => void;
   /** How often readiness is polled while starting. */
   readonly readinessPollMs?: number;
+  /** Who listens on a local TCP port: a process of group `pgid` (ours), another one, or nobody. */
+  readonly portHolder: (port: number, host: string, pgid: number | undefined) => Promise<PortHolder>;
+  /** Whether a process an earlier daemon left running may be adopted ([daemon] live_restore). */
+  readonly liveRestore: boolean;
 }
+
+/** Hosts whose port is on this machine: its holder can be known. */
+const LOCAL_HOST = /^(localhost|127(\.\d+){3}|0\.0\.0\.0|\[?::1?\]?)$/;
 
 type Exit = { readonly code: number | null; readonly signal: NodeJS.Signals | null };
 
@@ -68,6 +79,10 @@ export class BackendOwner {
   private attempt?: { cancelled: boolean; done: Promise<void> };
   /** An exit being judged and applied. */
   private settling?: Promise<void>;
+  /** The running process as recorded in state_dir (absent for a process whose start time could not be read). */
+  private launched?: LaunchRecord;
+  /** The process an earlier daemon left running, until the first start looks at it. */
+  private adoptable?: LaunchRecord;
 
   constructor(config: BackendConfig, deps: OwnerDeps) {
     if (!config.process) throw new Error(`backend ${config.name} is not managed`);
@@ -79,7 +94,7 @@ export class BackendOwner {
     const facts = () => ({ generation: this.generation, pid: this.running?.pid, budget: budgetUsage(this.budget, this.policy, clock.now()) });
     this.sm = new StateMachine({ backend: config.name, clock, log, onEvent: deps.onEvent, facts });
     this.guard = new VramGuard(config.name, deps.vram, config.gpus, clock, log);
-    this.output = new BackendOutput(new RotatingLog(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep), () => deps.clock.now());
+    this.output = new BackendOutput(new LogFile(path.join(deps.logDir, `${config.name}.log`), deps.logMaxBytes, deps.logKeep), deps.clock);
     const readinessPollMs = deps.readinessPollMs ?? Math.min(1_000, config.health.interval);
     this.probes = new ProbeLoop(deps.prober, { name: config.name, clock, log, health: config.health, readinessPollMs, after: (ms, fn) => void this.after(ms, fn) });
   }
@@ -101,7 +116,8 @@ export class BackendOwner {
     const { state, since, reason } = this.sm;
     const progress = state === "starting" ? `${this.probes.progress ?? "starting"} (for ${formatDuration(now - since)})` : undefined;
     const budget = budgetUsage(this.budget, this.policy, now);
-    return { name: this.name, kind: this.config.kind, state, since, reason, generation: this.generation, pid: this.running?.pid, budget, lastExit: this.lastExit, progress, probes: this.probes.snapshot(), logFile: this.output.file.file };
+    const startedAt = this.running ? this.launched?.startedAt : undefined;
+    return { name: this.name, kind: this.config.kind, state, since, reason, generation: this.generation, pid: this.running?.pid, startedAt, adopted: this.running?.adopted, budget, lastExit: this.lastExit, progress, probes: this.probes.snapshot(), logFile: this.output.file.file };
   }
 
   /** The last `n` lines the backend printed (stdout and stderr interleaved). */
@@ -110,16 +126,53 @@ export class BackendOwner {
     return this.output.tail.lastStamped(n);
   }
 
-  /** What survives a daemon restart: failed starts in the window, and a fatal mark. */
-  persisted(): { failures: readonly number[]; fatal?: { reason: string; at: number } } {
-    return { failures: this.budget.failures, ...(this.sm.state === "fatal" ? { fatal: { reason: this.sm.reason, at: this.sm.since } } : {}) };
+  /** What survives a daemon restart: failed starts in the window, a fatal mark, the running process. */
+  persisted(): { failures: readonly number[]; fatal?: { reason: string; at: number }; process?: LaunchRecord } {
+    return {
+      failures: this.budget.failures,
+      ...(this.sm.state === "fatal" ? { fatal: { reason: this.sm.reason, at: this.sm.since } } : {}),
+      ...(this.running && this.launched ? { process: this.launched } : {}),
+    };
   }
 
-  /** Restores a previous daemon's view: the budget window, and fatal (which then needs a reset). */
-  restore(p: { failures: readonly number[]; fatal?: { reason: string; at: number } }): void {
+  /** Restores a previous daemon's view: the budget window, fatal (which then needs a reset), the process it left running. */
+  restore(p: { failures: readonly number[]; fatal?: { reason: string; at: number }; process?: LaunchRecord }): void {
     this.budget = { failures: [...p.failures] };
     this.consecutiveFailures = p.failures.length;
+    if (p.process) this.adoptable = p.process;
     if (p.fatal && this.sm.state === "stopped" && !this.running && !this.attempt) this.sm.restore("fatal", p.fatal.at, `${p.fatal.reason} (carried over from before the daemon restarted)`);
+  }
+
+  /**
+   * Adopts the process an earlier daemon left running, when there is one it
+   * may adopt (live_restore, the same process, the same configuration):
+   * resolves once it is ready (or no longer starting, or after `ms`), so that
+   * the daemon listens with it serving. False when there was none to adopt
+   * (then nothing was started here).
+   */
+  async adoptLeftover(ms: number): Promise<boolean> {
+    if (!this.adoptable || !this.deps.liveRestore) return false;
+    await this.start();
+    const deadline = this.deps.clock.now() + ms;
+    while (this.running?.adopted && this.sm.state === "starting" && this.deps.clock.now() < deadline) await sleepOn(this.deps.clock, 20);
+    return this.running?.adopted === true;
+  }
+
+  /**
+   * Lets go of the running process without stopping it (a daemon restart
+   * with live_restore): it goes on serving, its output still goes to its log
+   * file, and the next daemon adopts it. Nothing of it is judged here.
+   */
+  async detach(): Promise<void> {
+    while (this.busy) await this.settled(true);
+    this.cancelTimers();
+    const r = this.running;
+    if (r) {
+      r.detached = true;
+      r.spawned.release();
+    }
+    this.probes.newProcess();
+    await this.output.close();
   }
 
   /** Follows the backend's output as it comes (`llmsup logs -f`); returns the unsubscribe. */
@@ -208,7 +261,7 @@ export class BackendOwner {
   /** Closes the log file (after the process is gone). */
   async close(): Promise<void> {
     this.cancelTimers();
-    await this.output.file.close();
+    await this.output.close();
   }
 
   /** A start is on its way to the spawn, or an exit is being judged: an operation waits (`while (this.busy) await this.settled()`). */
@@ -258,14 +311,26 @@ export class BackendOwner {
   private async spawnNext(reason: string, attempt: { readonly cancelled: boolean }): Promise<void> {
     await this.output.open((e) => this.log.warn({ event: "backend.log.unwritable", file: this.output.file.file, err: e.message }, "backend log file cannot be written; output is kept in memory only"));
     if (attempt.cancelled) return;
+    if (this.adoptable) {
+      const record = this.adoptable;
+      this.adoptable = undefined;
+      if (await this.adoptOrReplace(record, reason, attempt)) return;
+      if (attempt.cancelled) return;
+    }
+    const port = this.localPort();
+    if (port) {
+      const h = await this.deps.portHolder(port.port, port.host, undefined);
+      if (attempt.cancelled) return;
+      if (h.state === "foreign") return this.block(`${describeHolder(port.port, h)}; waiting for it to go`, { stillThere: async () => (await this.deps.portHolder(port.port, port.host, undefined)).state === "foreign", released: `port ${port.port} released` });
+    }
     const cleared = await this.guard.clearLeftovers(this.proc.stop_timeout);
     if (attempt.cancelled) return;
-    if (!cleared.ok) return this.block(cleared.reason, cleared.holder);
+    if (!cleared.ok) return this.block(cleared.reason, this.vramWait(cleared.holder));
     this.generation++;
     this.probes.newProcess();
     let spawned: Spawned;
     try {
-      spawned = await this.deps.spawn(this.name, this.proc);
+      spawned = await this.deps.spawn(this.name, this.proc, this.output);
     } catch (e) {
       const message = (e as Error).message;
       this.output.note(`llmsup: ${message}`);
@@ -276,7 +341,16 @@ export class BackendOwner {
     }
     // A marker in the log at every start: which generation, which pid, and why.
     this.output.note(`${MARKER} generation ${this.generation} started, pid ${spawned.pid}: ${reason} ────`);
-    const r = (this.running = new Generation(this.generation, spawned, this.output.attach(spawned.stdout, spawned.stderr)));
+    this.launched = spawned.startTime === undefined ? undefined : { pid: spawned.pid, startTime: spawned.startTime, hash: launchHash(this.config), startedAt: this.deps.clock.now(), generation: this.generation, port: portOf(this.config.url) };
+    this.run(spawned, reason);
+  }
+
+  /** Watches a process from its start (spawned or adopted) to ready, and its exit. */
+  private run(spawned: Spawned, reason: string, adopted = false): void {
+    const piped = spawned.stdout && spawned.stderr ? this.output.attach(spawned.stdout, spawned.stderr) : undefined;
+    this.output.following(!piped);
+    const r = (this.running = new Generation(this.generation, spawned, () => piped ?? this.output.catchUp()));
+    r.adopted = adopted;
     this.guard.ourGroups.add(spawned.pid);
     this.sm.to("starting", reason);
     void spawned.exited.then((x) => this.onExit(r, x));
@@ -284,8 +358,17 @@ export class BackendOwner {
       if (this.running === r && r.untouched && this.sm.state === "starting") this.askToGo(r, "startup_timeout", `not ready after ${formatDuration(this.proc.startup_timeout)}`);
     });
     const current = () => this.running === r && r.untouched;
-    const ready = () => {
-      this.sm.to("ready", `readiness passed after ${formatDuration(this.deps.clock.now() - this.sm.since)}`);
+    const ready = () =>
+      this.background(
+        this.portHeldBy(r).then((foreign) => {
+          if (!current() || this.sm.state !== "starting") return;
+          // Readiness answered, but from a process that is not ours: ours cannot serve there.
+          if (foreign) return this.askToGo(r, "start_failed", foreign);
+          serving();
+        }),
+      );
+    const serving = () => {
+      this.sm.to("ready", `readiness passed after ${formatDuration(this.deps.clock.now() - this.sm.since)}${adopted ? ` (adopted, running since ${new Date(this.launched?.startedAt ?? this.sm.since).toISOString()})` : ""}`);
       // After a sustained ready period the failed-start count starts again from zero.
       this.after(this.proc.stable_after, () => {
         if (current() && isServing(this.sm.state)) [this.budget, this.consecutiveFailures] = [EMPTY_BUDGET, 0];
@@ -321,26 +404,76 @@ export class BackendOwner {
     return r.terminate(this.name, this.proc.stop_timeout, this.deps.clock, this.log, this.deps.onEvent);
   }
 
-  /** Another process holds the GPU memory a start needs: wait for it to go, without burning the budget. */
-  private block(reason: string, holder: VramHolder, exit?: ExitRecord): void {
-    this.sm.to("blocked", reason, { holder, exit });
+  /** Another process holds what a start needs (GPU memory, the port): wait for it to go, without burning the budget. */
+  private block(reason: string, wait: { readonly holder?: VramHolder; readonly stillThere: () => Promise<boolean>; readonly released: string }, exit?: ExitRecord): void {
+    this.sm.to("blocked", reason, { holder: wait.holder, exit });
     const recheck = Math.max(1_000, this.proc.restart_sec);
     const poll = async () => {
       if (this.sm.state !== "blocked") return;
-      const stillThere = await this.guard.stillHeld(holder.pid);
+      const stillThere = await wait.stillThere();
       if (this.sm.state !== "blocked") return;
       if (stillThere) this.after(recheck, () => this.background(poll()));
-      else await this.begin(`GPU memory released by pid ${holder.pid}`);
+      else await this.begin(wait.released);
     };
     this.after(recheck, () => this.background(poll()));
+  }
+
+  private vramWait(holder: VramHolder): { holder: VramHolder; stillThere: () => Promise<boolean>; released: string } {
+    return { holder, stillThere: () => this.guard.stillHeld(holder.pid), released: `GPU memory released by pid ${holder.pid}` };
+  }
+
+  /** The backend's port when it is on this machine (its holder can be known). */
+  private localPort(): { port: number; host: string } | undefined {
+    const port = portOf(this.config.url);
+    const host = new URL(this.config.url).hostname;
+    return port !== undefined && LOCAL_HOST.test(host) ? { port, host: host.replace(/^\[|\]$/g, "") } : undefined;
+  }
+
+  /** Why the process `r` is not the one serving its port (another process listens there); undefined when it is, or when that cannot be known. */
+  private async portHeldBy(r: Generation): Promise<string | undefined> {
+    const port = this.localPort();
+    if (!port) return undefined;
+    const h = await this.deps.portHolder(port.port, port.host, r.pid).catch(() => undefined);
+    return h?.state === "foreign" ? describeHolder(port.port, h) : undefined;
+  }
+
+  /**
+   * The process an earlier daemon recorded: adopted when it is still that
+   * process and started from this configuration (true: nothing to spawn);
+   * stopped first when it was started from another one.
+   */
+  private async adoptOrReplace(record: LaunchRecord, reason: string, attempt: { readonly cancelled: boolean }): Promise<boolean> {
+    if (!this.deps.liveRestore) return false;
+    const v = adoptionVerdict(record, await procStartTime(record.pid), launchHash(this.config));
+    if (attempt.cancelled) return true;
+    if (v.kind === "none") {
+      this.log.info({ event: "backend.adopt.none", pid: record.pid, reason: v.reason }, `${this.name}: nothing to adopt (${v.reason}); starting it`);
+      return false;
+    }
+    const adopted = adoptedProcess(record.pid, record.startTime, this.deps.clock);
+    if (v.kind === "replace") {
+      this.log.warn({ event: "backend.adopt.replaced", pid: record.pid }, `${this.name}: ${v.reason}; stopping it (process group) to start the configured one`);
+      this.output.note(`${MARKER} pid ${record.pid} left by an earlier llmsup was started from another configuration: stopped ────`);
+      const target = { exited: adopted.exited, hasExited: () => false, signalGroup: (sig: NodeJS.Signals) => adopted.signalGroup(sig), processState: () => adopted.processState() };
+      await stopGroup(target, this.proc.stop_timeout, this.deps.clock, () => undefined);
+      return false;
+    }
+    this.generation = record.generation;
+    this.launched = record;
+    this.probes.newProcess();
+    this.output.note(`${MARKER} generation ${record.generation}, pid ${record.pid}, adopted: left running by an earlier llmsup, started ${new Date(record.startedAt).toISOString()} ────`);
+    this.log.info({ event: "backend.adopted", pid: record.pid, generation: record.generation }, `${this.name}: adopted pid ${record.pid} (generation ${record.generation}), left running by an earlier llmsup`);
+    this.run(adopted, `adopting pid ${record.pid}, left running by an earlier llmsup (${reason})`, true);
+    return true;
   }
 
   // ------------------------------------------------------------------ exits
 
   private onExit(r: Generation, x: Exit): void {
     r.exited = true;
-    if (this.running !== r) return;
+    if (this.running !== r || r.detached) return;
     this.running = undefined;
+    this.launched = undefined;
     this.cancelTimers();
     const settling = this.settle(r, x).finally(() => {
       if (this.settling === settling) this.settling = undefined;
@@ -353,6 +486,8 @@ export class BackendOwner {
   /** Judges the exit, then applies what follows: stopped, a restart, backoff, fatal, blocked. */
   private async settle(r: Generation, x: Exit): Promise<void> {
     const exit = (this.lastExit = await r.judgeExit(x, { clock: this.deps.clock, lastLines: () => this.output.tail.last(40), hostMemoryPressure: this.deps.hostMemoryPressure }));
+    // Its last lines are read: nothing writes to the file until the next process.
+    this.output.following(false);
     await r.killRemains(this.proc.stop_timeout, this.deps.clock);
     if (r.requested !== "stop") {
       this.sm.to("exited", exit.reason, { exit, pid: r.pid });
@@ -375,7 +510,7 @@ export class BackendOwner {
       case "start":
         return this.begin(d.reason);
       case "blocked":
-        return this.block(d.reason, d.holder, exit);
+        return this.block(d.reason, this.vramWait(d.holder), exit);
       case "fatal":
         return this.sm.to("fatal", d.reason, { exit });
       case "exited":

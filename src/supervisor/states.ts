@@ -78,6 +78,10 @@ export interface BackendSnapshot {
   readonly reason: string;
   readonly generation: number;
   readonly pid?: number;
+  /** When the running process was started (by this daemon or, when adopted, an earlier one). */
+  readonly startedAt?: number;
+  /** The running process was adopted from an earlier daemon, not started by this one. */
+  readonly adopted?: boolean;
   readonly budget: { readonly used: number; readonly burst: number };
   readonly lastExit?: ExitRecord;
   /** While starting: what readiness last said ("loading model"). */

@@ -2,31 +2,52 @@
 import type { BackendConfig, Config } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
-import { realClock, type Clock } from "../platform/clock.ts";
+import type { Clock, TimerHandle } from "../platform/clock.ts";
 import { memInfo } from "../platform/procfs.ts";
+import { whoListens, whoListensInGroup, type PortHolder } from "../platform/port-owner.ts";
 import { BackendOwner, type DrillMark } from "./owner.ts";
-import { createProber, type Prober } from "./probes.ts";
-import { ResourceSampler } from "./resources.ts";
-import { spawnBackend, type Spawner } from "./spawn.ts";
+import type { Prober } from "./probes.ts";
+import type { ResourceSampler } from "./resources.ts";
+import type { BackendSpawner } from "./spawn.ts";
 import type { BackendSnapshot, DrillCause, SupervisorEvent } from "./states.ts";
 import type { VramProbe } from "./vram.ts";
 
+/** Who listens on a local port; `pgid`: the group whose listeners are ours. */
+export type PortHolderLookup = (port: number, host: string, pgid: number | undefined) => Promise<PortHolder>;
+
+/** A backend's readiness prober for the models the routes send it (the real one: createProber, probes.ts). */
+export type ProberFactory = (backend: BackendConfig, models: readonly string[]) => Prober;
+
+/**
+ * What the supervisor works with. The real ones (spawnBackend, createProber,
+ * hostShortOfMemory, portHolderOnThisHost, a ResourceSampler over /proc) are
+ * built by the composition root (daemon/wire.ts); tests hand their own.
+ */
 export interface SupervisorDeps {
   readonly logger: Logger;
   readonly onEvent?: (e: SupervisorEvent) => void;
-  readonly clock?: Clock;
-  readonly spawn?: Spawner;
+  readonly clock: Clock;
+  readonly spawn: BackendSpawner;
   readonly vram?: VramProbe;
+  /** Restart jitter in [0, 1); Math.random when absent (pure, no outside world: tests pass their own for exact delays). */
   readonly random?: () => number;
-  readonly hostMemoryPressure?: () => Promise<boolean>;
-  readonly prober?: (backend: BackendConfig, models: readonly string[]) => Prober;
+  /** Whether the host is short of memory now (a SIGKILL then reads as the OOM killer's). */
+  readonly hostMemoryPressure: () => Promise<boolean>;
+  readonly prober: ProberFactory;
   readonly readinessPollMs?: number;
   /**
    * How often to sample each backend's process group (CPU, memory) from /proc;
    * 0 or absent: only when sampleResources() is called.
    */
   readonly resourceSampleMs?: number;
-  readonly resources?: ResourceSampler;
+  readonly resources: ResourceSampler;
+  /** Who listens on a local port (readiness is tied to the process llmsup started or adopted). */
+  readonly portHolder: PortHolderLookup;
+}
+
+/** The real port holder: a listener of group `pgid` is ours; with no group, any listener is another's. */
+export function portHolderOnThisHost(port: number, host: string, pgid: number | undefined): Promise<PortHolder> {
+  return pgid === undefined ? whoListens(port, host, []) : whoListensInGroup(port, host, pgid);
 }
 
 /** Upstream model names the routes send to `backend`, in route order, each once. */
@@ -53,19 +74,26 @@ export class Supervisor {
   private readonly owners = new Map<string, BackendOwner>();
   private config: Config;
   private readonly deps: SupervisorDeps;
+  private readonly clock: Clock;
   private readonly resources: ResourceSampler;
-  private resourceTimer?: NodeJS.Timeout;
+  private resourceTimer?: TimerHandle;
 
   constructor(config: Config, deps: SupervisorDeps) {
     this.config = config;
     this.deps = deps;
-    this.resources = deps.resources ?? new ResourceSampler();
+    this.clock = deps.clock;
+    this.resources = deps.resources;
     for (const b of config.backends) if (b.managed) this.owners.set(b.name, this.makeOwner(config, b));
-    const every = deps.resourceSampleMs ?? 0;
-    if (every > 0) {
-      this.resourceTimer = setInterval(() => void this.sampleResources().catch(() => undefined), every);
-      this.resourceTimer.unref();
-    }
+    this.sampleEvery(deps.resourceSampleMs ?? 0);
+  }
+
+  /** Samples every `ms` on the clock, each timer set when the last one fires, until stopAll. */
+  private sampleEvery(ms: number): void {
+    if (ms <= 0) return;
+    this.resourceTimer = this.clock.setTimeout(() => {
+      void this.sampleResources().catch(() => undefined);
+      this.sampleEvery(ms);
+    }, ms);
   }
 
   /** Samples the process group of every running backend now (one pass over /proc). */
@@ -78,18 +106,20 @@ export class Supervisor {
     const deps = this.deps;
     const models = modelsOn(config, b.name);
     return new BackendOwner(b, {
-      clock: deps.clock ?? realClock,
-      spawn: deps.spawn ?? spawnBackend,
-      prober: (deps.prober ?? createProber)(b, models),
+      clock: this.clock,
+      spawn: deps.spawn,
+      prober: deps.prober(b, models),
       vram: deps.vram,
       logger: deps.logger,
       logDir: config.daemon.log_dir,
       logMaxBytes: config.daemon.backend_log_max,
       logKeep: config.daemon.backend_log_keep,
       random: deps.random ?? Math.random,
-      hostMemoryPressure: deps.hostMemoryPressure ?? hostShortOfMemory,
+      hostMemoryPressure: deps.hostMemoryPressure,
       onEvent: deps.onEvent ?? (() => undefined),
       readinessPollMs: deps.readinessPollMs,
+      portHolder: deps.portHolder,
+      liveRestore: config.daemon.live_restore,
     });
   }
 
@@ -117,7 +147,7 @@ export class Supervisor {
         await fresh.start();
         changes.restarted.push(name);
       } else {
-        if (JSON.stringify(modelsOn(prevConfig, name)) !== JSON.stringify(modelsOn(next, name))) owner.setProber((this.deps.prober ?? createProber)(nb, modelsOn(next, name)));
+        if (JSON.stringify(modelsOn(prevConfig, name)) !== JSON.stringify(modelsOn(next, name))) owner.setProber(this.deps.prober(nb, modelsOn(next, name)));
         changes.unchanged.push(name);
       }
     }
@@ -151,10 +181,27 @@ export class Supervisor {
 
   /** Stops every backend in parallel, each by its own stop_timeout. */
   async stopAll(reason = "llmsup is stopping"): Promise<void> {
-    clearInterval(this.resourceTimer);
+    this.resourceTimer?.cancel();
     this.resourceTimer = undefined;
     await Promise.all([...this.owners.values()].map((o) => o.stop(reason, { keepFatal: true })));
     await Promise.all([...this.owners.values()].map((o) => o.close()));
+  }
+
+  /** Adopts what an earlier daemon left running (BackendOwner.adoptLeftover), all at once; the names adopted. */
+  async adoptAll(ms: number): Promise<string[]> {
+    const owners = [...this.owners.values()];
+    const adopted = await Promise.all(owners.map((o) => o.adoptLeftover(ms)));
+    return owners.filter((_, i) => adopted[i]).map((o) => o.name);
+  }
+
+  /**
+   * Lets go of every backend without stopping it (a daemon restart with
+   * live_restore): they go on serving; the next daemon adopts them.
+   */
+  async detachAll(): Promise<void> {
+    this.resourceTimer?.cancel();
+    this.resourceTimer = undefined;
+    await Promise.all([...this.owners.values()].map((o) => o.detach()));
   }
 
   start(name: string): Promise<void> {

@@ -32,6 +32,8 @@ test("install.sh stages a complete installation and keeps an existing configurat
   writeFileSync(config, readFileSync(config, "utf8").replace('log_level = "info"', 'log_level = "debug"'));
   const second = await run("bash", args, { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
   assert.match(second.stdout, /kept the existing .*supervisor\.toml/);
+  assert.match(second.stdout, /production dependencies unchanged \(package-lock\.json\); kept/, "an upgrade with the same lockfile does not reinstall them");
+  assert.ok(existsSync(path.join(prefix, "node_modules/commander/package.json")));
   assert.match(readFileSync(config, "utf8"), /log_level = "debug"/);
 
   const removed = await run("bash", [...args, "--uninstall"], { cwd: REPO_ROOT });

@@ -65,7 +65,7 @@ test("a primary that cannot start at boot: once fatal, the route's fallback is a
 
   const d = await startDaemon(t, files, { TEST_SMTP_PASSWORD: SMTP_PASSWORD });
   await waitStatus(d, "primary fatal, route on the fallback", (s) => s.backends.find((b) => b.name === "primary")!.state === "fatal" && s.router.routes[0]!.serving_tier === 1, 20_000);
-  await smtp.waitFor(3, 10_000);
+  await waitUntil("the fatal and the route's fallback mailed", () => smtp.mails.some((m) => /llama failed over/.test(m.subject)) && smtp.mails.some((m) => /primary/.test(m.subject) && /fatal|gave up|restart budget/i.test(m.subject)), { timeoutMs: 10_000, everyMs: 50 });
   const fatalMail = smtp.mails.find((m) => /primary/.test(m.subject) && /fatal|gave up|restart budget/i.test(m.subject));
   assert.ok(fatalMail, smtp.mails.map((m) => m.subject).join("\n"));
   assert.ok(fatalMail.to.includes("boss@example.com"), "a fatal goes to critical_to");

@@ -51,7 +51,9 @@ test("systemd/llmsup.service passes systemd-analyze verify and has the settings 
     "Type=notify",
     "Restart=on-failure",
     "RestartPreventExitStatus=78",
-    "KillMode=mixed",
+    "KillMode=process",
+    "RestartKillSignal=SIGUSR2",
+    "RuntimeDirectoryPreserve=yes",
     "OOMPolicy=continue",
     "ExecReload=/bin/kill -HUP $MAINPID",
   ]) {

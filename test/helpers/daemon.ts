@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { CLI_ENTRY, REPO_ROOT, runLlmsup, type CliResult } from "./cli.ts";
+import { CLI_ENTRY, REPO_ROOT, runCliInProcess, type CliResult } from "./cli.ts";
 import { freePort } from "./sim.ts";
 import { Agent } from "undici";
 import { simCommand } from "./supervise.ts";
@@ -81,13 +81,15 @@ export async function startDaemon(t: { after(fn: () => void | Promise<void>): vo
     stdout: () => out,
     stderr: () => err,
     exited,
-    cli: (...args: string[]) => runLlmsup([...args, "--config", files.config]),
+    // The CLI as a client in this process (the daemon is its own): its requests cross the real control socket.
+    cli: (...args: string[]) => runCliInProcess([...args, "--config", files.config]),
   };
   // Up once the control socket answers.
   const deadline = Date.now() + 20_000;
   for (;;) {
     const r = await d.cli("status", "--json");
     if (r.code !== 3) break;
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before it came up:\n${err}\n${out.slice(-3000)}`);
     if (Date.now() > deadline) throw new Error(`daemon did not come up:\n${err}\n${out.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { PassThrough } from "node:stream";
 import type { ProbeResult, Prober, Readiness } from "../../src/supervisor/probes.ts";
-import type { Spawned, Spawner } from "../../src/supervisor/spawn.ts";
+import { ResourceSampler } from "../../src/supervisor/resources.ts";
+import type { BackendSpawner, Spawned } from "../../src/supervisor/spawn.ts";
 import { Supervisor } from "../../src/supervisor/supervisor.ts";
 import type { VramProbe } from "../../src/supervisor/vram.ts";
 import { EventLog, memoryLogger, testConfig } from "./supervise.ts";
@@ -64,7 +65,7 @@ export class FakeSpawner {
   private holding?: { release: () => void; promise: Promise<void> };
   private failing?: string;
 
-  readonly spawn: Spawner = async () => {
+  readonly spawn: BackendSpawner = async () => {
     this.requests++;
     if (this.holding) await this.holding.promise;
     if (this.failing) {
@@ -80,6 +81,7 @@ export class FakeSpawner {
       stdout: child.stdout,
       stderr: child.stderr,
       exited,
+      release: () => undefined,
       signalGroup: (signal) => child.kill(signal),
       groupSize: async () => 0,
       processState: async () => (child.running ? (child.unkillable ? "D" : "S") : undefined),
@@ -198,6 +200,10 @@ tiers = [{ backend = "b", model = "m" }]
     random: () => 0,
     hostMemoryPressure: o.hostMemoryPressure ?? (async () => false),
     readinessPollMs: 1_000,
+    // Fake processes listen nowhere: no port is anyone's.
+    portHolder: async () => ({ state: "nobody" }),
+    // …and have no process group in /proc.
+    resources: new ResourceSampler({ clock, read: async () => new Map() }),
   });
   t.after(async () => {
     for (const c of spawner.running) c.exit(null, "SIGKILL");
