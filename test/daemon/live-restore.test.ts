@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { isAlive, signalGroup } from "../../src/platform/procfs.ts";
-import { requestPump, startDaemon, waitStatus, writeDaemonConfig, type RunningDaemon, type StatusJson } from "../helpers/daemon.ts";
+import { requestPump, startDaemon, waitStatus, writeDaemonConfig, type DaemonFiles, type RunningDaemon, type StatusJson } from "../helpers/daemon.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 const ROUTE = `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`;
@@ -22,6 +22,17 @@ function reapBackends(t: { after(fn: () => void): void }, pids: () => readonly n
   t.after(() => {
     for (const p of pids()) signalGroup(p, "SIGKILL");
   });
+}
+
+/** A daemon with a primary and a fallback, both ready; `pids` (reaped at the end) holds their pids, then any a test adds. */
+async function twoBackendsServing(t: { after(fn: () => void | Promise<void>): void }): Promise<{ files: DaemonFiles; pids: number[]; first: RunningDaemon }> {
+  const files = await writeDaemonConfig(t, [{ name: "primary", kind: "llamacpp" }, { name: "fallback", kind: "llamacpp" }], ROUTE);
+  const pids: number[] = [];
+  reapBackends(t, () => pids);
+  const first = await startDaemon(t, files);
+  const s1 = (await waitStatus(first, "both ready", allReady)).json;
+  pids.push(pidOf(s1, "primary"), pidOf(s1, "fallback"));
+  return { files, pids, first };
 }
 
 async function sigkill(d: RunningDaemon): Promise<void> {
@@ -68,12 +79,7 @@ test("SIGKILL of llmsup under steady load, then a new llmsup: the same backend p
 });
 
 test("SIGUSR2 (systemd's RestartKillSignal) leaves the backends for the next llmsup; SIGTERM stops them; with live_restore = false a restart stops them too", async (t) => {
-  const files = await writeDaemonConfig(t, [{ name: "primary", kind: "llamacpp" }, { name: "fallback", kind: "llamacpp" }], ROUTE);
-  const pids: number[] = [];
-  reapBackends(t, () => pids);
-  const first = await startDaemon(t, files);
-  const s1 = (await waitStatus(first, "both ready", allReady)).json;
-  pids.push(pidOf(s1, "primary"), pidOf(s1, "fallback"));
+  const { files, pids, first } = await twoBackendsServing(t);
   process.kill(first.pid, "SIGUSR2");
   assert.deepEqual(await first.exited, { code: 0, signal: null });
   assert.ok(await isAlive(pids[0]!), "a restart leaves the primary running");
@@ -96,12 +102,7 @@ test("SIGUSR2 (systemd's RestartKillSignal) leaves the backends for the next llm
 });
 
 test("a backend whose command changed while llmsup was down is replaced; the other is adopted", async (t) => {
-  const files = await writeDaemonConfig(t, [{ name: "primary", kind: "llamacpp" }, { name: "fallback", kind: "llamacpp" }], ROUTE);
-  const pids: number[] = [];
-  reapBackends(t, () => pids);
-  const first = await startDaemon(t, files);
-  const s1 = (await waitStatus(first, "both ready", allReady)).json;
-  pids.push(pidOf(s1, "primary"), pidOf(s1, "fallback"));
+  const { files, pids, first } = await twoBackendsServing(t);
   await sigkill(first);
 
   const text = readFileSync(files.config, "utf8");
