@@ -26,7 +26,7 @@ export interface ControlApi {
   check(backend: string): void;
   /** Takes any configured backend (managed or remote) out of rotation, or puts it back; `by` names the operator. Throws LLMSUP_E_BACKEND_UNKNOWN. */
   drain(backend: string, on: boolean, by: string): unknown;
-  logTail(backend: string, n: number): readonly string[];
+  logTail(backend: string, n: number): Promise<readonly string[]>;
   followOutput(backend: string, fn: (text: string) => void): () => void;
   /** The event history (oldest first) matching a filter, and its new entries as they come. */
   events(filter: EventFilter): readonly HistoryEntry[];
@@ -130,9 +130,10 @@ export class ControlServer {
       if (req.method === "GET" && parts[2] === "logs") {
         const n = Math.max(1, Math.min(1000, Number(url.searchParams.get("n") ?? 50) || 50));
         d.check(name);
-        if (url.searchParams.get("follow") !== "1") return send(res, 200, { backend: name, lines: d.logTail(name, n) });
+        const lines = await d.logTail(name, n);
+        if (url.searchParams.get("follow") !== "1") return send(res, 200, { backend: name, lines });
         res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
-        for (const l of d.logTail(name, n)) res.write(`${l}\n`);
+        for (const l of lines) res.write(`${l}\n`);
         const off = d.followOutput(name, (text) => res.write(text));
         res.on("close", off);
         return;

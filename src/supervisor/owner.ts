@@ -120,9 +120,9 @@ export class BackendOwner {
     return { name: this.name, kind: this.config.kind, state, since, reason, generation: this.generation, pid: this.running?.pid, startedAt, adopted: this.running?.adopted, budget, lastExit: this.lastExit, progress, probes: this.probes.snapshot(), logFile: this.output.file.file };
   }
 
-  /** The last `n` lines the backend printed (stdout and stderr interleaved). */
-  /** The last `n` lines, each after the time it was read. */
-  logTail(n = 50): string[] {
+  /** The last `n` lines the backend printed (stdout and stderr interleaved), each after the time it was read; its log file read to the end first. */
+  async logTail(n = 50): Promise<string[]> {
+    await this.output.catchUp();
     return this.output.tail.lastStamped(n);
   }
 

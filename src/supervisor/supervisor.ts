@@ -225,7 +225,7 @@ export class Supervisor {
     return this.owner(name).expectDrillExit(cause);
   }
 
-  tail(name: string, lines = 50): string[] {
+  tail(name: string, lines = 50): Promise<string[]> {
     return this.owner(name).logTail(lines);
   }
 

@@ -146,7 +146,7 @@ test("restart by the operator does not count against the budget; output goes to 
   const ready2 = await events.state("b", "ready", { nth: 2 });
   assert.equal(ready2.generation, 2);
   assert.equal(sup.snapshot()[0]!.budget.used, 0);
-  assert.ok(sup.tail("b", 10).some((l) => /main: server is listening on/.test(l)));
+  assert.ok((await sup.tail("b", 10)).some((l) => /main: server is listening on/.test(l)));
   const file = sup.snapshot()[0]!.logFile;
   assert.ok(existsSync(file));
   assert.equal(path.basename(file), "b.log");
@@ -178,5 +178,5 @@ test("a program that cannot be started is a failed start with the reason in the 
   const backoff = await events.state("missing", "backoff");
   assert.equal(backoff.exit?.class, "spawn_failed");
   assert.match(backoff.reason, /cannot start \/nonexistent\/vllm: ENOENT/);
-  assert.ok(sup.tail("missing").some((l) => /ENOENT/.test(l)));
+  assert.ok((await sup.tail("missing")).some((l) => /ENOENT/.test(l)));
 });

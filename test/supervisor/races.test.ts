@@ -206,7 +206,7 @@ test("a program that cannot be spawned: starting, then backoff, and the next try
   await sup.start("b");
   assert.deepEqual(path(), ["starting", "backoff"]);
   assert.equal(events.states("b")[1]!.exit?.class, "spawn_failed");
-  assert.ok(owner.logTail().some((l) => /ENOENT/.test(l)));
+  assert.ok((await owner.logTail()).some((l) => /ENOENT/.test(l)));
   await clock.run(1_000);
   assert.deepEqual(path(), ["starting", "backoff", "starting"]);
   assert.equal(spawner.children.length, 1);
