@@ -17,23 +17,18 @@ import { HostMonitor } from "../host/monitor.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../platform/clock.ts";
 import { RouterMetrics } from "../router/metrics.ts";
-import { Router, type CacheHook, type RouterEvent } from "../router/router.ts";
+import { Router, type RouterEvent } from "../router/router.ts";
 import { RouterServer, type Listening } from "../router/server.ts";
 import type { SupervisorEvent } from "../supervisor/states.ts";
-import { Supervisor, type PortHolderLookup, type ProberFactory, type ReloadChanges } from "../supervisor/supervisor.ts";
-import type { BackendSpawner } from "../supervisor/spawn.ts";
-import { ResourceSampler, type GroupUsageReader } from "../supervisor/resources.ts";
-import type { ProgramSpawner } from "../gpu/spawn.ts";
-import type { HostReader } from "../host/resources.ts";
-import type { SqliteModule } from "../cache/sqlite.ts";
-import type { MailerFactory } from "../alerts/mailer.ts";
-import type { TickSource } from "../schedule/scheduler.ts";
+import { Supervisor, type ReloadChanges } from "../supervisor/supervisor.ts";
+import { ResourceSampler } from "../supervisor/resources.ts";
 import { ControlServer, type ControlApi } from "../control/server.ts";
 import { buildStatus, mailSnapshot, preferenceOrder, type DaemonStatus } from "./status.ts";
 import { EventHub, History } from "./event-hub.ts";
 import { changeLine, refusalOf, reloadStatus, reloadSummary, settingChanges, type ReloadRefusal } from "./reload-plan.ts";
 import { filterEvents } from "../control/event-filter.ts";
 import { startHeartbeat, type Notifier } from "./notify.ts";
+import type { DaemonDeps, DaemonEvent } from "./deps.ts";
 import { StateLock } from "./state-lock.ts";
 import { StateStore, type HistoryEntry, type PersistedState } from "./state-store.ts";
 import { packageVersion } from "../platform/version.ts";
@@ -54,49 +49,13 @@ import { parseLaunchRecord } from "../supervisor/launch.ts";
 import { runShutdown, type ShutdownStep } from "./shutdown.ts";
 import { takeListenFds } from "../platform/listen-fds.ts";
 
-/** What the composition root hands the daemon: everything real it uses. */
-export interface DaemonDeps {
-  readonly configPath: string;
-  readonly logger: Logger;
-  /** True when daemon.log_level sets the logger's level (no explicit --log-level). */
-  readonly followConfigLogLevel: boolean;
-  readonly env: NodeJS.ProcessEnv;
-  readonly clock: Clock;
-  readonly hostname: () => string;
-  readonly pid: number;
-  readonly notifier: (log: Logger) => Notifier;
-  readonly spawnBackend: BackendSpawner;
-  /** Readiness probers of managed backends (createProber). */
-  readonly prober: ProberFactory;
-  /** Who listens on a local port (portHolderOnThisHost). */
-  readonly portHolder: PortHolderLookup;
-  /** Whether the host is short of memory now (hostShortOfMemory). */
-  readonly hostMemoryPressure: () => Promise<boolean>;
-  /** CPU and memory of backends' process groups (groupUsage over /proc). */
-  readonly groupUsage: GroupUsageReader;
-  /** Starts the GPU monitor's programs: nvidia-smi, journalctl (spawnChild). */
-  readonly spawnProgram: ProgramSpawner;
-  /** CPU, memory and disk of the host (systemHostReader). */
-  readonly hostReader: HostReader;
-  /** The SQLite module of the emergency cache, loaded only when a route uses the cache (loadSqlite). */
-  readonly sqlite: () => SqliteModule | Error;
-  /** The SMTP transport of e-mail alerts (createMailer). */
-  readonly mailer: MailerFactory;
-  /** Cron ticks for [schedule] (nodeCronTicks). */
-  readonly cronTicks: (logger: Logger) => TickSource;
-  /** Extra consumers of every event (alerts). */
-  readonly onEvent?: (e: DaemonEvent) => void;
-  /** Another response cache than the emergency cache in state_dir. */
-  readonly cache?: CacheHook;
-}
-
-export type DaemonEvent = SupervisorEvent | RouterEvent | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number } | { readonly event: "daemon.started" | "daemon.stopping" | "daemon.reloaded"; readonly at: number; readonly detail: string };
-
 /** Most time start waits for adopted backends to pass readiness before the router listens. */
 const ADOPT_WAIT_MS = 5_000;
 
 /** Events kept in state_dir for `llmsup events` and status (the newest; a few weeks of a busy box). */
 const HISTORY_MAX = 2_000;
+
+export type { DaemonDeps, DaemonEvent } from "./deps.ts";
 
 export class Daemon {
   readonly log: Logger;

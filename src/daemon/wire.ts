@@ -19,7 +19,8 @@ import type { CacheHook } from "../router/router.ts";
 import { nodeCronTicks } from "../schedule/scheduler.ts";
 import { createProber } from "../supervisor/probes.ts";
 import { spawnBackend } from "../supervisor/spawn.ts";
-import { hostShortOfMemory, portHolderOnThisHost } from "../supervisor/supervisor.ts";
+import { hostShortOfMemory } from "../supervisor/supervisor.ts";
+import { portHolderOnThisHost } from "../supervisor/port-guard.ts";
 import { Daemon, type DaemonEvent } from "./daemon.ts";
 import { createNotifier } from "./notify.ts";
 

@@ -20,11 +20,10 @@ import type { LivenessVerdict } from "./liveness.ts";
 import { BackendOutput, LogFile, MARKER } from "./output.ts";
 import { ProbeLoop } from "./probe-loop.ts";
 import type { Prober } from "./probes.ts";
-import { adoptedProcess, type BackendSpawner, type Spawned } from "./spawn.ts";
-import { adoptionVerdict, launchHash, portOf, type LaunchRecord } from "./launch.ts";
-import { describeHolder, type PortHolder } from "../platform/port-owner.ts";
-import { procStartTime } from "../platform/procfs.ts";
-import { stopGroup } from "./stop.ts";
+import type { BackendSpawner, Spawned } from "./spawn.ts";
+import { launchHash, portOf, type LaunchRecord } from "./launch.ts";
+import { takeOver } from "./adoption.ts";
+import { heldByAnother, type PortHolderLookup } from "./port-guard.ts";
 import { isServing, type BackendSnapshot, type BackendState, type DrillCause, type ExitRecord, type SupervisorEvent } from "./states.ts";
 import { StateMachine } from "./transitions.ts";
 import { VramGuard } from "./vram-guard.ts";
@@ -47,14 +46,10 @@ export interface OwnerDeps {
   readonly onEvent: (e: SupervisorEvent) => void;
   /** How often readiness is polled while starting. */
   readonly readinessPollMs?: number;
-  /** Who listens on a local TCP port: a process of group `pgid` (ours), another one, or nobody. */
-  readonly portHolder: (port: number, host: string, pgid: number | undefined) => Promise<PortHolder>;
+  readonly portHolder: PortHolderLookup;
   /** Whether a process an earlier daemon left running may be adopted ([daemon] live_restore). */
   readonly liveRestore: boolean;
 }
-
-/** Hosts whose port is on this machine: its holder can be known. */
-const LOCAL_HOST = /^(localhost|127(\.\d+){3}|0\.0\.0\.0|\[?::1?\]?)$/;
 
 type Exit = { readonly code: number | null; readonly signal: NodeJS.Signals | null };
 
@@ -317,12 +312,9 @@ export class BackendOwner {
       if (await this.adoptOrReplace(record, reason, attempt)) return;
       if (attempt.cancelled) return;
     }
-    const port = this.localPort();
-    if (port) {
-      const h = await this.deps.portHolder(port.port, port.host, undefined);
-      if (attempt.cancelled) return;
-      if (h.state === "foreign") return this.block(`${describeHolder(port.port, h)}; waiting for it to go`, { stillThere: async () => (await this.deps.portHolder(port.port, port.host, undefined)).state === "foreign", released: `port ${port.port} released` });
-    }
+    const taken = await heldByAnother(this.deps.portHolder, this.config.url, undefined);
+    if (attempt.cancelled) return;
+    if (taken) return this.block(`${taken}; waiting for it to go`, { stillThere: async () => (await heldByAnother(this.deps.portHolder, this.config.url, undefined)) !== undefined, released: "its port was released" });
     const cleared = await this.guard.clearLeftovers(this.proc.stop_timeout);
     if (attempt.cancelled) return;
     if (!cleared.ok) return this.block(cleared.reason, this.vramWait(cleared.holder));
@@ -360,7 +352,7 @@ export class BackendOwner {
     const current = () => this.running === r && r.untouched;
     const ready = () =>
       this.background(
-        this.portHeldBy(r).then((foreign) => {
+        heldByAnother(this.deps.portHolder, this.config.url, r.pid).then((foreign) => {
           if (!current() || this.sm.state !== "starting") return;
           // Readiness answered, but from a process that is not ours: ours cannot serve there.
           if (foreign) return this.askToGo(r, "start_failed", foreign);
@@ -422,21 +414,6 @@ export class BackendOwner {
     return { holder, stillThere: () => this.guard.stillHeld(holder.pid), released: `GPU memory released by pid ${holder.pid}` };
   }
 
-  /** The backend's port when it is on this machine (its holder can be known). */
-  private localPort(): { port: number; host: string } | undefined {
-    const port = portOf(this.config.url);
-    const host = new URL(this.config.url).hostname;
-    return port !== undefined && LOCAL_HOST.test(host) ? { port, host: host.replace(/^\[|\]$/g, "") } : undefined;
-  }
-
-  /** Why the process `r` is not the one serving its port (another process listens there); undefined when it is, or when that cannot be known. */
-  private async portHeldBy(r: Generation): Promise<string | undefined> {
-    const port = this.localPort();
-    if (!port) return undefined;
-    const h = await this.deps.portHolder(port.port, port.host, r.pid).catch(() => undefined);
-    return h?.state === "foreign" ? describeHolder(port.port, h) : undefined;
-  }
-
   /**
    * The process an earlier daemon recorded: adopted when it is still that
    * process and started from this configuration (true: nothing to spawn);
@@ -444,26 +421,23 @@ export class BackendOwner {
    */
   private async adoptOrReplace(record: LaunchRecord, reason: string, attempt: { readonly cancelled: boolean }): Promise<boolean> {
     if (!this.deps.liveRestore) return false;
-    const v = adoptionVerdict(record, await procStartTime(record.pid), launchHash(this.config));
-    if (attempt.cancelled) return true;
-    if (v.kind === "none") {
-      this.log.info({ event: "backend.adopt.none", pid: record.pid, reason: v.reason }, `${this.name}: nothing to adopt (${v.reason}); starting it`);
+    const t = await takeOver(record, this.config, { clock: this.deps.clock, stopTimeoutMs: this.proc.stop_timeout });
+    if (t.kind === "none") {
+      this.log.info({ event: "backend.adopt.none", pid: record.pid, reason: t.reason }, `${this.name}: nothing to adopt (${t.reason}); starting it`);
       return false;
     }
-    const adopted = adoptedProcess(record.pid, record.startTime, this.deps.clock);
-    if (v.kind === "replace") {
-      this.log.warn({ event: "backend.adopt.replaced", pid: record.pid }, `${this.name}: ${v.reason}; stopping it (process group) to start the configured one`);
+    if (t.kind === "replaced") {
+      this.log.warn({ event: "backend.adopt.replaced", pid: record.pid }, `${this.name}: ${t.reason}; stopped it (process group) to start the configured one`);
       this.output.note(`${MARKER} pid ${record.pid} left by an earlier llmsup was started from another configuration: stopped ────`);
-      const target = { exited: adopted.exited, hasExited: () => false, signalGroup: (sig: NodeJS.Signals) => adopted.signalGroup(sig), processState: () => adopted.processState() };
-      await stopGroup(target, this.proc.stop_timeout, this.deps.clock, () => undefined);
       return false;
     }
+    if (attempt.cancelled) return true;
     this.generation = record.generation;
     this.launched = record;
     this.probes.newProcess();
     this.output.note(`${MARKER} generation ${record.generation}, pid ${record.pid}, adopted: left running by an earlier llmsup, started ${new Date(record.startedAt).toISOString()} ────`);
     this.log.info({ event: "backend.adopted", pid: record.pid, generation: record.generation }, `${this.name}: adopted pid ${record.pid} (generation ${record.generation}), left running by an earlier llmsup`);
-    this.run(adopted, `adopting pid ${record.pid}, left running by an earlier llmsup (${reason})`, true);
+    this.run(t.process, `adopting pid ${record.pid}, left running by an earlier llmsup (${reason})`, true);
     return true;
   }
 

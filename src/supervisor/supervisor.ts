@@ -4,16 +4,14 @@ import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
 import { memInfo } from "../platform/procfs.ts";
-import { whoListens, whoListensInGroup, type PortHolder } from "../platform/port-owner.ts";
+import type { PortHolderLookup } from "./port-guard.ts";
 import { BackendOwner, type DrillMark } from "./owner.ts";
 import type { Prober } from "./probes.ts";
 import type { ResourceSampler } from "./resources.ts";
 import type { BackendSpawner } from "./spawn.ts";
+export type { PortHolderLookup } from "./port-guard.ts";
 import type { BackendSnapshot, DrillCause, SupervisorEvent } from "./states.ts";
 import type { VramProbe } from "./vram.ts";
-
-/** Who listens on a local port; `pgid`: the group whose listeners are ours. */
-export type PortHolderLookup = (port: number, host: string, pgid: number | undefined) => Promise<PortHolder>;
 
 /** A backend's readiness prober for the models the routes send it (the real one: createProber, probes.ts). */
 export type ProberFactory = (backend: BackendConfig, models: readonly string[]) => Prober;
@@ -43,11 +41,6 @@ export interface SupervisorDeps {
   readonly resources: ResourceSampler;
   /** Who listens on a local port (readiness is tied to the process llmsup started or adopted). */
   readonly portHolder: PortHolderLookup;
-}
-
-/** The real port holder: a listener of group `pgid` is ours; with no group, any listener is another's. */
-export function portHolderOnThisHost(port: number, host: string, pgid: number | undefined): Promise<PortHolder> {
-  return pgid === undefined ? whoListens(port, host, []) : whoListensInGroup(port, host, pgid);
 }
 
 /** Upstream model names the routes send to `backend`, in route order, each once. */

@@ -10,7 +10,8 @@ import { ResourceSampler } from "../../src/supervisor/resources.ts";
 import { spawnBackend } from "../../src/supervisor/spawn.ts";
 import type { StateEvent, SupervisorEvent } from "../../src/supervisor/states.ts";
 import { CLI_ENTRY } from "./cli.ts";
-import { hostShortOfMemory, portHolderOnThisHost, Supervisor, type SupervisorDeps } from "../../src/supervisor/supervisor.ts";
+import { hostShortOfMemory, Supervisor, type SupervisorDeps } from "../../src/supervisor/supervisor.ts";
+import { portHolderOnThisHost } from "../../src/supervisor/port-guard.ts";
 import { freePort } from "./sim.ts";
 import { tempDir } from "./tmp.ts";
 
