@@ -173,7 +173,14 @@ export class Daemon {
     this.alerts.reconcile(liveAtStart(c, this.supervisor_.snapshot()));
     // Backends an earlier llmsup left running are adopted before the router listens: it opens serving on them.
     const adopted = await this.supervisor_.adoptAll(ADOPT_WAIT_MS);
-    if (adopted.length > 0) this.log.info({ event: "daemon.adopted", backends: adopted }, `adopted ${adopted.join(", ")}, left running by an earlier llmsup`);
+    const gone = this.stateLock.tookOver;
+    if (gone) this.remember({ at: this.clock.now(), kind: "daemon", summary: `the previous llmsup${gone.pid ? ` (pid ${gone.pid})` : ""} ended without a clean stop (killed or crashed): ${gone.reason}` });
+    if (adopted.length > 0) {
+      const which = this.supervisor_.snapshot().filter((b) => adopted.includes(b.name)).map((b) => `${b.name} (pid ${b.pid}, running since ${b.startedAt ? new Date(b.startedAt).toISOString() : "?"})`);
+      const summary = `adopted ${which.join(", ")}, left running by an earlier llmsup: no model reload`;
+      this.log.info({ event: "daemon.adopted", backends: adopted }, summary);
+      this.remember({ at: this.clock.now(), kind: "daemon", summary });
+    }
     this.openCache(c);
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);

@@ -17,10 +17,13 @@ export const LOCK_FILE = "llmsup.lock";
 export class StateLock {
   readonly file: string;
   readonly holder: LockHolder;
+  /** Set when the lock an earlier daemon left was taken over: that daemon ended without a clean stop (SIGKILL, a crash). */
+  readonly tookOver?: { readonly pid?: number; readonly since?: string; readonly reason: string };
 
-  private constructor(file: string, holder: LockHolder) {
+  private constructor(file: string, holder: LockHolder, tookOver?: StateLock["tookOver"]) {
     this.file = file;
     this.holder = holder;
+    this.tookOver = tookOver;
   }
 
   /** Takes the lock of `stateDir` for this process, or throws LLMSUP_E_STATE_LOCKED naming the daemon that holds it. */
@@ -37,11 +40,12 @@ export class StateLock {
     } finally {
       await fh.close();
     }
+    let tookOver: StateLock["tookOver"];
     try {
       for (let attempt = 0; attempt < 5; attempt++) {
         try {
           await link(tmp, file);
-          return new StateLock(file, holder);
+          return new StateLock(file, holder, tookOver);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
         }
@@ -62,6 +66,7 @@ export class StateLock {
           // Only the file we judged: another starting daemon may have taken it over meanwhile.
           if ((await readOrUndefined(file)) !== found) continue;
           await unlink(file).catch(() => undefined);
+          tookOver = { pid: decision.holder?.pid, since: decision.holder?.since, reason: decision.reason };
           o.logger.warn({ event: "daemon.lock.stale", path: file, pid: decision.holder?.pid, config: decision.holder?.config, reason: decision.reason }, `taking over the stale lock ${file}: ${decision.reason}`);
         }
       }

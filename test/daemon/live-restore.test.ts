@@ -76,6 +76,9 @@ test("SIGKILL of llmsup under steady load, then a new llmsup: the same backend p
   assert.match(log, /generation 1, pid \d+, adopted: left running by an earlier llmsup/);
   const events = JSON.parse((await second.cli("events", "--json")).stdout) as { events: { kind: string; summary: string; backend?: string }[] };
   assert.ok(!events.events.some((e) => e.kind === "exit"), `no backend exit in the history: ${events.events.map((e) => e.summary).join(" | ")}`);
+  const said = events.events.map((e) => e.summary).join("\n");
+  assert.match(said, /the previous llmsup \(pid \d+\) ended without a clean stop \(killed or crashed\)/, "the history says the daemon died");
+  assert.match(said, new RegExp(`adopted primary \\(pid ${pids.primary}, running since .*\\), fallback \\(pid ${pids.fallback}, .*no model reload`), "and what it adopted");
 });
 
 test("SIGUSR2 (systemd's RestartKillSignal) leaves the backends for the next llmsup; SIGTERM stops them; with live_restore = false a restart stops them too", async (t) => {
