@@ -6,10 +6,30 @@
 #   sudo ./scripts/install.sh --no-start install or upgrade, do not (re)start
 #   sudo ./scripts/install.sh --uninstall stop, disable, remove the program (config, state and logs stay)
 #
-# For packaging and tests: --root DIR installs under DIR; --no-systemctl and
-# --no-user skip the steps that change the running system; --node PATH names
-# the Node.js (>= 22) the service runs with.
+# For packaging and tests: --root DIR installs under DIR (and then never
+# touches this host's users, groups or systemd); --no-systemctl and --no-user
+# skip those steps without --root; --node PATH names the Node.js (>= 22) the
+# service runs with.
 set -euo pipefail
+
+usage() {
+  cat <<'EOF_USAGE'
+usage: install.sh [--no-start] [--uninstall] [--root DIR] [--no-systemctl] [--no-user] [--node PATH]
+
+Installs llmsup from this checkout as a systemd service (run as root). Idempotent: running it
+again upgrades the program and keeps the configuration, state and logs.
+
+  (no option)       install or upgrade, enable llmsup.service, start it if the configuration is valid
+  --no-start        install or upgrade, do not (re)start
+  --uninstall       stop, disable and remove the program and the unit (configuration, state, logs stay)
+  --root DIR        install under DIR (packaging, staging): no users, groups or systemctl on this host
+  --no-systemctl    do not run systemctl (no enable, start or daemon-reload)
+  --no-user         do not create the llmsup user and group (files are owned by the current user)
+  --node PATH       the Node.js (>= 22) the service runs with (default: this one if it is on the system
+                    PATH, else a private Node.js 24 under /usr/lib/llmsup/node)
+  -h, --help        this text
+EOF_USAGE
+}
 
 ROOT=""
 START=1
@@ -25,10 +45,13 @@ while [ $# -gt 0 ]; do
     --no-user) MKUSER=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --node) SERVICE_NODE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
   esac
 done
+
+# A staging root is not this host: its users, groups and services are not ours to change.
+if [ -n "$ROOT" ]; then MKUSER=0; SYSTEMCTL=0; fi
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX="$ROOT/usr/lib/llmsup"

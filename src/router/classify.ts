@@ -117,3 +117,23 @@ export function isRefusedError(code: string | undefined): boolean {
 export function isResetError(code: string | undefined): boolean {
   return code !== undefined && /^(ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED)$/.test(code);
 }
+
+/** What socket and HTTP-client error codes mean, in the words an operator reads in status, events and mails. */
+const SOCKET_WORDS: readonly (readonly [RegExp, string])[] = [
+  [/^ECONNREFUSED$/, "connection refused (nothing listens there)"],
+  [/^ECONNRESET$/, "connection reset by the server"],
+  [/^EPIPE$/, "connection closed by the server while sending"],
+  [/^UND_ERR_(SOCKET|CLOSED)$/, "the server closed the connection"],
+  [/^(ENOTFOUND|EAI_AGAIN)$/, "host name not found"],
+  [/^(EHOSTUNREACH|ENETUNREACH)$/, "host unreachable"],
+  [/^ENOENT$/, "no such socket"],
+  [/^ETIMEDOUT$/, "connection timed out"],
+  [/^(ERR_TLS_|CERT_|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT|ERR_SSL_)/, "TLS rejected"],
+];
+
+/** A transport error as words (the TLS code kept: it says which check failed); an unknown code or a message as it is. Pure. */
+export function socketErrorText(code: string | undefined, message: string | undefined): string {
+  const hit = code ? SOCKET_WORDS.find(([re]) => re.test(code)) : undefined;
+  if (hit) return hit[1] === "TLS rejected" ? `TLS rejected (${code})` : hit[1];
+  return code ?? message ?? "connection failed";
+}

@@ -6,7 +6,7 @@
 import type { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
-import { isRefusedError, isResetError } from "./classify.ts";
+import { isRefusedError, isResetError, socketErrorText } from "./classify.ts";
 import { probeUrl } from "../health/remote.ts";
 import { readApiKey } from "../health/api-key.ts";
 import { readText } from "./http.ts";
@@ -180,7 +180,7 @@ export class Upstreams {
       return res.statusCode < 400 ? { ok: true, detail: `HTTP ${res.statusCode}` } : { ok: false, detail: `${url.pathname} answered ${res.statusCode}` };
     } catch (e) {
       const err = e as { name?: string; code?: string; message?: string; cause?: { code?: string } };
-      return { ok: false, detail: err.name === "TimeoutError" ? `no answer within ${timeoutMs}ms` : (err.cause?.code ?? err.code ?? err.message ?? "failed") };
+      return { ok: false, detail: err.name === "TimeoutError" ? `no answer within ${timeoutMs}ms` : socketErrorText(err.cause?.code ?? err.code, err.message) };
     }
   }
 
@@ -210,5 +210,5 @@ function describe(e: unknown, abortedBy: TransportFailure | undefined, r: Attemp
   if (f === "connect_timeout") return `no connection within ${r.tier.connect_timeout}ms`;
   if (f === "ttft_timeout") return `no answer within ttft_timeout ${r.tier.ttft_timeout}ms`;
   if (f === "idle_timeout") return `silent for idle_timeout ${r.tier.idle_timeout}ms`;
-  return err.cause?.code ?? err.code ?? err.message ?? "connection failed";
+  return socketErrorText(err.cause?.code ?? err.code, err.cause?.message ?? err.message);
 }

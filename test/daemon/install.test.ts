@@ -12,8 +12,11 @@ const run = promisify(execFile);
 
 test("install.sh stages a complete installation and keeps an existing configuration on a second run", { timeout: 300_000 }, async (t) => {
   const root = tempDir(t);
-  const args = [path.join(REPO_ROOT, "scripts/install.sh"), "--root", root, "--no-systemctl", "--no-user", "--node", process.execPath];
+  // --root alone: a staging root is not this host, so no user, group or systemctl here.
+  const args = [path.join(REPO_ROOT, "scripts/install.sh"), "--root", root, "--node", process.execPath];
+  const hadUser = await run("getent", ["passwd", "llmsup"]).then(() => true, () => false);
   const first = await run("bash", args, { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 });
+  if (!hadUser) assert.equal(await run("getent", ["passwd", "llmsup"]).then(() => true, () => false), false, "no llmsup user was created on this host");
   assert.match(first.stdout, /installed the example configuration at .*\/etc\/llmsup\/supervisor\.toml/);
   assert.match(first.stdout, /installed; start it with: systemctl start llmsup/);
   const prefix = path.join(root, "usr/lib/llmsup");
@@ -40,4 +43,14 @@ test("install.sh stages a complete installation and keeps an existing configurat
   assert.match(removed.stdout, /removed the program and the unit; kept/);
   assert.ok(!existsSync(prefix) && !existsSync(path.join(root, "usr/bin/llmsup")));
   assert.ok(existsSync(config), "configuration kept");
+});
+
+test("install.sh --help prints its usage (not its own source); an unknown option is a usage error", async () => {
+  const help = await run("bash", [path.join(REPO_ROOT, "scripts/install.sh"), "--help"]);
+  assert.match(help.stdout, /^usage: install\.sh /);
+  assert.match(help.stdout, /--root DIR +install under DIR .*no users, groups or systemctl on this host/);
+  assert.doesNotMatch(help.stdout, /^#|set -euo/m);
+  const bad = await run("bash", [path.join(REPO_ROOT, "scripts/install.sh"), "--bogus"]).then(() => undefined, (e: { code: number; stderr: string }) => e);
+  assert.equal(bad?.code, 64);
+  assert.match(bad!.stderr, /unknown option --bogus \(see --help\)/);
 });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { classifyHttp, classifyTransport, isContextLengthError, isRefusedError, isResetError, retryAfterMs } from "../../src/router/classify.ts";
+import { classifyHttp, classifyTransport, isContextLengthError, isRefusedError, isResetError, retryAfterMs, socketErrorText } from "../../src/router/classify.ts";
 
 const opts = { now: Date.parse("2026-12-01T10:00:00Z"), retryAfterMax: 60_000, defaultCooldown: 30_000, retried: false };
 
@@ -41,4 +41,14 @@ test("classify: refused and unreachable blame the backend; resets and timeouts b
   assert.equal(classifyTransport("connect_timeout").blame, "backend");
   assert.deepEqual([classifyTransport("connect_reset").blame, classifyTransport("connect_reset").suspect], ["tier", true]);
   assert.equal(classifyTransport("idle_timeout").blame, "tier");
+});
+
+test("transport errors read as words in status, events and mails, never as undici codes", () => {
+  assert.equal(socketErrorText("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:8000"), "connection refused (nothing listens there)");
+  assert.equal(socketErrorText("UND_ERR_SOCKET", "other side closed"), "the server closed the connection");
+  assert.equal(socketErrorText("ECONNRESET", undefined), "connection reset by the server");
+  assert.equal(socketErrorText("ENOTFOUND", undefined), "host name not found");
+  assert.equal(socketErrorText("ERR_TLS_CERT_ALTNAME_INVALID", undefined), "TLS rejected (ERR_TLS_CERT_ALTNAME_INVALID)");
+  assert.equal(socketErrorText(undefined, "fetch failed"), "fetch failed");
+  assert.equal(socketErrorText("EWHATEVER", "x"), "EWHATEVER");
 });
