@@ -16,13 +16,12 @@ export interface SettingChange {
   readonly applied: boolean;
 }
 
-/** Settings read once at start (listeners, directories, the nvidia-smi process, the host monitor): exact keys or whole sections. */
+/** Settings read once at start (listeners, directories, the nvidia-smi process): exact keys or whole sections. */
 const AT_START: readonly RegExp[] = [
   /^control\./,
   /^router\.(socket|listen|socket_mode|socket_group)$/,
   /^daemon\.(state_dir|run_dir|log_dir)$/,
   /^gpu\.(enabled|nvidia_smi|interval|deadline|kernel_log)$/,
-  /^host\./,
 ];
 
 /** Keys whose value is a secret or leads to one: shown as "(changed)", never their value. */

@@ -33,7 +33,7 @@ export interface HostSnapshot {
 }
 
 export class HostMonitor extends EventEmitter<HostMonitorEvents> {
-  readonly #o: HostMonitorOptions;
+  #o: HostMonitorOptions;
   readonly #reader: HostReader;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -57,6 +57,11 @@ export class HostMonitor extends EventEmitter<HostMonitorEvents> {
     if (!this.#stopped) return;
     this.#stopped = false;
     await this.poll();
+  }
+
+  /** Takes a reloaded [host]: thresholds and the interval apply from the next poll. */
+  reconfigure(config: HostMonitorOptions["config"]): void {
+    this.#o = { ...this.#o, config };
   }
 
   stop(): void {

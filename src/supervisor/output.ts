@@ -77,8 +77,9 @@ const PRIME_BYTES = 64 * 1024;
 /** The log file and its rotations: `file`, `file.1` … `file.<keep>`. */
 export class LogFile {
   readonly file: string;
-  readonly maxBytes: number;
-  readonly keep: number;
+  /** The size cap and the rotations kept: a reload may change them. */
+  maxBytes: number;
+  keep: number;
 
   constructor(file: string, maxBytes: number, keep: number) {
     this.file = file;

@@ -175,6 +175,12 @@ export class BackendOwner {
     return this.output.follow(fn);
   }
 
+  /** Takes reloaded [daemon] backend_log_max and backend_log_keep: from the next rotation on. */
+  setLogLimits(maxBytes: number, keep: number): void {
+    this.output.file.maxBytes = maxBytes;
+    this.output.file.keep = keep;
+  }
+
   /** Replaces the probes (the routes naming this backend's models changed on a reload). */
   setProber(p: Prober): void {
     this.probes.prober = p;

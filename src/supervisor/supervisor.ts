@@ -141,6 +141,7 @@ export class Supervisor {
         changes.restarted.push(name);
       } else {
         if (JSON.stringify(modelsOn(prevConfig, name)) !== JSON.stringify(modelsOn(next, name))) owner.setProber(this.deps.prober(nb, modelsOn(next, name)));
+        owner.setLogLimits(next.daemon.backend_log_max, next.daemon.backend_log_keep);
         changes.unchanged.push(name);
       }
     }

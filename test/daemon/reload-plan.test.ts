@@ -72,3 +72,14 @@ test("reload plan: status names the settings that wait for a restart of llmsup a
   assert.deepEqual(s.needs_restart, ["control.socket"]);
   assert.deepEqual(s.refused, { time: "2026-01-01T00:00:00.000Z", error: "E: x", problems: ["p"] });
 });
+
+test("reload plan: host thresholds and interval and the backend log limits apply live", () => {
+  const withDaemon = (extra: string) => testConfig("/tmp/llmsup-reload-plan", `${extra}\n[[backend]]\nname = "a"\nkind = "openai"\nurl = "http://127.0.0.1:1"\n[[route]]\nmodel = "m"\ntiers = [{ backend = "a", model = "m" }]\n`);
+  const prev = withDaemon("");
+  const next = withDaemon(`[host]\nmin_free_disk = "2GiB"\ninterval = "10s"`);
+  const logs = { ...next, daemon: { ...next.daemon, backend_log_max: 5 * 1024 * 1024, backend_log_keep: 1 } };
+  const lines = settingChanges(prev, logs).map(changeLine);
+  for (const key of ["host.min_free_disk", "host.interval", "daemon.backend_log_max", "daemon.backend_log_keep"]) {
+    assert.ok(lines.some((l) => l.startsWith(`${key} `) && l.endsWith("(applied)")), `${key} applied:\n${lines.join("\n")}`);
+  }
+});
