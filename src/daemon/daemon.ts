@@ -436,6 +436,7 @@ export class Daemon {
     this.drains.keep((name) => next.backends.some((b) => b.name === name));
     this.health.reconfigure(next);
     this.gpu?.setThresholds(next.gpu);
+    this.host?.reconfigure(next.host);
     const newAlerter = (await this.alerts?.reconfigure(prev, next)) ?? false;
     if (newAlerter || JSON.stringify(prev.schedule) !== JSON.stringify(next.schedule)) {
       await this.scheduler?.stop(1_000).catch(() => undefined);
