@@ -426,15 +426,14 @@ export class BackendOwner {
    * stopped first when it was started from another one.
    */
   private async adoptOrReplace(record: LaunchRecord, reason: string, attempt: { readonly cancelled: boolean }): Promise<boolean> {
-    if (!this.deps.liveRestore) return false;
-    const t = await takeOver(record, this.config, { clock: this.deps.clock, stopTimeoutMs: this.proc.stop_timeout });
+    const t = await takeOver(record, this.config, { clock: this.deps.clock, stopTimeoutMs: this.proc.stop_timeout, mayAdopt: this.deps.liveRestore });
     if (t.kind === "none") {
       this.log.info({ event: "backend.adopt.none", pid: record.pid, reason: t.reason }, `${this.name}: nothing to adopt (${t.reason}); starting it`);
       return false;
     }
     if (t.kind === "replaced") {
       this.log.warn({ event: "backend.adopt.replaced", pid: record.pid }, `${this.name}: ${t.reason}; stopped it (process group) to start the configured one`);
-      this.output.note(`${MARKER} pid ${record.pid} left by an earlier llmsup was started from another configuration: stopped ────`);
+      this.output.note(`${MARKER} ${t.reason}: stopped ────`);
       return false;
     }
     if (attempt.cancelled) return true;

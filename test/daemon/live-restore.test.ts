@@ -139,3 +139,22 @@ test("a port held by a process that is not ours: the backend is blocked, naming 
   const ready = (await waitStatus(d, "primary started once the port is free", (s) => s.backends.find((b) => b.name === "primary")!.state === "ready", 20_000)).json;
   assert.ok(pidOf(ready, "primary") > 0);
 });
+
+test("with live_restore = false, what a SIGKILLed llmsup left running is stopped by the next one and started afresh (never left holding the port)", async (t) => {
+  const files = await writeDaemonConfig(t, [{ name: "primary", kind: "llamacpp" }, { name: "fallback", kind: "llamacpp" }], ROUTE);
+  writeFileSync(files.config, readFileSync(files.config, "utf8").replace("[daemon]\n", "[daemon]\nlive_restore = false\n"));
+  const pids: number[] = [];
+  reapBackends(t, () => pids);
+  const first = await startDaemon(t, files);
+  const s1 = (await waitStatus(first, "both ready", allReady)).json;
+  const old = [pidOf(s1, "primary"), pidOf(s1, "fallback")];
+  pids.push(...old);
+  await sigkill(first);
+  assert.ok(await isAlive(old[0]!), "a SIGKILLed llmsup cannot stop anything");
+
+  const second = await startDaemon(t, files);
+  const s2 = (await waitStatus(second, "started afresh", (s) => allReady(s) && !old.includes(pidOf(s, "primary")) && !old.includes(pidOf(s, "fallback")))).json;
+  pids.push(pidOf(s2, "primary"), pidOf(s2, "fallback"));
+  for (const p of old) assert.equal(await isAlive(p), false, `the orphan ${p} was stopped`);
+  assert.match(readFileSync(`${files.dir}/log/primary.log`, "utf8"), /left running by an earlier llmsup and live_restore is off: stopped/);
+});
