@@ -19,6 +19,8 @@ export interface LaunchRecord {
   readonly generation: number;
   /** The TCP port it serves on (from its URL). */
   readonly port?: number;
+  /** When it first passed readiness (absent: it was still loading when last recorded). */
+  readonly readyAt?: number;
 }
 
 /**
@@ -74,6 +76,14 @@ export function parseLaunchRecord(x: unknown): LaunchRecord | undefined {
   const r = x as Record<string, unknown>;
   const int = (v: unknown) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
   if (!int(r.pid) || (r.pid as number) <= 1 || !int(r.startTime) || typeof r.hash !== "string" || !int(r.startedAt) || !int(r.generation)) return undefined;
-  if (r.port !== undefined && !int(r.port)) return undefined;
-  return { pid: r.pid as number, startTime: r.startTime as number, hash: r.hash, startedAt: r.startedAt as number, generation: r.generation as number, ...(r.port !== undefined ? { port: r.port as number } : {}) };
+  if ((r.port !== undefined && !int(r.port)) || (r.readyAt !== undefined && !int(r.readyAt))) return undefined;
+  return {
+    pid: r.pid as number,
+    startTime: r.startTime as number,
+    hash: r.hash,
+    startedAt: r.startedAt as number,
+    generation: r.generation as number,
+    ...(r.port !== undefined ? { port: r.port as number } : {}),
+    ...(r.readyAt !== undefined ? { readyAt: r.readyAt as number } : {}),
+  };
 }

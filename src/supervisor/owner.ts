@@ -53,6 +53,9 @@ export interface OwnerDeps {
 
 type Exit = { readonly code: number | null; readonly signal: NodeJS.Signals | null };
 
+/** The least time an adopted process gets to pass readiness again, in health intervals (it answered before its daemon went). */
+const ADOPTED_GRACE_INTERVALS = 3;
+
 export class BackendOwner {
   readonly config: BackendConfig;
   private readonly proc: ProcessConfig;
@@ -352,8 +355,12 @@ export class BackendOwner {
     this.guard.ourGroups.add(spawned.pid);
     this.sm.to("starting", reason);
     void spawned.exited.then((x) => this.onExit(r, x));
-    this.after(this.proc.startup_timeout, () => {
-      if (this.running === r && r.untouched && this.sm.state === "starting") this.askToGo(r, "startup_timeout", `not ready after ${formatDuration(this.proc.startup_timeout)}`);
+    // An adopted process that had been ready gets a few health intervals to answer again; one still loading keeps the deadline it was started with.
+    const grace = ADOPTED_GRACE_INTERVALS * this.config.health.interval + this.config.health.timeout;
+    const loadingLeft = this.launched?.readyAt === undefined ? (this.launched?.startedAt ?? 0) + this.proc.startup_timeout - this.deps.clock.now() : 0;
+    const startupMs = adopted ? Math.max(grace, loadingLeft) : this.proc.startup_timeout;
+    this.after(startupMs, () => {
+      if (this.running === r && r.untouched && this.sm.state === "starting") this.askToGo(r, "startup_timeout", adopted ? `adopted, and not ready ${formatDuration(startupMs)} later` : `not ready after ${formatDuration(this.proc.startup_timeout)}`);
     });
     const current = () => this.running === r && r.untouched;
     const ready = () =>
@@ -366,6 +373,8 @@ export class BackendOwner {
         }),
       );
     const serving = () => {
+      // Recorded before the event (which persists it): a later daemon adopting this process knows it had loaded.
+      if (this.launched && this.launched.readyAt === undefined) this.launched = { ...this.launched, readyAt: this.deps.clock.now() };
       this.sm.to("ready", `readiness passed after ${formatDuration(this.deps.clock.now() - this.sm.since)}${adopted ? ` (adopted, running since ${new Date(this.launched?.startedAt ?? this.sm.since).toISOString()})` : ""}`);
       // After a sustained ready period the failed-start count starts again from zero.
       this.after(this.proc.stable_after, () => {

@@ -158,3 +158,16 @@ test("with live_restore = false, what a SIGKILLed llmsup left running is stopped
   for (const p of old) assert.equal(await isAlive(p), false, `the orphan ${p} was stopped`);
   assert.match(readFileSync(`${files.dir}/log/primary.log`, "utf8"), /left running by an earlier llmsup and live_restore is off: stopped/);
 });
+
+test("a backend that hung while llmsup was down is adopted, gets three health intervals to answer, then is restarted", async (t) => {
+  const { files, pids, first } = await twoBackendsServing(t);
+  await sigkill(first);
+  process.kill(pids[0]!, "SIGSTOP");
+  t.after(() => void signalGroup(pids[0]!, "SIGCONT"));
+  const second = await startDaemon(t, files);
+  const back = (await waitStatus(second, "the hung primary replaced", (s) => allReady(s) && pidOf(s, "primary") !== pids[0], 20_000)).json;
+  pids.push(pidOf(back, "primary"));
+  assert.equal(pidOf(back, "fallback"), pids[1], "the healthy fallback stays adopted");
+  const exits = JSON.parse((await second.cli("events", "--json", "--backend", "primary", "--kind", "exit")).stdout) as { events: { summary: string }[] };
+  assert.match(exits.events.map((e) => e.summary).join("\n"), /adopted, and not ready .* later/);
+});
