@@ -1,4 +1,5 @@
 /** Alert tests: a real SMTP server on loopback, a clock the test moves, configurations. */
+import { headerWords } from "../../src/cli/mail-catcher.ts";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
@@ -45,15 +46,11 @@ export function parseMail(raw: string): { subject: string; text: string; headers
     const i = line.indexOf(":");
     if (i > 0) headers.set(line.slice(0, i).toLowerCase(), line.slice(i + 1).trim());
   }
-  const words = (s: string) =>
-    s.replace(/=\?utf-8\?([QB])\?([^?]*)\?=\s*/gi, (_, enc: string, data: string) =>
-      enc.toUpperCase() === "B" ? Buffer.from(data, "base64").toString("utf8") : Buffer.from(data.replace(/_/g, " ").replace(/=([0-9A-F]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), "latin1").toString("utf8"),
-    );
   const cte = (headers.get("content-transfer-encoding") ?? "7bit").toLowerCase();
   let text = body;
   if (cte === "quoted-printable") text = Buffer.from(body.replace(/=\r\n/g, "").replace(/=([0-9A-F]{2})/gi, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), "latin1").toString("utf8");
   else if (cte === "base64") text = Buffer.from(body, "base64").toString("utf8");
-  return { subject: words(headers.get("subject") ?? ""), text: text.replace(/\r\n/g, "\n"), headers };
+  return { subject: headerWords(headers.get("subject") ?? ""), text: text.replace(/\r\n/g, "\n"), headers };
 }
 
 /** A real SMTP server on 127.0.0.1 that requires AUTH (plain text allowed on loopback). */
