@@ -158,6 +158,8 @@ export async function raceTiers(core: HedgeCore, ctx: RequestCtx, first: number,
     timer?.cancel();
 
     if (!settled) {
+      // The attempt claimed the answer while the delay ran out: it is being sent, nothing to hedge.
+      if (winner) continue;
       // Time to hedge: the next admissible tier starts alongside.
       const from = live[0]!;
       let j = next;
