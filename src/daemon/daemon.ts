@@ -50,7 +50,7 @@ import { runShutdown, type ShutdownStep } from "./shutdown.ts";
 import { takeListenFds } from "../platform/listen-fds.ts";
 
 /** Most time start waits for adopted backends to pass readiness before the router listens. */
-const ADOPT_WAIT_MS = 5_000;
+const ADOPT_WAIT_MS = 2_000;
 
 /** Events kept in state_dir for `llmsup events` and status (the newest; a few weeks of a busy box). */
 const HISTORY_MAX = 2_000;
@@ -274,6 +274,7 @@ export class Daemon {
         return this.supervisor_.owner(name).snapshot();
       },
       drain: (name, on, by) => this.setDrain(name, on, by),
+      drainState: (name) => this.setDrain(name, undefined, ""),
       logTail: (name, n) => this.supervisor_.owner(name).logTail(n),
       followOutput: (name, fn) => this.supervisor_.owner(name).onOutput(fn),
       events: (filter) => filterEvents(this.history.all(), filter),
@@ -285,19 +286,23 @@ export class Daemon {
    * Takes a backend out of rotation (or puts it back): new requests skip its
    * tiers at once, requests already on it finish; its process is left alone
    * (remote backends can be drained too). The route's move off it is no
-   * outage (no mail); the drain itself is one history entry.
+   * outage (no mail); the drain itself is one history entry. The answer
+   * says how many requests are still on it (`on` undefined: only that, and
+   * the drain as it is — `llmsup drain --wait` polls it).
    */
-  private setDrain(name: string, on: boolean, by: string): Omit<DrainChange, "summary"> {
+  private setDrain(name: string, on: boolean | undefined, by: string): Omit<DrainChange, "summary" | "changed"> & { readonly changed?: boolean; readonly inflight: number } {
     if (!this.config.backends.some((b) => b.name === name)) {
       throw new LlmsupError("LLMSUP_E_BACKEND_UNKNOWN", `no backend named "${name}" (backends: ${this.config.backends.map((b) => b.name).join(", ") || "none"})`, { backend: name });
     }
+    if (on === undefined) return { backend: name, drained: this.drains.get(name) ?? null, inflight: this.router.inFlight(name) };
     const now = this.clock.now();
     const { summary, ...change } = this.drains.set(name, on, by, now);
-    if (!summary) return change;
-    this.log.info({ event: on ? "backend.drained" : "backend.undrained", backend: name, by }, summary);
-    this.remember({ at: now, kind: on ? "drain" : "undrain", backend: name, summary });
-    this.router.model.reassess();
-    return change;
+    if (summary) {
+      this.log.info({ event: on ? "backend.drained" : "backend.undrained", backend: name, by }, summary);
+      this.remember({ at: now, kind: on ? "drain" : "undrain", backend: name, summary });
+      this.router.model.reassess();
+    }
+    return { ...change, inflight: this.router.inFlight(name) };
   }
 
   // ------------------------------------------------------------------ events
@@ -367,7 +372,8 @@ export class Daemon {
   }
 
   private onRouterEvent(e: RouterEvent): void {
-    const h = historyOfRouter(e);
+    // A deliberate stop takes every route off its tiers on purpose: no failover or outage to record (nor to mail).
+    const h = this.stopping ? undefined : historyOfRouter(e);
     if (h) this.remember(h);
     this.alerts?.send(e);
     this.emit(e);
@@ -405,6 +411,7 @@ export class Daemon {
       listening: this.listening,
       history: this.history.all(),
       drained: (name) => this.drains.get(name),
+      inflight: (name) => this.router.inFlight(name),
       reload: reloadStatus(this.startConfig, this.config, this.reloadRefused),
     });
   }

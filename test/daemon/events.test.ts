@@ -21,6 +21,9 @@ test("events survive a daemon restart, filter by backend, kind and time, and -f 
   const kinds = all.events.map((e) => e.kind);
   assert.ok(kinds.filter((k) => k === "daemon").length >= 3, `two starts and a stop: ${kinds.join(", ")}`);
   assert.ok(all.events.some((e) => e.kind === "exit" && e.backend === "primary" && /SIGKILL/.test(e.summary)), "the first life's exit is still there");
+  const stopAt = all.events.findIndex((e) => /llmsup stopping/.test(e.summary));
+  const restartAt = all.events.findIndex((e, i) => i > stopAt && e.kind === "daemon");
+  assert.deepEqual(all.events.slice(stopAt + 1, restartAt).filter((e) => e.kind === "failover" || e.kind === "all_down"), [], "a deliberate stop is no failover and no outage");
 
   const mine = await second.cli("events", "--backend", "primary", "--kind", "exit");
   assert.equal(mine.code, 0);
