@@ -11,7 +11,7 @@ import { formatProblem } from "./check-config.ts";
 import { colourWanted, style, writeJson, type Io } from "./output.ts";
 import { renderStatus } from "./status-view.ts";
 import { Writable } from "node:stream";
-import { parseDuration } from "../config/units.ts";
+import { formatDuration, parseDuration } from "../config/units.ts";
 import { eventLine } from "../control/event-filter.ts";
 import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { ConfigProblem } from "../config/types.ts";
@@ -120,20 +120,96 @@ export async function backendOpCommand(op: "start" | "stop" | "restart" | "reset
   });
 }
 
-/** `llmsup drain|undrain <backend>`: out of rotation (in-flight requests finish, new ones go to other tiers) or back in; the process is left alone. */
-export async function drainCommand(op: "drain" | "undrain", name: string, o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
+/** How long `llmsup drain --wait` waits for the requests on the backend without --timeout. */
+export const DRAIN_WAIT_DEFAULT_MS = 5 * 60_000;
+/** How often `--wait` asks the daemon. */
+const DRAIN_POLL_MS = 200;
+
+interface DrainBody {
+  readonly ok?: boolean;
+  readonly backend?: string;
+  readonly drained?: { readonly by: string; readonly since: number } | null;
+  readonly changed?: boolean;
+  /** Requests the router has on the backend now. */
+  readonly inflight?: number;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+const requests = (n: number) => `${n} ${n === 1 ? "request" : "requests"}`;
+const onIt = (n: number) => (n === 0 ? "no requests on it" : `${requests(n)} still on it`);
+
+/**
+ * `llmsup drain|undrain <backend>`: out of rotation (in-flight requests
+ * finish, new ones go to other tiers) or back in; the process is left alone.
+ * The answer says how many requests are still on it; `--wait` waits (up to
+ * `--timeout`, 5m by default) until none is: exit 0 drained and idle, 75
+ * (LLMSUP_E_DRAIN_TIMEOUT) with requests still on it when the time is up.
+ */
+export async function drainCommand(op: "drain" | "undrain", name: string, o: TargetOptions & { json?: boolean; wait?: boolean; timeout?: string }, io: Io): Promise<number> {
+  let timeoutMs = DRAIN_WAIT_DEFAULT_MS;
+  if (o.timeout !== undefined) {
+    const ms = parseDuration(o.timeout);
+    if (ms === undefined) {
+      io.stderr.write(`llmsup ${op}: --timeout expects a duration such as "5m" or "30s", found ${JSON.stringify(o.timeout)}\n`);
+      return EXIT.USAGE;
+    }
+    timeoutMs = ms;
+  }
+  // --timeout says how long to wait: it implies --wait.
+  const wait = op === "drain" && (o.wait === true || o.timeout !== undefined);
+  const path = `/backends/${encodeURIComponent(name)}`;
   return withDaemon(o, io, async (socket) => {
-    const r = await callDaemon<{ ok?: boolean; drained?: { by: string; since: number } | null; changed?: boolean; error?: { code: string; message: string } }>(socket, "POST", `/backends/${encodeURIComponent(name)}/${op}`);
-    if (o.json) writeJson(io, r.body);
+    const r = await callDaemon<DrainBody>(socket, "POST", `${path}/${op}`);
+    const failed = (body: DrainBody) => {
+      if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${body.error?.code}: ${body.error?.message}\n`);
+    };
     if (r.status !== 200) {
-      if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      if (o.json) writeJson(io, r.body);
+      failed(r.body);
       return r.status === 404 ? EXIT.USAGE : EXIT.FAILURE;
     }
+    const d = r.body.drained;
+    const n = r.body.inflight ?? 0;
     if (!o.json) {
-      const d = r.body.drained;
-      if (d) io.stdout.write(`${name}: drained by ${d.by} since ${new Date(d.since).toISOString()}${r.body.changed ? "" : " (already)"}; requests in flight finish, new ones go to the next tier. \`llmsup undrain ${name}\` puts it back.\n`);
+      if (d) io.stdout.write(`${name}: drained by ${d.by} since ${new Date(d.since).toISOString()}${r.body.changed ? "" : " (already)"}; ${onIt(n)}${n > 0 ? " (they finish)" : ""}, new ones go to the next tier. \`llmsup undrain ${name}\` puts it back.\n`);
       else io.stdout.write(`${name}: in rotation${r.body.changed ? " again" : " (was not drained)"}\n`);
     }
+    if (!wait) {
+      if (o.json) writeJson(io, r.body);
+      return EXIT.OK;
+    }
+
+    // Until none is left, the time is up, or someone else undrained it meanwhile.
+    const started = Date.now();
+    let last: DrainBody = r.body;
+    if (!o.json && n > 0) io.stdout.write(`waiting up to ${formatDuration(timeoutMs)} for ${n === 1 ? "it" : "them"} to finish…\n`);
+    while ((last.inflight ?? 0) > 0 && last.drained && Date.now() - started < timeoutMs) {
+      await new Promise((res) => setTimeout(res, Math.min(DRAIN_POLL_MS, Math.max(0, timeoutMs - (Date.now() - started)))));
+      const s = await callDaemon<DrainBody>(socket, "GET", `${path}/drain`, 10_000);
+      if (s.status !== 200) {
+        if (o.json) writeJson(io, s.body);
+        failed(s.body);
+        return s.status === 404 ? EXIT.USAGE : EXIT.FAILURE;
+      }
+      if (!o.json && s.body.drained && (s.body.inflight ?? 0) > 0 && s.body.inflight !== last.inflight) io.stdout.write(`${name}: ${onIt(s.body.inflight ?? 0)}\n`);
+      last = s.body;
+    }
+    const left = last.inflight ?? 0;
+    const waited = { changed: r.body.changed, waited_ms: Date.now() - started, idle: left === 0 && !!last.drained };
+    if (!last.drained) {
+      const message = `${name} was undrained meanwhile (\`llmsup events --backend ${name}\` says by whom): it is in rotation, not waited for`;
+      if (o.json) writeJson(io, { ...last, ok: false, ...waited, error: { message } });
+      else io.stderr.write(`llmsup drain ${name}: ${message}\n`);
+      return EXIT.FAILURE;
+    }
+    if (left > 0) {
+      const message = `${requests(left)} still on ${name} after ${formatDuration(timeoutMs)}; it stays drained — \`llmsup drain ${name} --wait\` waits again`;
+      if (o.json) writeJson(io, { ...last, ok: false, ...waited, error: { code: "LLMSUP_E_DRAIN_TIMEOUT", message } });
+      else io.stderr.write(`llmsup drain ${name}: LLMSUP_E_DRAIN_TIMEOUT: ${message}\n`);
+      return EXIT.TEMPFAIL;
+    }
+    if (o.json) writeJson(io, { ...last, ...waited });
+    else io.stdout.write(`${name}: drained and idle${waited.waited_ms >= 1_000 ? ` after ${formatDuration(waited.waited_ms)}` : ""}: safe for maintenance. \`llmsup undrain ${name}\` puts it back.\n`);
     return EXIT.OK;
   });
 }

@@ -97,15 +97,17 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   }
 
   for (const [op, what] of [
-    ["drain", "take a backend out of rotation (maintenance): requests in flight finish, new ones go to the next tier; no failover mail; kept across reloads and restarts"],
+    ["drain", "take a backend out of rotation (maintenance): requests in flight finish, new ones go to the next tier; says how many are still on it; no failover mail; kept across reloads and restarts"],
     ["undrain", "put a drained backend back in rotation"],
   ] as const) {
-    target(program.command(op).description(what).argument("<backend>", "backend name").option("--json", "machine-readable output")).action(
-      async (name: string, opts: { config?: string; socket?: string; json?: boolean }) => {
-        const { drainCommand } = await import("./daemon-commands.ts");
-        setExit(await drainCommand(op, name, { ...opts, config: configPath(opts.config, io.env) }, io));
-      },
-    );
+    const c = program.command(op).description(what).argument("<backend>", "backend name").option("--json", "machine-readable output");
+    if (op === "drain") {
+      c.option("--wait", "wait until no request is left on it: exit 0 drained and idle, 75 when --timeout passes first").option("--timeout <duration>", "how long --wait waits, e.g. 30s (default 5m; implies --wait)");
+    }
+    target(c).action(async (name: string, opts: { config?: string; socket?: string; json?: boolean; wait?: boolean; timeout?: string }) => {
+      const { drainCommand } = await import("./daemon-commands.ts");
+      setExit(await drainCommand(op, name, { ...opts, config: configPath(opts.config, io.env) }, io));
+    });
   }
 
   target(

@@ -65,7 +65,7 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
         b.rss_bytes === null ? (b.pid === null ? "" : "–") : `${formatSize(b.rss_bytes)}${b.processes !== null && b.processes > 1 ? ` (${b.processes} procs)` : ""}`,
         b.restarts ?? "",
         b.gpus.join(","),
-        b.drained ? `drained by ${b.drained.by}: \`llmsup undrain ${b.name}\`` : b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
+        b.drained ? `drained by ${b.drained.by}: ${b.inflight > 0 ? `${b.inflight} in flight` : "idle"} — \`llmsup undrain ${b.name}\`` : b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
       ]),
     ]),
   );

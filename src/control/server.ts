@@ -10,6 +10,7 @@ import type { Logger } from "../log/logger.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
 import { filterFromQuery, matches, type EventFilter } from "./event-filter.ts";
 import type { HistoryEntry } from "../daemon/state-store.ts";
+import type { DrainAnswer } from "../daemon/drains.ts";
 import type { DrillSpec } from "../drills/drill.ts";
 import { DRILL_SCENARIOS, type DrillReport, type DrillScenario } from "../drills/report.ts";
 
@@ -24,8 +25,10 @@ export interface ControlApi {
   operate(backend: string, op: BackendOp): Promise<unknown>;
   /** Checks the backend exists (throws as `operate` does). */
   check(backend: string): void;
-  /** Takes any configured backend (managed or remote) out of rotation, or puts it back; `by` names the operator. Throws LLMSUP_E_BACKEND_UNKNOWN. */
-  drain(backend: string, on: boolean, by: string): unknown;
+  /** Takes any configured backend (managed or remote) out of rotation, or puts it back; `by` names the operator. Its drain and the requests still on it. Throws LLMSUP_E_BACKEND_UNKNOWN. */
+  drain(backend: string, on: boolean, by: string): DrainAnswer;
+  /** A backend's drain and the requests still on it, changing nothing (`llmsup drain --wait` polls it). Throws LLMSUP_E_BACKEND_UNKNOWN. */
+  drainState(backend: string): DrainAnswer;
   logTail(backend: string, n: number): Promise<readonly string[]>;
   followOutput(backend: string, fn: (text: string) => void): () => void;
   /** The event history (oldest first) matching a filter, and its new entries as they come. */
@@ -125,8 +128,9 @@ export class ControlServer {
       }
       if (req.method === "POST" && (parts[2] === "drain" || parts[2] === "undrain")) {
         this.audit(req, parts[2], name);
-        return send(res, 200, { ok: true, ...(d.drain(name, parts[2] === "drain", this.who(req)) as object) });
+        return send(res, 200, { ok: true, ...d.drain(name, parts[2] === "drain", this.who(req)) });
       }
+      if (req.method === "GET" && parts[2] === "drain") return send(res, 200, { ok: true, ...d.drainState(name) });
       if (req.method === "GET" && parts[2] === "logs") {
         const n = Math.max(1, Math.min(1000, Number(url.searchParams.get("n") ?? 50) || 50));
         d.check(name);

@@ -13,6 +13,16 @@ export interface DrainChange {
   readonly summary?: string;
 }
 
+/** What `llmsup drain` is told (the control socket's answer): the backend's drain, and the requests still on it. */
+export interface DrainAnswer {
+  readonly backend: string;
+  readonly drained: Drain | null;
+  /** Whether this call changed anything; absent when it only asked. */
+  readonly changed?: boolean;
+  /** Requests the router has on the backend now: a drained backend is idle (safe for maintenance) at 0. */
+  readonly inflight: number;
+}
+
 export class Drains {
   private readonly map = new Map<string, Drain>();
 

@@ -1,6 +1,7 @@
 /** The daemon's scheduled jobs ([schedule]): housekeeping, the daily digest, periodic drills. */
 import type { Alerter } from "../alerts/alerter.ts";
 import type { AlertEvent } from "../alerts/events.ts";
+import { drainsOf, withDrains } from "../alerts/digest.ts";
 import type { Config } from "../config/types.ts";
 import type { DrillReport } from "../drills/report.ts";
 import { renderDrill } from "../drills/report.ts";
@@ -39,14 +40,19 @@ export function scheduleJobs(c: Config, d: JobDeps): Scheduler {
         collect: ({ from, to }) => {
           const alerts = d.alertLog();
           const status = alerter.status();
+          const config = d.config();
+          // A drain of a backend a reload removed ended with it (no undrain entry): it is not "still drained".
+          const drains = drainsOf(d.history(), from, to).filter((x) => x.until !== undefined || config.backends.some((b) => b.name === x.backend));
           return {
-            host: d.config().daemon.hostname,
+            host: config.daemon.hostname,
             events: alerts.filter((a) => a.at >= from && a.at <= to),
             restarts: d
               .history()
               .filter((h) => h.kind === "exit" && h.at >= from && h.at <= to)
               .map((h) => ({ backend: h.backend ?? "?", at: h.at, exitClass: /: (\w+)/.exec(h.summary)?.[1] ?? "exit", reason: h.summary })),
-            timeOnTier: timeOnTier(d.config(), alerts, from, to),
+            // Time on a drained tier was time on the next one, as maintenance (digest.ts withDrains).
+            timeOnTier: withDrains((a, b) => timeOnTier(config, alerts, a, b), drains, from, to),
+            drains,
             delivery: { delivered: status.delivered, pending: status.pending, lastError: status.lastError?.failure.code },
           };
         },

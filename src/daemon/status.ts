@@ -79,6 +79,8 @@ export interface BackendStatus {
   readonly url: string;
   /** Set while an operator has the backend out of rotation (`llmsup drain`). */
   readonly drained: { readonly by: string; readonly since: string } | null;
+  /** Requests the router has on it now (streams until their last byte): a drained backend at 0 is idle. */
+  readonly inflight: number;
 }
 
 export interface DaemonStatus {
@@ -122,6 +124,8 @@ export interface StatusSources {
   readonly history: readonly HistoryEntry[];
   /** An operator's drain of a backend, if any. */
   readonly drained?: (backend: string) => { readonly by: string; readonly since: number } | undefined;
+  /** Requests the router has on a backend now. */
+  readonly inflight?: (backend: string) => number;
   /** Reload trouble: a refused reload, settings waiting for a restart of llmsup (verdict.ts). */
   readonly reload?: VerdictInput["reload"];
 }
@@ -180,6 +184,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       gpus: b.gpus,
       url: b.url,
       drained: drain ? { by: drain.by, since: iso(drain.since) } : null,
+      inflight: d.inflight?.(b.name) ?? 0,
     };
   });
   const served = d.served.minute;

@@ -29,6 +29,7 @@ export const EXIT = {
   UNAVAILABLE: 69,
   SOFTWARE: 70,
   IOERR: 74,
+  TEMPFAIL: 75,
   CONFIG: 78,
 } as const;
 
@@ -146,6 +147,11 @@ export const ERRORS = {
   LLMSUP_E_DRILL_REFUSED: {
     message: "The drill cannot run now: its route is not on its first tier (a drill would blur a real incident), or the scenario needs a running managed backend as tier 0.",
     exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_DRAIN_TIMEOUT: {
+    message: "`llmsup drain --wait` gave up: requests were still on the backend when its --timeout passed; how many is said. The backend stays drained; wait again, or see them in `llmsup status`.",
+    exit: EXIT.TEMPFAIL,
     retryable: true,
   },
   LLMSUP_E_SUPERVISOR_TRANSITION: {

@@ -18,6 +18,7 @@ import { sendPassThrough, sendWhole, writeStreamHead } from "./respond.ts";
 import { ENDPOINT_PATHS, type CacheHook, type RequestCtx, type TierRef } from "./types.ts";
 import type { AttemptOutcome, Upstreams } from "./upstream.ts";
 import type { RouterMetrics } from "./metrics.ts";
+import type { InFlight } from "./inflight.ts";
 
 export type Response = Extract<AttemptOutcome, { kind: "response" }>;
 
@@ -60,9 +61,21 @@ export interface Core {
   windowOf(index: number, ctx: RequestCtx): number | undefined;
   /** Continues a stream that broke after its commit point, or ends it with an error event. */
   continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void>;
+  /** Requests in flight per backend (`llmsup drain` reports them): an attempt holds its backend while it runs. */
+  readonly inflight: InFlight;
 }
 
 export async function attemptTier(core: Core, ctx: RequestCtx, index: number, hedge?: HedgeHooks): Promise<TierResult> {
+  // The request is on this backend until the attempt ends, however it ends (or its broken stream moves to another tier).
+  const release = core.inflight.hold(ctx.route.tiers[index]!.backend);
+  try {
+    return await attemptOn(core, ctx, index, hedge, release);
+  } finally {
+    release();
+  }
+}
+
+async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: HedgeHooks | undefined, release: () => void): Promise<TierResult> {
   const tier = ctx.route.tiers[index]!;
   const signal = hedge?.signal ?? ctx.clientGone;
   // An attempt aborted as a race's loser gives no verdict on its tier.
@@ -132,7 +145,7 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number, he
       return { class: c.class, detail };
     }
     // A success status: the answer itself can still be broken.
-    const result = ctx.stream && (header(up.headers, "content-type") ?? "").includes("text/event-stream") ? await streamAnswer(core, ctx, index, up, attemptStart, hedge) : await wholeAnswer(core, ctx, index, up, attemptStart, hedge);
+    const result = ctx.stream && (header(up.headers, "content-type") ?? "").includes("text/event-stream") ? await streamAnswer(core, ctx, index, up, attemptStart, hedge, release) : await wholeAnswer(core, ctx, index, up, attemptStart, hedge);
     if (lost()) return "lost";
     if (result === "sent" || result === "gone" || result === "lost") return result;
     core.fail(ctx, index, classifyTransport(result.class as TransportClass), result.detail);
@@ -181,7 +194,7 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
   return "sent";
 }
 
-async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined): Promise<"sent" | "gone" | "lost" | { class: FailureClass; detail: string }> {
+async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined, release: () => void): Promise<"sent" | "gone" | "lost" | { class: FailureClass; detail: string }> {
   const tier = ctx.route.tiers[index]!;
   let result;
   try {
@@ -213,6 +226,8 @@ async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Resp
   }
   // Broken after the commit: count it, then finish the answer elsewhere or say so.
   core.fail(ctx, index, classifyTransport(result.failure as TransportClass), result.detail);
+  // Nothing more comes from this backend: the continuation holds the tier it goes on with.
+  release();
   await core.continueStream(ctx, index, result.content, result.chunks, result.detail);
   return "sent";
 }

@@ -192,58 +192,64 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
     if (!g.go || g.halfOpen) continue;
     const setting: PrefillSetting = tier.prefill ?? backend.prefill ?? "auto";
     let form = continueForm(setting, rejected.has(pairKey(tier)));
-    // At most two sends per tier: a rejected prefill is asked again at once in the prefill-free form.
-    for (let send = 0; send < 2; send++) {
-      if (ctx.attempts >= core.config.router.max_attempts || core.clock.now() >= ctx.deadline || ctx.clientGone.aborted) return endWithStreamError(ctx, why);
-      ctx.attempts++;
-      const body = continuationBody(ctx.body, tier, backend, form, soFar, generated);
-      const start = performance.now();
-      const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, remainingMs: ctx.deadline - core.clock.now() });
-      if (up.kind === "failure") {
-        if (up.failure === "aborted") return;
-        core.fail(ctx, j, classifyTransport(up.failure), up.detail);
-        break;
-      }
-      if (up.status !== 200 || !(header(up.headers, "content-type") ?? "").includes("text/event-stream")) {
-        const text = await up.errorText();
-        up.done();
-        if (form === "prefill" && isPrefillRejection(up.status, text)) {
-          // Not the caller's error and not the tier's fault: this model takes no prefill. Ask again without one.
-          if (setting === "auto") rejected.add(pairKey(tier));
-          form = "free";
-          continue;
+    // The stream is on this tier's backend while it is asked and relayed (`llmsup drain` counts it).
+    const release = core.inflight.hold(tier.backend);
+    try {
+      // At most two sends per tier: a rejected prefill is asked again at once in the prefill-free form.
+      for (let send = 0; send < 2; send++) {
+        if (ctx.attempts >= core.config.router.max_attempts || core.clock.now() >= ctx.deadline || ctx.clientGone.aborted) return endWithStreamError(ctx, why);
+        ctx.attempts++;
+        const body = continuationBody(ctx.body, tier, backend, form, soFar, generated);
+        const start = performance.now();
+        const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, remainingMs: ctx.deadline - core.clock.now() });
+        if (up.kind === "failure") {
+          if (up.failure === "aborted") return;
+          core.fail(ctx, j, classifyTransport(up.failure), up.detail);
+          break;
         }
-        const c = up.status === 200 ? classifyTransport("stream_broken") : classifyHttp({ status: up.status, body: text, retryAfter: header(up.headers, "retry-after") }, { now: core.clock.now(), retryAfterMax: core.config.router.retry_after_max, defaultCooldown: core.config.router.breaker.open_interval, retried: true });
-        core.fail(ctx, j, c, up.status === 200 ? "a continuation answered without a stream" : `HTTP ${up.status}: ${text.slice(0, 300)}`);
+        if (up.status !== 200 || !(header(up.headers, "content-type") ?? "").includes("text/event-stream")) {
+          const text = await up.errorText();
+          up.done();
+          if (form === "prefill" && isPrefillRejection(up.status, text)) {
+            // Not the caller's error and not the tier's fault: this model takes no prefill. Ask again without one.
+            if (setting === "auto") rejected.add(pairKey(tier));
+            form = "free";
+            continue;
+          }
+          const c = up.status === 200 ? classifyTransport("stream_broken") : classifyHttp({ status: up.status, body: text, retryAfter: header(up.headers, "retry-after") }, { now: core.clock.now(), retryAfterMax: core.config.router.retry_after_max, defaultCooldown: core.config.router.breaker.open_interval, retried: true });
+          core.fail(ctx, j, c, up.status === 200 ? "a continuation answered without a stream" : `HTTP ${up.status}: ${text.slice(0, 300)}`);
+          break;
+        }
+        core.failover(ctx, { index: from, backend: ctx.route.tiers[from]!.backend, model: ctx.route.tiers[from]!.model }, { index: j, backend: tier.backend, model: tier.model }, "stream_broken", `continued after: ${why}`);
+        ctx.res.write(seamComment(j, tier.backend, from, form === "prefill" ? why : `${why} (continued without prefill)`));
+        const seam = new Seam(soFar, form === "free");
+        const r = await relayStream(ctx.res, up, {
+          commit: () => undefined,
+          continuing: true,
+          ttftLeftMs: tier.ttft_timeout,
+          finishGraceMs: Math.min(1_000, tier.idle_timeout),
+          startedAt: start,
+          rewrite: seamRewriter(seam, generated),
+        });
+        if (r.kind === "complete") {
+          core.succeed(ctx, j);
+          ctx.res.end();
+          storeStreamed(core, ctx, j, soFar + r.content);
+          return;
+        }
+        if (r.kind === "client_gone") return;
+        core.fail(ctx, j, classifyTransport(r.failure as TransportClass), r.detail);
+        if (r.kind === "broken_after_commit") {
+          soFar += r.content;
+          generated += r.chunks;
+          if (r.toolCalls) return endWithStreamError(ctx, `${r.detail}; not continued: ${TOOL_CALL_BREAK}`);
+        }
+        from = j;
+        why = r.detail;
         break;
       }
-      core.failover(ctx, { index: from, backend: ctx.route.tiers[from]!.backend, model: ctx.route.tiers[from]!.model }, { index: j, backend: tier.backend, model: tier.model }, "stream_broken", `continued after: ${why}`);
-      ctx.res.write(seamComment(j, tier.backend, from, form === "prefill" ? why : `${why} (continued without prefill)`));
-      const seam = new Seam(soFar, form === "free");
-      const r = await relayStream(ctx.res, up, {
-        commit: () => undefined,
-        continuing: true,
-        ttftLeftMs: tier.ttft_timeout,
-        finishGraceMs: Math.min(1_000, tier.idle_timeout),
-        startedAt: start,
-        rewrite: seamRewriter(seam, generated),
-      });
-      if (r.kind === "complete") {
-        core.succeed(ctx, j);
-        ctx.res.end();
-        storeStreamed(core, ctx, j, soFar + r.content);
-        return;
-      }
-      if (r.kind === "client_gone") return;
-      core.fail(ctx, j, classifyTransport(r.failure as TransportClass), r.detail);
-      if (r.kind === "broken_after_commit") {
-        soFar += r.content;
-        generated += r.chunks;
-        if (r.toolCalls) return endWithStreamError(ctx, `${r.detail}; not continued: ${TOOL_CALL_BREAK}`);
-      }
-      from = j;
-      why = r.detail;
-      break;
+    } finally {
+      release();
     }
   }
   endWithStreamError(ctx, why);

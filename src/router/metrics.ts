@@ -26,6 +26,7 @@ export class RouterMetrics {
   private readonly cacheEntries: Gauge;
   private readonly cacheBytes: Gauge;
   private model: () => readonly ModelView[] = () => [];
+  private inflight: () => readonly { readonly backend: string; readonly requests: number }[] = () => [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -67,8 +68,23 @@ export class RouterMetrics {
         }
       },
     });
+    new Gauge({
+      name: "llmsup_backend_inflight_requests",
+      help: "Requests on each backend now (attempts running, streams until their last byte): what `llmsup drain --wait` waits for.",
+      labelNames: ["backend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of metrics.inflight()) this.set({ backend: b.backend }, b.requests);
+      },
+    });
     // A coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_process_", eventLoopMonitoringPrecision: 250 });
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_", eventLoopMonitoringPrecision: 250 });
+  }
+
+  /** Where the in-flight gauge reads each configured backend's count (the current router). */
+  followInflight(view: () => readonly { readonly backend: string; readonly requests: number }[]): void {
+    this.inflight = view;
   }
 
   /** Where the route and tier gauges read the tier-state model (the current router). */

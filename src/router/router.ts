@@ -14,6 +14,7 @@ import type { Classified, FailureClass } from "./classify.ts";
 import { attemptTier, type Core, type HedgeHooks, type TierResult } from "./attempt.ts";
 import { continueStream } from "./continuation.ts";
 import { HedgeBook, raceTiers, type HedgeCore } from "./hedge.ts";
+import { InFlight } from "./inflight.ts";
 import { header, sendError } from "./http.ts";
 import { answerFromCache, holdForRecovery } from "./last-resort.ts";
 import { TierModel, type RouteSnapshot } from "./model.ts";
@@ -51,6 +52,8 @@ export class Router implements Core, HedgeCore {
   readonly served = new ServedWindow(300);
   /** Recent first-token times per (backend, model), for `hedge_after = "auto"`. */
   readonly hedges: HedgeBook;
+  /** Requests in flight per backend; shared with the router a reload replaces, whose requests are still running. */
+  readonly inflight: InFlight;
 
   /** `previous`: the router of the configuration a reload replaces; what it knew of tiers and routes that remain carries over. */
   constructor(config: Config, deps: RouterDeps, previous?: Router) {
@@ -66,6 +69,8 @@ export class Router implements Core, HedgeCore {
     for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
     this.model = new TierModel(config, deps, this.backends, this.upstreams, this.log, previous?.model);
     this.hedges = previous?.hedges ?? new HedgeBook();
+    this.inflight = previous?.inflight ?? new InFlight();
+    this.metrics?.followInflight(() => [...this.backends.keys()].map((backend) => ({ backend, requests: this.inflight.get(backend) })));
   }
 
   /** The route for a model name: exact, else the default route "*". */
@@ -104,6 +109,11 @@ export class Router implements Core, HedgeCore {
 
   resetBackend(backend: string): void {
     this.model.resetBackend(backend);
+  }
+
+  /** Requests on `backend` now (attempts running on it, streams included): what a drain waits for. */
+  inFlight(backend: string): number {
+    return this.inflight.get(backend);
   }
 
   snapshot(): { routes: RouteSnapshot[] } {

@@ -1,10 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Alerter } from "../../src/alerts/alerter.ts";
-import { renderDigest, type DigestInput } from "../../src/alerts/digest.ts";
+import { drainsOf, renderDigest, withDrains, type DigestDrain, type DigestInput, type TimeOnTier } from "../../src/alerts/digest.ts";
+import { timeOnTier } from "../../src/daemon/alert-bridge.ts";
 import type { AlertEvent } from "../../src/alerts/events.ts";
 import { digestJob } from "../../src/schedule/jobs.ts";
-import { memoryLogger } from "../helpers/supervise.ts";
+import { memoryLogger, testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { everyKind, failover, MIN, recovery } from "./fixtures.ts";
 import { alertsConfig, ManualClock, realDelivery, SMTP_ENV, startSmtp } from "./helpers.ts";
@@ -83,4 +84,102 @@ test("the digest job collects the last day and mails it through the alerter", as
   assert.equal(m!.subject, "[llmsup] gpu-box-1: daily digest, 2 failovers, 3 restarts, 1 GPU fault, 1 FATAL");
   assert.equal(m!.headers.get("x-llmsup-alert"), "digest");
   assert.deepEqual(m!.to, ["oncall@example.com"]);
+});
+
+// ---------------------------------------------------------------------------- drains
+
+test("drains from the history: who and when, a drain from before the period, one still on, one whose drain entry is gone; none of another period", () => {
+  const h = (at: number, kind: string, backend: string, summary: string) => ({ at, kind, backend, summary });
+  const history = [
+    h(FROM - 2 * H, "drain", "gpu1", "gpu1 drained by bob: no new requests until `llmsup undrain gpu1`"),
+    h(FROM + 2 * H, "drain", "primary", "primary drained by alice: no new requests until `llmsup undrain primary`"),
+    h(FROM + 1 * H, "undrain", "gpu1", "gpu1 undrained by bob after 10800s: back in rotation"),
+    h(FROM + 5 * H, "undrain", "primary", "primary undrained by alice after 10800s: back in rotation"),
+    h(FROM + 7 * H, "undrain", "old", "old undrained by carol after 3600s: back in rotation"),
+    h(FROM + 20 * H, "drain", "primary", "primary drained by uid 1000: no new requests until `llmsup undrain primary`"),
+    h(FROM - 5 * H, "drain", "gone", "gone drained by dan: no new requests until `llmsup undrain gone`"),
+    h(FROM - 4 * H, "undrain", "gone", "gone undrained by dan after 3600s: back in rotation"),
+    h(FROM + 3 * H, "failover", "primary", "llama: now served by tier 1"),
+  ];
+  assert.deepEqual(drainsOf(history, FROM, TO), [
+    { backend: "gpu1", by: "bob", since: FROM - 2 * H, until: FROM + 1 * H },
+    { backend: "primary", by: "alice", since: FROM + 2 * H, until: FROM + 5 * H },
+    { backend: "old", by: "an operator", since: FROM + 6 * H, until: FROM + 7 * H },
+    { backend: "primary", by: "uid 1000", since: FROM + 20 * H },
+  ]);
+});
+
+/** Time on tier from a timeline of the route's tier by the alerts (what alert-bridge's timeOnTier gives), over any stretch. */
+function baseOf(route: string, backends: readonly string[], timeline: readonly [number, number][]): (from: number, to: number) => TimeOnTier[] {
+  return (from, to) => {
+    const ms = new Map<number, number>();
+    timeline.forEach(([at, tier], i) => {
+      const end = timeline[i + 1]?.[0] ?? Infinity;
+      const overlap = Math.min(end, to) - Math.max(at, from);
+      if (overlap > 0) ms.set(tier, (ms.get(tier) ?? 0) + overlap);
+    });
+    return [{ route, tiers: backends.map((backend, index) => ({ index, backend, ms: ms.get(index) ?? 0 })), downMs: ms.get(-1) ?? 0 }];
+  };
+}
+
+test("time on tier with drains: a drained tier's time goes to the next tier that is not drained, as drained time; overlapping drains skip both; an outage stays an outage", () => {
+  // By the alerts: tier 0 all day, but for a real outage on tier 1 from 8 h to 9 h.
+  const base = baseOf("llama", ["primary", "fallback", "cpu"], [[FROM - H, 0], [FROM + 8 * H, 1], [FROM + 9 * H, 0]]);
+  const drains: DigestDrain[] = [
+    { backend: "primary", by: "alice", since: FROM + 2 * H, until: FROM + 5 * H },
+    { backend: "fallback", by: "bob", since: FROM + 4 * H, until: FROM + 6 * H },
+  ];
+  assert.deepEqual(withDrains(base, drains, FROM, TO), [
+    {
+      route: "llama",
+      tiers: [
+        { index: 0, backend: "primary", ms: 20 * H },
+        { index: 1, backend: "fallback", ms: 1 * H },
+        { index: 2, backend: "cpu", ms: 0 },
+      ],
+      downMs: 0,
+      drained: [
+        { backend: "primary", index: 1, ms: 2 * H },
+        { backend: "primary", index: 2, ms: 1 * H },
+      ],
+    },
+  ]);
+  assert.deepEqual(withDrains(base, [], FROM, TO), base(FROM, TO), "no drain: the time on tier as the alerts give it");
+  const still = withDrains(base, [{ backend: "primary", by: "alice", since: FROM - 3 * H }], FROM, TO)[0]!;
+  assert.deepEqual(still.drained, [{ backend: "primary", index: 1, ms: 23 * H }], "drained all day, from before the period; the outage hour is not the drain's");
+});
+
+test("the digest of a day with a drain: listed with who and how long, the route's time off the drained primary shown as drained and not as tier 0, the undrain's return no recovery; through alert-bridge's time on tier", (t) => {
+  const config = testConfig(tempDir(t), `[[backend]]\nname = "primary"\nkind = "vllm"\nurl = "http://127.0.0.1:8000"\n[[backend]]\nname = "fallback"\nkind = "ollama"\nurl = "http://127.0.0.1:11434"\n[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`);
+  const history = [
+    { at: FROM + 2 * H, kind: "drain", backend: "primary", summary: "primary drained by alice: no new requests until `llmsup undrain primary`" },
+    { at: FROM + 5 * H, kind: "undrain", backend: "primary", summary: "primary undrained by alice after 10800s: back in rotation" },
+  ];
+  const to1 = { index: 1, backend: "fallback" };
+  const events: AlertEvent[] = [
+    // The drain's move gives no alert; its end gives a recovery (the route back on tier 0 after recovery_hold).
+    { kind: "recovery", at: FROM + 5 * H + 1_000, route: "llama", tier: { index: 0, backend: "primary" } },
+    // A real outage later: a failover and its recovery.
+    { kind: "failover", at: FROM + 8 * H, route: "llama", from: { index: 0, backend: "primary" }, to: to1, reasonClass: "connect", error: "refused" },
+    { kind: "recovery", at: FROM + 9 * H, route: "llama", tier: { index: 0, backend: "primary" } },
+  ];
+  const drains = drainsOf(history, FROM, TO);
+  const tot = withDrains((a, b) => timeOnTier(config, events, a, b), drains, FROM, TO);
+  assert.deepEqual(tot[0]!.drained, [{ backend: "primary", index: 1, ms: 3 * H }]);
+  assert.equal(tot[0]!.tiers[0]!.ms, 20 * H, "tier 0: the day less the drain and the outage");
+  const r = renderDigest({ host: "gpu-box-1", from: FROM, to: TO, events, timeOnTier: tot, drains, timeZone: "UTC" });
+  assert.equal(r.subject, "[llmsup] gpu-box-1: daily digest, 1 failover, 1 drain");
+  assert.match(r.text, /Summary:\n {2}1 failover on 1 route, 1 recovery\n/, "the undrain's return to tier 0 is no recovery");
+  assert.match(r.text, /\n {2}1 drain \(maintenance\): primary\n/);
+  assert.match(r.text, /Time on tier, llama:\n {2}tier 0 \(primary\): 20h, 83\.3%\n {2}tier 1 \(fallback\): 1h, 4\.2%\n {2}tier 1 \(fallback\) while primary drained: 3h, 12\.5%\n/);
+  assert.match(r.text, /Drains:\n {2}10:00:00 primary drained by alice, undrained 13:00:00 \(3h\)\n/);
+  for (const line of r.text.split("\n")) assert.ok(line.length <= 72, `short line: ${line}`);
+
+  // Still drained at the end of the day: said in the summary and the list, the route's time since on the fallback.
+  const open = drainsOf(history.slice(0, 1), FROM, TO);
+  const r2 = renderDigest({ host: "gpu-box-1", from: FROM, to: TO, events: [], timeOnTier: withDrains((a, b) => timeOnTier(config, [], a, b), open, FROM, TO), drains: open, timeZone: "UTC" });
+  assert.equal(r2.subject, "[llmsup] gpu-box-1: daily digest, 1 drain");
+  assert.match(r2.text, /\n {2}1 drain \(maintenance\): primary; still drained: primary\n/);
+  assert.match(r2.text, /tier 0 \(primary\): 2h, 8\.3%\n {2}tier 1 \(fallback\): 0ms, 0\.0%\n {2}tier 1 \(fallback\) while primary drained: 22h, 91\.7%\n/);
+  assert.match(r2.text, /Drains:\n {2}10:00:00 primary drained by alice, still drained \(22h\)\n/);
 });

@@ -1,7 +1,8 @@
 /** `llmsup drain` / `undrain`: a backend out of rotation on purpose — no client error, no failover mail, DRAINED in status (WARNING), one "drained by" event, kept across a daemon restart. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startDaemon, waitStatus, requestPump, writeDaemonConfig, type RunningDaemon } from "../helpers/daemon.ts";
+import { Agent } from "undici";
+import { startDaemon, status, waitStatus, requestPump, writeDaemonConfig, type RunningDaemon } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,4 +61,67 @@ test("drain primary under traffic: no client error, DRAINED and exit 1, a 'drain
   assert.match((await d.cli("events")).stdout, /primary undrained by/);
   const subjects = smtp.mails.map((m) => m.subject);
   assert.deepEqual(subjects.filter((x) => /failed over|recovered|back on/.test(x)), [], `no failover or recovery mail for a drain: ${subjects.join(" | ")}`);
+});
+
+/** One streamed chat through the router socket: resolves `firstToken` at its first content token and `done` with the whole answer. */
+function streamOne(t: { after(fn: () => void | Promise<void>): void }, socket: string, model: string) {
+  const agent = new Agent({ connect: { socketPath: socket } });
+  t.after(() => agent.close());
+  let first!: () => void;
+  const firstToken = new Promise<void>((r) => (first = r));
+  const done = (async () => {
+    const res = await agent.request({ origin: "http://llmsup", path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model, stream: true, messages: [{ role: "user", content: "Tell me about drains." }] }) });
+    let raw = "";
+    for await (const chunk of res.body) {
+      raw += (chunk as Buffer).toString("utf8");
+      if (/"content":"[^"]/.test(raw)) first();
+    }
+    const finish = [...raw.matchAll(/"finish_reason":"(\w+)"/g)].map((m) => m[1]);
+    return { status: res.statusCode, tier: res.headers["x-llmsup-tier"], finish: finish.at(-1), done: raw.trimEnd().endsWith("data: [DONE]"), endedAt: Date.now() };
+  })();
+  return { firstToken, done };
+}
+
+test("drain with a slow stream on the primary: the answer says 1 request is still on it, status shows it; --wait --timeout 1s gives up with exit 75 naming it; --wait returns once the stream ended whole, while new requests went to the fallback", async (t) => {
+  const files = await writeDaemonConfig(
+    t,
+    [{ name: "primary", kind: "llamacpp", args: ["--token-rate", "5"] }, { name: "fallback", kind: "llamacpp" }],
+    `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`,
+  );
+  const d = await startDaemon(t, files);
+  await waitStatus(d, "both ready, on tier 0", (s) => s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0, 20_000);
+
+  // A stream of 20 to 39 tokens at 5 a second: 4 s or more on the primary.
+  const slow = streamOne(t, files.socket, "llama");
+  await slow.firstToken;
+  const drained = await d.cli("drain", "primary");
+  assert.equal(drained.code, 0, drained.stderr);
+  assert.match(drained.stdout, /^primary: drained by \S+ since \S+; 1 request still on it \(they finish\), new ones go to the next tier\./);
+  const s = await status(d);
+  const row = s.json.backends.find((b) => b.name === "primary") as unknown as { inflight: number; drained: unknown };
+  assert.ok(row.drained);
+  assert.equal(row.inflight, 1, "status --json: 1 request in flight on the drained primary");
+  assert.match((await d.cli("status")).stdout, /drained by \S+: 1 in flight — `llmsup undrain primary`/);
+
+  // Not long enough: exit 75, and how many are left.
+  const impatient = await d.cli("drain", "primary", "--wait", "--timeout", "1s");
+  assert.equal(impatient.code, 75, impatient.stdout + impatient.stderr);
+  assert.match(impatient.stderr, /^llmsup drain primary: LLMSUP_E_DRAIN_TIMEOUT: 1 request still on primary after 1s; it stays drained/);
+
+  // Long enough: back once the stream is over; meanwhile new requests go to tier 1.
+  const waitStarted = Date.now();
+  const waiting = d.cli("drain", "primary", "--wait").then((r) => ({ ...r, at: Date.now() }));
+  const { answers } = requestPump(t, files.socket, "llama", 100);
+  const answer = await slow.done;
+  const waited = await waiting;
+  assert.equal(waited.code, 0, waited.stdout + waited.stderr);
+  assert.match(waited.stdout, /primary: drained and idle( after \S+)?: safe for maintenance/);
+  assert.ok(waited.at >= answer.endedAt - 50, `--wait returned ${answer.endedAt - waited.at} ms before the stream ended`);
+  assert.ok(waited.at - waitStarted >= 1_000, "--wait waited for the stream");
+  assert.deepEqual({ status: answer.status, tier: answer.tier, finish: answer.finish, done: answer.done }, { status: 200, tier: "0", finish: "stop", done: true }, "the stream on the drained primary finished whole");
+  assert.ok(answers.length >= 3, `requests went on meanwhile (${answers.length})`);
+  assert.deepEqual(new Set(answers.map((a) => `${a.status} tier ${a.tier}`)), new Set(["200 tier 1"]), "new requests went to the fallback");
+  const after = (await status(d)).json.backends.find((b) => b.name === "primary") as unknown as { inflight: number };
+  assert.equal(after.inflight, 0);
+  assert.match((await d.cli("status")).stdout, /drained by \S+: idle — `llmsup undrain primary`/);
 });
