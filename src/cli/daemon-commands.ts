@@ -1,4 +1,5 @@
 /** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, drain/undrain, logs, events, reload. */
+import { formatWhen } from "../alerts/text.ts";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -171,7 +172,7 @@ export async function drainCommand(op: "drain" | "undrain", name: string, o: Tar
     const d = r.body.drained;
     const n = r.body.inflight ?? 0;
     if (!o.json) {
-      if (d) io.stdout.write(`${name}: drained by ${d.by} since ${new Date(d.since).toISOString()}${r.body.changed ? "" : " (already)"}; ${onIt(n)}${n > 0 ? " (they finish)" : ""}, new ones go to the next tier. \`llmsup undrain ${name}\` puts it back.\n`);
+      if (d) io.stdout.write(`${name}: drained by ${d.by} since ${formatWhen(d.since, "UTC")}${r.body.changed ? "" : " (already)"}; ${onIt(n)}${n > 0 ? " (they finish)" : ""}, new ones go to the next tier. \`llmsup undrain ${name}\` puts it back.\n`);
       else io.stdout.write(`${name}: in rotation${r.body.changed ? " again" : " (was not drained)"}\n`);
     }
     if (!wait) {
