@@ -78,5 +78,7 @@ test("a primary that cannot start at boot: once fatal, the route's fallback is a
   await waitStatus(d, "back on the primary", (s) => s.backends.find((b) => b.name === "primary")!.state === "ready" && s.router.routes[0]!.serving_tier === 0, 20_000);
   const mail = await waitUntil("the all-clear mail for primary", () => smtp.mails.find((m) => /primary ready again/.test(m.subject)), { timeoutMs: 10_000, everyMs: 100 });
   assert.ok(mail.to.includes("boss@example.com"), "the all-clear reaches whoever was told of the fatal");
+  // Mails leave through the outbox in their own time: the route's recovery may come after the backend's all-clear.
+  await waitUntil("the route's recovery mail", () => smtp.mails.some((m) => /llama recovered/.test(m.subject)), { timeoutMs: 10_000, everyMs: 100 });
   assert.equal(smtp.mails.filter((m) => /llama recovered/.test(m.subject)).length, 1);
 });
