@@ -27,7 +27,7 @@ const CLI = path.join(ROOT, "dist/cli/main.js");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 1000);
-const CHUNKS = 20;
+const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 20);
 const CLK_TCK = 100;
 
 const BODY = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello." }], max_tokens: 8 });
