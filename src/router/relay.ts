@@ -102,7 +102,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
   try {
     outer: for await (const chunk of up.body as AsyncIterable<Buffer>) {
       if (res.destroyed) break;
-      for (const item of reader.push(chunk.toString("utf8"))) {
+      for (const item of reader.pushBytes(chunk)) {
         if (item.type === "malformed") {
           broken = { failure: "stream_broken", detail: up.scrub(`malformed chunk from the backend (${item.error})`) };
           up.abort("aborted");

@@ -3,6 +3,7 @@
  * events, and tells content deltas, finish reasons, [DONE] and malformed
  * chunks apart without re-serialising anything. Pure (state in the object).
  */
+import { StringDecoder } from "node:string_decoder";
 
 export type SseItem =
   | { readonly type: "data"; readonly raw: string; readonly json: SseChunk }
@@ -19,11 +20,29 @@ export interface SseChunk {
 
 export class SseReader {
   private buffer = "";
+  /** Keeps a character whose bytes are split between two reads whole. */
+  private readonly decoder = new StringDecoder("utf8");
+
+  /** Feeds bytes as read from the network (a character may be split between two reads). */
+  pushBytes(bytes: Uint8Array): SseItem[] {
+    return this.push(this.decoder.write(bytes));
+  }
 
   /** Feeds bytes (as text); returns the complete events they finish. */
   push(text: string): SseItem[] {
     this.buffer += text;
     const out: SseItem[] = [];
+    // What every server sends in practice: LF line ends, "\n\n" between events.
+    if (!this.buffer.includes("\r")) {
+      let at = 0;
+      for (let end = this.buffer.indexOf("\n\n"); end >= 0; end = this.buffer.indexOf("\n\n", at)) {
+        const item = parseEvent(this.buffer.slice(at, end), this.buffer.slice(at, end + 2));
+        if (item) out.push(item);
+        at = end + 2;
+      }
+      this.buffer = this.buffer.slice(at);
+      return out;
+    }
     for (;;) {
       // Lines end in CRLF, LF or a lone CR (the SSE grammar); a blank line ends an event.
       const m = /(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)/.exec(this.buffer);
@@ -40,16 +59,22 @@ export class SseReader {
 
   /** What is left unterminated when the stream ends. */
   rest(): string {
-    return this.buffer;
+    return this.buffer + this.decoder.end();
   }
 }
 
 function parseEvent(block: string, raw: string): SseItem | undefined {
-  const lines = block.split(/\r\n|\r|\n/);
-  const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(l.startsWith("data: ") ? 6 : 5));
-  if (data.length === 0) return block.trim() === "" ? undefined : { type: "other", raw };
-  const payload = data.join("\n");
-  if (payload.trim() === "[DONE]") return { type: "done", raw };
+  let payload: string;
+  if (block.startsWith("data:") && !block.includes("\n") && !block.includes("\r")) {
+    // One data line: the usual event.
+    payload = block.slice(block.startsWith("data: ") ? 6 : 5);
+  } else {
+    const lines = block.split(/\r\n|\r|\n/);
+    const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(l.startsWith("data: ") ? 6 : 5));
+    if (data.length === 0) return block.trim() === "" ? undefined : { type: "other", raw };
+    payload = data.join("\n");
+  }
+  if (payload === "[DONE]" || (payload.length < 16 && payload.trim() === "[DONE]")) return { type: "done", raw };
   try {
     const json = JSON.parse(payload) as unknown;
     if (!json || typeof json !== "object") return { type: "malformed", raw, error: "not a JSON object" };

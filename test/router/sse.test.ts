@@ -50,3 +50,23 @@ test("sse: output, finish reasons and tool calls are told apart from role and us
   assert.equal(chunkFinish({ choices: [{ finish_reason: "stop" }] }), "stop");
   assert.equal(chunkFinish({ choices: [], usage: {} }), undefined);
 });
+
+test("sse: a character whose bytes are split between two network reads arrives whole (no U+FFFD in the answer)", () => {
+  const r = new SseReader();
+  const bytes = Buffer.from(`data: {"choices":[{"delta":{"content":"héllo 🌍 世界"}}]}\n\n`, "utf8");
+  const cut = bytes.indexOf(Buffer.from("🌍", "utf8")) + 2; // inside the emoji's four bytes
+  const items = [...r.pushBytes(bytes.subarray(0, cut)), ...r.pushBytes(bytes.subarray(cut))];
+  assert.equal(items.length, 1);
+  assert.equal(chunkContent((items[0] as Extract<SseItem, { type: "data" }>).json), "héllo 🌍 世界");
+  assert.equal(r.rest(), "");
+});
+
+test("sse: LF-only streams (the fast path) and mixed line ends read the same events", () => {
+  const text = `data: {"a":1}\n\n: comment\n\ndata: [DONE]\n\n`;
+  const lf = new SseReader().push(text);
+  const crlf = new SseReader().push(text.replace(/\n/g, "\r\n"));
+  assert.deepEqual(lf.map((i) => i.type), ["data", "other", "done"]);
+  assert.deepEqual(crlf.map((i) => i.type), lf.map((i) => i.type));
+  const split = new SseReader();
+  assert.deepEqual([...split.push(`data: {"a":1}\n`), ...split.push(`\r\ndata: [DONE]\n\n`)].map((i) => i.type), ["data", "done"], "an LF then a CRLF is a blank line too");
+});
