@@ -15,6 +15,7 @@
  * | 429 cooldown running                     | cooldown         | end of the cooldown   |
  * | otherwise                                | (admissible)     |                       |
  */
+import { formatWhen } from "../alerts/text.ts";
 import type { BackendHealth } from "../health/registry.ts";
 import type { BreakerState } from "./breaker.ts";
 
@@ -51,7 +52,7 @@ const secs = (ms: number) => `${Math.max(0, Math.ceil(ms / 1000))}s`;
 export function admission(f: TierFacts, now: number): Admission {
   if (f.kind === undefined) return { admissible: false, code: "not_configured", why: "backend not configured" };
   if (!SPOKEN.has(f.kind)) return { admissible: false, code: "unsupported", why: `the ${f.kind} API is not spoken by the router; use an OpenAI-compatible endpoint` };
-  if (f.drained) return { admissible: false, code: "drained", why: `drained by ${f.drained.by} since ${new Date(f.drained.since).toISOString().slice(0, 19)}Z`, since: f.drained.since };
+  if (f.drained) return { admissible: false, code: "drained", why: `drained by ${f.drained.by} since ${formatWhen(f.drained.since, "UTC")}`, since: f.drained.since };
   if (f.health.state === "down") return { admissible: false, code: "backend_down", why: `backend down: ${f.health.reason}`, since: f.health.since };
   const b = f.breaker;
   if (b.state !== "closed") {

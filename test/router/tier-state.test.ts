@@ -39,7 +39,7 @@ test("tier state: down beats an open breaker beats a cooldown (the most fundamen
 
 test("tier state: a drained backend says who drained it and since when, before any other reason (down, breaker, cooldown)", () => {
   const drained = { by: "alice", since: Date.parse("2025-01-02T03:04:05Z") };
-  assert.deepEqual(admission(facts({ drained }), drained.since + 1_000), { admissible: false, code: "drained", why: "drained by alice since 2025-01-02T03:04:05Z", since: drained.since });
+  assert.deepEqual(admission(facts({ drained }), drained.since + 1_000), { admissible: false, code: "drained", why: "drained by alice since 2025-01-02 03:04:05 UTC", since: drained.since });
   const all = facts({ drained, health: { state: "down", reason: "GPU lost", since: 0 }, breaker: { state: "open", since: 0, until: 9_000, openMs: 9_000, reason: "x", misconfigured: false }, cooldown: { until: 9_000, reason: "429" } });
   assert.equal((admission(all, 0) as { code: string }).code, "drained");
   assert.equal((admission(facts({ drained, kind: undefined }), 0) as { code: string }).code, "not_configured");
