@@ -63,7 +63,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   program
     .command("run")
-    .description("run the daemon in the foreground (what the systemd unit runs); SIGHUP reloads, SIGTERM stops")
+    .description("run the daemon in the foreground (what the systemd unit runs); SIGHUP reloads, SIGTERM stops, SIGUSR2 exits leaving the backends running for the next llmsup (live_restore)")
     .option("-c, --config <path>", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH})`)
     .addOption(new Option("--log-level <level>", "override daemon.log_level").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
     .action(async (opts: { config?: string; logLevel?: string }) => {

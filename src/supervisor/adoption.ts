@@ -21,7 +21,6 @@ export async function takeOver(record: LaunchRecord, backend: BackendConfig, d: 
   const process = adoptedProcess(record.pid, record.startTime, d.clock);
   if (v.kind === "adopt" && d.mayAdopt) return { kind: "adopt", process };
   const reason = v.kind === "replace" ? v.reason : `pid ${record.pid} was left running by an earlier llmsup and live_restore is off`;
-  const target = { exited: process.exited, hasExited: () => false, signalGroup: (sig: NodeJS.Signals) => process.signalGroup(sig), processState: () => process.processState() };
-  await stopGroup(target, d.stopTimeoutMs, d.clock, () => undefined);
+  await stopGroup({ ...process, hasExited: () => false }, d.stopTimeoutMs, d.clock, () => undefined);
   return { kind: "replaced", reason };
 }

@@ -91,7 +91,7 @@ export class Generation {
   async terminate(backend: string, stopTimeoutMs: number, clock: Clock, log: Logger, onEvent: (e: UnkillableEvent) => void): Promise<void> {
     if (this.drill?.active) this.drill.requestedDuring = true;
     const s = this.spawned;
-    const target = { exited: s.exited, hasExited: () => this.exited, signalGroup: (sig: NodeJS.Signals) => s.signalGroup(sig), processState: () => s.processState() };
+    const target = { ...s, hasExited: () => this.exited };
     const outcome = await stopGroup(target, stopTimeoutMs, clock, () =>
       log.warn({ event: "backend.stop.sigkill", pid: this.pid, after_ms: stopTimeoutMs }, `${backend}: still running ${formatDuration(stopTimeoutMs)} after SIGTERM; sending SIGKILL to the process group`),
     );

@@ -235,7 +235,11 @@ export class BackendOutput {
     for (const l of this.tail.push(text, this.clock.now())) for (const f of this.followers) f(`${stamped(l)}\n`);
   }
 
-  /** Text read from the file: whole lines, less llmsup's own lines read back. */
+  /**
+   * Text read from the file: whole lines, less llmsup's own lines read back.
+   * The unfinished line waits here, not in the tail, so that a line llmsup
+   * notes meanwhile never joins the end of one the backend has not finished.
+   */
   private fromFile(text: string): void {
     const parts = (this.partial + text).split("\n");
     this.partial = parts.pop() ?? "";
