@@ -121,6 +121,10 @@ export const gpuSchema = z.strictObject({
   sustain_samples: z.int().min(1).default(3),
   clear_samples: z.int().min(1).default(3),
   event_hold: duration().prefault("30m"),
+  stale_samples: z.int().min(1).default(3),
+  auto_reset: z.boolean().default(false),
+  remediation_delay: duration().prefault("2m"),
+  reset_window: positiveDuration().prefault("1h"),
 });
 
 export const hostSchema = z.strictObject({

@@ -89,6 +89,15 @@ export interface SmiFailure {
 
 export type Severity = "degraded" | "down";
 
+/**
+ * What cures a fault, after NVIDIA's XID catalog (resolution buckets) and the
+ * driver's gpu_recovery_action: nothing but time or a repeat check (`none`),
+ * restarting the app that caused it (`restart_app`), a GPU reset
+ * (`reset_gpu`), or a reboot of the machine (`reboot`). The remediation
+ * ladder acts on it.
+ */
+export type Recovery = "none" | "restart_app" | "reset_gpu" | "reboot";
+
 /** A fact the health layer and the alerts act on: raised once, cleared once. */
 export interface GpuFault {
   /** Stable identity: `${kind}@${scope}`; the same id is one fact. */
@@ -110,6 +119,8 @@ export interface GpuFault {
   readonly count: number;
   readonly xid?: number;
   readonly code?: ErrorCode;
+  /** What cures it (absent: a condition that passes by itself, such as heat or full memory). */
+  readonly recovery?: Recovery;
   /** The reading that defines the fault, where several are possible (the recovery action asked for). */
   readonly value?: string;
 }

@@ -4,7 +4,7 @@
  * XID table (REFERENCE.md) with each class's meaning and recommended action.
  */
 import { normalizeBusId } from "./bus-id.ts";
-import type { Severity } from "./types.ts";
+import type { Recovery, Severity } from "./types.ts";
 
 export type XidClass =
   | "app_error"
@@ -27,6 +27,13 @@ export interface XidInfo {
   readonly action: string;
   /** What one occurrence is: a fault of this severity, or only worth logging. */
   readonly severity: Severity | "log";
+  /**
+   * NVIDIA's catalog resolution bucket (immediate action), as llmsup acts on
+   * it: RESTART_APP → restart_app (application-caused: such a fault may clear
+   * by time), RESET_GPU and the XID-48/NVLink workflows → reset_gpu,
+   * RESTART_BM → reboot, IGNORE → none.
+   */
+  readonly recovery: Recovery;
 }
 
 const CLASSES: Record<XidClass, Omit<XidInfo, "class">> = {
@@ -34,27 +41,30 @@ const CLASSES: Record<XidClass, Omit<XidInfo, "class">> = {
     meaning: "application-level GPU exception, page fault or stopped channel",
     action: "restart the owning app if it is ours; escalate if it keeps happening",
     severity: "log",
+    recovery: "restart_app",
   },
-  cleanup: { meaning: "preemptive cleanup after other errors (also seen during normal teardown)", action: "none unless it comes alone; then check the apps on this GPU", severity: "log" },
+  cleanup: { meaning: "preemptive cleanup after other errors (also seen during normal teardown)", action: "none unless it comes alone; then check the apps on this GPU", severity: "log", recovery: "none" },
   ecc_uncontained: {
     meaning: "double-bit, uncontained or unrecovered ECC error",
     action: "GPU unusable: stop the apps on it and reset the GPU",
     severity: "down",
+    recovery: "reset_gpu",
   },
-  microcontroller_warning: { meaning: "GPU micro-controller warning", action: "alert; reset the GPU if it repeats", severity: "degraded" },
-  microcontroller_halt: { meaning: "GPU micro-controller halted", action: "reset the GPU", severity: "down" },
-  row_remap_pending: { meaning: "memory row remap pending", action: "schedule a GPU reset when it is idle", severity: "degraded" },
-  row_remap_failure: { meaning: "memory row remap failed", action: "reset the GPU; the hardware is suspect", severity: "down" },
-  nvlink: { meaning: "NVLink error", action: "take the GPU out of service, reset it and alert", severity: "down" },
-  fallen_off_bus: { meaning: "GPU has fallen off the bus", action: "only a reboot recovers it; nvidia-smi may fail or hang meanwhile", severity: "down" },
-  sbe_rate: { meaning: "high single-bit ECC error rate", action: "watch the trend", severity: "log" },
-  contained_memory: { meaning: "contained memory error", action: "restart the affected app", severity: "degraded" },
+  microcontroller_warning: { meaning: "GPU micro-controller warning", action: "alert; reset the GPU if it repeats", severity: "degraded", recovery: "reset_gpu" },
+  microcontroller_halt: { meaning: "GPU micro-controller halted", action: "reset the GPU", severity: "down", recovery: "reset_gpu" },
+  row_remap_pending: { meaning: "memory row remap pending", action: "schedule a GPU reset when it is idle", severity: "degraded", recovery: "reset_gpu" },
+  row_remap_failure: { meaning: "memory row remap failed", action: "reset the GPU; the hardware is suspect", severity: "down", recovery: "reset_gpu" },
+  nvlink: { meaning: "NVLink error", action: "take the GPU out of service, reset it and alert", severity: "down", recovery: "reset_gpu" },
+  fallen_off_bus: { meaning: "GPU has fallen off the bus", action: "only a reboot recovers it; nvidia-smi may fail or hang meanwhile", severity: "down", recovery: "reboot" },
+  sbe_rate: { meaning: "high single-bit ECC error rate", action: "watch the trend", severity: "log", recovery: "none" },
+  contained_memory: { meaning: "contained memory error", action: "restart the affected app", severity: "degraded", recovery: "restart_app" },
   driver_timeout: {
     meaning: "context-switch timeout, GSP RPC timeout or GSP error: the driver may hang",
     action: "reset the GPU, or reboot if the reset fails",
     severity: "down",
+    recovery: "reset_gpu",
   },
-  unclassified: { meaning: "XID not in llmsup's table", action: "look it up in NVIDIA's XID catalogue", severity: "log" },
+  unclassified: { meaning: "XID not in llmsup's table", action: "look it up in NVIDIA's XID catalogue", severity: "log", recovery: "none" },
 };
 
 const XID_CLASS: Record<number, XidClass> = {

@@ -5,6 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { gpuSchema } from "../../src/config/schema.ts";
 import { isLlmsupError } from "../../src/errors/error.ts";
 import { GpuMonitor } from "../../src/gpu/monitor.ts";
 import type { ClearedFault, GpuFault } from "../../src/gpu/types.ts";
@@ -28,7 +29,7 @@ test("a loop process stuck in the driver: driver_unresponsive once, no new nvidi
     } else queueMicrotask(() => child.exit(0));
   });
   const monitor = new GpuMonitor({
-    config: { nvidia_smi: "nvidia-smi", interval: 5_000, deadline: 15_000, kernel_log: "off", temperature_limit: 87, memory_full: 0.98, sustain_samples: 3, clear_samples: 3, event_hold: 1_800_000 },
+    config: { ...gpuSchema.parse({}), nvidia_smi: "nvidia-smi", interval: 5_000, deadline: 15_000, kernel_log: "off", temperature_limit: 87, memory_full: 0.98, sustain_samples: 3, clear_samples: 3, event_hold: 1_800_000 },
     spawn,
     clock,
     slowPollMs: 3_600_000,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { appendFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Writable } from "node:stream";
+import { gpuSchema } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/log/logger.ts";
 import { GpuMonitor } from "../../src/gpu/monitor.ts";
 import { spawnChild, type ProgramSpawner } from "../../src/gpu/spawn.ts";
@@ -17,6 +18,7 @@ import { tempDir } from "../helpers/tmp.ts";
 import { simBox, waitUntil, type SimBox } from "./helpers.ts";
 
 const GPU_CONFIG = {
+  ...gpuSchema.parse({}),
   enabled: true,
   interval: 100,
   deadline: 2_000,
