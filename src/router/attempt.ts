@@ -3,6 +3,11 @@
  * call, at most one jittered retry after a 5xx, a short Retry-After waited
  * out once, and reading the answer — whole, or streamed up to its commit
  * point and on. Every failure goes through `core.fail` exactly once.
+ *
+ * While it runs, the attempt can be moved off its backend (router.ts
+ * `evacuate`): its upstream is aborted as `evacuated`, and the request goes
+ * on as after any failure — before the commit point to the next tier
+ * unseen, after it by continuation — never back to that backend.
  */
 import { answerFromStream } from "../cache/marks.ts";
 import type { BackendConfig, Config } from "../config/types.ts";
@@ -59,27 +64,46 @@ export interface Core {
   gate(ctx: RequestCtx, index: number): Gate;
   /** The tier's context window, when configured or discovered. */
   windowOf(index: number, ctx: RequestCtx): number | undefined;
-  /** Continues a stream that broke after its commit point, or ends it with an error event. */
-  continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void>;
+  /** Continues a stream that broke (`cause`: how) after its commit point, or ends it with an error event. */
+  continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string, cause: FailureClass): Promise<void>;
   /** Requests in flight per backend (`llmsup drain` reports them): an attempt holds its backend while it runs. */
   readonly inflight: InFlight;
 }
 
 export async function attemptTier(core: Core, ctx: RequestCtx, index: number, hedge?: HedgeHooks): Promise<TierResult> {
+  const name = ctx.route.tiers[index]!.backend;
+  // Aborted, with the reason, when the request is moved off this backend.
+  const evacuation = new AbortController();
+  const move = (why: string) => {
+    (ctx.movedOff ??= new Set()).add(name);
+    evacuation.abort(why);
+  };
   // The request is on this backend until the attempt ends, however it ends (or its broken stream moves to another tier).
-  const release = core.inflight.hold(ctx.route.tiers[index]!.backend);
+  const release = core.inflight.hold(name, { request: ctx, route: ctx.route.model, move });
   try {
-    return await attemptOn(core, ctx, index, hedge, release);
+    return await attemptOn(core, ctx, index, hedge, release, evacuation.signal);
   } finally {
     release();
   }
 }
 
-async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: HedgeHooks | undefined, release: () => void): Promise<TierResult> {
+async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: HedgeHooks | undefined, release: () => void, evacuation: AbortSignal): Promise<TierResult> {
   const tier = ctx.route.tiers[index]!;
   const signal = hedge?.signal ?? ctx.clientGone;
   // An attempt aborted as a race's loser gives no verdict on its tier.
   const lost = () => hedge !== undefined && hedge.lost();
+  // Moved off the backend: counted once (no verdict on the tier), and the request goes on elsewhere.
+  const evacuated = (): TierResult => {
+    const detail = String(evacuation.reason);
+    core.fail(ctx, index, classifyTransport("evacuated"), detail);
+    return { class: "evacuated", detail };
+  };
+  // Waits out a retry's delay; a move off the backend ends the wait too.
+  const wait = async (ms: number): Promise<TierResult | undefined> => {
+    if (await pause(core.clock, ms, AbortSignal.any([signal, evacuation]))) return undefined;
+    if (lost()) return "lost";
+    return evacuation.aborted && !ctx.clientGone.aborted ? evacuated() : "gone";
+  };
   const backend = core.backends.get(tier.backend)!;
   const r = core.config.router;
   let retried = false;
@@ -93,11 +117,12 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
   for (;;) {
     if (lost()) return "lost";
     if (ctx.clientGone.aborted) return "gone";
+    if (evacuation.aborted) return evacuated();
     const remainingMs = ctx.deadline - core.clock.now();
     if (remainingMs <= 0) return { class: "total_timeout", detail: "the request's deadline passed" };
     ctx.attempts++;
     const attemptStart = performance.now();
-    const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS[ctx.endpoint], body, stream: ctx.stream, requestId: ctx.requestId, clientSignal: signal, remainingMs });
+    const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS[ctx.endpoint], body, stream: ctx.stream, requestId: ctx.requestId, clientSignal: signal, evacuation, remainingMs });
     if (up.kind === "failure") {
       if (lost()) return "lost";
       if (up.failure === "aborted") return "gone";
@@ -108,6 +133,8 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
       const text = await up.errorText();
       up.done();
       if (lost()) return "lost";
+      // Moved off while its error was read: no verdict from a cut-off text.
+      if (evacuation.aborted) return evacuated();
       const now = core.clock.now();
       const retryAfter = header(up.headers, "retry-after");
       const c = classifyHttp({ status: up.status, body: text, retryAfter }, { now, retryAfterMax: r.retry_after_max, defaultCooldown: r.breaker.open_interval, retried });
@@ -120,11 +147,12 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
         return "sent";
       }
       // A short Retry-After that fits the deadline: waited out once, on the same tier.
-      const wait = c.class === "rate_limited" ? retryAfterMs(retryAfter, now) : undefined;
-      if (wait !== undefined && !waited && wait <= r.retry_after_wait_max && now + wait < ctx.deadline && ctx.attempts < r.max_attempts) {
+      const retryIn = c.class === "rate_limited" ? retryAfterMs(retryAfter, now) : undefined;
+      if (retryIn !== undefined && !waited && retryIn <= r.retry_after_wait_max && now + retryIn < ctx.deadline && ctx.attempts < r.max_attempts) {
         core.fail(ctx, index, c, detail, true);
         waited = true;
-        if (!(await pause(core.clock, wait, signal))) return lost() ? "lost" : "gone";
+        const ended = await wait(retryIn);
+        if (ended) return ended;
         continue;
       }
       core.fail(ctx, index, c, detail);
@@ -132,7 +160,8 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
         retried = true;
         const delay = r.retry_base_delay * (1 + core.random());
         if (ctx.deadline - core.clock.now() > delay) {
-          if (!(await pause(core.clock, delay, signal))) return lost() ? "lost" : "gone";
+          const ended = await wait(delay);
+          if (ended) return ended;
           continue;
         }
       }
@@ -172,6 +201,7 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
     const why = up.abortedBy();
     up.done();
     if (why === "aborted") return "gone";
+    if (why === "evacuated") return { class: "evacuated", detail: up.evacuatedBecause() ?? "the request was moved off its backend" };
     return { class: why ?? "stream_broken", detail: why ? `${why.replace("_", " ")} while reading the answer` : up.scrub(`the answer broke off: ${(e as Error).message}`) };
   }
   up.done();
@@ -228,7 +258,7 @@ async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Resp
   core.fail(ctx, index, classifyTransport(result.failure as TransportClass), result.detail);
   // Nothing more comes from this backend: the continuation holds the tier it goes on with.
   release();
-  await core.continueStream(ctx, index, result.content, result.chunks, result.detail);
+  await core.continueStream(ctx, index, result.content, result.chunks, result.detail, result.failure);
   return "sent";
 }
 

@@ -24,7 +24,12 @@ export type FailureClass =
   /** Other 4xx: the caller's problem; returned unchanged. */
   | "client_error"
   /** A stream that broke: cut, malformed chunk, ended without finish_reason. */
-  | "stream_broken";
+  | "stream_broken"
+  /**
+   * The request was moved off its backend when the backend went down under it (a GPU fault): no
+   * verdict on the tier, whose backend's health already says it is out; on to the next tier.
+   */
+  | "evacuated";
 
 export type Action =
   | { readonly kind: "next_tier" }
@@ -96,14 +101,16 @@ export function classifyHttp(f: HttpFailure, opts: { now: number; retryAfterMax:
   return { class: "client_error", action: { kind: "return_to_caller" }, blame: "none", suspect: false };
 }
 
-export type TransportClass = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "stream_broken";
+export type TransportClass = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "stream_broken" | "evacuated";
 
 /**
  * Classifies a transport-level failure (no usable HTTP answer, or a broken
  * one). Refused and unreachable say the backend is gone; a connect timeout
- * says the host does not answer; everything else is about this request.
+ * says the host does not answer; an evacuation blames nothing (the backend's
+ * health already took it out); everything else is about this request.
  */
 export function classifyTransport(kind: TransportClass): Classified {
+  if (kind === "evacuated") return { class: kind, action: { kind: "next_tier" }, blame: "none", suspect: false };
   const backend = kind === "connect" || kind === "connect_timeout";
   return { class: kind, action: { kind: "next_tier" }, blame: backend ? "backend" : "tier", suspect: kind === "connect_reset" };
 }

@@ -1,5 +1,6 @@
 /**
- * Finishing an answer whose stream broke after the commit point: the next
+ * Finishing an answer whose stream broke after the commit point (or was
+ * moved off a backend that went down under it: router.ts `evacuate`): the next
  * tier that is in service gets the partial answer and streams the rest after
  * a marked seam — by assistant prefill where the tier's model continues a
  * final assistant message, else in a prefill-free form (the partial answer as
@@ -16,7 +17,7 @@ import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { adjustForTier, type Body } from "./adjust.ts";
 import type { Core } from "./attempt.ts";
 import { storeStreamed } from "./attempt.ts";
-import { classifyHttp, classifyTransport, type TransportClass } from "./classify.ts";
+import { classifyHttp, classifyTransport, type FailureClass, type TransportClass } from "./classify.ts";
 import { header } from "./http.ts";
 import { relayStream, streamRecord } from "./relay.ts";
 import { endWithStreamError, seamComment } from "./respond.ts";
@@ -178,7 +179,11 @@ export function continuationBody(body: Body, tier: TierConfig, backend: BackendC
   });
 }
 
-export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void> {
+/**
+ * Finishes the answer of a stream that broke after its commit point on tier `failedIndex` (`cause`:
+ * how; `detail`: why, in words), or ends it with an error event that says why it could not be.
+ */
+export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string, cause: FailureClass): Promise<void> {
   let from = failedIndex;
   let why = detail;
   const blocked = streamRecord(ctx.res)?.toolCalls ? TOOL_CALL_BREAK : soFar === "" ? "nothing of the answer's text to continue from" : untransferable(ctx.endpoint, ctx.body);
@@ -192,16 +197,22 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
     if (!g.go || g.halfOpen) continue;
     const setting: PrefillSetting = tier.prefill ?? backend.prefill ?? "auto";
     let form = continueForm(setting, rejected.has(pairKey(tier)));
-    // The stream is on this tier's backend while it is asked and relayed (`llmsup drain` counts it).
-    const release = core.inflight.hold(tier.backend);
+    // The stream is on this tier's backend while it is asked and relayed (`llmsup drain` counts it), and can be moved off it from there.
+    const evacuation = new AbortController();
+    const move = (reason: string) => {
+      (ctx.movedOff ??= new Set()).add(tier.backend);
+      evacuation.abort(reason);
+    };
+    const release = core.inflight.hold(tier.backend, { request: ctx, route: ctx.route.model, move });
     try {
       // At most two sends per tier: a rejected prefill is asked again at once in the prefill-free form.
       for (let send = 0; send < 2; send++) {
         if (ctx.attempts >= core.config.router.max_attempts || core.clock.now() >= ctx.deadline || ctx.clientGone.aborted) return endWithStreamError(ctx, why);
+        if (evacuation.signal.aborted) break;
         ctx.attempts++;
         const body = continuationBody(ctx.body, tier, backend, form, soFar, generated);
         const start = performance.now();
-        const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, remainingMs: ctx.deadline - core.clock.now() });
+        const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, evacuation: evacuation.signal, remainingMs: ctx.deadline - core.clock.now() });
         if (up.kind === "failure") {
           if (up.failure === "aborted") return;
           core.fail(ctx, j, classifyTransport(up.failure), up.detail);
@@ -210,6 +221,10 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
         if (up.status !== 200 || !(header(up.headers, "content-type") ?? "").includes("text/event-stream")) {
           const text = await up.errorText();
           up.done();
+          if (evacuation.signal.aborted) {
+            core.fail(ctx, j, classifyTransport("evacuated"), String(evacuation.signal.reason));
+            break;
+          }
           if (form === "prefill" && isPrefillRejection(up.status, text)) {
             // Not the caller's error and not the tier's fault: this model takes no prefill. Ask again without one.
             if (setting === "auto") rejected.add(pairKey(tier));
@@ -220,8 +235,9 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
           core.fail(ctx, j, c, up.status === 200 ? "a continuation answered without a stream" : `HTTP ${up.status}: ${text.slice(0, 300)}`);
           break;
         }
-        core.failover(ctx, { index: from, backend: ctx.route.tiers[from]!.backend, model: ctx.route.tiers[from]!.model }, { index: j, backend: tier.backend, model: tier.model }, "stream_broken", `continued after: ${why}`);
-        ctx.res.write(seamComment(j, tier.backend, from, form === "prefill" ? why : `${why} (continued without prefill)`));
+        // A broken stream's failover, or a moved one's.
+        core.failover(ctx, { index: from, backend: ctx.route.tiers[from]!.backend, model: ctx.route.tiers[from]!.model }, { index: j, backend: tier.backend, model: tier.model }, cause === "evacuated" ? cause : "stream_broken", `continued after: ${why}`);
+        ctx.res.write(seamComment(j, tier.backend, from, cause, form === "prefill" ? why : `${why} (continued without prefill)`));
         const seam = new Seam(soFar, form === "free");
         const r = await relayStream(ctx.res, up, {
           commit: () => undefined,
@@ -246,6 +262,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
         }
         from = j;
         why = r.detail;
+        cause = r.failure;
         break;
       }
     } finally {

@@ -10,11 +10,13 @@
  *   than the largest window known to be too small is skipped, and a
  *   (backend, model) that refused the prompt is never asked again. An unknown
  *   window is not "too small": the same model on another box is tried.
+ * - A request moved off a backend (router.ts `evacuate`) goes back to none of
+ *   its tiers, whatever its health says by then.
  */
 import { admit, type BreakerState } from "./breaker.ts";
 import type { Admission, OutCode } from "./tier-state.ts";
 
-export type SkipCode = OutCode | "context_too_small" | "same_model";
+export type SkipCode = OutCode | "context_too_small" | "same_model" | "moved_off";
 
 /** Skips that say "this prompt is too long here", as opposed to "this tier is out". */
 export const CONTEXT_SKIPS: ReadonlySet<SkipCode> = new Set(["context_too_small", "same_model"]);
@@ -41,4 +43,9 @@ export function gateTier(a: Admission, breaker: BreakerState, now: number, key: 
     if (t.allowed) return { go: true, halfOpen: t.next };
   }
   return { go: false, code: a.code, why: a.why };
+}
+
+/** Whether a tier on `backend` is closed to a request that was moved off the backends in `movedOff`. */
+export function movedOffGate(backend: string, movedOff: ReadonlySet<string> | undefined): Gate | undefined {
+  return movedOff?.has(backend) ? { go: false, code: "moved_off", why: `this request was moved off ${backend}` } : undefined;
 }

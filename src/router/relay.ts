@@ -160,7 +160,8 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
     if (!finalising && !broken) {
       const why = up.abortedBy() ?? transportFailure(e);
       if (why === "aborted" && res.destroyed) return cleanup({ kind: "client_gone" });
-      if (!finishSeen) {
+      if (!finishSeen && why === "evacuated") broken = { failure: "evacuated", detail: up.evacuatedBecause() ?? "the request was moved off its backend" };
+      else if (!finishSeen) {
         broken = {
           failure: why === "aborted" ? "stream_broken" : why === "connect" ? "connect_reset" : why,
           detail: why === "connect" || why === "connect_reset" || why === "aborted" ? "the backend closed the connection mid-stream" : `${why.replace("_", " ")} while streaming`,

@@ -53,9 +53,10 @@ export function writeStreamHead(ctx: RequestCtx, index: number): void {
   ctx.res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", ...llmsupHeaders(ctx, index) });
 }
 
-/** The SSE comment that marks where another tier takes over a broken answer. */
-export function seamComment(to: number, backend: string, from: number, detail: string): string {
-  return `: llmsup: the answer continues on tier ${to} (${backend}) after tier ${from} broke off: ${detail}\n\n`;
+/** The SSE comment that marks where another tier takes over a broken answer, or one moved off its backend (`cause` evacuated). */
+export function seamComment(to: number, backend: string, from: number, cause: string, detail: string): string {
+  const how = cause === "evacuated" ? `, moved off tier ${from}` : ` after tier ${from} broke off`;
+  return `: llmsup: the answer continues on tier ${to} (${backend})${how}: ${detail}\n\n`;
 }
 
 /** A stream that broke after the commit and could not be completed: an error event, never [DONE]. */

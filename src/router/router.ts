@@ -18,10 +18,11 @@ import { InFlight } from "./inflight.ts";
 import { header, sendError } from "./http.ts";
 import { answerFromCache, holdForRecovery } from "./last-resort.ts";
 import { TierModel, type RouteSnapshot } from "./model.ts";
-import { CONTEXT_SKIPS, type Gate } from "./plan.ts";
+import { CONTEXT_SKIPS, movedOffGate, type Gate } from "./plan.ts";
 import { sendAllDown, sendContextTooLong } from "./respond.ts";
 import { Upstreams } from "./upstream.ts";
 import { ServedWindow } from "./window.ts";
+import { plural } from "../alerts/text.ts";
 import type { RequestCtx, RouterDeps, RouterEvent, TierRef } from "./types.ts";
 
 export { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
@@ -116,6 +117,28 @@ export class Router implements Core, HedgeCore {
     return this.inflight.get(backend);
   }
 
+  /**
+   * `backend` went down under the requests in flight on it (a GPU fault: `reason`): moves every one of
+   * them off it now rather than letting them break or stall there. A stream past its commit point
+   * continues on the next tier that can take it, with the seam marked and saying why (or ends with an
+   * explicit error event where its answer cannot be carried over); a request not answered yet goes to
+   * the next tier unseen. None goes back to this backend. Each route with requests moved gets one
+   * `router.evacuated` event; returns how many requests were moved.
+   */
+  evacuate(backend: string, reason: string): number {
+    const moved = this.inflight.evacuate(backend, `${backend} went down: ${reason}`);
+    const at = this.clock.now();
+    let total = 0;
+    for (const [route, requests] of moved) {
+      total += requests;
+      const e: RouterEvent = { event: "router.evacuated", backend, route, reason, requests, at };
+      this.log.warn(e, `${plural(requests, "request")} of ${route} moved off ${backend}, which went down: ${reason}`);
+      this.emit(e);
+    }
+    if (total === 0) this.log.info({ event: "router.evacuated", backend, reason, requests: 0 }, `${backend} went down with no request on it: ${reason}`);
+    return total;
+  }
+
   snapshot(): { routes: RouteSnapshot[] } {
     return { routes: this.model.snapshot() };
   }
@@ -123,7 +146,7 @@ export class Router implements Core, HedgeCore {
   // ------------------------------------------------------------------ Core: what attempts report
 
   gate(ctx: RequestCtx, index: number): Gate {
-    return this.model.gate(ctx, index);
+    return movedOffGate(ctx.route.tiers[index]!.backend, ctx.movedOff) ?? this.model.gate(ctx, index);
   }
 
   windowOf(index: number, ctx: RequestCtx): number | undefined {
@@ -156,8 +179,8 @@ export class Router implements Core, HedgeCore {
     this.emit(e);
   }
 
-  continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string): Promise<void> {
-    return continueStream(this, ctx, failedIndex, soFar, generated, detail);
+  continueStream(ctx: RequestCtx, failedIndex: number, soFar: string, generated: number, detail: string, cause: FailureClass): Promise<void> {
+    return continueStream(this, ctx, failedIndex, soFar, generated, detail, cause);
   }
 
   // ------------------------------------------------------------------ the request

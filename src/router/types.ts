@@ -29,7 +29,13 @@ export type RouterEvent =
   | { readonly event: "router.misconfigured"; readonly backend: string; readonly model: string; readonly status: number; readonly detail: string; readonly at: number }
   | { readonly event: "router.cache.served"; readonly route: string; readonly similarity: number; readonly at: number }
   /** A background probe of an out tier answered: its breaker closed. */
-  | { readonly event: "router.tier.healed"; readonly backend: string; readonly model: string; readonly outMs: number; readonly at: number };
+  | { readonly event: "router.tier.healed"; readonly backend: string; readonly model: string; readonly outMs: number; readonly at: number }
+  /**
+   * A backend went down under requests in flight (a GPU fault) and they were moved off it at once: a
+   * stream goes on with the next tier (or ends with an error event that says why it cannot), a request
+   * not answered yet goes to the next tier. One event per route that had any; `requests`: how many.
+   */
+  | { readonly event: "router.evacuated"; readonly backend: string; readonly route: string; readonly reason: string; readonly requests: number; readonly at: number };
 
 export interface TriedTier {
   readonly tier: number;
@@ -89,4 +95,6 @@ export interface RequestCtx {
   contextFloor?: number;
   readonly contextModels: Set<string>;
   contextError?: { status: number; body: string };
+  /** Backends this request was moved off (router.ts `evacuate`): none of its attempts goes back to them. */
+  movedOff?: Set<string>;
 }

@@ -12,7 +12,8 @@ import { readApiKey } from "../health/api-key.ts";
 import { readText } from "./http.ts";
 import { scrub } from "./scrub.ts";
 
-export type TransportFailure = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted";
+/** `evacuated`: the router moved the request off its backend (router.ts `evacuate`); `aborted`: the client went away or the caller gave up. */
+export type TransportFailure = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted" | "evacuated";
 
 export type AttemptOutcome =
   | {
@@ -24,6 +25,8 @@ export type AttemptOutcome =
       readonly abort: (why?: TransportFailure) => void;
       /** Why the attempt was aborted, if it was. */
       readonly abortedBy: () => TransportFailure | undefined;
+      /** When it was evacuated: why, in words (the evacuation signal's reason). */
+      readonly evacuatedBecause: () => string | undefined;
       /** Ends the total-timeout timer once the body has been consumed. */
       readonly done: () => void;
       /**
@@ -46,6 +49,8 @@ export interface AttemptRequest {
   readonly requestId: string;
   /** The caller went away. */
   readonly clientSignal: AbortSignal;
+  /** Aborted, with a reason in words, when the request is moved off this backend: the attempt ends as `evacuated`. */
+  readonly evacuation?: AbortSignal;
   /** Milliseconds left of the whole request's deadline. */
   readonly remainingMs: number;
 }
@@ -122,12 +127,17 @@ export class Upstreams {
       ctl.abort();
     };
     const onClient = () => abort("aborted");
+    const onEvacuation = () => abort("evacuated");
+    const evacuatedBecause = () => (abortedBy === "evacuated" ? String(r.evacuation?.reason) : undefined);
+    if (r.evacuation?.aborted) return { kind: "failure", failure: "evacuated", detail: String(r.evacuation.reason) };
     r.clientSignal.addEventListener("abort", onClient, { once: true });
+    r.evacuation?.addEventListener("abort", onEvacuation, { once: true });
     const totalMs = Math.max(1, Math.min(tier.total_timeout, r.remainingMs));
     const total = setTimeout(() => abort("total_timeout"), totalMs);
     const done = () => {
       clearTimeout(total);
       r.clientSignal.removeEventListener("abort", onClient);
+      r.evacuation?.removeEventListener("abort", onEvacuation);
     };
     const headers: Record<string, string> = {
       "content-type": "application/json",
@@ -153,6 +163,7 @@ export class Upstreams {
         body: res.body,
         abort,
         abortedBy: () => abortedBy,
+        evacuatedBecause,
         done,
         errorText: () => readText(res.body).then((t) => this.scrub(t), () => ""),
         scrub: (t) => this.scrub(t),
@@ -205,6 +216,7 @@ export function transportFailure(e: unknown): TransportFailure {
 function describe(e: unknown, abortedBy: TransportFailure | undefined, r: AttemptRequest): string {
   if (abortedBy === "total_timeout") return `no complete answer within total_timeout ${r.tier.total_timeout}ms`;
   if (abortedBy === "aborted") return "the client went away";
+  if (abortedBy === "evacuated") return String(r.evacuation?.reason);
   const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const f = transportFailure(e);
   if (f === "connect_timeout") return `no connection within ${r.tier.connect_timeout}ms`;
