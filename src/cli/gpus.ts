@@ -16,6 +16,7 @@ import { takeSnapshot } from "../gpu/snapshot.ts";
 import { spawnChild } from "../gpu/spawn.ts";
 import { realClock } from "../platform/clock.ts";
 import type { GpuFault } from "../gpu/types.ts";
+import { READING_FIELDS, READING_JSON_NAME, type ReadingField } from "../gpu/plausible.ts";
 import { colourWanted, style, writeJson, type Io, type Style } from "./output.ts";
 import { formatProblem } from "./check-config.ts";
 
@@ -86,7 +87,7 @@ function table(rows: readonly string[][], right: ReadonlySet<number> = new Set()
   );
 }
 
-/** The human layout: a GPU table, then faults with their actions, then processes. */
+/** The human layout: a GPU table (a stale reading marked `*`), stale readings explained, then faults with their actions, then processes. */
 export function renderReport(r: GpuReport, s: Style): string {
   const paint = (condition: string, text: string) => (condition === "ok" ? s.green(text) : condition === "down" ? s.red(text) : condition === "degraded" ? s.yellow(text) : s.dim(text));
   const out: string[] = [];
@@ -96,14 +97,15 @@ export function renderReport(r: GpuReport, s: Style): string {
     for (const g of r.gpus) {
       const x = g.sample;
       const reasons = x ? clockReasonNames(x.reasons).filter((n) => n !== "gpu_idle") : [];
+      const mark = (f: ReadingField) => (g.staleFields.has(f) ? "*" : "");
       rows.push([
         String(g.index),
         g.name ?? "-",
         g.busId ?? "-",
-        x?.temperatureC === undefined ? "-" : `${x.temperatureC}°C`,
-        x?.utilizationPct === undefined ? "-" : `${x.utilizationPct}%`,
-        `${num(x?.memoryUsedMib)} / ${num(x?.memoryTotalMib)}`,
-        `${num(x?.powerDrawW)} / ${num(x?.powerLimitW)}`,
+        `${x?.temperatureC === undefined ? "-" : `${x.temperatureC}°C`}${mark("temperatureC")}`,
+        `${x?.utilizationPct === undefined ? "-" : `${x.utilizationPct}%`}${mark("utilizationPct")}`,
+        `${num(x?.memoryUsedMib)}${mark("memoryUsedMib")} / ${num(x?.memoryTotalMib)}${mark("memoryTotalMib")}`,
+        `${num(x?.powerDrawW)}${mark("powerDrawW")} / ${num(x?.powerLimitW)}${mark("powerLimitW")}`,
         reasons.join(",") || "-",
         g.condition,
       ]);
@@ -115,6 +117,8 @@ export function renderReport(r: GpuReport, s: Style): string {
       out.push(line.slice(0, line.length - c.length) + paint(c, c));
     });
   }
+  const stale = staleLines(r);
+  if (stale.length > 0) out.push("", s.bold("STALE READINGS"), ...stale);
   out.push("");
   if (r.faults.length === 0) out.push("faults: none");
   else {
@@ -131,6 +135,20 @@ export function renderReport(r: GpuReport, s: Style): string {
     );
   }
   return `${out.join("\n")}\n`;
+}
+
+/** Readings older than the sample: a GPU with no plausible sample lately, and each implausible field (shown with its last good value, `*` in the table). */
+function staleLines(r: GpuReport): string[] {
+  const out: string[] = [];
+  const when = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+  for (const g of r.gpus) {
+    if (g.staleSince !== undefined) out.push(`GPU ${g.index}  no plausible sample since ${when(g.staleSince)}; the readings shown are from ${g.sampledAt === undefined ? "-" : when(g.sampledAt)}`);
+    for (const f of READING_FIELDS) {
+      const x = g.staleFields.get(f);
+      if (x) out.push(`GPU ${g.index}  ${READING_JSON_NAME[f]} read ${x.rejected}, ${x.why}: ignored since ${when(x.since)}; the last good value is shown`);
+    }
+  }
+  return out;
 }
 
 function faultLines(f: GpuFault, paint: (c: string, t: string) => string): string[] {

@@ -13,7 +13,7 @@ export interface Streak {
 }
 
 /** What a fault says, apart from its bookkeeping (id, times, count). */
-export type FaultSpec = Pick<GpuFault, "kind" | "gpu" | "busId" | "severity" | "reason" | "action" | "xid" | "code" | "value">;
+export type FaultSpec = Pick<GpuFault, "kind" | "gpu" | "busId" | "severity" | "reason" | "action" | "xid" | "code" | "recovery" | "value">;
 
 /** What the samples say a GPU index is. */
 export interface GpuIdentity {

@@ -115,6 +115,17 @@ export function classifyFailure(output: string, exitCode: number | null): SmiFai
   };
 }
 
+/**
+ * Why a loop-mode nvidia-smi ended, from what it left unread: the failure
+ * line it printed (which ended its sample stream) whatever its exit status;
+ * else its status; a loop that exits 0 by itself has still failed.
+ */
+export function loopExitFailure(leftover: string, exitCode: number | null): SmiFailure {
+  const said = classifyFailure(leftover, exitCode);
+  if (said.kind !== "failed" || exitCode !== 0) return said;
+  return { kind: "failed", code: "LLMSUP_E_GPU_SMI_FAILED", message: "the nvidia-smi loop ended on its own", exitCode: 0 };
+}
+
 /** A line that is neither a row nor a known failure. */
 export interface Problem {
   readonly line: string;
@@ -179,7 +190,8 @@ function reader<K extends string>(cells: Cells<K>, problems: Problem[], line: st
 export function parseGpuQuery(output: string, fields: readonly SelectedField<GpuFieldKey>[]): Parsed<GpuSample> {
   return parseLines(output, fields, (cells, position, problems, line) => {
     const r = reader(cells, problems, line);
-    const int = (t: string) => (/^\d+$/.test(t) ? Number(t) : undefined);
+    // A 400-digit "index" is no index: the row keeps its position.
+    const int = (t: string) => (/^\d+$/.test(t) && Number.isSafeInteger(Number(t)) ? Number(t) : undefined);
     const reasons: ClockReasons = {
       mask: r.value("reasonsActive", parseMask),
       hwSlowdown: r.value("hwSlowdown", parseActive),

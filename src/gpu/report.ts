@@ -1,10 +1,14 @@
 /**
  * Every GPU with its condition, readings, faults and processes: the view
  * `llmsup gpus` prints and GpuMonitor.snapshot() returns, and its stable
- * JSON form (snake_case keys; absent readings are null). Pure.
+ * JSON form (snake_case keys; absent readings are null). Readings that are
+ * older than the sample are marked: a GPU with no plausible sample lately
+ * (`stale_since`), and each field whose latest reading was rejected as
+ * implausible (`stale_fields`, showing the last good value). Pure.
  */
-import type { ClockReasons, ComputeApp, GpuFault, GpuSample, RemappedRows, Severity } from "./types.ts";
+import type { ClearedFault, ClockReasons, ComputeApp, GpuFault, GpuSample, RemappedRows, Severity } from "./types.ts";
 import type { GpuIdentity } from "./ledger.ts";
+import { READING_FIELDS, READING_JSON_NAME, type ReadingField, type StaleField } from "./plausible.ts";
 
 export type Condition = "ok" | Severity | "unknown";
 
@@ -17,6 +21,10 @@ export interface GpuEntry {
   readonly sample?: GpuSample;
   /** When `sample` was taken (ms since the epoch). */
   readonly sampledAt?: number;
+  /** Since when nvidia-smi has given no plausible sample of this GPU (absent: the latest was plausible). */
+  readonly staleSince?: number;
+  /** Fields whose latest reading was implausible: `sample` shows the last good value. */
+  readonly staleFields: ReadonlyMap<ReadingField, StaleField>;
   readonly remappedRows?: RemappedRows;
   readonly faults: readonly GpuFault[];
   readonly processes: readonly ComputeApp[];
@@ -32,8 +40,10 @@ export interface GpuReport {
 
 export interface ReportInput {
   readonly at: number;
-  /** The latest sample of each GPU, with its time. */
-  readonly samples: ReadonlyMap<number, { readonly sample: GpuSample; readonly at: number }>;
+  /** The latest sample of each GPU, with its time and the fields it carries from an earlier one. */
+  readonly samples: ReadonlyMap<number, { readonly sample: GpuSample; readonly at: number; readonly stale?: ReadonlyMap<ReadingField, StaleField> }>;
+  /** Since when a GPU has given no plausible sample, if it has not. */
+  readonly staleSince?: (gpu: number) => number | undefined;
   /** GPUs known from earlier samples (kept when the latest said nothing about them). */
   readonly identities?: ReadonlyMap<number, GpuIdentity>;
   readonly remapped?: readonly RemappedRows[];
@@ -80,6 +90,8 @@ export function buildReport(input: ReportInput): GpuReport {
         condition: latest || faults.length > 0 ? conditionOf(faults) : "unknown",
         sample: latest?.sample,
         sampledAt: latest?.at,
+        staleSince: input.staleSince?.(index),
+        staleFields: latest?.stale ?? new Map<ReadingField, StaleField>(),
         remappedRows: uuid ? input.remapped?.find((r) => r.gpuUuid === uuid) : undefined,
         faults,
         processes: [] as ComputeApp[],
@@ -136,7 +148,13 @@ export function faultJson(f: GpuFault) {
     count: f.count,
     xid: v(f.xid),
     code: v(f.code),
+    recovery: v(f.recovery),
   };
+}
+
+/** A cleared fault: the fault as it was, when it cleared and why. */
+export function clearedFaultJson(f: ClearedFault) {
+  return { ...faultJson(f), cleared_at: iso(f.clearedAt), clear_reason: f.clearReason };
 }
 
 export function processJson(p: ComputeApp) {
@@ -156,6 +174,11 @@ export function reportJson(r: GpuReport) {
         bus_id: v(g.busId),
         condition: g.condition,
         sampled_at: iso(g.sampledAt),
+        stale_since: iso(g.staleSince),
+        stale_fields: READING_FIELDS.filter((f) => g.staleFields.has(f)).map((f) => {
+          const x = g.staleFields.get(f) as StaleField;
+          return { field: READING_JSON_NAME[f], since: iso(x.since), rejected: String(x.rejected), why: x.why };
+        }),
         temperature_c: v(s?.temperatureC),
         memory_temperature_c: v(s?.memoryTemperatureC),
         utilization_pct: v(s?.utilizationPct),

@@ -49,10 +49,19 @@ export interface LoopOptions {
   readonly overdueMs: number;
   /** Whether a line begins a new sample (resynchronises when the GPU count changed); optional. */
   readonly startsSample?: (line: string) => boolean;
+  /**
+   * Whether a line is nvidia-smi's own failure text ("couldn't communicate
+   * with the NVIDIA driver", "GPU is lost", …); optional. Such a line ends
+   * the sample stream: it and everything after it (with the unfinished
+   * sample before it) are never delivered as a sample but carried in the
+   * exit's `leftover`. A process that does not end by itself soon after is
+   * sent SIGTERM.
+   */
+  readonly endsStream?: (line: string) => boolean;
 }
 
 export interface LoopExit extends ChildExit {
-  /** Output after the last complete sample (an error message, usually). */
+  /** Output after the last complete sample (an error message, usually; the line that ended the stream, when one did). */
   readonly leftover: string;
   /** The loop had missed its deadline and was killed. */
   readonly overdue: boolean;
@@ -68,11 +77,17 @@ export interface LoopListener {
 
 export interface LoopHandle {
   readonly pid: number | undefined;
+  /** Settles when the process has exited. */
+  readonly exited: Promise<unknown>;
   stop(): void;
 }
 
 /** Most output kept from one query; nvidia-smi prints a few lines per GPU. */
 const MAX_OUTPUT = 1 << 20;
+/** Lines kept after a failure line ended a loop's sample stream. */
+const MAX_FAILURE_LINES = 50;
+/** How long a loop that printed a failure may take to exit by itself before it is sent SIGTERM. */
+export const FAILURE_GRACE_MS = 1_000;
 
 export class SmiRunner {
   readonly path: string;
@@ -157,6 +172,8 @@ export class SmiRunner {
     let overdue = false;
     let stopped = false;
     let ended = false;
+    let failing = false;
+    let grace: TimerHandle | undefined;
 
     const arm = (): TimerHandle => this.#clock.setTimeout(onOverdue, options.overdueMs);
     const onOverdue = () => {
@@ -180,6 +197,18 @@ export class SmiRunner {
         const line = buffer.slice(0, nl).replace(/\r$/, "");
         buffer = buffer.slice(nl + 1);
         if (line.trim() === "") continue;
+        if (failing) {
+          if (batch.length < MAX_FAILURE_LINES) batch.push(line);
+          continue;
+        }
+        if (options.endsStream?.(line)) {
+          failing = true;
+          batch.push(line);
+          grace = this.#clock.setTimeout(() => {
+            if (!ended && !stopped && !overdue) child.kill("SIGTERM");
+          }, Math.min(FAILURE_GRACE_MS, options.overdueMs));
+          continue;
+        }
         if (batch.length > 0 && options.startsSample?.(line)) deliver(batch.splice(0));
         batch.push(line);
         if (batch.length >= options.linesPerSample) deliver(batch.splice(0));
@@ -189,6 +218,7 @@ export class SmiRunner {
     void child.exited.then((exit) => {
       ended = true;
       timer.cancel();
+      grace?.cancel();
       const leftover = [...batch, buffer].filter((s) => s.trim() !== "").join("\n");
       if (exit.error && exit.code === null && exit.signal === null) {
         listener.exit({ ...exit, leftover: this.#missing(exit.error).message, overdue, stopped });
@@ -196,10 +226,12 @@ export class SmiRunner {
     });
     return {
       pid: child.pid,
+      exited: child.exited,
       stop: () => {
         if (stopped || ended) return;
         stopped = true;
         timer.cancel();
+        grace?.cancel();
         child.kill("SIGTERM");
         child.abandon();
       },

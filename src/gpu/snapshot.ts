@@ -2,18 +2,19 @@
  * A one-shot look at every GPU without the daemon (`llmsup gpus`): probe the
  * fields (the answer is the sample), read remapped rows and compute apps,
  * and judge the conditions as they stand now (no hysteresis: one sample is
- * all there is, so a slowdown shows as soon as it is active).
+ * all there is, so a slowdown shows as soon as it is active). Implausible
+ * readings are left out (shown as stale, with a warning).
  */
-import type { GpuConfig } from "../config/types.ts";
 import type { Clock } from "../platform/clock.ts";
-import { evaluate, faultConfig, initialFaultState, type FaultState } from "./faults.ts";
+import { evaluate, faultConfig, initialFaultState, type FaultState, type FaultThresholds } from "./faults.ts";
 import { APP_FIELDS, GPU_CANDIDATES, REMAP_CANDIDATES } from "./fields.ts";
 import { parseComputeApps, parseGpuQuery, parseRemappedRows } from "./parse.ts";
 import { probeFields, runQuery, type QueryRunner } from "./probe-fields.ts";
+import { carryForward, READING_JSON_NAME, type Reading } from "./plausible.ts";
 import { buildReport, type GpuReport } from "./report.ts";
 import type { ComputeApp, RemappedRows, SmiFailure } from "./types.ts";
 
-export type OneShotConfig = Pick<GpuConfig, "temperature_limit" | "memory_full" | "sustain_samples" | "clear_samples" | "event_hold">;
+export type OneShotConfig = FaultThresholds;
 
 export type OneShot =
   | {
@@ -43,12 +44,19 @@ export async function takeSnapshot(runner: QueryRunner, config: OneShotConfig, c
 
   const fc = { ...faultConfig(config), sustainSamples: 1 };
   let state: FaultState = initialFaultState();
-  state = evaluate(state, { type: "sample", gpus: probe.parsed.rows, failures: probe.parsed.failures }, at, fc).state;
+  const sampled = evaluate(state, { type: "sample", gpus: probe.parsed.rows, failures: probe.parsed.failures }, at, fc);
+  state = sampled.state;
   if (remapped.length > 0) state = evaluate(state, { type: "remapped", rows: remapped }, at, fc).state;
+  const readings = new Map<number, Reading>();
+  for (const o of sampled.observed ?? []) {
+    for (const x of o.screened.rejected) warnings.push(`GPU ${o.index}: ${READING_JSON_NAME[x.field]} reads ${x.value}, ${x.why}: ignored`);
+    const reading = carryForward(undefined, o.screened, at);
+    if (reading) readings.set(o.index, reading);
+  }
 
   const report = buildReport({
     at,
-    samples: new Map(probe.parsed.rows.map((s) => [s.index, { sample: s, at }])),
+    samples: readings,
     identities: state.gpus,
     remapped,
     apps,

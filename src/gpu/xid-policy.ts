@@ -9,10 +9,13 @@
  *   30 s (nothing before, nothing after) becomes a `degraded` fault.
  * - 92 (single-bit ECC rate) and XIDs outside the table are logged only.
  * - Every other class in the table is a fault of its table severity.
- * - One fault per (GPU, class): repeats refresh it silently. Being events,
- *   these faults clear `event_hold` after their last occurrence (or when the
- *   GPU is seen reset).
+ * - One fault per (GPU, class): repeats refresh it silently. Each carries
+ *   its class's recovery (NVIDIA's catalog bucket), which says how it ends
+ *   (evidence.ts): application-caused ones `event_hold` after their last
+ *   occurrence, transient ones when the GPU reads healthy again, the rest
+ *   only on evidence of a reset.
  */
+import { clearsByTime } from "./evidence.ts";
 import type { FaultConfig } from "./faults.ts";
 import { gpuLabel, indexOfBus, type GpuIdentity, type Ledger } from "./ledger.ts";
 import { xidClassInfo, xidInfo, type KernelGpuEvent, type XidInfo } from "./xid.ts";
@@ -84,6 +87,7 @@ export function applyKernelEvent(
       reason: `${gpuLabel(gpu, event.busId)}: ${reason}`,
       action: info.action,
       xid: number,
+      recovery: info.recovery,
     });
 
   switch (info.class) {
@@ -107,7 +111,7 @@ export function applyKernelEvent(
   }
 }
 
-/** Time passes: lone 45s become faults, held event faults clear, old XIDs are forgotten. */
+/** Time passes: lone 45s become faults, application-caused XID faults clear `event_hold` after their last occurrence, old XIDs are forgotten. */
 export function expireEvents(ledger: Ledger, state: { xids: readonly SeenXid[]; lone: readonly PendingLone[] }, config: FaultConfig): { xids: SeenXid[]; lone: PendingLone[] } {
   const now = ledger.now;
   const lone: PendingLone[] = [];
@@ -126,12 +130,13 @@ export function expireEvents(ledger: Ledger, state: { xids: readonly SeenXid[]; 
         reason: `${gpuLabel(p.gpu, p.busId)}: ${p.detail}: preemptive cleanup with no other error around it`,
         action: info.action,
         xid: 45,
+        recovery: info.recovery,
       },
       p.due - CLEANUP_WINDOW_MS,
     );
   }
   for (const f of [...ledger.active.values()]) {
-    if ((f.kind === "ecc_uncorrected" || f.kind.startsWith("xid_")) && now - f.lastSeen >= config.eventHoldMs) {
+    if (clearsByTime(f) && now - f.lastSeen >= config.eventHoldMs) {
       ledger.clear(f.id, `no repeat for ${formatDuration(now - f.lastSeen)}`);
     }
   }

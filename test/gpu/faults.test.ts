@@ -1,62 +1,9 @@
 /** The pure fault evaluator: hysteresis, one fact per cause, clearing when the cause ends. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { evaluate, initialFaultState, type FaultConfig, type FaultInput, type FaultState } from "../../src/gpu/faults.ts";
-import type { ClearedFault, GpuFault, GpuSample, SmiFailure } from "../../src/gpu/types.ts";
-import { parseKernelMessage } from "../../src/gpu/xid.ts";
-
-const CONFIG: FaultConfig = { temperatureLimit: 87, memoryFull: 0.98, sustainSamples: 3, clearSamples: 3, eventHoldMs: 30 * 60_000 };
-const BUS = ["00000000:1B:00.0", "00000000:3B:00.0"];
-
-function gpu(index: number, over: Partial<GpuSample> = {}): GpuSample {
-  return {
-    index,
-    uuid: `GPU-${index}`,
-    name: "NVIDIA H100 80GB HBM3",
-    busId: BUS[index],
-    temperatureC: 40,
-    memoryUsedMib: 1000,
-    memoryTotalMib: 81559,
-    reasons: { mask: 0x1, hwSlowdown: false, hwThermalSlowdown: false, swThermalSlowdown: false, hwPowerBrakeSlowdown: false, swPowerCap: false },
-    eccUncorrected: 0,
-    eccCorrected: 0,
-    retiredPagesPending: false,
-    recoveryAction: "None",
-    requiresReset: false,
-    ...over,
-  };
-}
-
-/** Feeds inputs one second apart and records what was raised and cleared at each step. */
-class Box {
-  state: FaultState = initialFaultState();
-  now = 1_000_000;
-  raised: GpuFault[] = [];
-  cleared: ClearedFault[] = [];
-  readonly config: FaultConfig;
-  constructor(config: FaultConfig = CONFIG) {
-    this.config = config;
-  }
-  feed(input: FaultInput, stepMs = 1_000) {
-    this.now += stepMs;
-    const r = evaluate(this.state, input, this.now, this.config);
-    this.state = r.state;
-    this.raised.push(...r.raised);
-    this.cleared.push(...r.cleared);
-    return r;
-  }
-  samples(n: number, ...gpus: GpuSample[]) {
-    for (let i = 0; i < n; i++) this.feed({ type: "sample", gpus });
-  }
-  kernel(line: string, stepMs = 1_000) {
-    const event = parseKernelMessage(line);
-    assert.ok(event, line);
-    return this.feed({ type: "kernel", event }, stepMs);
-  }
-  active(): string[] {
-    return [...this.state.active.keys()].sort();
-  }
-}
+import type { FaultInput } from "../../src/gpu/faults.ts";
+import type { SmiFailure } from "../../src/gpu/types.ts";
+import { BUS, Box, CONFIG, gpu } from "./fault-box.ts";
 
 const HOT = { reasons: { mask: 0x48, hwSlowdown: true, hwThermalSlowdown: true, swThermalSlowdown: false, hwPowerBrakeSlowdown: false, swPowerCap: false } };
 
@@ -65,10 +12,10 @@ test("one hot sample is a blip; a sustained slowdown is one fault; it clears aft
   box.samples(1, gpu(0), gpu(1));
   box.samples(1, gpu(0, HOT), gpu(1));
   box.samples(1, gpu(0), gpu(1));
-  assert.equal(box.raised.length, 0, "a single hot sample is not a fault");
+  assert.deepEqual(box.raised.map((f) => f.id), [], "a single hot sample is not a fault");
 
   box.samples(2, gpu(0, HOT), gpu(1));
-  assert.equal(box.raised.length, 0, "two in a row are not enough");
+  assert.deepEqual(box.raised.map((f) => f.id), [], "two in a row are not enough");
   const r = box.feed({ type: "sample", gpus: [gpu(0, HOT), gpu(1)] });
   assert.deepEqual(r.raised.map((f) => [f.id, f.severity]), [["thermal_slowdown@gpu0", "degraded"]]);
   const fault = r.raised[0]!;
@@ -84,7 +31,7 @@ test("one hot sample is a blip; a sustained slowdown is one fault; it clears aft
   box.samples(2, gpu(0), gpu(1));
   box.samples(1, gpu(0, HOT), gpu(1));
   box.samples(2, gpu(0), gpu(1));
-  assert.equal(box.cleared.length, 0, "a hot blip restarts the clear count");
+  assert.deepEqual(box.cleared.map((f) => f.id), [], "a hot blip restarts the clear count");
   box.samples(1, gpu(0), gpu(1));
   assert.deepEqual(box.cleared.map((f) => [f.id, f.clearReason]), [["thermal_slowdown@gpu0", "not seen for 3 samples"]]);
   assert.equal(box.raised.length, 1);
@@ -94,7 +41,7 @@ test("SW power cap under load is not a fault; power brake and temperature over t
   const box = new Box();
   const capped = gpu(0, { utilizationPct: 100, reasons: { mask: 0x4, swPowerCap: true, hwSlowdown: false, hwThermalSlowdown: false, swThermalSlowdown: false, hwPowerBrakeSlowdown: false } });
   box.samples(10, capped);
-  assert.equal(box.raised.length, 0);
+  assert.deepEqual(box.raised.map((f) => f.id), []);
 
   // Old drivers or missing per-reason fields: the bitmask alone still tells.
   box.samples(3, gpu(0, { temperatureC: 91, reasons: { mask: 0x88 } }));
@@ -113,7 +60,7 @@ test("unreadable cells change nothing: no reading is neither hot nor cool", () =
 test("memory nearly full is sustained like the other readings", () => {
   const box = new Box();
   box.samples(2, gpu(0, { memoryUsedMib: 80_500 }));
-  assert.equal(box.raised.length, 0);
+  assert.deepEqual(box.raised.map((f) => f.id), []);
   box.samples(1, gpu(0, { memoryUsedMib: 80_500 }));
   assert.deepEqual(box.active(), ["memory_full@gpu0"]);
   box.samples(3, gpu(0, { memoryUsedMib: 40_000 }));
@@ -143,7 +90,7 @@ test("flags raise at once: requires reset, recovery action (a new action is a ne
 test("uncorrected ECC: the count at start is history; a rise is an event; counters back at zero mean the GPU was reset", () => {
   const box = new Box();
   box.samples(1, gpu(0, { eccUncorrected: 4 }));
-  assert.equal(box.raised.length, 0);
+  assert.deepEqual(box.raised.map((f) => f.id), []);
   box.samples(1, gpu(0, { eccUncorrected: 6 }));
   assert.deepEqual(box.raised.map((f) => [f.id, f.count]), [["ecc_uncorrected@gpu0", 2]]);
   box.samples(1, gpu(0, { eccUncorrected: 7 }));
@@ -177,6 +124,24 @@ test("whole-command failures: one driver fault at a time; samples clear it after
   assert.deepEqual(box.active(), []);
 });
 
+test("a re-probe that fails the same way is the same fact: no clear, no second raise; only clear_samples samples in a row clear it", () => {
+  const box = new Box();
+  const driver: FaultInput = { type: "failure", failure: { kind: "driver_not_loaded", code: "LLMSUP_E_GPU_DRIVER_NOT_LOADED", message: "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver." } };
+  box.samples(1, gpu(0));
+  for (let i = 0; i < 10; i++) box.feed(driver, 5_000 * 2 ** Math.min(i, 3));
+  assert.deepEqual(box.raised.map((f) => f.id), ["driver_not_loaded@all"]);
+  assert.deepEqual(box.cleared.map((f) => f.id), []);
+  // The driver flickers: a sample or two between failures is not the end of it.
+  for (let i = 0; i < 3; i++) {
+    box.samples(2, gpu(0));
+    box.feed(driver);
+  }
+  assert.deepEqual(box.cleared.map((f) => f.id), [], "never cleared while it keeps failing");
+  assert.equal(box.raised.length, 1);
+  box.samples(3, gpu(0));
+  assert.deepEqual(box.cleared.map((f) => [f.id, f.clearReason]), [["driver_not_loaded@all", "not seen for 3 samples"]]);
+});
+
 test("a lost GPU is down by bus id until nvidia-smi sees it again", () => {
   const box = new Box();
   box.samples(1, gpu(0), gpu(1));
@@ -197,7 +162,7 @@ test("row remapping: pending is degraded, failure is down; both clear when the G
   box.feed({ type: "remapped", rows: [{ gpuUuid: "GPU-0", pending: true, failure: false }, { gpuUuid: "GPU-1", pending: false, failure: true }] });
   assert.deepEqual(box.raised.map((f) => [f.id, f.severity]), [["row_remap_pending@gpu0", "degraded"], ["row_remap_failure@gpu1", "down"]]);
   box.feed({ type: "remapped", rows: [{ gpuUuid: "GPU-0" }, { gpuUuid: "GPU-1" }] });
-  assert.equal(box.cleared.length, 0, "[N/A] says nothing");
+  assert.deepEqual(box.cleared.map((f) => f.id), [], "[N/A] says nothing");
   for (let i = 0; i < 3; i++) box.feed({ type: "remapped", rows: [{ gpuUuid: "GPU-0", pending: false, failure: false }, { gpuUuid: "GPU-1", pending: false, failure: false }] });
   assert.deepEqual(box.active(), []);
 });
@@ -254,7 +219,7 @@ test("XIDs 13/31/43 are logged alone and a fault when repeated; 92 is only a tre
   box.samples(1, gpu(0), gpu(1));
   assert.equal(box.kernel("NVRM: Xid (PCI:0000:3b:00): 13, pid=48213, name=python3, Graphics SM Warp Exception").xid?.disposition, "log");
   assert.equal(box.kernel("NVRM: Xid (0000:3b:00): 31, pid=48213, name=python3, Ch 00000010, intr 10000000. MMU Fault").xid?.disposition, "log");
-  assert.equal(box.raised.length, 0);
+  assert.deepEqual(box.raised.map((f) => f.id), []);
   const third = box.kernel("NVRM: Xid (0000:3b:00): 43, 0000 0000 00000000");
   assert.equal(third.xid?.disposition, "fault");
   assert.deepEqual(box.raised.map((f) => [f.id, f.severity, f.xid]), [["xid_app_error@gpu1", "degraded", 43]]);
@@ -291,7 +256,7 @@ test("XID 45: noise after another XID and in a teardown flood; a fault only when
   assert.deepEqual(alone.raised.map((f) => [f.id, f.severity, f.xid]), [["xid_cleanup@gpu0", "degraded", 45]]);
 });
 
-test("XID faults are events: they clear event_hold after the last repeat, or when an operator resets the GPU", () => {
+test("XID faults are events: an application's clears event_hold after its last repeat; the others when the GPU is said reset", () => {
   const box = new Box({ ...CONFIG, eventHoldMs: 10 * 60_000 });
   box.samples(1, gpu(0), gpu(1));
   box.kernel("NVRM: Xid (PCI:0000:1b:00): 94, pid=1, name=x, Contained: SM (0x1)");
@@ -304,8 +269,8 @@ test("XID faults are events: they clear event_hold after the last repeat, or whe
 
   box.kernel("NVRM: Xid (PCI:0000:3b:00): 48, pid=1, name=x, DBE");
   box.kernel("NVRM: Xid (PCI:0000:1b:00): 62, pid=1, name=x, halt");
-  box.feed({ type: "reset", gpu: 1 });
+  box.feed({ type: "reset", gpu: 1, by: "operator" });
   assert.deepEqual(box.active(), ["xid_microcontroller_halt@gpu0"]);
-  box.feed({ type: "reset", gpu: null });
+  box.feed({ type: "reset", gpu: null, by: "operator" });
   assert.deepEqual(box.active(), []);
 });

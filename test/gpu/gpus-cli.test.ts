@@ -47,6 +47,8 @@ test("--json: stable keys, [N/A] as null, a GPU that requires a reset is down", 
     "bus_id",
     "condition",
     "sampled_at",
+    "stale_since",
+    "stale_fields",
     "temperature_c",
     "memory_temperature_c",
     "utilization_pct",
@@ -71,6 +73,30 @@ test("--json: stable keys, [N/A] as null, a GPU that requires a reset is down", 
     out.faults.map((f) => [f.kind, f.gpu, f.severity]),
     [["requires_reset", 1, "down"]],
   );
+});
+
+test("an impossible reading is left out, marked stale and warned about; it makes no fault", async (t) => {
+  const box = await simBox(t, (s) => {
+    s.gpus[1]!.cells["temperature.gpu"] = "412";
+    s.gpus[1]!.cells["power.draw"] = "-5.00";
+  });
+  const r = await runCliInProcess(["gpus", "--json", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { gpus: Record<string, unknown>[]; faults: unknown[]; warnings: string[]; at: string };
+  assert.deepEqual([out.gpus[1]!.temperature_c, out.gpus[1]!.power_draw_w, out.gpus[1]!.condition], [null, null, "ok"]);
+  assert.deepEqual(out.gpus[1]!.stale_fields, [
+    { field: "temperature_c", since: out.at, rejected: "412", why: "over 150 °C" },
+    { field: "power_draw_w", since: out.at, rejected: "-5", why: "negative" },
+  ]);
+  assert.deepEqual(out.gpus[0]!.stale_fields, []);
+  assert.deepEqual(out.faults, []);
+  assert.deepEqual(out.warnings, ["GPU 1: temperature_c reads 412, over 150 °C: ignored", "GPU 1: power_draw_w reads -5, negative: ignored"]);
+
+  const human = await runCliInProcess(["gpus", "--nvidia-smi", box.nvidiaSmi], { env: NO_CONFIG });
+  assert.equal(human.code, 0, human.stderr);
+  assert.match(human.stdout.split("\n")[2]!, /^1\s+NVIDIA H100 80GB HBM3\s+00000000:3B:00\.0\s+-\*\s+0%\s+4 \/ 81559\s+-\* \/ 700\s+-\s+ok$/);
+  assert.match(human.stdout, /\nSTALE READINGS\nGPU 1  temperature_c read 412, over 150 °C: ignored since \S+; the last good value is shown\nGPU 1  power_draw_w read -5, negative/);
+  assert.match(human.stderr, /warning GPU 1: temperature_c reads 412, over 150 °C: ignored/);
 });
 
 test("nvidia-smi missing or failing: exit 69 with the error code, in text and in JSON", async (t) => {

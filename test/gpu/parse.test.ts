@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { REPO_ROOT } from "../helpers/cli.ts";
 import { APP_FIELDS, GPU_CANDIDATES, initialSelection, REMAP_CANDIDATES } from "../../src/gpu/fields.ts";
-import { classifyFailure, interpret, parseComputeApps, parseGpuQuery, parseNumber, parseRemappedRows, readCell, splitRow } from "../../src/gpu/parse.ts";
+import { classifyFailure, interpret, loopExitFailure, parseComputeApps, parseGpuQuery, parseNumber, parseRemappedRows, readCell, splitRow } from "../../src/gpu/parse.ts";
 import { normalizeBusId } from "../../src/gpu/bus-id.ts";
 import { ERRORS } from "../../src/errors/registry.ts";
 
@@ -78,6 +78,14 @@ test("a device-handle error among rows names its GPU; the other GPUs still read"
   );
   const outcome = interpret(parsed, text, 255);
   assert.ok(outcome.ok, "rows with a failing GPU are still an answer");
+});
+
+test("a loop's end is read from the failure line it printed, whatever its exit status; with none, from the status", () => {
+  const lost = "Unable to determine the device handle for GPU 0000:1B:00.0: GPU is lost. Reboot the system to recover this GPU";
+  assert.deepEqual([loopExitFailure(lost, 15).kind, loopExitFailure(lost, null).kind, loopExitFailure(lost, 0).kind], ["gpu_lost", "gpu_lost", "gpu_lost"]);
+  assert.equal(loopExitFailure(`Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.54`, null).kind, "nvml_mismatch");
+  assert.deepEqual(loopExitFailure("", 9), { kind: "failed", code: "LLMSUP_E_GPU_SMI_FAILED", message: "nvidia-smi exited with status 9 and printed nothing", exitCode: 9 });
+  assert.equal(loopExitFailure("", 0).message, "the nvidia-smi loop ended on its own");
 });
 
 test("every whole-command failure is classified with a registered error code", () => {

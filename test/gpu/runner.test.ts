@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { isLlmsupError } from "../../src/errors/error.ts";
-import { SmiRunner, type LoopExit } from "../../src/gpu/runner.ts";
+import { failureFromLine } from "../../src/gpu/parse.ts";
+import { FAILURE_GRACE_MS, SmiRunner, type LoopExit } from "../../src/gpu/runner.ts";
 import { flush, ManualClock } from "../helpers/clock.ts";
 import { fakeSpawner, realSmiRunner, simBox, waitUntil } from "./helpers.ts";
 
@@ -138,6 +139,52 @@ test("loop mode: the end of the process carries the error it printed", async () 
   await flush();
   assert.equal(exits[0]!.code, 15);
   assert.equal(exits[0]!.leftover, "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost. Reboot the system to recover this GPU");
+  assert.equal(exits[0]!.overdue, false);
+});
+
+const DRIVER = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.";
+const isFailure = (l: string) => failureFromLine(l) !== undefined;
+
+test("loop mode on one GPU: a failure line ends the sample stream; it is never a sample and the exit carries it", async () => {
+  const { spawn, runner } = rig();
+  const samples: string[][] = [];
+  const exits: LoopExit[] = [];
+  runner.startLoop(["-lms", "100"], { linesPerSample: 1, overdueMs: 15_000, startsSample: (l) => l.startsWith("0, "), endsStream: isFailure }, {
+    sample: (lines) => samples.push([...lines]),
+    overdue() {},
+    exit: (e) => exits.push(e),
+  });
+  const child = spawn.children[0]!;
+  child.print("0, 34\n");
+  child.print(`${DRIVER}\n`);
+  child.exit(9);
+  await flush();
+  assert.deepEqual(samples, [["0, 34"]]);
+  assert.deepEqual([exits[0]!.code, exits[0]!.leftover, exits[0]!.stopped], [9, DRIVER, false]);
+  assert.deepEqual(child.signals, [], "it ended by itself: not signalled");
+});
+
+test("loop mode on four GPUs: the rows before a failure line are no sample either; a loop that goes on is sent SIGTERM after the grace", async () => {
+  const { spawn, runner, clock } = rig();
+  const samples: string[][] = [];
+  const exits: LoopExit[] = [];
+  runner.startLoop(["-lms", "100"], { linesPerSample: 4, overdueMs: 15_000, startsSample: (l) => l.startsWith("0, "), endsStream: isFailure }, {
+    sample: (lines) => samples.push([...lines]),
+    overdue() {},
+    exit: (e) => exits.push(e),
+  });
+  const child = spawn.children[0]!;
+  child.print("0, 34\n1, 35\n2, 36\n3, 37\n0, 34\n");
+  child.print("Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost. Reboot the system to recover this GPU\n2, 36\n3, 37\n0, 34\n1, 35\n");
+  assert.deepEqual(samples, [["0, 34", "1, 35", "2, 36", "3, 37"]]);
+  clock.advance(FAILURE_GRACE_MS - 1);
+  assert.deepEqual(child.signals, []);
+  clock.advance(1);
+  assert.deepEqual(child.signals, ["SIGTERM"]);
+  await flush();
+  assert.equal(samples.length, 1, "nothing after the failure line became a sample");
+  assert.equal(exits[0]!.signal, "SIGTERM");
+  assert.equal(exits[0]!.leftover.split("\n")[1], "Unable to determine the device handle for GPU 0000:3B:00.0: GPU is lost. Reboot the system to recover this GPU");
   assert.equal(exits[0]!.overdue, false);
 });
 
