@@ -7,7 +7,7 @@ import type { ProcessConfig } from "../config/types.ts";
 import { formatDuration } from "../config/units.ts";
 import { restartDelay, withJitter, type BackoffPolicy } from "../time/backoff.ts";
 import { recordFailure, type Budget, type BudgetPolicy } from "./budget.ts";
-import { classifyExit, countsAsFailure } from "./classify.ts";
+import { classifyExit, countsAsFailure, memoryShortMarker } from "./classify.ts";
 import type { DrillCause, ExitRecord } from "./states.ts";
 import type { VramHolder } from "./vram.ts";
 
@@ -62,11 +62,29 @@ export interface AfterExitInput {
   readonly budget: Budget;
   /** Failures since the last sustained ready period: the backoff grows with them. */
   readonly consecutiveFailures: number;
-  /** For a gpu_occupied exit: a live process that is not ours holding the memory, when one was found. */
+  /** The process ended before it passed readiness (a failed start). */
+  readonly duringStart?: boolean;
+  /** For an exit that says the memory was short (memoryShortAtStart): a live process that is not ours holding memory on the backend's GPUs, when one was found. */
   readonly foreignHolder?: VramHolder;
   readonly now: number;
   /** A draw in [0, 1) for the restart delay's jitter. */
   readonly jitter: number;
+}
+
+/**
+ * Whether another process holding GPU memory may be why this process ended,
+ * so that one is looked for: vLLM's "Free memory on device …" (gpu_occupied,
+ * said only at start); an out-of-memory death while it was still starting
+ * (llama.cpp's `cudaMalloc failed: out of memory` at load); a readiness
+ * failure whose text says the memory was short (Ollama's server stays up and
+ * fails the load through its API: `llama runner process has terminated:
+ * cudaMalloc failed: out of memory`). An out-of-memory death of a process
+ * that had served is its own until a start says otherwise.
+ */
+export function memoryShortAtStart(x: Pick<ExitRecord, "class" | "reason">, duringStart: boolean): boolean {
+  if (x.class === "gpu_occupied") return true;
+  if (!duringStart) return false;
+  return x.class === "oom" || (x.class === "start_failed" && memoryShortMarker(x.reason) !== undefined);
 }
 
 /** The parts of [backend.process] that decide what follows an exit. */
@@ -101,8 +119,8 @@ export function decideAfterExit(i: AfterExitInput): AfterExit {
   if (i.requested === "stop") return { kind: "stopped", reason: i.requestDetail ?? "stopped", ...same };
   if (i.requested === "restart") return { kind: "start", reason: i.requestDetail ?? "restarted on request", ...same };
   const h = i.foreignHolder;
-  if (x.class === "gpu_occupied" && h) {
-    return { kind: "blocked", holder: h, reason: `gpu_occupied: pid ${h.pid}${h.processName ? ` (${h.processName})` : ""} holds ${h.usedMemoryMib} MiB on GPU ${h.gpu}; waiting for it to go (restart budget untouched)`, ...same };
+  if (h && memoryShortAtStart(x, i.duringStart === true)) {
+    return { kind: "blocked", holder: h, reason: `${x.class}: pid ${h.pid}${h.processName ? ` (${h.processName})` : ""} holds ${h.usedMemoryMib} MiB on GPU ${h.gpu}; waiting for it to go (restart budget untouched)`, ...same };
   }
   let { budget, consecutiveFailures } = same;
   if (countsAsFailure(x.class)) {

@@ -65,6 +65,23 @@ const OOM = [
   /insufficient memory/i,
 ];
 
+/**
+ * What says a process could not get the memory it needed, in any text: the OOM
+ * markers, and Ollama's refusal to load a model that fits neither the GPU nor
+ * the host ("model requires more system memory"). Ollama's load failures come
+ * back through its API, not as an exit: they reach llmsup as a readiness failure.
+ */
+const MEMORY_SHORT = [...OOM, /requires more system memory/i];
+
+/** The out-of-memory marker in `text`, or undefined. */
+export function memoryShortMarker(text: string): string | undefined {
+  for (const p of MEMORY_SHORT) {
+    const m = p.exec(text);
+    if (m) return m[0];
+  }
+  return undefined;
+}
+
 /** The newest line matching the most specific pattern (patterns are in order of specificity). */
 function find(lines: readonly string[], patterns: readonly RegExp[]): string | undefined {
   for (const p of patterns) {

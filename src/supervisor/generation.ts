@@ -11,7 +11,7 @@ import { recordExit, type Requested } from "./after-exit.ts";
 import type { Spawned } from "./spawn.ts";
 import { isServing, type BackendState, type DrillCause, type ExitRecord, type UnkillableEvent } from "./states.ts";
 import { within } from "../platform/clock.ts";
-import { killGroupRemains, stopGroup } from "./stop.ts";
+import { killGroupRemains, stopGroup, type RemainsOutcome } from "./stop.ts";
 
 /** Most time an exit waits for its last lines (the pipes to end, or the log file to be read). */
 export const PIPE_DRAIN_MS = 200;
@@ -83,7 +83,7 @@ export class Generation {
   }
 
   /** Kills what it left in its group after it exited (systemd's KillMode=control-group). */
-  killRemains(stopTimeoutMs: number, clock: Clock): Promise<void> {
+  killRemains(stopTimeoutMs: number, clock: Clock): Promise<RemainsOutcome> {
     return killGroupRemains(this.spawned, stopTimeoutMs, clock);
   }
 

@@ -13,7 +13,7 @@ import { formatDuration } from "../config/units.ts";
 import { isLlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
-import { decideAfterExit, exitPolicy, type AfterExit } from "./after-exit.ts";
+import { decideAfterExit, exitPolicy, memoryShortAtStart, type AfterExit } from "./after-exit.ts";
 import { budgetUsage, EMPTY_BUDGET, type Budget, type BudgetPolicy } from "./budget.ts";
 import { Generation, holdForDrill, type DrillMark } from "./generation.ts";
 import type { LivenessVerdict } from "./liveness.ts";
@@ -77,6 +77,8 @@ export class BackendOwner {
   private attempt?: { cancelled: boolean; done: Promise<void> };
   /** An exit being judged and applied. */
   private settling?: Promise<void>;
+  /** What exited generations left in their process groups, being killed: the next spawn waits for it, and so does a stop. */
+  private remains?: Promise<void>;
   /** The running process as recorded in state_dir (absent for a process whose start time could not be read). */
   private launched?: LaunchRecord;
   /** The process an earlier daemon left running, until the first start looks at it. */
@@ -164,6 +166,7 @@ export class BackendOwner {
   async detach(): Promise<void> {
     while (this.busy) await this.settled(true);
     this.cancelTimers();
+    await this.remains;
     const r = this.running;
     if (r) {
       r.detached = true;
@@ -215,8 +218,9 @@ export class BackendOwner {
     this.cancelTimers();
     const r = this.running;
     if (!r) {
-      if (this.sm.state === "fatal" && options.keepFatal) return;
-      if (this.sm.state !== "stopped") this.sm.to("stopped", reason);
+      if (this.sm.state !== "stopped" && !(this.sm.state === "fatal" && options.keepFatal)) this.sm.to("stopped", reason);
+      // A stop leaves nothing running: what the last process left in its group is gone first.
+      await this.remains;
       return;
     }
     r.ask("stop", reason);
@@ -315,6 +319,12 @@ export class BackendOwner {
   private async spawnNext(reason: string, attempt: { readonly cancelled: boolean }): Promise<void> {
     await this.output.open((e) => this.log.warn({ event: "backend.log.unwritable", file: this.output.file.file, err: e.message }, "backend log file cannot be written; output is kept in memory only"));
     if (attempt.cancelled) return;
+    if (this.remains) {
+      // Nothing new starts beside what the last process left in its group (it may hold the port or the GPU memory).
+      this.log.info({ event: "backend.remains.wait" }, `${this.name}: waiting for what the last process left in its group to be gone before starting`);
+      await this.remains;
+      if (attempt.cancelled) return;
+    }
     if (this.adoptable) {
       const record = this.adoptable;
       this.adoptable = undefined;
@@ -460,10 +470,11 @@ export class BackendOwner {
   private onExit(r: Generation, x: Exit): void {
     r.exited = true;
     if (this.running !== r || r.detached) return;
+    const duringStart = this.sm.state === "starting";
     this.running = undefined;
     this.launched = undefined;
     this.cancelTimers();
-    const settling = this.settle(r, x).finally(() => {
+    const settling = this.settle(r, x, duringStart).finally(() => {
       if (this.settling === settling) this.settling = undefined;
       for (const w of this.waitingStop.splice(0)) w();
     });
@@ -471,23 +482,50 @@ export class BackendOwner {
     this.background(settling);
   }
 
-  /** Judges the exit, then applies what follows: stopped, a restart, backoff, fatal, blocked. */
-  private async settle(r: Generation, x: Exit): Promise<void> {
+  /**
+   * Judges the exit, then applies what follows: stopped, a restart, backoff,
+   * fatal, blocked. The state says "exited" as soon as the exit is judged and
+   * the decision follows at once; what the process left in its group is
+   * killed meanwhile (the next spawn waits for it). Only a stop waits for it
+   * before "stopped": a stopped backend has nothing left running.
+   */
+  private async settle(r: Generation, x: Exit, duringStart: boolean): Promise<void> {
     const exit = (this.lastExit = await r.judgeExit(x, { clock: this.deps.clock, lastLines: () => this.output.tail.last(40), hostMemoryPressure: this.deps.hostMemoryPressure }));
     // Its last lines are read: nothing writes to the file until the next process.
     this.output.following(false);
-    await r.killRemains(this.proc.stop_timeout, this.deps.clock);
-    if (r.requested !== "stop") {
+    const remains = this.killRemains(r);
+    if (r.requested === "stop") await remains;
+    else {
       this.sm.to("exited", exit.reason, { exit, pid: r.pid });
       for (const w of this.waitingStop.splice(0)) w();
     }
-    const holder = exit.class === "gpu_occupied" ? await this.guard.foreignHolder() : undefined;
-    await this.apply(this.decide(exit, r, holder), exit, r.pid);
+    // Short of memory at start: someone else's process on our GPUs may be why (our own leftovers are the VRAM guard's).
+    const holder = memoryShortAtStart(exit, duringStart) ? await this.guard.foreignHolder() : undefined;
+    await this.apply(this.decide(exit, r, holder, duringStart), exit, r.pid);
   }
 
-  private decide(exit: ExitRecord, r?: Generation, foreignHolder?: VramHolder): AfterExit {
+  /** Kills what generation `r` left in its process group, in the background; resolves once that is over (never rejects). */
+  private killRemains(r: Generation): Promise<void> {
+    const done = r.killRemains(this.proc.stop_timeout, this.deps.clock).then(
+      (o) => {
+        const what = `generation ${r.generation} (pid ${r.pid}) left ${o.kind === "none" ? 0 : o.left} process(es) in its group`;
+        if (o.kind === "killed" && !o.sigkill) this.log.info({ event: "backend.remains.killed", generation: r.generation, left: o.left }, `${this.name}: ${what}; gone after SIGTERM`);
+        else if (o.kind === "killed") this.log.warn({ event: "backend.remains.killed", generation: r.generation, left: o.left, sigkill: true }, `${this.name}: ${what}; still there ${formatDuration(this.proc.stop_timeout)} after SIGTERM, killed with SIGKILL`);
+        else if (o.kind === "unkillable") this.log.error({ event: "backend.remains.unkillable", generation: r.generation, left: o.left }, `${this.name}: ${what}; ${o.left} survive SIGKILL (stuck in the kernel, usually the GPU driver); starting without waiting for them`);
+      },
+      (e: Error) => this.log.error({ event: "backend.owner_error", err: e.message }, `${this.name}: killing what generation ${r.generation} left in its group failed: ${e.message}`),
+    );
+    const all = Promise.all([this.remains, done]).then(() => undefined);
+    this.remains = all;
+    void all.then(() => {
+      if (this.remains === all) this.remains = undefined;
+    });
+    return done;
+  }
+
+  private decide(exit: ExitRecord, r?: Generation, foreignHolder?: VramHolder, duringStart = false): AfterExit {
     const { budget, consecutiveFailures } = this;
-    return decideAfterExit({ backend: this.name, exit, requested: r?.requested, requestDetail: r?.requestDetail, ...exitPolicy(this.proc), budget, consecutiveFailures, foreignHolder, now: this.deps.clock.now(), jitter: this.deps.random() });
+    return decideAfterExit({ backend: this.name, exit, requested: r?.requested, requestDetail: r?.requestDetail, ...exitPolicy(this.proc), budget, consecutiveFailures, duringStart, foreignHolder, now: this.deps.clock.now(), jitter: this.deps.random() });
   }
 
   private apply(d: AfterExit, exit: ExitRecord, pid?: number): void | Promise<void> {

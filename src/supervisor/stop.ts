@@ -31,14 +31,36 @@ export async function stopGroup(t: StopTarget, stopTimeoutMs: number, clock: Clo
   return { kind: "unkillable", processState: (await t.processState()) ?? "?" };
 }
 
-/** Kills what is left of a process group after its leader exited (systemd's KillMode=control-group). */
-export async function killGroupRemains(g: Pick<ProcessGroup, "signalGroup" | "groupSize">, stopTimeoutMs: number, clock: Clock): Promise<void> {
-  if ((await g.groupSize()) === 0) return;
-  g.signalGroup("SIGTERM");
-  const deadline = clock.now() + stopTimeoutMs;
-  while (clock.now() < deadline) {
-    if ((await g.groupSize()) === 0) return;
+/** What killing a group's remains came to. */
+export type RemainsOutcome =
+  /** The leader left nothing in its group. */
+  | { readonly kind: "none" }
+  /** `left` processes were left; they went after SIGTERM, or only after SIGKILL. */
+  | { readonly kind: "killed"; readonly left: number; readonly sigkill: boolean }
+  /** `left` of them survive SIGKILL (typically stuck in the kernel, the GPU driver). */
+  | { readonly kind: "unkillable"; readonly left: number };
+
+/** Resolves true once the group is empty, false when it is not within `ms`. */
+async function groupGone(g: Pick<ProcessGroup, "groupSize">, ms: number, clock: Clock): Promise<boolean> {
+  const deadline = clock.now() + ms;
+  for (;;) {
+    if ((await g.groupSize()) === 0) return true;
+    if (clock.now() >= deadline) return false;
     await sleepOn(clock, 50);
   }
+}
+
+/**
+ * Kills what is left of a process group after its leader exited (systemd's
+ * KillMode=control-group): SIGTERM, `stopTimeoutMs`, SIGKILL, then waits
+ * (at most KILL_GRACE_MS) for them to be gone.
+ */
+export async function killGroupRemains(g: Pick<ProcessGroup, "signalGroup" | "groupSize">, stopTimeoutMs: number, clock: Clock): Promise<RemainsOutcome> {
+  const left = await g.groupSize();
+  if (left === 0) return { kind: "none" };
+  g.signalGroup("SIGTERM");
+  if (await groupGone(g, stopTimeoutMs, clock)) return { kind: "killed", left, sigkill: false };
   g.signalGroup("SIGKILL");
+  if (await groupGone(g, KILL_GRACE_MS, clock)) return { kind: "killed", left, sigkill: true };
+  return { kind: "unkillable", left: await g.groupSize() };
 }

@@ -22,12 +22,12 @@
  * | degraded  | stopping  | as from ready                                                                               |
  * | degraded  | exited    | as from ready                                                                               |
  * | stopping  | stopping  | a restart asked while it is already stopping: a start will follow the exit                  |
- * | stopping  | stopped   | the process asked to stop has exited (whatever it died of)                                  |
+ * | stopping  | stopped   | the process asked to stop has exited (whatever it died of), and its process group is gone   |
  * | stopping  | exited    | the process asked to restart (operator, wedge) has exited                                   |
  * | exited    | starting  | an operator's restart goes on at once; start/reset after restart = "never" left it exited   |
  * | exited    | backoff   | a failure with budget left, and the restart policy restarts                                 |
  * | exited    | fatal     | the failure spent the restart budget                                                        |
- * | exited    | blocked   | another process holds the GPU memory (gpu_occupied), or leftovers at the restart            |
+ * | exited    | blocked   | a start short of GPU memory that another process holds, or leftovers at the restart         |
  * | exited    | stopped   | stop                                                                                        |
  * | backoff   | starting  | the delay is over, or start, restart, reset                                                 |
  * | backoff   | blocked   | the restart found leftovers still holding the GPU memory                                    |

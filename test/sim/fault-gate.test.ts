@@ -85,6 +85,8 @@ const CASES: readonly Case[] = [
   { name: "load: a slow load replaces it", fault: { load_ms: 1_000 }, point: { at: "load", loadMs: 300 }, want: { act: "load", ms: 1_000, oom: false } },
   { name: "load: out of memory at load", fault: { oom: "load" }, point: { at: "load", loadMs: 0 }, want: { act: "load", ms: 0, oom: true } },
   { name: "load: out of memory at run time does not fail a load", fault: { oom: "runtime" }, point: { at: "load", loadMs: 5 }, want: { act: "load", ms: 5, oom: false } },
+  { name: "load: onto the CPU, no load runs out of GPU memory", fault: { on_cpu: true, oom: "load" }, point: { at: "load", loadMs: 5 }, want: { act: "load", ms: 5, oom: false } },
+  { name: "on the CPU, requests are admitted as usual", fault: { on_cpu: true }, point: ADMIT, want: { act: "pass" } },
 ];
 
 for (const c of CASES) {

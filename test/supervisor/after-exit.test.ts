@@ -114,3 +114,40 @@ test("the exit record: the drill owns what it caused or what llmsup asked during
   assert.equal(timeout.reason, "not ready within startup_timeout; stopped (signal SIGTERM): not ready after 15m");
   assert.deepEqual(timeout.lastLines, facts.lastLines);
 });
+
+test("short of GPU memory at start with another process holding it: blocked for every kind's way of saying so, the budget untouched", () => {
+  const holder = { pid: 777, gpu: 0, usedMemoryMib: 70_000, processName: "python3 train.py" };
+  const llamacpp = recordExit({ ...facts, lastLines: ["ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4700.00 MiB on device 0: cudaMalloc failed: out of memory", "main: exiting due to model loading error"] });
+  assert.equal(llamacpp.class, "oom");
+  const ollama = recordExit({
+    ...facts,
+    code: 0,
+    requested: "start_failed",
+    requestDetail: 'warm-up of llama3.1:8b failed with 500: {"error":"llama runner process has terminated: cudaMalloc failed: out of memory"}',
+  });
+  assert.equal(ollama.class, "start_failed");
+  const ollamaHost = recordExit({ ...facts, code: 0, requested: "start_failed", requestDetail: 'warm-up of llama3.1:70b failed with 500: {"error":"model requires more system memory (41.2 GiB) than is available (12.0 GiB)"}' });
+  for (const [exit, label] of [
+    [llamacpp, "oom"],
+    [ollama, "start_failed"],
+    [ollamaHost, "start_failed"],
+  ] as const) {
+    const d = decideAfterExit(input({ exit, duringStart: true, foreignHolder: holder, budget: { failures: [NOW - 1_000] }, consecutiveFailures: 1 }));
+    assert.equal(d.kind, "blocked", exit.reason);
+    assert.equal(d.reason, `${label}: pid 777 (python3 train.py) holds 70000 MiB on GPU 0; waiting for it to go (restart budget untouched)`);
+    assert.deepEqual(d.budget, { failures: [NOW - 1_000] }, "not counted");
+    assert.equal(d.consecutiveFailures, 1);
+  }
+});
+
+test("a foreign holder does not block what memory did not stop: an OOM after serving, a readiness failure about something else, a crash", () => {
+  const holder = { pid: 777, gpu: 0, usedMemoryMib: 70_000 };
+  const runtimeOom = recordExit({ ...facts, code: null, signal: "SIGABRT", lastLines: ["CUDA error: out of memory", "ggml-cuda.cu:75: CUDA error"] });
+  assert.equal(runtimeOom.class, "oom");
+  const served = decideAfterExit(input({ exit: runtimeOom, duringStart: false, foreignHolder: holder }));
+  assert.equal(served.kind, "backoff", "a process that had served ran out of memory by itself: counted, restarted");
+  assert.equal(served.budget.failures.length, 1);
+  const notInstalled = recordExit({ ...facts, code: 0, requested: "start_failed", requestDetail: "model m is not installed in Ollama (pull it first)" });
+  assert.equal(decideAfterExit(input({ exit: notInstalled, duringStart: true, foreignHolder: holder })).kind, "backoff");
+  assert.equal(decideAfterExit(input({ exit: crash, duringStart: true, foreignHolder: holder })).kind, "backoff");
+});

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Supervisor } from "../../src/supervisor/supervisor.ts";
 import { isAlive } from "../../src/platform/procfs.ts";
+import { pidAlive } from "../../src/sim/gpu/state.ts";
 import { memoryLogger, realSupervisorDeps, superviseOne, testConfig } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { LlmsupError } from "../../src/errors/error.ts";
@@ -179,4 +180,53 @@ test("a program that cannot be started is a failed start with the reason in the 
   assert.equal(backoff.exit?.class, "spawn_failed");
   assert.match(backoff.reason, /cannot start \/nonexistent\/vllm: ENOENT/);
   assert.ok((await sup.tail("missing")).some((l) => /ENOENT/.test(l)));
+});
+
+test("a group member that ignores SIGTERM does not hold up the exit: exited at once, the restart only after the remains are killed, nothing left at the end", async (t) => {
+  const marks = tempDir(t);
+  // The leader starts a child in its own process group that ignores SIGTERM, serves, and (the first time only) exits 800ms later.
+  const child = `process.on("SIGTERM", () => {}); require("fs").writeFileSync(process.argv[1], String(process.pid)); setInterval(() => {}, 1000);`;
+  const leader = `
+    const fs = require("fs"), path = require("path"), dir = ${JSON.stringify(marks)};
+    const first = !fs.existsSync(path.join(dir, "first"));
+    if (first) fs.writeFileSync(path.join(dir, "first"), "");
+    const childFile = path.join(dir, first ? "child1" : "child2");
+    require("child_process").spawn(process.execPath, ["-e", ${JSON.stringify(child)}, childFile], { stdio: "ignore" });
+    const armed = setInterval(() => {
+      if (!fs.existsSync(childFile) || fs.readFileSync(childFile, "utf8") === "") return;
+      clearInterval(armed);
+      require("http").createServer((q, s) => s.end("ok")).listen({PORT}, "127.0.0.1");
+      if (first) setTimeout(() => { fs.writeFileSync(path.join(dir, "leader-exit"), String(Date.now())); process.exit(3); }, 800);
+    }, 20);`;
+  const { sup, events } = await superviseOne(t, { name: "grouped", kind: "vllm", command: JSON.stringify([process.execPath, "-e", leader]), process: `  stop_timeout = "2s"` });
+  await sup.start("grouped");
+  const ready = await events.state("grouped", "ready");
+  const child1 = Number(readFileSync(path.join(marks, "child1"), "utf8"));
+  assert.ok(await isAlive(child1), "the group member runs beside the leader");
+  let atRestart: { child1Alive: boolean } | undefined;
+  void events.waitFor("generation 2 starting", (e) => e.event === "backend.state" && e.to === "starting" && e.generation === 2, 20_000).then(() => {
+    atRestart = { child1Alive: pidAlive(child1) };
+  });
+
+  const exited = await events.state("grouped", "exited");
+  const leaderGone = Number(readFileSync(path.join(marks, "leader-exit"), "utf8"));
+  assert.ok(exited.at - leaderGone < 1_000, `exited ${exited.at - leaderGone}ms after the leader's death, not after stop_timeout`);
+  assert.equal(exited.pid, ready.pid);
+  assert.equal(exited.exit?.code, 3);
+  assert.equal(exited.exit?.class, "crash");
+  const backoff = await events.state("grouped", "backoff");
+  assert.ok(backoff.at - exited.at < 500, "the restart decision follows at once");
+  assert.equal(sup.snapshot()[0]!.pid, undefined, "no pid while it is down");
+  assert.ok(pidAlive(child1), "the member that ignores SIGTERM is still being waited for");
+
+  const restarted = await events.state("grouped", "starting", { nth: 2, ms: 20_000 });
+  assert.deepEqual(atRestart, { child1Alive: false }, "the next generation was spawned only once the remains were gone");
+  assert.ok(restarted.at - exited.at >= 1_900, `the remains got stop_timeout after SIGTERM before SIGKILL (${restarted.at - exited.at}ms)`);
+  await events.state("grouped", "ready", { nth: 2 });
+  const child2 = Number(readFileSync(path.join(marks, "child2"), "utf8"));
+  assert.ok(pidAlive(child2));
+
+  await sup.stop("grouped");
+  assert.equal(sup.snapshot()[0]!.state, "stopped");
+  assert.deepEqual([pidAlive(child1), pidAlive(child2), pidAlive(restarted.pid!)], [false, false, false], "nothing of either generation is left running");
 });

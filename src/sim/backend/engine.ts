@@ -30,7 +30,13 @@ export async function runSimEngine(optionsJson: string): Promise<number> {
     // The API server is gone. The real engine can linger, keeping the GPU memory.
     setTimeout(() => process.exit(1), ORPHAN_LIFETIME_MS).unref();
   });
-  process.on("message", (m: { type?: string }) => {
+  let wantMib = 0;
+  process.on("message", (m: { type?: string; cpu?: boolean }) => {
+    if (m?.type === "placement" && hooks) {
+      // The model moves to the CPU (its memory is dropped) or back onto the GPU.
+      held = m.cpu !== true && wantMib > 0;
+      void hooks.hold(held ? wantMib : 0).catch(() => undefined);
+    }
     if (m?.type === "oom") {
       void (async () => {
         const total = o.gpuState ? ((await readGpuState(o.gpuState)).gpus.find((g) => g.index === o.gpus[0])?.memory_total_mib ?? DEFAULT_TOTAL_MIB) : DEFAULT_TOTAL_MIB;
@@ -42,9 +48,12 @@ export async function runSimEngine(optionsJson: string): Promise<number> {
   setInterval(() => undefined, 1 << 30);
 
   await sleep(o.loadMs);
-  if (hooks) {
+  if (hooks && o.onCpu) {
+    say(["INFO [cpu_worker.py:61] Loading the model on the CPU: no GPU memory is used."]);
+    wantMib = Math.round((await hooks.totalMib()) * o.utilization);
+  } else if (hooks) {
     const total = await hooks.totalMib();
-    const want = Math.round(total * o.utilization);
+    const want = (wantMib = Math.round(total * o.utilization));
     const short = await hooks.checkRoom(want);
     if (short) {
       say(vllmFreeMemoryLines(short.freeMib, short.totalMib, o.utilization));

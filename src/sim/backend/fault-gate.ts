@@ -9,7 +9,7 @@
  * - `arm`: a fault is set, at start or through POST /_sim/fault. Counters start
  *   afresh; a crash is scheduled.
  * - `load`: a model load begins (at start; Ollama also on first use). How long
- *   it takes, and whether it runs out of memory.
+ *   it takes, and whether it runs out of memory (never onto the CPU: on_cpu).
  * - `arrive`: any request but the simulator's own /_sim/ endpoints, before it is
  *   read. A hung server never answers.
  * - `admit`: an inference request (generation or embeddings: both alike here),
@@ -101,7 +101,8 @@ export function faultGate(fault: Fault, point: GatePoint, counters: GateCounters
       return { decision: { act: "crash", afterMs: crash.after_ms, exit }, counters: next };
     }
     case "load":
-      return { decision: { act: "load", ms: fault.load_ms ?? point.loadMs, oom: fault.oom === "load" }, counters };
+      // A model loading onto the CPU never runs out of GPU memory.
+      return { decision: { act: "load", ms: fault.load_ms ?? point.loadMs, oom: fault.oom === "load" && !fault.on_cpu }, counters };
     case "arrive":
       return { decision: fault.hang ? { act: "hang" } : PASS, counters };
     case "admit":

@@ -38,6 +38,14 @@ export const faultSchema = z.strictObject({
   reject_prefill: z.boolean().optional(),
   /** Reject inference requests with the server's own context-length error. */
   context_error: z.boolean().optional(),
+  /**
+   * The model runs on the CPU (a CPU build, a CUDA that failed to initialise,
+   * no layers offloaded): the process holds no GPU memory — its entry in the
+   * simulated GPU state is gone — and keeps answering. At start it loads onto
+   * the CPU (no room on the GPU needed); set at run time it leaves the GPU,
+   * and takes its memory again when the fault is cleared.
+   */
+  on_cpu: z.boolean().optional(),
   /** Model load time (only meaningful at start). */
   load_ms: z.int().min(0).optional(),
 });

@@ -85,6 +85,7 @@ export const SIM_BACKEND_USAGE = `usage: llmsup sim backend --kind vllm|ollama|l
   --keep-alive D, --vram-fraction F   Ollama
   --fault JSON                  any fault, as for POST /_sim/fault
   --crash-exit-code N, --crash-signal SIG, --crash-after D
+  --on-cpu                      the model runs on the CPU: no GPU memory held, still answering
   --oom load|runtime, --hang, --wedge, --stall-after N [--stall-time D], --cut-after N,
   --malformed-after N, --no-done, --status CODE [--status-count N] [--status-fraction F],
   --rate-limit N [--retry-after S], --context-error, --reject-prefill
@@ -123,6 +124,7 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
         "crash-signal": { type: "string" },
         "crash-after": { type: "string" },
         oom: { type: "string" },
+        "on-cpu": { type: "boolean" },
         hang: { type: "boolean" },
         wedge: { type: "boolean" },
         "stall-after": { type: "string" },
@@ -192,6 +194,7 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
     };
   }
   if (v.oom !== undefined) fault.oom = v.oom;
+  if (v["on-cpu"]) fault.on_cpu = true;
   if (v.hang) fault.hang = true;
   if (v.wedge) fault.wedge = true;
   if (v["stall-after"] !== undefined) fault.stall_after = int("stall-after", v["stall-after"]);

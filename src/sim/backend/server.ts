@@ -93,6 +93,11 @@ export class SimBackendServer implements InferenceHost {
 
   /** A fault takes effect (at start, or through POST /_sim/fault): counters start afresh, a crash is scheduled. */
   setFault(fault: Fault): void {
+    const cpu = fault.on_cpu === true;
+    // Said again when it stays on the CPU: the runtime keeps its GPU memory dropped.
+    if (cpu || this.current.on_cpu === true) {
+      this.runtime.onCpu(cpu).catch((e: Error) => this.logErr([`cannot move the model ${cpu ? "to the CPU" : "back to the GPU"}: ${e.message}`]));
+    }
     this.current = fault;
     const { decision, counters } = faultGate(fault, { at: "arm" }, this.counters, this.random);
     this.counters = counters;
@@ -173,7 +178,7 @@ export class SimBackendServer implements InferenceHost {
       ttftSum: s.ttftSum,
       ttftCount: s.ttftCount,
       modelBytes: o.modelMib * 1024 * 1024,
-      vramFraction: o.vramFraction,
+      vramFraction: this.current.on_cpu ? 0 : o.vramFraction,
       loaded: this.runtime.loaded,
     };
   }

@@ -120,6 +120,13 @@ export interface KindRuntime {
   finished?(model: string, body: RequestBody): void;
   /** Out of memory while serving this request: how this kind dies of it. */
   runtimeOom(res: ServerResponse): Promise<void>;
+  /**
+   * Where the model runs (the on_cpu fault): on the CPU the process that holds
+   * the model drops its GPU memory and keeps answering; back on the GPU it
+   * takes it again. Told before boot too (the start's fault): the load then
+   * goes to the CPU.
+   */
+  onCpu(cpu: boolean): Promise<void>;
   close(): void;
 }
 

@@ -27,6 +27,8 @@ class LlamacppRuntime implements KindRuntime {
   readonly loaded = NO_MODELS;
   busySlots = 0;
   private readonly waiters: (() => void)[] = [];
+  /** The model runs on the CPU (the on_cpu fault): loaded there, no GPU memory held. */
+  private cpu = false;
   private readonly sim: SimContext;
 
   constructor(sim: SimContext) {
@@ -40,14 +42,22 @@ class LlamacppRuntime implements KindRuntime {
     sim.log(`srv    load_model: loading model '${options.models[0]}'`);
     const load = gateLoad(options.fault, options.loadMs);
     await sleep(load.ms);
-    const room = load.oom ? { gpu: options.gpus[0] ?? 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? DEFAULT_TOTAL_MIB } : await gpu?.checkRoom(options.modelMib);
-    if (room) {
-      sim.logErr(LLAMACPP.oomAtLoadLines(room.gpu, options.modelMib, room.freeMib, room.totalMib, options.models[0]!));
-      await sim.close();
-      return 1;
+    const onCpu = this.cpu;
+    if (onCpu) {
+      sim.log("load_tensors: offloaded 0/33 layers to GPU");
+      sim.log(`load_tensors:   CPU_Mapped model buffer size = ${options.modelMib.toFixed(2)} MiB`);
+    } else {
+      const room = load.oom ? { gpu: options.gpus[0] ?? 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? DEFAULT_TOTAL_MIB } : await gpu?.checkRoom(options.modelMib);
+      if (room) {
+        sim.logErr(LLAMACPP.oomAtLoadLines(room.gpu, options.modelMib, room.freeMib, room.totalMib, options.models[0]!));
+        await sim.close();
+        return 1;
+      }
+      await gpu?.hold(options.modelMib);
     }
-    await gpu?.hold(options.modelMib);
     sim.setPhase("ready");
+    // Told to move while it loaded: it moves now.
+    if (this.cpu !== onCpu) await this.onCpu(this.cpu);
     sim.log("srv  update_slots: all slots are idle");
     return undefined;
   }
@@ -64,6 +74,13 @@ class LlamacppRuntime implements KindRuntime {
 
   runtimeOom(res: ServerResponse): Promise<void> {
     return abortOfOom(this.sim, LLAMACPP, res);
+  }
+
+  async onCpu(cpu: boolean): Promise<void> {
+    this.cpu = cpu;
+    // Before the load is done, the load itself goes where it is told.
+    if (this.sim.phase !== "ready") return;
+    await this.sim.gpu?.hold(cpu ? 0 : this.sim.options.modelMib);
   }
 
   close(): void {}

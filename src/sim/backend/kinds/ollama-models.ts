@@ -27,6 +27,8 @@ export class OllamaModels {
   private readonly loading = new Map<string, Promise<ErrorBody | undefined>>();
   private readonly unloadTimers = new Map<string, NodeJS.Timeout>();
   private readonly d: OllamaModelDeps;
+  /** Models run on the CPU (the on_cpu fault): they load there and hold no GPU memory. */
+  private cpu = false;
 
   constructor(deps: OllamaModelDeps) {
     this.d = deps;
@@ -67,16 +69,27 @@ export class OllamaModels {
     const vramMib = Math.round(options.modelMib * options.vramFraction);
     // The fault is read again once the wait is over: one set meanwhile applies to this load.
     const oom = gateLoad(this.d.fault(), options.loadMs).oom;
-    const room = oom ? { gpu: 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? DEFAULT_TOTAL_MIB } : await gpu?.checkRoom(vramMib + this.heldMib());
+    const room = this.cpu ? undefined : oom ? { gpu: 0, freeMib: 0, totalMib: (await gpu?.totalMib()) ?? DEFAULT_TOTAL_MIB } : await gpu?.checkRoom(vramMib + this.heldMib());
     if (room) return this.d.loadFailed(room, vramMib, model);
     this.loaded.set(model, Date.now() + options.keepAliveMs);
-    await gpu?.hold(this.heldMib());
+    await gpu?.hold(this.gpuMib());
     this.d.log(`time=${new Date().toISOString()} level=INFO source=server.go:637 msg="llama runner started in ${(options.loadMs / 1000).toFixed(2)} seconds"`);
     return undefined;
   }
 
   private heldMib(): number {
     return this.loaded.size * Math.round(this.d.options.modelMib * this.d.options.vramFraction);
+  }
+
+  /** What the loaded models hold on the GPU: nothing while they run on the CPU. */
+  private gpuMib(): number {
+    return this.cpu ? 0 : this.heldMib();
+  }
+
+  /** The loaded models move to the CPU (they drop their GPU memory) or back onto the GPU. */
+  async setCpu(cpu: boolean): Promise<void> {
+    this.cpu = cpu;
+    await this.d.gpu?.hold(this.gpuMib());
   }
 
   /** A request used `model`: its expiry moves to now + keep-alive. */
@@ -92,7 +105,7 @@ export class OllamaModels {
         if (this.d.busy()) return this.touch(model, keepAlive);
         this.loaded.delete(model);
         this.unloadTimers.delete(model);
-        void this.d.gpu?.hold(this.heldMib());
+        void this.d.gpu?.hold(this.gpuMib());
       }, ms).unref(),
     );
   }

@@ -59,6 +59,10 @@ class OllamaRuntime implements KindRuntime {
     this.models.touch(model, body.keep_alive);
   }
 
+  onCpu(cpu: boolean): Promise<void> {
+    return this.models.setCpu(cpu);
+  }
+
   /** The runner dies; the Ollama server stays up and reports it. */
   async runtimeOom(res: ServerResponse): Promise<void> {
     const { sim } = this;

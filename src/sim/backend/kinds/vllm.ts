@@ -25,6 +25,8 @@ export interface EngineOptions {
   readonly loadMs: number;
   readonly oomAtLoad: boolean;
   readonly model: string;
+  /** Load onto the CPU: no GPU memory held (the on_cpu fault at start). */
+  readonly onCpu: boolean;
 }
 
 const GIB = 1024;
@@ -58,6 +60,10 @@ class VllmRuntime implements KindRuntime {
   private readonly sim: SimContext;
   /** Makes the engine child die of a runtime OOM; set once the engine is up. */
   private engineOom?: () => void;
+  /** Tells the engine child where the model runs; set once the engine is up. */
+  private enginePlacement?: (cpu: boolean) => void;
+  /** The model runs on the CPU (the on_cpu fault). */
+  private cpu = false;
 
   constructor(sim: SimContext) {
     this.sim = sim;
@@ -75,6 +81,7 @@ class VllmRuntime implements KindRuntime {
       loadMs: load.ms,
       oomAtLoad: load.oom,
       model: options.models[0]!,
+      onCpu: this.cpu,
     };
     const [node, entry] = selfCommand();
     const engine = startEngineChild(node, [entry, "sim", "vllm-engine", JSON.stringify(engineOptions)]);
@@ -92,6 +99,9 @@ class VllmRuntime implements KindRuntime {
       if (!env.stopping()) this.engineDied();
     });
     this.engineOom = () => engine.send({ type: "oom" });
+    this.enginePlacement = (cpu) => engine.send({ type: "placement", cpu });
+    // Told to move while it loaded: it moves now.
+    if (this.cpu !== engineOptions.onCpu) this.enginePlacement(this.cpu);
     await sim.listen();
     sim.setPhase("ready");
     sim.log("INFO:     Application startup complete.");
@@ -110,6 +120,12 @@ class VllmRuntime implements KindRuntime {
     // The engine child dies; the API server notices, answers 503 on /health, then exits.
     errorJson(res, apiError(500, ENGINE_DIED_MESSAGE));
     this.engineOom();
+  }
+
+  /** The engine child holds the memory: it drops or takes it. */
+  async onCpu(cpu: boolean): Promise<void> {
+    this.cpu = cpu;
+    this.enginePlacement?.(cpu);
   }
 
   close(): void {}
