@@ -15,6 +15,8 @@ export interface Facts {
   readonly action: string;
   /** Whose last log lines the event carries. */
   readonly logOf?: string;
+  /** Further sections of the mail, after Why (the evidence, last readings). */
+  readonly sections?: readonly { readonly title: string; readonly lines: readonly string[] }[];
 }
 
 export function tierName(t: TierRef): string {
@@ -40,6 +42,107 @@ const EXIT_HINTS: Readonly<Record<string, string>> = {
   start_failed: "it reported that the model cannot load: check the model name and files",
   wedged: "it stopped answering (deep probe): check the GPU and driver (`nvidia-smi`, kernel log)",
 };
+
+/** Process names can be long command lines: a subject shows the start of one. */
+function shortName(name: string, max = 24): string {
+  return name.length <= max ? name : `${name.slice(0, max - 1)}…`;
+}
+
+/** A backend waiting for someone else's process to let go of what it needs (GPU memory, its port). */
+function blocked(e: Extract<AlertEvent, { kind: "backend_blocked" }>): Facts {
+  const b = e.backend;
+  const where = [`backend ${b}`, ...gpuWhere(e.gpus)];
+  const why = { reason: e.exitClass ?? "blocked", raw: e.reason };
+  const stopWait = `\`llmsup stop ${b}\` ends the wait.`;
+  const h = e.holder;
+  if (!h) {
+    return {
+      headline: `${b} blocked: cannot start`,
+      what: `${b} cannot start: ${e.reason}. llmsup starts it as soon as that is released; its restart budget is untouched meanwhile.`,
+      where,
+      why,
+      action: e.action ?? `Free what it waits for (see Why); llmsup then starts ${b} by itself. ${stopWait}`,
+      logOf: b,
+    };
+  }
+  const name = h.processName ? ` (${h.processName})` : "";
+  return {
+    headline: `${b} blocked: pid ${h.pid}${h.processName ? ` (${shortName(h.processName)})` : ""} holds ${h.usedMemoryMib} MiB on GPU ${h.gpu}`,
+    what: `${b} cannot start: pid ${h.pid}${name}, a process llmsup did not start, holds ${h.usedMemoryMib} MiB on GPU ${h.gpu}, memory ${b} needs. llmsup starts ${b} as soon as that memory is freed; its restart budget is untouched meanwhile.`,
+    where,
+    why,
+    action: e.action ?? `If ${b} should have GPU ${h.gpu}, stop pid ${h.pid} (\`nvidia-smi\` lists what runs on the GPU); llmsup then starts ${b} by itself. ${stopWait}`,
+    logOf: b,
+  };
+}
+
+const REBOOT_CAUSES: Readonly<Record<Extract<AlertEvent, { kind: "gpu_reboot_required" }>["cause"], string>> = {
+  reboot_fault: "",
+  reset_again: " (second reset need within reset_window)",
+  reset_refused: " (reset refused)",
+  reset_failed: " (reset failed)",
+  reset_ineffective: " (reset did not help)",
+};
+
+/** The remediation ladder's news about one GPU: a reset starting or done, a reset or a reboot needed, the all-clear. */
+function remediation(e: Extract<AlertEvent, { kind: "gpu_reset" | "gpu_reset_needed" | "gpu_reboot_required" | "gpu_recovered" }>): Facts {
+  const g = gpuName(e.gpu);
+  const full = gpuName(e.gpu, e.busId);
+  const backends = e.backends.length ? e.backends.join(", ") : "none";
+  const where = [full, ...(e.backends.length ? [`${e.backends.length === 1 ? "backend" : "backends"} ${backends}`] : [])];
+  switch (e.kind) {
+    case "gpu_reset":
+      if (e.stage === "started") {
+        return {
+          headline: `${g}: resetting (nvidia-smi -r)`,
+          what: `llmsup is resetting ${full}: its backends (${backends}) are stopped, then \`nvidia-smi -r -i ${e.gpu}\` runs; they start again once the faults have cleared.`,
+          where,
+          why: { reason: "reset_gpu", raw: e.faults.join("; ") },
+          sections: [{ title: "Evidence:", lines: e.faults }],
+          action: e.action ?? "Nothing to do now: a mail follows when the reset is done, or, if it fails, that a reboot is required.",
+        };
+      }
+      return {
+        headline: `${g}: reset done, backends starting again`,
+        what: `llmsup reset ${full}; the faults that asked for it cleared and its backends (${backends}) start again.`,
+        where,
+        ...(e.detail ? { why: { reason: "reset_done", raw: e.detail } } : {}),
+        action: e.action ?? "Nothing to do. Another reset need within [gpu] reset_window is escalated to a reboot.",
+      };
+    case "gpu_reset_needed":
+      return {
+        headline: `${g}: needs a GPU reset`,
+        what: `${full} needs a reset and [gpu] auto_reset is off, so llmsup resets nothing; tiers on it stay out of service while the faults last.`,
+        where,
+        why: { reason: "reset_gpu", raw: e.faults.join("; ") },
+        sections: [{ title: "Evidence:", lines: e.faults }],
+        action:
+          e.action ??
+          `Stop what runs on ${g}${e.backends.length ? ` (\`llmsup stop\` ${backends})` : ""}, reset it with \`nvidia-smi -r -i ${e.gpu}\`, then start them again; or set [gpu] auto_reset = true and \`llmsup reload\` to let llmsup do it.`,
+      };
+    case "gpu_reboot_required":
+      return {
+        headline: `${g}: REBOOT REQUIRED${REBOOT_CAUSES[e.cause]}`,
+        what: `${full} needs a reboot of the machine: ${e.why}. Its backends (${backends}) are stopped and held: llmsup does not restart them while this lasts.`,
+        where,
+        why: { reason: e.cause, raw: e.detail ?? e.why },
+        sections: [
+          { title: "Evidence:", lines: [...e.faults, ...(e.recoveryAction !== undefined ? [`gpu_recovery_action now reads: ${e.recoveryAction}`] : [])] },
+          { title: "Last readings:", lines: e.readings },
+        ],
+        action:
+          e.action ??
+          `Reboot the machine when its work allows.${e.cause === "reset_refused" ? ` Or stop what still holds ${g} (\`nvidia-smi\` lists it) and reset it by hand: \`nvidia-smi -r -i ${e.gpu}\`.` : ""} llmsup starts the held backends again by itself once the GPU's faults clear.`,
+      };
+    case "gpu_recovered":
+      return {
+        headline: `${g}: recovered`,
+        what: `${full} no longer needs a reset or a reboot: ${e.reason}.`,
+        where,
+        action: e.action ?? (e.backends.length ? `Nothing to do: its backends (${backends}) are running or start again by themselves.` : "Nothing to do."),
+      };
+  }
+}
 
 export function describe(e: AlertEvent): Facts {
   switch (e.kind) {
@@ -102,6 +205,8 @@ export function describe(e: AlertEvent): Facts {
         action: e.action ?? `llmsup restarts it with backoff and gives up (FATAL) when the start budget is spent. Look at \`llmsup logs ${e.backend}\`${EXIT_HINTS[e.exitClass] ? `; ${EXIT_HINTS[e.exitClass]}` : ""}.`,
         logOf: e.backend,
       };
+    case "backend_blocked":
+      return blocked(e);
     case "backend_recovered":
       return {
         headline: `${e.backend} ready again`,
@@ -126,6 +231,11 @@ export function describe(e: AlertEvent): Facts {
         where: [gpuName(e.gpu, e.busId)],
         action: e.action ?? "Nothing to do: tiers on it are restored automatically.",
       };
+    case "gpu_reset":
+    case "gpu_reset_needed":
+    case "gpu_reboot_required":
+    case "gpu_recovered":
+      return remediation(e);
     case "disk_low":
       return {
         headline: `disk nearly full: ${e.path} (${formatSize(e.freeBytes)} free)`,
@@ -172,9 +282,14 @@ const KIND_NOUNS: Readonly<Record<AlertKind, readonly [string, string]>> = {
   cache_serving: ["cache-serving alert", "cache-serving alerts"],
   backend_fatal: ["fatal", "fatals"],
   backend_restarting: ["restart alert", "restart alerts"],
+  backend_blocked: ["blocked alert", "blocked alerts"],
   backend_recovered: ["backend recovery", "backend recoveries"],
   gpu_fault: ["GPU fault", "GPU faults"],
   gpu_fault_cleared: ["GPU fault cleared", "GPU faults cleared"],
+  gpu_reset: ["GPU reset alert", "GPU reset alerts"],
+  gpu_reset_needed: ["reset-needed alert", "reset-needed alerts"],
+  gpu_reboot_required: ["reboot-required alert", "reboot-required alerts"],
+  gpu_recovered: ["GPU recovery", "GPU recoveries"],
   disk_low: ["low-disk alert", "low-disk alerts"],
   disk_ok: ["disk recovery", "disk recoveries"],
   daemon_started: ["start", "starts"],

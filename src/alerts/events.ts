@@ -96,7 +96,24 @@ export interface BackendRestartingEvent extends EventBase {
   readonly gpus?: readonly number[];
 }
 
-/** A backend that was fatal or restarting is ready again. */
+/**
+ * A managed backend cannot start because something else holds what it needs
+ * (GPU memory, its port); llmsup starts it as soon as that is released, and
+ * its restart budget is untouched meanwhile.
+ */
+export interface BackendBlockedEvent extends EventBase {
+  readonly kind: "backend_blocked";
+  readonly backend: string;
+  /** The supervisor's reason, naming the holder. */
+  readonly reason: string;
+  /** The process holding GPU memory on the backend's GPUs, when that is what blocks it. */
+  readonly holder?: { readonly pid: number; readonly gpu: number; readonly usedMemoryMib: number; readonly processName?: string };
+  /** The classification of the exit that found it (gpu_occupied, oom, start_failed), when an exit did. */
+  readonly exitClass?: string;
+  readonly gpus?: readonly number[];
+}
+
+/** A backend that was fatal, restarting or blocked is ready again. */
 export interface BackendRecoveredEvent extends EventBase {
   readonly kind: "backend_recovered";
   readonly backend: string;
@@ -125,6 +142,63 @@ export interface GpuFaultClearedEvent extends EventBase {
   readonly fault: string;
   /** Why it cleared. */
   readonly reason: string;
+}
+
+/**
+ * The remediation ladder resets a GPU: `started` when its backends are
+ * stopped for `nvidia-smi -r`, `done` when the reset cleared the faults and
+ * they start again.
+ */
+export interface GpuResetEvent extends EventBase {
+  readonly kind: "gpu_reset";
+  readonly stage: "started" | "done";
+  readonly gpu: number;
+  readonly busId?: string;
+  /** The faults that asked for the reset, one line each. */
+  readonly faults: readonly string[];
+  /** The backends on the GPU: stopped for the reset, started again when done. */
+  readonly backends: readonly string[];
+  /** What nvidia-smi -r said. */
+  readonly detail?: string;
+}
+
+/** A GPU needs a reset and auto_reset is off: an operator must do it. */
+export interface GpuResetNeededEvent extends EventBase {
+  readonly kind: "gpu_reset_needed";
+  readonly gpu: number;
+  readonly busId?: string;
+  readonly faults: readonly string[];
+  readonly backends: readonly string[];
+}
+
+/** A GPU needs a reboot of the machine: its backends are stopped and held until its faults clear. */
+export interface GpuRebootRequiredEvent extends EventBase {
+  readonly kind: "gpu_reboot_required";
+  readonly gpu: number;
+  readonly busId?: string;
+  /** A fault only a reboot cures, a second reset need inside reset_window, or a reset that was refused, failed or did not help. */
+  readonly cause: "reboot_fault" | "reset_again" | "reset_refused" | "reset_failed" | "reset_ineffective";
+  /** The ladder's reason, one line. */
+  readonly why: string;
+  /** The evidence: each fault, with its XID and the cure it asks for. */
+  readonly faults: readonly string[];
+  /** What the driver's gpu_recovery_action reads now, when known. */
+  readonly recoveryAction?: string;
+  /** The GPU's last readings, one line each. */
+  readonly readings: readonly string[];
+  /** The backends held stopped. */
+  readonly backends: readonly string[];
+  /** What nvidia-smi -r said, when a reset was tried. */
+  readonly detail?: string;
+}
+
+/** A GPU that needed a reset or a reboot no longer does: the faults cleared (held backends start again). */
+export interface GpuRecoveredEvent extends EventBase {
+  readonly kind: "gpu_recovered";
+  readonly gpu: number;
+  readonly busId?: string;
+  readonly reason: string;
+  readonly backends: readonly string[];
 }
 
 export interface DiskLowEvent extends EventBase {
@@ -171,9 +245,14 @@ export type AlertEvent =
   | CacheServingEvent
   | BackendFatalEvent
   | BackendRestartingEvent
+  | BackendBlockedEvent
   | BackendRecoveredEvent
   | GpuFaultEvent
   | GpuFaultClearedEvent
+  | GpuResetEvent
+  | GpuResetNeededEvent
+  | GpuRebootRequiredEvent
+  | GpuRecoveredEvent
   | DiskLowEvent
   | DiskOkEvent
   | DaemonStartedEvent
@@ -186,7 +265,7 @@ export type AlertPhase = "raise" | "clear" | "notice";
 
 /** How the policy treats an event. */
 export interface AlertClass {
-  /** Dedupe and pairing key: `route:<model>`, `backend:<name>`, `gpu:<index|all>:<fault>`, `disk:<path>`, `daemon`, `config`. */
+  /** Dedupe and pairing key: `route:<model>`, `backend:<name>`, `gpu:<index|all>:<fault>`, `gpu:<index>:remediation`, `disk:<path>`, `daemon`, `config`. */
   readonly subject: string;
   readonly severity: AlertSeverity;
   readonly phase: AlertPhase;
@@ -212,12 +291,24 @@ export function classifyAlert(e: AlertEvent): AlertClass {
       return { subject: `backend:${e.backend}`, severity: "warning", phase: "raise", state: e.wedged ? "wedged" : "restarting" };
     case "backend_fatal":
       return { subject: `backend:${e.backend}`, severity: "critical", phase: "raise", state: "fatal" };
+    case "backend_blocked":
+      return { subject: `backend:${e.backend}`, severity: "warning", phase: "raise", state: "blocked" };
     case "backend_recovered":
       return { subject: `backend:${e.backend}`, severity: "info", phase: "clear", state: "ok" };
     case "gpu_fault":
       return { subject: `gpu:${gpuLabel(e.gpu)}:${e.fault}`, severity: e.effect === "down" ? "critical" : "warning", phase: "raise", state: e.effect };
     case "gpu_fault_cleared":
       return { subject: `gpu:${gpuLabel(e.gpu)}:${e.fault}`, severity: "info", phase: "clear", state: "ok" };
+    case "gpu_reset":
+      return e.stage === "started"
+        ? { subject: `gpu:${e.gpu}:remediation`, severity: "warning", phase: "raise", state: "resetting" }
+        : { subject: `gpu:${e.gpu}:remediation`, severity: "info", phase: "clear", state: "ok" };
+    case "gpu_reset_needed":
+      return { subject: `gpu:${e.gpu}:remediation`, severity: "warning", phase: "raise", state: "reset_needed" };
+    case "gpu_reboot_required":
+      return { subject: `gpu:${e.gpu}:remediation`, severity: "critical", phase: "raise", state: "reboot_required" };
+    case "gpu_recovered":
+      return { subject: `gpu:${e.gpu}:remediation`, severity: "info", phase: "clear", state: "ok" };
     case "disk_low":
       return { subject: `disk:${e.path}`, severity: "warning", phase: "raise", state: "low" };
     case "disk_ok":

@@ -79,7 +79,17 @@ function tail(ctx: RenderContext, m: PlannedMail, logOf: string | undefined, log
 /** The words for a subject's state in a summary: "ok", "on tier 2", "ALL TIERS DOWN", … */
 export function stateWords(state: string): string {
   if (state.startsWith("tier:")) return `on tier ${Number(state.slice(5))}`;
-  const words: Record<string, string> = { all_down: "ALL TIERS DOWN", cache: "serving from cache", fatal: "FATAL", low: "low", down: "down", degraded: "degraded" };
+  const words: Record<string, string> = {
+    all_down: "ALL TIERS DOWN",
+    cache: "serving from cache",
+    fatal: "FATAL",
+    low: "low",
+    down: "down",
+    degraded: "degraded",
+    resetting: "resetting",
+    reset_needed: "needs a reset",
+    reboot_required: "REBOOT REQUIRED",
+  };
   return words[state] ?? state;
 }
 
@@ -95,6 +105,7 @@ function renderEvent(m: PlannedMail & { event: AlertEvent }, ctx: RenderContext)
   const first = m.outage ? describe(m.outage.first) : undefined;
   const why = f.why ?? first?.why;
   if (why) lines.push(...field("Why", why.raw && why.raw !== why.reason ? [why.reason, why.raw] : [why.reason]));
+  for (const sec of f.sections ?? []) lines.push(...section(sec.title, sec.lines.flatMap((l) => indented(l))));
   if (m.outage) {
     const lasted = formatDuration(m.outage.until - m.outage.since);
     subject += ` after ${lasted}`;

@@ -1,4 +1,4 @@
-/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, drain/undrain, logs, events, reload. */
+/** Commands that run or talk to the daemon: run, status, start/stop/restart/reset, drain/undrain, logs, events, reload, gpus clear. */
 import { formatWhen } from "../alerts/text.ts";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -310,5 +310,47 @@ export async function drillCommand(scenario: string, o: TargetOptions & { durati
     if (o.json) writeJson(io, r.body);
     else io.stdout.write(renderDrill(r.body));
     return r.body.verdict === "pass" ? EXIT.OK : EXIT.FAILURE;
+  });
+}
+
+interface ClearedJson {
+  readonly kind: string;
+  readonly gpu: number | null;
+  readonly bus_id: string | null;
+  readonly reason: string;
+  readonly clear_reason: string;
+}
+
+/**
+ * `llmsup gpus clear <gpu>|--all [--reason TEXT]`: the operator's word to the
+ * running daemon that a GPU's event faults (XIDs, ECC error rises) are dealt
+ * with; they clear now, each with "cleared by the operator: TEXT". Exit 0,
+ * also when there was nothing to clear (it says so); 64 for an unknown GPU
+ * (LLMSUP_E_GPU_UNKNOWN) or a bad command line.
+ */
+export async function gpusClearCommand(gpu: string | undefined, o: TargetOptions & { all?: boolean; reason?: string; json?: boolean }, io: Io): Promise<number> {
+  if ((gpu === undefined) === (o.all !== true) || (gpu !== undefined && !/^\d+$/.test(gpu))) {
+    io.stderr.write(`llmsup gpus clear: name one GPU by its index (\`llmsup gpus clear 0\`) or every GPU (\`llmsup gpus clear --all\`)\n`);
+    return EXIT.USAGE;
+  }
+  const which = gpu ?? "all";
+  const q = new URLSearchParams(o.reason !== undefined ? { reason: o.reason } : {});
+  return withDaemon(o, io, async (socket) => {
+    const r = await callDaemon<{ ok?: boolean; gpu?: number | null; cleared?: ClearedJson[]; error?: { code: string; message: string } }>(socket, "POST", `/gpus/${which}/clear${q.size > 0 ? `?${q}` : ""}`);
+    if (o.json) writeJson(io, r.body);
+    if (r.status !== 200) {
+      if (!o.json) io.stderr.write(`llmsup gpus clear ${which}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
+      return r.status === 404 || r.status === 400 ? EXIT.USAGE : EXIT.FAILURE;
+    }
+    if (o.json) return EXIT.OK;
+    const cleared = r.body.cleared ?? [];
+    const whom = gpu === undefined ? "every GPU" : `GPU ${gpu}`;
+    if (cleared.length === 0) io.stdout.write(`${whom}: no event fault to clear (faults read from nvidia-smi clear by themselves once it reads them gone)\n`);
+    else {
+      io.stdout.write(`${whom}: cleared ${cleared.length} fault${cleared.length === 1 ? "" : "s"}:\n`);
+      for (const f of cleared) io.stdout.write(`  ${f.kind}: ${f.reason}\n`);
+      io.stdout.write(`  (${cleared[0]!.clear_reason})\n`);
+    }
+    return EXIT.OK;
   });
 }

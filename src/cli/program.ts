@@ -45,7 +45,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       setExit(await checkConfigCommand(configPath(path ?? opts.config, io.env), opts, io));
     });
 
-  program
+  const gpus = program
     .command("gpus")
     .description("one-shot snapshot of every GPU: condition, faults and processes (works without the daemon; exit 69 when nvidia-smi is missing or fails)")
     .addOption(new Option("--json", "machine-readable output"))
@@ -60,6 +60,21 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     c
       .option("-c, --config <path>", `configuration file (default: $LLMSUP_CONFIG or ${DEFAULT_CONFIG_PATH})`)
       .option("--socket <path>", "control socket (default: control.socket from the configuration)");
+
+  target(
+    gpus
+      .command("clear")
+      .description("tell the running daemon a GPU's event faults (XIDs, ECC error rises) are dealt with — after a reset or a reboot by hand: they clear now, with your reason; exit 0 also when there was nothing to clear, 64 for an unknown GPU")
+      .argument("[gpu]", "GPU index")
+      .option("--all", "every GPU")
+      .option("--reason <text>", "why (it goes into the clear's reason, the log and the mail)")
+      .option("--json", "machine-readable output"),
+  ).action(async (gpu: string | undefined, _opts: unknown, cmd: Command) => {
+    // `gpus` has --json and --config of its own: commander gives them to it wherever they stand.
+    const opts = cmd.optsWithGlobals<{ config?: string; socket?: string; all?: boolean; reason?: string; json?: boolean }>();
+    const { gpusClearCommand } = await import("./daemon-commands.ts");
+    setExit(await gpusClearCommand(gpu, { ...opts, config: configPath(opts.config, io.env) }, io));
+  });
 
   program
     .command("run")

@@ -57,7 +57,7 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
       ...s.backends.map((b) => [
         b.name,
         b.kind,
-        b.drained ? st.yellow(`DRAINED (${b.state})`) : colour(b.state),
+        b.drained ? st.yellow(`DRAINED (${b.state})`) : b.held ? st.red(`HELD (${b.state})`) : colour(b.state),
         b.drained ? ago(b.drained.since, now) : b.since ? ago(b.since, now) : "",
         colour(b.health),
         b.pid === null ? "" : `${b.pid}${b.adopted ? " (adopted)" : ""}`,
@@ -65,7 +65,7 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
         b.rss_bytes === null ? (b.pid === null ? "" : "–") : `${formatSize(b.rss_bytes)}${b.processes !== null && b.processes > 1 ? ` (${b.processes} procs)` : ""}`,
         b.restarts ?? "",
         b.gpus.join(","),
-        b.drained ? `drained by ${b.drained.by}: ${b.inflight > 0 ? `${b.inflight} in flight` : "idle"} — \`llmsup undrain ${b.name}\`` : b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
+        b.drained ? `drained by ${b.drained.by}: ${b.inflight > 0 ? `${b.inflight} in flight` : "idle"} — \`llmsup undrain ${b.name}\`` : b.held ? `held stopped: ${b.held}` : b.progress ?? (b.health !== "healthy" ? b.health_reason : b.state === "fatal" || b.state === "blocked" ? (b.state_reason ?? "") : b.last_failure ? `last: ${b.last_failure}` : ""),
       ]),
     ]),
   );
@@ -90,6 +90,19 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
   } else if (s.gpu_monitor) {
     out.push("");
     out.push(`${st.bold("GPUs")}  ${st.dim(`no GPU sample (nvidia-smi ${s.gpu_monitor.state})`)}`);
+  }
+  if (s.remediation && s.remediation.length > 0) {
+    out.push("");
+    out.push(`${st.bold("Remediation")}  ${st.dim(`auto_reset ${s.remediation[0]!.auto_reset ? "on" : "off"}`)}`);
+    for (const r of s.remediation) {
+      const state = r.state === "reboot_required" ? st.red("REBOOT REQUIRED") : r.state === "recovered" ? st.green(r.state) : st.yellow(r.state.replace("_", " "));
+      out.push(`  GPU ${r.gpu}  ${state} for ${ago(r.since, now)}: ${r.why}`);
+      if (r.backends.length) out.push(st.dim(`         backends ${r.backends.join(", ")}${r.backends_held ? ": held stopped" : ""}`));
+      if (r.next) {
+        const when = r.next_at ? ` at ${r.next_at.slice(11, 19)}Z${Date.parse(r.next_at) > now ? ` (in ${formatDuration(Date.parse(r.next_at) - now)})` : ""}` : "";
+        out.push(`         next: ${r.next}${when}`);
+      }
+    }
   }
   if (s.cache) {
     const c = s.cache;

@@ -13,6 +13,8 @@ import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { DrainAnswer } from "../daemon/drains.ts";
 import type { DrillSpec } from "../drills/drill.ts";
 import { DRILL_SCENARIOS, type DrillReport, type DrillScenario } from "../drills/report.ts";
+import { clearedFaultJson } from "../gpu/report.ts";
+import type { ClearedFault } from "../gpu/types.ts";
 
 export type BackendOp = "start" | "stop" | "restart" | "reset";
 
@@ -34,6 +36,8 @@ export interface ControlApi {
   /** The event history (oldest first) matching a filter, and its new entries as they come. */
   events(filter: EventFilter): readonly HistoryEntry[];
   followEvents(fn: (e: HistoryEntry) => void): () => void;
+  /** The operator's word that GPU `gpu`'s (null: every GPU's) event faults (XIDs, ECC rises) are dealt with: they clear now with `reason`; what cleared. Throws LLMSUP_E_GPU_UNKNOWN. */
+  clearGpuFaults(gpu: number | null, reason: string, by: string): readonly ClearedFault[];
 }
 
 const OPS = new Set(["start", "stop", "restart", "reset"]);
@@ -46,7 +50,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 function fail(res: ServerResponse, e: unknown): void {
   if (isLlmsupError(e)) {
-    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" || e.code === "LLMSUP_E_DRILL_REFUSED" ? 409 : 500;
+    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" || e.code === "LLMSUP_E_GPU_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" || e.code === "LLMSUP_E_DRILL_REFUSED" ? 409 : 500;
     send(res, status, { error: { code: e.code, message: e.message } });
   } else send(res, 500, { error: { code: "LLMSUP_E_INTERNAL", message: (e as Error).message } });
 }
@@ -116,6 +120,15 @@ export class ControlServer {
       });
       res.on("close", off);
       return;
+    }
+    // POST /gpus/<index|all>/clear?reason=TEXT: `llmsup gpus clear`.
+    if (req.method === "POST" && parts[0] === "gpus" && parts[1] && parts[2] === "clear" && parts.length === 3) {
+      const which = decodeURIComponent(parts[1]);
+      if (which !== "all" && !/^\d+$/.test(which)) return send(res, 400, { error: { code: "LLMSUP_E_USAGE", message: `a GPU is named by its index (or "all"), not "${which}"` } });
+      const gpu = which === "all" ? null : Number(which);
+      this.audit(req, "gpus clear", which);
+      const cleared = d.clearGpuFaults(gpu, url.searchParams.get("reason") ?? "", this.who(req));
+      return send(res, 200, { ok: true, gpu, cleared: cleared.map(clearedFaultJson) });
     }
     if (parts[0] === "backends" && parts[1]) {
       const name = decodeURIComponent(parts[1]);

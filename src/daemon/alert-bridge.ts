@@ -14,12 +14,14 @@ import type { TimeOnTier } from "../alerts/digest.ts";
 import type { Config } from "../config/types.ts";
 import type { GpuFault } from "../gpu/types.ts";
 import type { HostFault } from "../host/thresholds.ts";
+import type { RemediationEvent } from "./remediation-desk.ts";
 import type { RouteSnapshot, RouterEvent } from "../router/router.ts";
 import type { BackendSnapshot, SupervisorEvent } from "../supervisor/states.ts";
 
 export type BridgeInput =
   | SupervisorEvent
   | RouterEvent
+  | RemediationEvent
   | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number }
   | { readonly event: "host.fault.raised" | "host.fault.cleared"; readonly fault: HostFault; readonly at: number; readonly freeBytes?: number; readonly minFreeBytes: number }
   | { readonly event: "daemon.started"; readonly at: number; readonly version: string; readonly pid: number; readonly config: string }
@@ -58,7 +60,7 @@ export function liveAfterReload(config: Config, routes: readonly Pick<RouteSnaps
 }
 
 export class AlertBridge {
-  /** Backends restarting repeatedly or fatal (or reset out of fatal): their next ready is the all-clear. */
+  /** Backends restarting repeatedly, blocked or fatal (or reset out of fatal): their next ready is the all-clear. */
   private readonly awaitingReady = new Set<string>();
   private config: Config;
   constructor(config: Config) {
@@ -103,6 +105,11 @@ export class AlertBridge {
           this.awaitingReady.add(e.backend);
           return [{ kind: "backend_fatal", at: e.at, backend: e.backend, exitClass: e.exit?.class ?? "unknown", reason: e.reason, budget: e.budget ?? { used: 0, burst: 0 }, lastLines: e.exit?.lastLines, ...g }];
         }
+        // Said when it begins to wait, not again while it waits (a blocked backend polls the holder without changing state).
+        if (e.to === "blocked" && e.from !== "blocked") {
+          this.awaitingReady.add(e.backend);
+          return [{ kind: "backend_blocked", at: e.at, backend: e.backend, reason: e.reason, ...(e.holder ? { holder: e.holder } : {}), ...(e.exit ? { exitClass: e.exit.class, lastLines: e.exit.lastLines } : {}), ...g }];
+        }
         if (e.to === "backoff" && e.exit) {
           const wedged = e.exit.class === "wedged";
           const used = e.budget?.used ?? 0;
@@ -118,10 +125,14 @@ export class AlertBridge {
       }
       case "gpu.fault.raised": {
         const f = e.fault;
+        if (ladderMails(f)) return [];
         return [{ kind: "gpu_fault", at: e.at, gpu: f.gpu, busId: f.busId, fault: f.kind, effect: f.severity === "down" ? "down" : "degraded", reason: f.reason, recommended: f.action, ...(f.xid !== undefined ? { xid: f.xid } : {}) }];
       }
       case "gpu.fault.cleared":
-        return [{ kind: "gpu_fault_cleared", at: e.at, gpu: e.fault.gpu, busId: e.fault.busId, fault: e.fault.kind, reason: "the condition ended" }];
+        if (ladderMails(e.fault)) return [];
+        return [{ kind: "gpu_fault_cleared", at: e.at, gpu: e.fault.gpu, busId: e.fault.busId, fault: e.fault.kind, reason: "clearReason" in e.fault && typeof e.fault.clearReason === "string" ? e.fault.clearReason : "the condition ended" }];
+      case "gpu.remediation":
+        return remediationAlerts(e);
       case "host.fault.raised":
         return e.fault.kind === "disk_low" ? [{ kind: "disk_low", at: e.at, path: e.fault.dir ?? "?", freeBytes: e.freeBytes ?? 0, minFreeBytes: e.minFreeBytes }] : [];
       case "host.fault.cleared":
@@ -135,6 +146,48 @@ export class AlertBridge {
       default:
         return [];
     }
+  }
+}
+
+/**
+ * Whether a fault is the remediation ladder's to mail: one on a known GPU
+ * whose cure is a GPU reset or a reboot. The ladder mails it with the
+ * evidence — reset needed, REBOOT REQUIRED, or the reset it does itself —
+ * and its all-clear, so that one state change is one mail. (Until a reset
+ * llmsup does itself is due, the route's failover mail says what happened.)
+ */
+function ladderMails(f: GpuFault): boolean {
+  return f.gpu !== null && (f.recovery === "reset_gpu" || f.recovery === "reboot");
+}
+
+/** The mail a step of the remediation ladder asks for (its `tell`), if any. */
+function remediationAlerts(e: RemediationEvent): AlertEvent[] {
+  const base = { at: e.at, gpu: e.gpu, ...(e.busId ? { busId: e.busId } : {}), backends: e.backends };
+  const faults = e.evidence.map((f) => `${f.reason}${f.xid !== undefined ? ` (XID ${f.xid})` : ""}; cure: ${f.recovery === "reboot" ? "a reboot" : "a GPU reset"}`);
+  switch (e.tell) {
+    case "reset_started":
+      return [{ kind: "gpu_reset", stage: "started", ...base, faults }];
+    case "reset_done":
+      return [{ kind: "gpu_reset", stage: "done", ...base, faults, ...(e.resetDetail ? { detail: e.resetDetail } : {}) }];
+    case "reset_needed":
+      return [{ kind: "gpu_reset_needed", ...base, faults }];
+    case "reboot_required":
+      return [
+        {
+          kind: "gpu_reboot_required",
+          ...base,
+          cause: e.cause ?? "reboot_fault",
+          why: e.why,
+          faults,
+          readings: e.readings,
+          ...(e.recoveryAction !== undefined ? { recoveryAction: e.recoveryAction } : {}),
+          ...(e.resetDetail ? { detail: e.resetDetail } : {}),
+        },
+      ];
+    case "recovered":
+      return [{ kind: "gpu_recovered", ...base, reason: e.why }];
+    default:
+      return [];
   }
 }
 

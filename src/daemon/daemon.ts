@@ -36,8 +36,10 @@ import type { Scheduler } from "../schedule/scheduler.ts";
 import { scheduleJobs } from "./jobs.ts";
 import { liveAfterReload, liveAtStart } from "./alert-bridge.ts";
 import { AlertDesk } from "./alert-desk.ts";
-import { historyOfGpuFault, historyOfRouter, historyOfSupervisor } from "./history.ts";
+import { historyOfGpuFault, historyOfRemediation, historyOfRouter, historyOfSupervisor } from "./history.ts";
+import { RemediationDesk, type RemediationEvent } from "./remediation-desk.ts";
 import { HealthFeed } from "./health-feed.ts";
+import { ResidencyWatch } from "./residency-watch.ts";
 import { EmergencyCache } from "../cache/cache.ts";
 import { ContextWindows } from "../health/context.ts";
 import { plural } from "../alerts/text.ts";
@@ -72,6 +74,8 @@ export class Daemon {
   private routerServer?: RouterServer;
   private control?: ControlServer;
   private gpu?: GpuMonitor;
+  /** The GPU remediation ladder (reset, reboot required), when GPUs are watched. */
+  private remediation?: RemediationDesk;
   private host?: HostMonitor;
   private readonly metrics = new RouterMetrics({ defaultMetrics: true });
   /** The emergency response cache; opened once a route has `cache = true`. */
@@ -210,6 +214,44 @@ export class Daemon {
       this.gpu = new GpuMonitor({ config: c.gpu, logger: this.log.child({ component: "gpu" }), spawn: this.d.spawnProgram, clock: this.clock });
       this.gpu.on("fault.raised", (f) => this.onGpuFault(f, true));
       this.gpu.on("fault.cleared", (f) => this.onGpuFault(f, false));
+      // A GPU tier answering from the CPU is degraded: checked as GPU samples come in.
+      const residency = new ResidencyWatch({
+        clock: this.clock,
+        log: this.log.child({ component: "gpu" }),
+        monitor: this.gpu,
+        config: () => this.config,
+        backends: () => this.supervisor_.snapshot(),
+        servingSince: (name) => this.feed.servingSince(name),
+        report: (name, offGpu) => {
+          this.feed.residency(name, offGpu);
+          this.applyGpuHealth();
+        },
+      });
+      this.gpu.on("sample", () => residency.sampled());
+      this.gpu.on("xid", (o) => this.remediation?.xid(o));
+      const gpu = this.gpu;
+      this.remediation = new RemediationDesk({
+        clock: this.clock,
+        logger: this.log.child({ component: "gpu" }),
+        config: () => this.config.gpu,
+        backendsOn: (index) => this.config.backends.filter((b) => b.managed && b.gpus.includes(index)).map((b) => b.name),
+        hold: (name, reason) => {
+          // Its requests go on elsewhere before the process is stopped under them.
+          this.router?.evacuate(name, reason);
+          return this.supervisor_.hold(name, reason);
+        },
+        release: (name, reason) => this.supervisor_.release(name, reason),
+        smi: (args, deadlineMs) => gpu.exclusive(() => gpu.runner.query(args, deadlineMs)),
+        markReset: (index, reason) => {
+          try {
+            gpu.gpuWasReset(index, "llmsup", reason);
+          } catch (e) {
+            this.log.warn({ event: "gpu.remediation.mark_failed", gpu: index, err: (e as Error).message }, `GPU ${index}: ${(e as Error).message}`);
+          }
+        },
+        gpus: () => gpu.snapshot(),
+        report: (e) => this.onRemediation(e),
+      });
     }
     const host = (this.host = new HostMonitor({ config: c.host, dirs: [c.daemon.state_dir, c.daemon.log_dir], logger: this.log.child({ component: "host" }), reader: this.d.hostReader, clock: this.clock }));
     const freeBytes = (dir: string | undefined) => host.snapshot().reading?.disks.find((d) => d.dir === dir)?.freeBytes;
@@ -279,6 +321,11 @@ export class Daemon {
       followOutput: (name, fn) => this.supervisor_.owner(name).onOutput(fn),
       events: (filter) => filterEvents(this.history.all(), filter),
       followEvents: (fn) => this.history.follow(fn),
+      // `llmsup gpus clear`: the cleared faults reach health, history and the mails as every clear does (the monitor's fault.cleared).
+      clearGpuFaults: (gpu, reason, by) => {
+        if (!this.gpu) throw new LlmsupError("LLMSUP_E_GPU_UNKNOWN", "GPU monitoring is off ([gpu] enabled = false): there is no GPU fault to clear", { gpu });
+        return this.gpu.gpuWasReset(gpu, "operator", `${reason.trim() || "no reason given"} (${by})`);
+      },
     };
   }
 
@@ -349,7 +396,7 @@ export class Daemon {
 
   private onSupervisorEvent(e: SupervisorEvent): void {
     if (e.event === "backend.state") {
-      this.feed.process(e.backend, e.to, e.reason);
+      this.feed.process(e.backend, e.to, e.reason, e.at);
       // A fresh process clears what open breakers said about the old one, and may serve another window.
       if (e.to === "ready") {
         this.router?.resetBackend(e.backend);
@@ -386,10 +433,23 @@ export class Daemon {
     this.applyGpuHealth();
     this.alerts?.send({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
     this.emit({ event: raised ? "gpu.fault.raised" : "gpu.fault.cleared", fault: f, at });
+    this.remediation?.fault(f, raised);
+  }
+
+  private onRemediation(e: RemediationEvent): void {
+    this.remember(historyOfRemediation(e));
+    this.alerts?.send(e);
+    this.emit(e);
   }
 
   private applyGpuHealth(): void {
+    const wasDown = new Set(this.config.backends.filter((b) => this.health.get(b.name).state === "down").map((b) => b.name));
     this.feed.applyGpu(this.config, new Map((this.gpu?.snapshot().gpus ?? []).map((g) => [g.index, g.busId])));
+    // A backend its GPU took down: what is in flight on it moves to the next tier now, rather than stalling or breaking there.
+    for (const b of this.config.backends) {
+      const h = this.health.get(b.name);
+      if (h.state === "down" && !wasDown.has(b.name)) this.router?.evacuate(b.name, h.reason);
+    }
   }
 
   // ------------------------------------------------------------------ status
@@ -411,6 +471,8 @@ export class Daemon {
       listening: this.listening,
       history: this.history.all(),
       drained: (name) => this.drains.get(name),
+      held: (name) => this.supervisor_.heldFor(name),
+      remediation: this.remediation?.snapshot(),
       inflight: (name) => this.router.inFlight(name),
       reload: reloadStatus(this.startConfig, this.config, this.reloadRefused),
     });
@@ -443,6 +505,7 @@ export class Daemon {
     this.drains.keep((name) => next.backends.some((b) => b.name === name));
     this.health.reconfigure(next);
     this.gpu?.setThresholds(next.gpu);
+    this.remediation?.reconfigure();
     this.host?.reconfigure(next.host);
     const newAlerter = (await this.alerts?.reconfigure(prev, next)) ?? false;
     if (newAlerter || JSON.stringify(prev.schedule) !== JSON.stringify(next.schedule)) {
@@ -494,6 +557,7 @@ export class Daemon {
       },
       { name: "router listeners", run: () => this.routerServer?.close() },
       { name: "remote probes", run: () => this.remote?.stop() },
+      { name: "GPU remediation", run: () => this.remediation?.close() },
       { name: "backends", run: () => (leaveBackends ? this.supervisor_?.detachAll() : this.supervisor_?.stopAll(reason)) },
       { name: "GPU monitor", run: () => this.gpu?.stop() },
       { name: "host monitor", run: () => this.host?.stop() },

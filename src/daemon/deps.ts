@@ -16,6 +16,7 @@ import type { BackendSpawner } from "../supervisor/spawn.ts";
 import type { SupervisorEvent } from "../supervisor/states.ts";
 import type { PortHolderLookup, ProberFactory } from "../supervisor/supervisor.ts";
 import type { Notifier } from "./notify.ts";
+import type { RemediationEvent } from "./remediation-desk.ts";
 
 /** What the composition root hands the daemon: everything real it uses. */
 export interface DaemonDeps {
@@ -53,4 +54,4 @@ export interface DaemonDeps {
   readonly cache?: CacheHook;
 }
 
-export type DaemonEvent = SupervisorEvent | RouterEvent | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number } | { readonly event: "daemon.started" | "daemon.stopping" | "daemon.reloaded"; readonly at: number; readonly detail: string };
+export type DaemonEvent = SupervisorEvent | RouterEvent | RemediationEvent | { readonly event: "gpu.fault.raised" | "gpu.fault.cleared"; readonly fault: GpuFault; readonly at: number } | { readonly event: "daemon.started" | "daemon.stopping" | "daemon.reloaded"; readonly at: number; readonly detail: string };

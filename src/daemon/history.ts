@@ -4,6 +4,7 @@ import type { GpuFault } from "../gpu/types.ts";
 import { faultLine } from "../gpu/report.ts";
 import type { RouterEvent } from "../router/router.ts";
 import type { SupervisorEvent } from "../supervisor/states.ts";
+import type { RemediationEvent } from "./remediation-desk.ts";
 import type { HistoryEntry } from "./state-store.ts";
 
 export function historyOfSupervisor(e: SupervisorEvent): HistoryEntry | undefined {
@@ -34,4 +35,9 @@ export function historyOfRouter(e: RouterEvent): HistoryEntry | undefined {
 export function historyOfGpuFault(f: GpuFault, raised: boolean, at: number): HistoryEntry {
   const line = faultLine(f);
   return { at, kind: raised ? "gpu_fault" : "gpu_clear", gpu: f.gpu ?? undefined, summary: raised ? line : line.replace(/^([^:]+): /, "$1: cleared: ") };
+}
+
+/** Every step of the GPU remediation ladder: "GPU 0: waiting → resetting: …". */
+export function historyOfRemediation(e: RemediationEvent): HistoryEntry {
+  return { at: e.at, kind: "gpu_remediation", gpu: e.gpu, summary: `GPU ${e.gpu}: ${e.from} → ${e.to}: ${e.why}` };
 }

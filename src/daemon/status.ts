@@ -15,6 +15,7 @@ import { packageVersion } from "../platform/version.ts";
 import type { RouteSnapshot } from "../router/router.ts";
 import type { Listening } from "../router/server.ts";
 import type { BackendSnapshot } from "../supervisor/states.ts";
+import type { RemediationView } from "./remediation-desk.ts";
 import type { HistoryEntry } from "./state-store.ts";
 import { verdict, type Verdict, type VerdictInput } from "./verdict.ts";
 
@@ -81,6 +82,30 @@ export interface BackendStatus {
   readonly drained: { readonly by: string; readonly since: string } | null;
   /** Requests the router has on it now (streams until their last byte): a drained backend at 0 is idle. */
   readonly inflight: number;
+  /** Why it is held stopped (its GPU needs a reset or a reboot); null when it is not. */
+  readonly held: string | null;
+}
+
+/** The remediation ladder on one GPU (gpu/remediation.ts): where it stands, since when, why, and what comes next. */
+export interface RemediationStatus {
+  readonly gpu: number;
+  /** idle, waiting, resetting, verifying, recovered, reset_needed, reboot_required. */
+  readonly state: string;
+  readonly since: string;
+  readonly why: string;
+  /** reboot_required: reboot_fault, reset_again, reset_refused, reset_failed, reset_ineffective. */
+  readonly cause: string | null;
+  /** What llmsup does next, and when (null: nothing pending, or no time set). */
+  readonly next: string | null;
+  readonly next_at: string | null;
+  /** The faults asking for a reset or a reboot. */
+  readonly faults: readonly { readonly id: string; readonly kind: string; readonly reason: string; readonly recovery: string; readonly xid: number | null; readonly since: string }[];
+  /** llmsup's resets of this GPU inside reset_window. */
+  readonly resets_in_window: readonly string[];
+  readonly backends: readonly string[];
+  /** Whether those backends are held stopped now. */
+  readonly backends_held: boolean;
+  readonly auto_reset: boolean;
 }
 
 export interface DaemonStatus {
@@ -95,6 +120,8 @@ export interface DaemonStatus {
   readonly backends: readonly BackendStatus[];
   readonly gpus: GpuJson | null;
   readonly gpu_monitor: { readonly state: string; readonly nvidia_smi: string; readonly kernel_log: unknown } | null;
+  /** The remediation ladder, per GPU it is acting on or has acted on; null when GPUs are not watched. */
+  readonly remediation: readonly RemediationStatus[] | null;
   readonly host: unknown;
   readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null } | null;
   /** The emergency response cache; null when no route has `cache = true`. */
@@ -126,6 +153,10 @@ export interface StatusSources {
   readonly drained?: (backend: string) => { readonly by: string; readonly since: number } | undefined;
   /** Requests the router has on a backend now. */
   readonly inflight?: (backend: string) => number;
+  /** Why a backend is held stopped by the remediation ladder, if it is. */
+  readonly held?: (backend: string) => string | undefined;
+  /** The remediation ladder's GPUs (absent: GPUs are not watched). */
+  readonly remediation?: readonly RemediationView[];
   /** Reload trouble: a refused reload, settings waiting for a restart of llmsup (verdict.ts). */
   readonly reload?: VerdictInput["reload"];
 }
@@ -185,6 +216,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       url: b.url,
       drained: drain ? { by: drain.by, since: iso(drain.since) } : null,
       inflight: d.inflight?.(b.name) ?? 0,
+      held: d.held?.(b.name) ?? null,
     };
   });
   const served = d.served.minute;
@@ -209,6 +241,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
     },
     backends,
     gpus,
+    remediation: d.remediation ? d.remediation.map(remediationStatus) : null,
     gpu_monitor: gsnap ? { state: gsnap.nvidiaSmi.state, nvidia_smi: gsnap.nvidiaSmi.path, kernel_log: gsnap.kernelLog ?? null } : null,
     host: d.host ?? null,
     alerts,
@@ -216,6 +249,23 @@ export function buildStatus(d: StatusSources): DaemonStatus {
     events: d.history.slice(-20).map((h) => ({ ...h, time: iso(h.at) })),
     reload: d.reload ?? null,
     summary: verdict({ routes, backends, gpus: gpus?.gpus ?? [], alerts, reload: d.reload }),
+  };
+}
+
+function remediationStatus(r: RemediationView): RemediationStatus {
+  return {
+    gpu: r.gpu,
+    state: r.state,
+    since: iso(r.since),
+    why: r.why,
+    cause: r.cause,
+    next: r.next,
+    next_at: r.nextAt === null ? null : iso(r.nextAt),
+    faults: r.evidence.map((e) => ({ id: e.id, kind: e.kind, reason: e.reason, recovery: e.recovery, xid: e.xid ?? null, since: iso(e.since) })),
+    resets_in_window: r.resets.map(iso),
+    backends: r.backends,
+    backends_held: r.held,
+    auto_reset: r.autoReset,
   };
 }
 

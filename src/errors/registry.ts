@@ -79,6 +79,11 @@ export const ERRORS = {
     exit: EXIT.USAGE,
     retryable: false,
   },
+  LLMSUP_E_BACKEND_HELD: {
+    message: "That backend is held stopped because its GPU needs a reset or a reboot (`llmsup status` says why, under Remediation); llmsup starts it again by itself once the GPU's faults clear.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
   LLMSUP_E_GPU_SMI_MISSING: {
     message: "nvidia-smi was not found or cannot be run at the configured path ([gpu] nvidia_smi, or --nvidia-smi). Install the NVIDIA driver utilities or fix the path.",
     exit: EXIT.UNAVAILABLE,
@@ -129,6 +134,31 @@ export const ERRORS = {
     exit: EXIT.UNAVAILABLE,
     retryable: false,
   },
+  LLMSUP_E_GPU_READING_IMPLAUSIBLE: {
+    message: "nvidia-smi reported a reading no GPU can give (negative, not a finite number, a temperature over 150 °C, utilisation over 100 %, more memory in use than the GPU has, a power draw over 2000 W, an ECC count that is negative or not whole); the GPU and the field are named. llmsup ignores it and shows the last good value, marked stale. Compare with `nvidia-smi -q -i <gpu>` by hand; if it persists, update or reload the driver.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_GPU_UNKNOWN: {
+    message: "The running daemon knows no GPU of that index (nvidia-smi has not shown it and no fault names it); `llmsup gpus` and `llmsup status` list the GPUs.",
+    exit: EXIT.USAGE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_RESET_REFUSED: {
+    message: "nvidia-smi refused to reset a GPU because processes still use it (its message is quoted). llmsup had stopped its own backends on that GPU, so something else holds it: `nvidia-smi --query-compute-apps=pid,gpu_uuid,process_name --format=csv` names it. Stop it and reset the GPU by hand (`nvidia-smi -r -i <gpu>`), or reboot.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_GPU_RESET_FAILED: {
+    message: "nvidia-smi could not reset a GPU (its output is quoted), or the reset did not clear the faults that asked for it: the GPU needs a reboot of the machine.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_REBOOT_REQUIRED: {
+    message: "A GPU needs a reboot of the machine: the driver asks for one, the GPU fell off the bus, a reset failed or did not help, or it needed a second reset within `[gpu] reset_window`. The backends on it are stopped and held until its faults clear; `llmsup status` shows the evidence.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
   LLMSUP_E_LISTEN_FAILED: {
     message: "A listener could not be opened (address in use, socket held by a running process, no permission). Check router.listen, router.socket and control.socket.",
     exit: EXIT.UNAVAILABLE,
@@ -156,6 +186,11 @@ export const ERRORS = {
   },
   LLMSUP_E_SUPERVISOR_TRANSITION: {
     message: "The supervisor refused a state change its transition table does not allow: a bug in llmsup. The backend keeps its state; please report it with the daemon log.",
+    exit: EXIT.SOFTWARE,
+    retryable: false,
+  },
+  LLMSUP_E_GPU_REMEDIATION_TRANSITION: {
+    message: "The GPU remediation ladder refused a change its transition table does not allow: a bug in llmsup. The GPU keeps its remediation state; please report it with the daemon log.",
     exit: EXIT.SOFTWARE,
     retryable: false,
   },

@@ -9,21 +9,30 @@
  *   every ~30 s: remapped rows and compute apps (one-shot, one at a time)
  *   kernel log → XID / fallen off the bus → evaluate
  *
- * Events: `sample`, `fault.raised`, `fault.cleared`, `xid`, `kernel_log`.
+ * A failure line in the loop's output ("couldn't communicate with the NVIDIA
+ * driver", "GPU is lost", …) ends the sample stream: the loop's end is read
+ * from that line, whatever the GPU count. Readings are screened
+ * (plausible.ts): an implausible one is logged once per (GPU, field), and
+ * the snapshot shows the last good value, marked stale.
+ *
+ * Events: `sample` (screened samples), `fault.raised`, `fault.cleared`, `xid`, `kernel_log`.
  * Log lines: gpu.fault.raised, gpu.fault.cleared, gpu.driver.unresponsive,
- * gpu.nvidia_smi.failed, gpu.nvidia_smi.fields, gpu.xid, gpu.kernel_log.source,
+ * gpu.nvidia_smi.failed, gpu.nvidia_smi.fields, gpu.reading.implausible,
+ * gpu.faults.reset, gpu.xid, gpu.kernel_log.source,
  * gpu.kernel_log.unavailable, gpu.monitor.started, gpu.monitor.stopped.
  */
 import { EventEmitter } from "node:events";
 import type { GpuConfig } from "../config/types.ts";
 import { silentLogger, type Logger } from "../log/logger.ts";
-import type { Clock, TimerHandle } from "../platform/clock.ts";
+import { within, type Clock, type TimerHandle } from "../platform/clock.ts";
 import type { VramProbe } from "../supervisor/vram.ts";
 import { doublingDelay } from "../time/backoff.ts";
-import { evaluate, faultConfig, initialFaultState, type FaultConfig, type FaultInput, type FaultState } from "./faults.ts";
+import { LlmsupError } from "../errors/error.ts";
+import { evaluate, faultConfig, initialFaultState, staleSince, type Evaluation, type FaultConfig, type FaultInput, type FaultState, type FaultThresholds, type ResetBy } from "./faults.ts";
 import { CSV_FORMAT, GPU_CANDIDATES, queryArgument, type GpuFieldKey, type SelectedField } from "./fields.ts";
 import { KernelLogWatcher, type KernelLogStatus } from "./kernel-log.ts";
-import { classifyFailure, parseGpuQuery, type Parsed } from "./parse.ts";
+import { failureFromLine, loopExitFailure, parseGpuQuery, type Parsed } from "./parse.ts";
+import { ReadingBook } from "./readings.ts";
 import { probeFields } from "./probe-fields.ts";
 import { buildReport, type GpuReport } from "./report.ts";
 import { SmiRunner, type LoopExit, type LoopHandle } from "./runner.ts";
@@ -81,7 +90,8 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   #state: SmiState = "stopped";
   #fields: SelectedField<GpuFieldKey>[] = [];
   #dropped: readonly string[] = [];
-  #samples = new Map<number, { sample: GpuSample; at: number }>();
+  /** The latest good readings of each GPU (rejected fields carried from before, marked stale). */
+  readonly #readings: ReadingBook;
   #remapped: RemappedRows[] = [];
   #apps: ComputeApp[] = [];
   #lastSampleAt: number | undefined;
@@ -92,6 +102,8 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   #tickTimer: TimerHandle | undefined;
   #failures = 0;
   #stopped = true;
+  /** Sampling is paused while `exclusive` runs something that needs the GPUs to itself (a reset). */
+  #paused = false;
   readonly #problems = new Set<string>();
 
   constructor(options: GpuMonitorOptions) {
@@ -99,13 +111,14 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     this.#config = options.config;
     this.#fc = faultConfig(options.config);
     this.#log = options.logger ?? silentLogger();
+    this.#readings = new ReadingBook(this.#log);
     this.#clock = options.clock;
     this.#slowPollMs = options.slowPollMs ?? 30_000;
     this.runner = new SmiRunner({ path: options.config.nvidia_smi, deadlineMs: options.config.deadline, spawn: options.spawn, clock: this.#clock });
     this.#slow = new SlowPoll({
       runner: this.runner,
       logger: this.#log,
-      active: () => !this.#stopped,
+      active: () => !this.#stopped && !this.#paused,
       remapped: (rows) => this.#onRemapped(rows),
       apps: (apps) => {
         this.#apps = apps;
@@ -122,8 +135,8 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     });
   }
 
-  /** New fault thresholds (temperature_limit, memory_full, sustain/clear samples, event_hold) from the next sample on; nvidia-smi keeps running. */
-  setThresholds(config: Pick<GpuConfig, "temperature_limit" | "memory_full" | "sustain_samples" | "clear_samples" | "event_hold">): void {
+  /** New fault thresholds (temperature_limit, memory_full, sustain/clear/stale samples, event_hold) from the next sample on; nvidia-smi keeps running. */
+  setThresholds(config: FaultThresholds): void {
     this.#fc = faultConfig(config);
   }
 
@@ -150,6 +163,30 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     this.#log.info({ event: "gpu.monitor.stopped" }, "GPU monitor stopped");
   }
 
+  /**
+   * Runs `fn` with no nvidia-smi of the monitor's own running: the sampling
+   * loop is ended (and waited for, up to the query deadline) and nothing new
+   * starts until `fn` is done; then sampling starts again with a fresh probe.
+   * `nvidia-smi -r` needs this: NVIDIA refuses a reset while a monitoring
+   * application, another nvidia-smi included, has the device open.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.#paused = true;
+    this.#retryTimer?.cancel();
+    const loop = this.#loop;
+    this.#loop = undefined;
+    if (loop) {
+      loop.stop();
+      await within(this.#clock, loop.exited, this.#config.deadline);
+    }
+    try {
+      return await fn();
+    } finally {
+      this.#paused = false;
+      if (!this.#stopped) void this.#cycle();
+    }
+  }
+
   /** Active faults. */
   faults(): GpuFault[] {
     return [...this.#faults.active.values()];
@@ -158,7 +195,8 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   snapshot(): GpuSnapshot {
     const report = buildReport({
       at: this.#clock.now(),
-      samples: this.#samples,
+      samples: this.#readings.readings,
+      staleSince: (gpu) => staleSince(this.#faults, gpu),
       identities: this.#faults.gpus,
       remapped: this.#remapped,
       apps: this.#apps,
@@ -179,9 +217,21 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     };
   }
 
-  /** An operator reset GPU `gpu` (null: all): drop its event faults (XIDs, ECC rises). */
-  gpuWasReset(gpu: number | null): void {
-    this.#feed({ type: "reset", gpu });
+  /**
+   * GPU `gpu` (null: every GPU) was reset by llmsup (after `nvidia-smi -r`
+   * succeeded), or the operator says its event faults are dealt with
+   * (`llmsup gpus clear`): its event faults (XIDs, ECC rises) clear, with a
+   * clearReason naming who and why. Returns what cleared. Throws
+   * LLMSUP_E_GPU_UNKNOWN for a GPU nvidia-smi has not shown and no fault names.
+   */
+  gpuWasReset(gpu: number | null, by: ResetBy, reason?: string): ClearedFault[] {
+    if (gpu !== null && !this.#faults.gpus.has(gpu) && !this.faults().some((f) => f.gpu === gpu)) {
+      const known = [...this.#faults.gpus.keys()].sort((a, b) => a - b);
+      throw new LlmsupError("LLMSUP_E_GPU_UNKNOWN", `no GPU ${gpu} (GPUs: ${known.join(", ") || "none seen yet"})`, { gpu });
+    }
+    const r = this.#feed({ type: "reset", gpu, by, ...(reason !== undefined ? { reason } : {}) });
+    this.#log.info({ event: "gpu.faults.reset", gpu, by, reason: reason ?? null, cleared: r.cleared.map((f) => f.id) }, `${gpu === null ? "every GPU" : `GPU ${gpu}`}: ${by === "llmsup" ? "reset by llmsup" : "event faults cleared by the operator"}; ${r.cleared.length} fault${r.cleared.length === 1 ? "" : "s"} cleared`);
+    return [...r.cleared];
   }
 
   /** The supervisor's "who holds VRAM" check, sharing this monitor's runner and GPU map. */
@@ -191,19 +241,29 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
 
   // ---- evaluation ------------------------------------------------------------
 
-  #feed(input: FaultInput): void {
+  /**
+   * One evaluation step, and what it changed, in an order that never shows a
+   * GPU healthy in between: a fault replaced by a new version of itself is
+   * cleared first, then what was raised, then what ended (a driver fault
+   * superseded by another is never seen absent).
+   */
+  #feed(input: FaultInput): Evaluation {
     const r = evaluate(this.#faults, input, this.#clock.now(), this.#fc);
     this.#faults = r.state;
     if (r.xid) this.#logXid(r.xid);
-    for (const f of r.cleared) {
+    const reraised = new Set(r.raised.map((f) => f.id));
+    const cleared = (f: ClearedFault) => {
       this.#log.info({ event: "gpu.fault.cleared", fault: f }, `cleared: ${f.reason} (${f.clearReason})`);
       this.emit("fault.cleared", f);
-    }
+    };
+    for (const f of r.cleared) if (reraised.has(f.id)) cleared(f);
     for (const f of r.raised) {
       this.#log[f.severity === "down" ? "error" : "warn"]({ event: "gpu.fault.raised", fault: f }, `${f.severity}: ${f.reason}; ${f.action}`);
       this.emit("fault.raised", f);
     }
+    for (const f of r.cleared) if (!reraised.has(f.id)) cleared(f);
     if (r.xid) this.emit("xid", r.xid);
+    return r;
   }
 
   #logXid(x: XidOutcome): void {
@@ -228,9 +288,9 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
   // ---- nvidia-smi --------------------------------------------------------------
 
   async #cycle(): Promise<void> {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#paused) return;
     const probe = await probeFields(this.runner, "--query-gpu", GPU_CANDIDATES, parseGpuQuery);
-    if (this.#stopped) return;
+    if (this.#stopped || this.#paused) return;
     if (!probe.ok) {
       this.#failed(probe.failure);
       return;
@@ -246,7 +306,12 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
     try {
       this.#loop = this.runner.startLoop(
         [queryArgument("--query-gpu", this.#fields), CSV_FORMAT, "-lms", String(Math.max(1, Math.round(this.#config.interval)))],
-        { linesPerSample: Math.max(1, lines), overdueMs: Math.max(this.#config.deadline, 2 * this.#config.interval), startsSample: (l) => l.startsWith("0, ") },
+        {
+          linesPerSample: Math.max(1, lines),
+          overdueMs: Math.max(this.#config.deadline, 2 * this.#config.interval),
+          startsSample: (l) => l.startsWith("0, "),
+          endsStream: (l) => failureFromLine(l) !== undefined,
+        },
         {
           sample: (batch) => this.#onSample(parseGpuQuery(batch.join("\n"), this.#fields)),
           overdue: (waitedMs) => this.#onOverdue(waitedMs),
@@ -266,14 +331,22 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
       this.#problems.add(p.message);
       this.#log.warn({ event: "gpu.nvidia_smi.output", code: "LLMSUP_E_GPU_SMI_OUTPUT", problem: p.message }, "unexpected nvidia-smi output");
     }
-    if (parsed.rows.length === 0 && parsed.failures.length === 0) return;
+    // Garbage is fed too: a sample with nothing plausible in it counts towards gpu_readings_stale.
+    if (parsed.rows.length === 0 && parsed.failures.length === 0 && parsed.problems.length === 0) return;
+    const r = this.#feed({ type: "sample", gpus: parsed.rows, failures: parsed.failures });
+    const observed = r.observed ?? [];
+    this.#readings.take(observed, at);
+    const valid = observed.filter((o) => o.screened.valid);
+    if (valid.length === 0) return;
     this.#state = "sampling";
     this.#failures = 0;
     this.#lastFailure = undefined;
     this.#lastSampleAt = at;
-    for (const s of parsed.rows) this.#samples.set(s.index, { sample: s, at });
-    this.#feed({ type: "sample", gpus: parsed.rows, failures: parsed.failures });
-    this.emit("sample", parsed.rows, at);
+    this.emit(
+      "sample",
+      valid.map((o) => o.screened.sample),
+      at,
+    );
     if (at - this.#lastSlowPoll >= this.#slowPollMs) {
       this.#lastSlowPoll = at;
       void this.#slow.run();
@@ -288,17 +361,12 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
 
   #onLoopExit(exit: LoopExit): void {
     this.#loop = undefined;
-    if (this.#stopped || exit.stopped) return;
+    if (this.#stopped || this.#paused || exit.stopped) return;
     if (exit.overdue) {
       this.#retry();
       return;
     }
-    const failure: SmiFailure = exit.error
-      ? { kind: "missing", code: "LLMSUP_E_GPU_SMI_MISSING", message: exit.leftover }
-      : exit.code === 0
-        ? { kind: "failed", code: "LLMSUP_E_GPU_SMI_FAILED", message: "the nvidia-smi loop ended on its own", exitCode: 0 }
-        : classifyFailure(exit.leftover, exit.code);
-    this.#failed(failure);
+    this.#failed(exit.error ? { kind: "missing", code: "LLMSUP_E_GPU_SMI_MISSING", message: exit.leftover } : loopExitFailure(exit.leftover, exit.code));
   }
 
   #failed(failure: SmiFailure): void {
@@ -312,7 +380,7 @@ export class GpuMonitor extends EventEmitter<GpuMonitorEvents> {
 
   /** Probe again after a pause that grows with consecutive failures (interval, doubling, at most 12 intervals). */
   #retry(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#paused) return;
     const delay = doublingDelay({ first: this.#config.interval, max: Math.max(12 * this.#config.interval, 1_000) }, this.#failures);
     this.#failures++;
     this.#retryTimer?.cancel();

@@ -60,8 +60,11 @@ export class InFlight {
   evacuate(backend: string, why: string): Map<string, number> {
     const moved = new Map<string, number>();
     const seen = new Set<object>();
+    const set = this.movers.get(backend);
     // A copy: a mover may release its hold (and so change the set) before this loop is done.
-    for (const m of [...(this.movers.get(backend) ?? [])]) {
+    for (const m of [...(set ?? [])]) {
+      // Moved once: a second evacuation of the same backend (a GPU fault, then the hold for its reset) finds it gone.
+      set?.delete(m);
       m.move(why);
       if (seen.has(m.request)) continue;
       seen.add(m.request);

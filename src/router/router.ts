@@ -135,7 +135,7 @@ export class Router implements Core, HedgeCore {
       this.log.warn(e, `${plural(requests, "request")} of ${route} moved off ${backend}, which went down: ${reason}`);
       this.emit(e);
     }
-    if (total === 0) this.log.info({ event: "router.evacuated", backend, reason, requests: 0 }, `${backend} went down with no request on it: ${reason}`);
+    if (total === 0) this.log.info({ event: "router.evacuate.none", backend, reason }, `${backend} went down with no request on it: ${reason}`);
     return total;
   }
 

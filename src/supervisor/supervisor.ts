@@ -65,6 +65,8 @@ export interface ReloadChanges {
 
 export class Supervisor {
   private readonly owners = new Map<string, BackendOwner>();
+  /** Backends held stopped (their GPU needs a reset or a reboot): why, and whether release() starts them again. */
+  private readonly holds = new Map<string, { readonly reason: string; readonly resume: boolean }>();
   private config: Config;
   private readonly deps: SupervisorDeps;
   private readonly clock: Clock;
@@ -128,6 +130,7 @@ export class Supervisor {
     for (const [name, owner] of [...this.owners]) {
       const nb = nextManaged.get(name);
       if (!nb) {
+        this.holds.delete(name);
         await owner.stop("removed from the configuration");
         await owner.close();
         this.owners.delete(name);
@@ -137,7 +140,7 @@ export class Supervisor {
         await owner.close();
         const fresh = this.makeOwner(next, nb);
         this.owners.set(name, fresh);
-        await fresh.start();
+        if (!this.holds.has(name)) await fresh.start();
         changes.restarted.push(name);
       } else {
         if (JSON.stringify(modelsOn(prevConfig, name)) !== JSON.stringify(modelsOn(next, name))) owner.setProber(this.deps.prober(nb, modelsOn(next, name)));
@@ -170,7 +173,7 @@ export class Supervisor {
   /** Starts every managed backend, in `order` first (route priority), then the rest. */
   async startAll(order: readonly string[] = []): Promise<void> {
     const names = [...order.filter((n) => this.owners.has(n)), ...this.names().filter((n) => !order.includes(n))];
-    for (const n of names) await this.owners.get(n)!.start();
+    for (const n of names) if (!this.holds.has(n)) await this.owners.get(n)!.start();
   }
 
   /** Stops every backend in parallel, each by its own stop_timeout. */
@@ -198,7 +201,8 @@ export class Supervisor {
     await Promise.all([...this.owners.values()].map((o) => o.detach()));
   }
 
-  start(name: string): Promise<void> {
+  async start(name: string): Promise<void> {
+    this.refuseHeld(name);
     return this.owner(name).start();
   }
 
@@ -206,12 +210,47 @@ export class Supervisor {
     return this.owner(name).stop();
   }
 
-  restart(name: string): Promise<void> {
+  async restart(name: string): Promise<void> {
+    this.refuseHeld(name);
     return this.owner(name).restart();
   }
 
-  reset(name: string): Promise<void> {
+  async reset(name: string): Promise<void> {
+    this.refuseHeld(name);
     return this.owner(name).reset();
+  }
+
+  /**
+   * Stops a backend and holds it stopped (its GPU needs a reset or a
+   * reboot): until release(), start, restart, reset and a reload that
+   * changes it start nothing. A fatal backend stays fatal (it has no
+   * process to stop).
+   */
+  async hold(name: string, reason: string): Promise<void> {
+    const owner = this.owner(name);
+    const state = owner.currentState;
+    // Held again (another of its GPUs): whether it was running is what the first hold saw.
+    this.holds.set(name, { reason, resume: this.holds.get(name)?.resume ?? (state !== "stopped" && state !== "fatal") });
+    if (state !== "fatal") await owner.stop(reason);
+  }
+
+  /** Ends a hold; starts the backend again when it was running before the hold (one an operator had stopped stays stopped). */
+  async release(name: string, reason: string): Promise<void> {
+    const h = this.holds.get(name);
+    if (!h) return;
+    this.holds.delete(name);
+    const owner = this.owners.get(name);
+    if (h.resume && owner?.currentState === "stopped") await owner.restart(reason);
+  }
+
+  /** Why a backend is held stopped; undefined when it is not. */
+  heldFor(name: string): string | undefined {
+    return this.holds.get(name)?.reason;
+  }
+
+  private refuseHeld(name: string): void {
+    const why = this.holds.get(name)?.reason;
+    if (why !== undefined) throw new LlmsupError("LLMSUP_E_BACKEND_HELD", `backend "${name}" is held stopped: ${why}; llmsup starts it again once the GPU's faults clear`, { backend: name, reason: why });
   }
 
   /** A drill is about to break `name`'s running process on purpose: its exit will not count against the restart budget (BackendOwner.expectDrillExit). */

@@ -11,7 +11,7 @@ test("a GPU fault takes the backend on that GPU DOWN, the route falls back, and 
   const files = await writeDaemonConfig(
     t,
     [
-      { name: "primary", kind: "llamacpp", extra: "gpus = [0]" },
+      { name: "primary", kind: "llamacpp", extra: "gpus = [0]", args: ["--gpus", "0"] },
       { name: "fallback", kind: "llamacpp" },
     ],
     `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }, { backend = "fallback", model = "m" }]\n`,
@@ -20,7 +20,8 @@ test("a GPU fault takes the backend on that GPU DOWN, the route falls back, and 
   await writeGpuState(state, defaultGpuState(2));
   const smi = await writeWrapper(state, path.join(files.dir, "nvidia-smi"));
   writeFileSync(files.config, readFileSync(files.config, "utf8").replace("[gpu]\nenabled = false\n", `[gpu]\nnvidia_smi = "${smi}"\ninterval = "300ms"\ndeadline = "3s"\nkernel_log = "off"\nsustain_samples = 1\nclear_samples = 1\n`));
-  const d = await startDaemon(t, files);
+  // The simulated llama-server loads onto the simulated GPU 0 (and is seen there, not on the CPU).
+  const d = await startDaemon(t, files, { LLMSUP_SIM_GPU_STATE: state });
   const ok = await waitStatus(d, "ready on tier 0 with GPUs sampled", (s, code) => code === 0 && s.backends.every((b) => b.state === "ready"));
   assert.equal(ok.json.router.routes[0]!.serving_tier, 0);
 

@@ -5,7 +5,8 @@
  *   show    --state FILE                     print the state as JSON
  *   set     --state FILE [--gpu I] k=v ...   change GPU I's fields (dotted keys, e.g. remapped_rows.pending=true,
  *                                            cells.power.draw="[Unknown Error]"), or top-level fields without --gpu
- *                                            (failure=gpu_lost, failure=null, old_driver=true)
+ *                                            (failure=gpu_lost, failure=null, old_driver=true);
+ *                                            recovery_action=None|Reset|Reboot|"Drain P2P"|"Drain and Reset"
  *   wrapper --state FILE --out PATH          write an executable nvidia-smi stand-in bound to FILE
  */
 import { chmod, writeFile } from "node:fs/promises";
@@ -13,7 +14,7 @@ import path from "node:path";
 import { selfCommand } from "../../platform/self.ts";
 import type { Io } from "../../cli/output.ts";
 import { EXIT } from "../../errors/registry.ts";
-import { SIM_SMI_FAILURES, defaultGpuState, readGpuState, updateGpuState, writeGpuState } from "./state.ts";
+import { SIM_RECOVERY_ACTIONS, SIM_SMI_FAILURES, defaultGpuState, readGpuState, updateGpuState, writeGpuState } from "./state.ts";
 import type { SimGpu, SimGpuState } from "./state.ts";
 
 class UsageError extends Error {}
@@ -107,7 +108,11 @@ function setGpuKey(gpu: SimGpu, key: string, text: string): void {
     target = next as Record<string, unknown>;
   }
   if (!(last in target) || (parts.length === 0 && last === "cells")) throw new UsageError(`unknown GPU key "${key}"`);
-  target[last] = typedValue(key, target[last], text);
+  const value = typedValue(key, target[last], text);
+  if (key === "recovery_action" && !(SIM_RECOVERY_ACTIONS as readonly unknown[]).includes(value)) {
+    throw new UsageError(`recovery_action must be one of ${SIM_RECOVERY_ACTIONS.map((a) => `"${a}"`).join(", ")}`);
+  }
+  target[last] = value;
 }
 
 /** The new value in the type of the current one: text stays text, numbers and booleans must parse as such (null is allowed). */

@@ -17,6 +17,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 export const SIM_SMI_FAILURES = ["driver_not_loaded", "gpu_lost", "nvml_mismatch", "no_devices", "unknown_error", "hang"] as const;
 export type SimSmiFailure = (typeof SIM_SMI_FAILURES)[number];
 
+/** What gpu_recovery_action reads (NVML's GPU recovery actions). */
+export const SIM_RECOVERY_ACTIONS = ["None", "Reset", "Reboot", "Drain P2P", "Drain and Reset"] as const;
+
 export interface SimRemappedRows {
   correctable: number;
   uncorrectable: number;

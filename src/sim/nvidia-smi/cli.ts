@@ -2,14 +2,16 @@
  * `llmsup sim nvidia-smi ARGS...`: a stand-in for nvidia-smi driven by the
  * simulated GPU state file (`--sim-state PATH`, or LLMSUP_SIM_GPU_STATE).
  * No state file means no driver. The state is read again for every sample, so
- * a test can break a GPU while a loop (`-lms`) is running.
+ * a test can break a GPU while a loop (`-lms`) is running. `-r` resets GPUs
+ * in the state file (reset.ts).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Io } from "../../cli/output.ts";
-import { readGpuState, withoutDeadProcesses } from "../gpu/state.ts";
+import { pidAlive, readGpuState, updateGpuState, withoutDeadProcesses } from "../gpu/state.ts";
 import type { SimGpuState } from "../gpu/state.ts";
 import { DRIVER_NOT_LOADED, parseSmiArgs, renderSample } from "./format.ts";
 import type { SmiResult } from "./format.ts";
+import { isResetCommand, parseResetArgs, resetGpus } from "./reset.ts";
 
 export const STATE_ENV = "LLMSUP_SIM_GPU_STATE";
 
@@ -51,8 +53,31 @@ function write(io: Io, result: SmiResult): void {
   if (result.stderr) io.stderr.write(result.stderr);
 }
 
+/** `-r` / `--gpu-reset`: resets the selected GPUs in the state file (reading and writing it under its lock). */
+async function runReset(statePath: string | undefined, argv: readonly string[], io: Io): Promise<number> {
+  const parsed = parseResetArgs(argv);
+  if (!parsed.ok) {
+    write(io, parsed.result);
+    return parsed.result.exitCode;
+  }
+  if (!statePath || !(await loadState(statePath))) {
+    write(io, DRIVER_NOT_LOADED);
+    return DRIVER_NOT_LOADED.exitCode;
+  }
+  let result = DRIVER_NOT_LOADED as SmiResult | "hang";
+  await updateGpuState(statePath, (state) => {
+    const r = resetGpus(state, parsed.args, pidAlive);
+    result = r.result;
+    return r.state;
+  });
+  if (result === "hang") return hang();
+  write(io, result);
+  return result.exitCode;
+}
+
 export async function runNvidiaSmi(argv: readonly string[], io: Io): Promise<number> {
   const { statePath, rest } = extractSimState(argv, io.env);
+  if (isResetCommand(rest)) return runReset(statePath, rest, io);
   const parsed = parseSmiArgs(rest);
   if (!parsed.ok) {
     write(io, parsed.result);

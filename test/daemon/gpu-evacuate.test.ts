@@ -1,0 +1,149 @@
+/**
+ * A GPU fault that takes a backend down moves its streams off it at once: `llmsup run` with a
+ * simulated nvidia-smi and simulated backends, the kernel log read through its journal reader;
+ * an XID 79 for the backend's GPU and every stream in flight on it is finished by the next tier.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import OpenAI from "openai";
+import { Agent, fetch as undiciFetch } from "undici";
+import { canonicalTokens, chatKey } from "../../src/sim/backend/answer.ts";
+import { writeWrapper } from "../../src/sim/gpu/cli.ts";
+import { defaultGpuState, writeGpuState } from "../../src/sim/gpu/state.ts";
+import { startDaemon, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
+import { waitUntil } from "../helpers/wait.ts";
+
+/**
+ * A stand-in for `journalctl -k -f -o json --lines=0` in `dir`/bin: it follows `kernelLog`, a plain
+ * kernel-log file (dmesg lines) that starts empty, and prints each line appended to it as a journal
+ * JSON entry. Returns the directory to put first on the daemon's PATH.
+ */
+function journalStandIn(dir: string, kernelLog: string): string {
+  const bin = path.join(dir, "bin");
+  mkdirSync(bin);
+  const follower = path.join(bin, "follow-kernel-log.cjs");
+  writeFileSync(
+    follower,
+    `const fs = require("node:fs");
+const file = ${JSON.stringify(kernelLog)};
+let offset = 0;
+let partial = "";
+setInterval(() => {
+  const size = fs.statSync(file).size;
+  if (size <= offset) return;
+  const buf = Buffer.alloc(size - offset);
+  const fd = fs.openSync(file, "r");
+  fs.readSync(fd, buf, 0, buf.length, offset);
+  fs.closeSync(fd);
+  offset = size;
+  const lines = (partial + buf.toString("utf8")).split("\\n");
+  partial = lines.pop();
+  for (const line of lines) process.stdout.write(JSON.stringify({ MESSAGE: line, _TRANSPORT: "kernel" }) + "\\n");
+}, 50);
+`,
+  );
+  const journalctl = path.join(bin, "journalctl");
+  writeFileSync(journalctl, `#!/bin/sh\nexec '${process.execPath}' '${follower}'\n`);
+  chmodSync(journalctl, 0o755);
+  return bin;
+}
+
+const question = (i: number) => `Stream ${i}: what does llmsup do when a GPU falls off the bus?`;
+const answerOf = (q: string) => canonicalTokens(chatKey([{ role: "user", content: q }])).join("");
+
+test("an XID 79 for a backend's GPU moves every stream in flight on it to the next tier at once: one complete answer each, 0 client errors, the seam and the log say why", async (t) => {
+  // gpu0 paces its tokens (20–39 per answer at 4/s): the streams are mid-answer when its GPU falls off the bus.
+  const files = await writeDaemonConfig(
+    t,
+    [
+      { name: "gpu0", kind: "llamacpp", args: ["--model", "big", "--token-rate", 4, "--parallel", 8, "--gpus", "0"], extra: "gpus = [0]" },
+      { name: "cpu", kind: "llamacpp", args: ["--model", "small", "--parallel", 8] },
+    ],
+    `[[route]]\nmodel = "llama"\ntiers = [{ backend = "gpu0", model = "big" }, { backend = "cpu", model = "small" }]\n`,
+  );
+  const state = path.join(files.dir, "gpus.json");
+  await writeGpuState(state, defaultGpuState(2));
+  const smi = await writeWrapper(state, path.join(files.dir, "nvidia-smi"));
+  writeFileSync(
+    files.config,
+    readFileSync(files.config, "utf8")
+      .replace("[gpu]\nenabled = false\n", `[gpu]\nnvidia_smi = "${smi}"\ninterval = "300ms"\ndeadline = "3s"\nkernel_log = "journal"\nsustain_samples = 1\nclear_samples = 1\n`)
+      .replace(`listen = ""\n`, `listen = ""\nhedge_after = "off"\n`),
+  );
+  const kernelLog = path.join(files.dir, "kern.log");
+  writeFileSync(kernelLog, "");
+  const bin = journalStandIn(files.dir, kernelLog);
+  const d = await startDaemon(t, files, { PATH: `${bin}${path.delimiter}${process.env.PATH ?? ""}`, LLMSUP_SIM_GPU_STATE: state });
+  await waitStatus(d, "both backends ready on tier 0, GPUs sampled, the kernel log followed", (s) => {
+    const x = s as unknown as { gpus: { gpus: unknown[] } | null; gpu_monitor: { kernel_log: { source: string } | null } | null };
+    return s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0 && x.gpus?.gpus.length === 2 && x.gpu_monitor?.kernel_log?.source === "journal";
+  });
+
+  // The official client on the routing socket, keeping each response's raw SSE (the seam is a comment, which the client drops).
+  const agent = new Agent({ connect: { socketPath: files.socket } });
+  t.after(() => agent.close());
+  const raw = new Map<string, Promise<string>>();
+  const client = new OpenAI({
+    baseURL: "http://llmsup/v1",
+    apiKey: "unused",
+    maxRetries: 0,
+    timeout: 20_000,
+    fetch: (async (url: string, init: RequestInit) => {
+      const key = (JSON.parse(String(init.body)) as { messages: { content: string }[] }).messages[0]!.content;
+      const r = await undiciFetch(url, { ...(init as object), signal: undefined, dispatcher: agent });
+      const [mine, theirs] = r.body!.tee();
+      raw.set(key, new Response(mine as ReadableStream).text());
+      return new Response(theirs as ReadableStream, { status: r.status, headers: r.headers as unknown as Headers });
+    }) as unknown as typeof fetch,
+  });
+
+  const qs = [0, 1, 2].map(question);
+  const reads = await Promise.all(
+    qs.map(async (q) => {
+      const stream = await client.chat.completions.create({ model: "llama", messages: [{ role: "user", content: q }], stream: true });
+      const read = { text: "", chunks: 0, finish: undefined as string | null | undefined, lastModel: "", error: undefined as unknown };
+      const done = (async () => {
+        try {
+          for await (const c of stream) {
+            const piece = c.choices[0]?.delta?.content ?? "";
+            read.text += piece;
+            if (piece !== "") read.chunks++;
+            read.finish = c.choices[0]?.finish_reason ?? read.finish;
+            if (c.choices.length > 0) read.lastModel = c.model;
+          }
+        } catch (e) {
+          read.error = e;
+        }
+      })();
+      return { read, done };
+    }),
+  );
+  await waitUntil("every stream past its first tokens on gpu0", () => reads.every((r) => r.read.chunks >= 2 && r.read.lastModel === "big"));
+
+  appendFileSync(kernelLog, "[ 8123.456789] NVRM: Xid (PCI:0000:1b:00): 79, pid=4242, name=llama-server, GPU has fallen off the bus.\n");
+  await Promise.all(reads.map((r) => r.done));
+
+  qs.forEach((q, i) => {
+    const r = reads[i]!.read;
+    assert.equal(r.error, undefined, `stream ${i}: no client error`);
+    assert.equal(r.text, answerOf(q), `stream ${i}: one complete answer, continuous across the seam`);
+    assert.equal(r.finish, "stop");
+    assert.equal(r.lastModel, "small", `stream ${i}: finished by the next tier, not by gpu0`);
+  });
+  for (const q of qs) {
+    const body = await raw.get(q)!;
+    assert.match(body, /^: llmsup: the answer continues on tier 1 \(cpu\), moved off tier 0: gpu0 went down: GPU 0.*XID 79/m, "the seam says where and why");
+    assert.equal(body.match(/^data: \[DONE\]$/gm)?.length, 1);
+  }
+  const moved = d
+    .stdout()
+    .split("\n")
+    .filter((l) => l.includes(`"event":"router.evacuated"`))
+    .map((l) => JSON.parse(l) as { backend: string; route: string; requests: number; reason: string });
+  assert.deepEqual(moved.map((e) => [e.backend, e.route, e.requests]), [["gpu0", "llama", 3]], "one log line: three requests of llama moved off gpu0");
+  assert.match(moved[0]!.reason, /XID 79/);
+  const after = await waitStatus(d, "gpu0 down for its GPU", (s) => s.backends.some((b) => b.name === "gpu0" && b.health === "down"));
+  assert.match((after.json.backends.find((b) => b.name === "gpu0") as unknown as { health_reason: string }).health_reason, /^GPU 0: .*XID 79/);
+});
