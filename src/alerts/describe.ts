@@ -275,6 +275,11 @@ export function describe(e: AlertEvent): Facts {
   }
 }
 
+/** Every kind of alert there is (the nouns below are complete by type). */
+export function alertKinds(): AlertKind[] {
+  return Object.keys(KIND_NOUNS) as AlertKind[];
+}
+
 const KIND_NOUNS: Readonly<Record<AlertKind, readonly [string, string]>> = {
   failover: ["failover", "failovers"],
   recovery: ["recovery", "recoveries"],

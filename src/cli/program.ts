@@ -145,7 +145,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option("--since <duration>", "only the last DURATION (e.g. 1h, 30m)")
       .option("--backend <name>", "only events about this backend")
       .option("--route <model>", "only events about this route")
-      .option("--kind <kind>", "only this kind (failover, recovery, exit, restart, fatal, breaker, gpu_fault, daemon, drill, …)")
+      .option("--kind <kind>", "only this kind (failover, recovery, exit, restart, fatal, breaker, gpu_fault, gpu_remediation, blocked, daemon, drill, …)")
       .option("-f, --follow", "keep printing new events")
       .option("--json", "machine-readable output (one JSON object a line with --follow)"),
   ).action(async (opts: { config?: string; socket?: string; since?: string; backend?: string; route?: string; kind?: string; follow?: boolean; json?: boolean }) => {

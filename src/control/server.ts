@@ -50,7 +50,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 function fail(res: ServerResponse, e: unknown): void {
   if (isLlmsupError(e)) {
-    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" || e.code === "LLMSUP_E_GPU_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" || e.code === "LLMSUP_E_DRILL_REFUSED" ? 409 : 500;
+    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" || e.code === "LLMSUP_E_GPU_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" || e.code === "LLMSUP_E_DRILL_REFUSED" || e.code === "LLMSUP_E_BACKEND_HELD" ? 409 : 500;
     send(res, status, { error: { code: e.code, message: e.message } });
   } else send(res, 500, { error: { code: "LLMSUP_E_INTERNAL", message: (e as Error).message } });
 }

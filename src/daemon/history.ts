@@ -27,6 +27,8 @@ export function historyOfRouter(e: RouterEvent): HistoryEntry | undefined {
       return { at: e.at, kind: "breaker", backend: e.backend, summary: `breaker ${e.backend}/${e.model}: ${e.from} → ${e.to} (${e.reason.slice(0, 160)})` };
     case "router.misconfigured":
       return { at: e.at, kind: "misconfigured", backend: e.backend, summary: `${e.backend} refuses ${e.model}: HTTP ${e.status}` };
+    case "router.evacuated":
+      return { at: e.at, kind: "evacuated", route: e.route, backend: e.backend, summary: `${e.route}: ${e.requests} request${e.requests === 1 ? "" : "s"} in flight moved off ${e.backend} to the next tier: ${e.reason}` };
     default:
       return undefined;
   }

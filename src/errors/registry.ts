@@ -80,7 +80,7 @@ export const ERRORS = {
     retryable: false,
   },
   LLMSUP_E_BACKEND_HELD: {
-    message: "That backend is held stopped because its GPU needs a reset or a reboot (`llmsup status` says why, under Remediation); llmsup starts it again by itself once the GPU's faults clear.",
+    message: "That backend is held stopped because its GPU needs a reset or a reboot (`llmsup status` says why, under Remediation); llmsup starts it again by itself once the GPU's faults clear (after a reboot, or \`llmsup gpus clear <gpu>\` once you have dealt with an XID yourself).",
     exit: EXIT.UNAVAILABLE,
     retryable: true,
   },

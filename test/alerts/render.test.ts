@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { alertKinds } from "../../src/alerts/describe.ts";
 import { addToFold, decide, initialPolicyState, tick, type Fold, type PlannedMail, type PolicyConfig } from "../../src/alerts/policy.ts";
 import { droppedNote, renderMail, type RenderContext } from "../../src/alerts/render.ts";
 import { renderSnapshot } from "../../src/alerts/snapshot.ts";
@@ -30,6 +31,11 @@ function assertPhoneReadable(text: string): void {
     assert.doesNotMatch(line, /\t|\|.*\|/, "no tables");
   }
 }
+
+test("the fixtures hold one event of every alert kind there is, so that every kind is rendered below", () => {
+  const have = new Set(everyKind(T0).map((e) => e.kind));
+  assert.deepEqual(alertKinds().filter((k) => !have.has(k)), []);
+});
 
 test("every kind renders a subject `[llmsup] <host>: <what happened>` and a body with what, where, when and action", () => {
   for (const e of everyKind(T0)) {

@@ -146,4 +146,7 @@ test("an XID 79 for a backend's GPU moves every stream in flight on it to the ne
   assert.match(moved[0]!.reason, /XID 79/);
   const after = await waitStatus(d, "gpu0 down for its GPU", (s) => s.backends.some((b) => b.name === "gpu0" && b.health === "down"));
   assert.match((after.json.backends.find((b) => b.name === "gpu0") as unknown as { health_reason: string }).health_reason, /^GPU 0: .*XID 79/);
+  const moves = after.json.events.filter((e) => e.kind === "evacuated");
+  assert.equal(moves.length, 1, "the move is one entry of the operator's history");
+  assert.match(JSON.stringify(moves[0]), /3 requests in flight moved off gpu0 to the next tier: GPU 0: .*XID 79/);
 });
