@@ -7,7 +7,7 @@ import { loadConfigFile } from "../config/load.ts";
 import { callDaemon, DaemonUnreachable, streamFromDaemon } from "../control/client.ts";
 import type { DaemonStatus } from "../daemon/status.ts";
 import { isLlmsupError } from "../errors/error.ts";
-import { EXIT } from "../errors/registry.ts";
+import { ERRORS, EXIT, type ErrorCode } from "../errors/registry.ts";
 import { formatProblem } from "./check-config.ts";
 import { colourWanted, style, writeJson, type Io } from "./output.ts";
 import { renderStatus } from "./status-view.ts";
@@ -113,8 +113,11 @@ export async function backendOpCommand(op: "start" | "stop" | "restart" | "reset
     const r = await callDaemon<{ ok?: boolean; backend?: { state: string; reason: string; pid?: number }; error?: { code: string; message: string } }>(socket, "POST", `/backends/${encodeURIComponent(name)}/${op}`);
     if (o.json) writeJson(io, r.body);
     if (r.status !== 200) {
-      if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
-      return r.status === 404 || r.status === 409 ? EXIT.USAGE : EXIT.FAILURE;
+      const code = r.body.error?.code;
+      const known = code !== undefined && code in ERRORS ? ERRORS[code as ErrorCode] : undefined;
+      if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${code}: ${r.body.error?.message}\n${known ? `  ${known.message}\n` : ""}`);
+      // The registry's exit status for the error, so that a script can tell "held" (try later) from a typo.
+      return known?.exit ?? (r.status === 404 || r.status === 409 ? EXIT.USAGE : EXIT.FAILURE);
     }
     if (!o.json) io.stdout.write(`${name}: ${r.body.backend?.state}${r.body.backend?.pid ? ` (pid ${r.body.backend.pid})` : ""} — ${r.body.backend?.reason}\n`);
     return EXIT.OK;

@@ -124,6 +124,9 @@ nvidia_smi = "${nvidiaSmi}"
 interval = "2s"
 deadline = "6s"
 kernel_log = "off"
+# The remediation ladder acts here: a GPU that asks for a reset is reset after 10 s of quiet.
+auto_reset = true
+remediation_delay = "10s"
 
 [host]
 min_free_disk = "100MiB"
@@ -177,7 +180,11 @@ Cause failures and watch the failover — each with its undo:
   overheat GPU 0                 ${gpu("--gpu 0 temperature_gpu=96 clocks_event_reasons=0x40")}
     undo: ${gpu("--gpu 0 temperature_gpu=40 clocks_event_reasons=0x1")}
   lose GPU 0 (XID 79-like)       ${gpu("failure=gpu_lost")}
-    undo: ${gpu("failure=null")}
+    undo: ${gpu("failure=null")}   (a real one needs a reboot: llmsup holds vLLM and mails REBOOT REQUIRED)
+  the driver asks for a reset    ${gpu('--gpu 0 recovery_action=Reset')}
+    undo: nothing to do — after 10 s of quiet llmsup stops vLLM, runs nvidia-smi -r -i 0 and starts it again
+  a stranger takes GPU 0's VRAM  llmsup sim gpu hog --state ${f.gpuState} --gpu 0 --mib 20000   then: llmsup restart vllm-gpu0
+    undo: stop the hog (Ctrl-C) — vLLM waits "blocked" (the mail names the holder) and starts once the memory is free
   take the primary out on purpose  llmsup drain vllm-gpu0
     undo: llmsup undrain vllm-gpu0
   restart / reset a backend      llmsup restart vllm-gpu0   ·   llmsup reset vllm-gpu0 (after FATAL)

@@ -71,7 +71,10 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
   );
   if (s.gpus && s.gpus.gpus.length > 0) {
     out.push("");
-    out.push(`${st.bold("GPUs")}  ${st.dim(`nvidia-smi ${s.gpu_monitor?.state ?? ""}`)}`);
+    const m = s.gpu_monitor;
+    // Readings a failing or stuck nvidia-smi no longer refreshes are said to be old, not shown as now.
+    const old = m && m.state !== "sampling" && m.last_sample_at ? ` — readings below are ${ago(m.last_sample_at, now)} old` : "";
+    out.push(`${st.bold("GPUs")}  ${st.dim(`nvidia-smi ${m?.state ?? ""}`)}${old ? st.yellow(old) : ""}`);
     out.push(
       table([
         ["GPU", "TEMP", "UTIL", "MEMORY", "POWER", "THROTTLE", "ECC", "CONDITION"],

@@ -119,7 +119,8 @@ export interface DaemonStatus {
   };
   readonly backends: readonly BackendStatus[];
   readonly gpus: GpuJson | null;
-  readonly gpu_monitor: { readonly state: string; readonly nvidia_smi: string; readonly kernel_log: unknown } | null;
+  /** `last_sample_at`: when nvidia-smi last gave a plausible sample (the readings under `gpus` are that old). */
+  readonly gpu_monitor: { readonly state: string; readonly nvidia_smi: string; readonly kernel_log: unknown; readonly last_sample_at: string | null } | null;
   /** The remediation ladder, per GPU it is acting on or has acted on; null when GPUs are not watched. */
   readonly remediation: readonly RemediationStatus[] | null;
   readonly host: unknown;
@@ -242,7 +243,9 @@ export function buildStatus(d: StatusSources): DaemonStatus {
     backends,
     gpus,
     remediation: d.remediation ? d.remediation.map(remediationStatus) : null,
-    gpu_monitor: gsnap ? { state: gsnap.nvidiaSmi.state, nvidia_smi: gsnap.nvidiaSmi.path, kernel_log: gsnap.kernelLog ?? null } : null,
+    gpu_monitor: gsnap
+      ? { state: gsnap.nvidiaSmi.state, nvidia_smi: gsnap.nvidiaSmi.path, kernel_log: gsnap.kernelLog ?? null, last_sample_at: gsnap.nvidiaSmi.lastSampleAt === undefined ? null : new Date(gsnap.nvidiaSmi.lastSampleAt).toISOString() }
+      : null,
     host: d.host ?? null,
     alerts,
     cache: d.cache ? { ...d.cache, routes: c.routes.filter((r) => r.cache).map((r) => r.model) } : null,

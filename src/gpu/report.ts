@@ -53,7 +53,7 @@ export interface ReportInput {
 
 /** A fault as one line naming its GPU once (its reason may already begin with "GPU n:"). */
 export function faultLine(f: Pick<GpuFault, "gpu" | "reason">, whole = "all GPUs"): string {
-  if (/^GPU \d+:/.test(f.reason)) return f.reason;
+  if (/^GPU \d+(?: \([^)]*\))?:/.test(f.reason)) return f.reason;
   return `${f.gpu === null ? whole : `GPU ${f.gpu}`}: ${f.reason}`;
 }
 

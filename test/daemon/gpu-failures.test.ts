@@ -52,6 +52,8 @@ for (const gpus of [1, 4]) {
         assert.equal(s.json.router.routes[0]!.serving_tier, 1, `back on the dead GPU after ${(i + 1) * 250} ms`);
         assert.notEqual(s.code, 0, "status says OK while the GPU is gone");
       }
+      const human = await d.cli("status");
+      assert.match(human.stdout, /nvidia-smi failing — readings below are \S+ old/, "old readings are not shown as now");
       await updateGpuState(state, (s) => {
         s.failure = null;
       });

@@ -8,18 +8,20 @@
  *                                            (failure=gpu_lost, failure=null, old_driver=true);
  *                                            recovery_action=None|Reset|Reboot|"Drain P2P"|"Drain and Reset"
  *   wrapper --state FILE --out PATH          write an executable nvidia-smi stand-in bound to FILE
+ *   hog     --state FILE --gpu I --mib N     play a stranger's process holding N MiB on GPU I until it is
+ *           [--name NAME]                    stopped (Ctrl-C, SIGTERM; a kill -9 lets go too: dead pids are not listed)
  */
 import { chmod, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { selfCommand } from "../../platform/self.ts";
 import type { Io } from "../../cli/output.ts";
 import { EXIT } from "../../errors/registry.ts";
-import { SIM_RECOVERY_ACTIONS, SIM_SMI_FAILURES, defaultGpuState, readGpuState, updateGpuState, writeGpuState } from "./state.ts";
+import { SIM_RECOVERY_ACTIONS, SIM_SMI_FAILURES, defaultGpuState, readGpuState, registerProcess, unregisterProcess, updateGpuState, writeGpuState } from "./state.ts";
 import type { SimGpu, SimGpuState } from "./state.ts";
 
 class UsageError extends Error {}
 
-const USAGE = "usage: llmsup sim gpu init|show|set|wrapper --state FILE [--gpus N] [--gpu I] [key=value ...] [--out PATH]";
+const USAGE = "usage: llmsup sim gpu init|show|set|wrapper|hog --state FILE [--gpus N] [--gpu I] [key=value ...] [--out PATH] [--mib N] [--name NAME]";
 
 interface Parsed {
   readonly options: Map<string, string>;
@@ -179,6 +181,32 @@ async function run(args: readonly string[], io: Io): Promise<number> {
       const out = options.get("out");
       if (!out) throw new UsageError("--out PATH is required");
       io.stdout.write(`${await writeWrapper(options.get("state") as string, out)}\n`);
+      return EXIT.OK;
+    }
+    case "hog": {
+      const { options, assignments } = parse(rest, ["state", "gpu", "mib", "name"]);
+      if (assignments.length) throw new UsageError(`unexpected argument "${assignments[0]}"`);
+      const state = options.get("state") as string;
+      const gpuText = options.get("gpu");
+      const mibText = options.get("mib");
+      if (gpuText === undefined || mibText === undefined) throw new UsageError("hog needs --gpu I and --mib N");
+      const index = integer(gpuText, "--gpu");
+      const mib = integer(mibText, "--mib");
+      const name = options.get("name") ?? "python3 train.py";
+      if (!(await readGpuState(state)).gpus.some((g) => g.index === index)) throw new UsageError(`no GPU with index ${index}`);
+      await registerProcess(state, process.pid, [index], mib, name);
+      io.stdout.write(`pid ${process.pid} (${name}) holds ${mib} MiB on GPU ${index}; stop it (Ctrl-C) to let go\n`);
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        const keep = setInterval(() => {}, 2 ** 31 - 1);
+        const done = (s: NodeJS.Signals) => {
+          clearInterval(keep);
+          resolve(s);
+        };
+        process.once("SIGINT", done);
+        process.once("SIGTERM", done);
+      });
+      await unregisterProcess(state, process.pid);
+      io.stdout.write(`${signal}: pid ${process.pid} let go of GPU ${index}\n`);
       return EXIT.OK;
     }
     default:
