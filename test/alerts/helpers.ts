@@ -9,6 +9,7 @@ import { createMailer } from "../../src/alerts/mailer.ts";
 import type { AlertsConfig } from "../../src/config/types.ts";
 import { realClock } from "../../src/platform/clock.ts";
 import { validateConfigText } from "../../src/config/load.ts";
+import { AlertBridge } from "../../src/daemon/alert-bridge.ts";
 
 export const SMTP_USER = "llmsup@example.com";
 export const SMTP_PASSWORD = "pw-Quartz-7731";
@@ -188,3 +189,13 @@ export function alertsConfig(port: number, extra: Parameters<typeof alertsToml>[
 }
 
 export const SMTP_ENV = { LLMSUP_TEST_SMTP_PASSWORD: SMTP_PASSWORD } as const;
+
+/** The daemon's alert bridge over one GPU box: backend llama-gpu0 (llama.cpp, GPU 0, a process) serving route "m", host gpu-box-1. */
+export function gpuBoxBridge(): AlertBridge {
+  const v = validateConfigText(
+    `[[backend]]\nname = "llama-gpu0"\nkind = "llamacpp"\nurl = "http://127.0.0.1:8080"\ngpus = [0]\n  [backend.process]\n  command = ["/opt/llama/llama-server"]\n[[route]]\nmodel = "m"\ntiers = [{ backend = "llama-gpu0", model = "m" }]\n`,
+    { hostname: "gpu-box-1" },
+  );
+  if (!v.ok) assert.fail(v.problems.map((p) => `${p.path}: ${p.message}`).join("\n"));
+  return new AlertBridge(v.config);
+}

@@ -5,24 +5,14 @@ import type { AlertEvent } from "../../src/alerts/events.ts";
 import { decide, initialPolicyState, type PlannedMail, type PolicyConfig } from "../../src/alerts/policy.ts";
 import { renderMail } from "../../src/alerts/render.ts";
 import { QUOTE_MAX } from "../../src/alerts/text.ts";
-import { validateConfigText } from "../../src/config/load.ts";
-import { AlertBridge } from "../../src/daemon/alert-bridge.ts";
 import type { BackendState, StateEvent } from "../../src/supervisor/states.ts";
+import { gpuBoxBridge } from "../alerts/helpers.ts";
 
 const T0 = Date.UTC(2025, 5, 1, 14, 2, 3);
 const CFG: PolicyConfig = { coalesceWindowMs: 600_000, maxPerHour: 30 };
 const HOLDER = { pid: 31337, gpu: 0, usedMemoryMib: 80_000, processName: "python3 someone-elses-job.py" };
 const REASON = `oom: pid 31337 (python3 someone-elses-job.py) holds 80000 MiB on GPU 0; waiting for it to go (restart budget untouched)`;
 const OOM_LINE = "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4700.00 MiB on device 0: cudaMalloc failed: out of memory";
-
-function bridge(): AlertBridge {
-  const v = validateConfigText(
-    `[[backend]]\nname = "llama-gpu0"\nkind = "llamacpp"\nurl = "http://127.0.0.1:8080"\ngpus = [0]\n  [backend.process]\n  command = ["/opt/llama/llama-server"]\n[[route]]\nmodel = "m"\ntiers = [{ backend = "llama-gpu0", model = "m" }]\n`,
-    { hostname: "gpu-box-1" },
-  );
-  if (!v.ok) assert.fail(v.problems.map((p) => `${p.path}: ${p.message}`).join("\n"));
-  return new AlertBridge(v.config);
-}
 
 let at = T0;
 function state(from: BackendState, to: BackendState, extra: Partial<StateEvent> = {}): StateEvent {
@@ -51,7 +41,7 @@ function mails(events: readonly AlertEvent[]): PlannedMail[] {
 
 test("entering blocked raises backend_blocked once with the holder; staying blocked says nothing more; ready is the all-clear", () => {
   at = T0;
-  const b = bridge();
+  const b = gpuBoxBridge();
   const entry = blockedEntry();
   const raised = b.translate(entry);
   assert.deepEqual(raised, [
@@ -66,7 +56,7 @@ test("entering blocked raises backend_blocked once with the holder; staying bloc
 
 test("the blocked mail says who holds what on which GPU and that llmsup starts the backend as soon as the memory is freed; the recovery pairs with it", () => {
   at = T0;
-  const b = bridge();
+  const b = gpuBoxBridge();
   const events = [...b.translate(blockedEntry()), ...b.translate(state("blocked", "starting")), ...b.translate(state("starting", "ready"))];
   const [blocked, recovered] = mails(events);
   assert.equal(blocked?.severity, "warning");
@@ -86,7 +76,7 @@ test("the blocked mail says who holds what on which GPU and that llmsup starts t
 
 test("blocked by something that is not a GPU process (its port): the mail says what it waits for", () => {
   at = T0;
-  const [e] = bridge().translate(state("stopped", "blocked", { reason: "port 8080 is held by pid 555 (nginx), not by llama-gpu0; waiting for it to go" }));
+  const [e] = gpuBoxBridge().translate(state("stopped", "blocked", { reason: "port 8080 is held by pid 555 (nginx), not by llama-gpu0; waiting for it to go" }));
   assert.equal(e?.kind, "backend_blocked");
   const [m] = mails([e!]);
   const r = renderMail(m!, { host: "gpu-box-1", timeZone: "UTC" });

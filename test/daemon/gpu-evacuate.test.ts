@@ -7,12 +7,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import OpenAI from "openai";
 import { Agent, fetch as undiciFetch } from "undici";
 import { canonicalTokens, chatKey } from "../../src/sim/backend/answer.ts";
 import { writeWrapper } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, writeGpuState } from "../../src/sim/gpu/state.ts";
 import { startDaemon, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
+import { consume, recordingClient } from "../helpers/recording-client.ts";
 import { waitUntil } from "../helpers/wait.ts";
 
 /**
@@ -84,41 +84,11 @@ test("an XID 79 for a backend's GPU moves every stream in flight on it to the ne
   // The official client on the routing socket, keeping each response's raw SSE (the seam is a comment, which the client drops).
   const agent = new Agent({ connect: { socketPath: files.socket } });
   t.after(() => agent.close());
-  const raw = new Map<string, Promise<string>>();
-  const client = new OpenAI({
-    baseURL: "http://llmsup/v1",
-    apiKey: "unused",
-    maxRetries: 0,
-    timeout: 20_000,
-    fetch: (async (url: string, init: RequestInit) => {
-      const key = (JSON.parse(String(init.body)) as { messages: { content: string }[] }).messages[0]!.content;
-      const r = await undiciFetch(url, { ...(init as object), signal: undefined, dispatcher: agent });
-      const [mine, theirs] = r.body!.tee();
-      raw.set(key, new Response(mine as ReadableStream).text());
-      return new Response(theirs as ReadableStream, { status: r.status, headers: r.headers as unknown as Headers });
-    }) as unknown as typeof fetch,
-  });
+  const { client, raw } = recordingClient((url, init) => undiciFetch(url, { ...(init as object), dispatcher: agent }));
 
   const qs = [0, 1, 2].map(question);
   const reads = await Promise.all(
-    qs.map(async (q) => {
-      const stream = await client.chat.completions.create({ model: "llama", messages: [{ role: "user", content: q }], stream: true });
-      const read = { text: "", chunks: 0, finish: undefined as string | null | undefined, lastModel: "", error: undefined as unknown };
-      const done = (async () => {
-        try {
-          for await (const c of stream) {
-            const piece = c.choices[0]?.delta?.content ?? "";
-            read.text += piece;
-            if (piece !== "") read.chunks++;
-            read.finish = c.choices[0]?.finish_reason ?? read.finish;
-            if (c.choices.length > 0) read.lastModel = c.model;
-          }
-        } catch (e) {
-          read.error = e;
-        }
-      })();
-      return { read, done };
-    }),
+    qs.map(async (q) => consume(await client.chat.completions.create({ model: "llama", messages: [{ role: "user", content: q }], stream: true }))),
   );
   await waitUntil("every stream past its first tokens on gpu0", () => reads.every((r) => r.read.chunks >= 2 && r.read.lastModel === "big"));
 
@@ -145,8 +115,8 @@ test("an XID 79 for a backend's GPU moves every stream in flight on it to the ne
   assert.deepEqual(moved.map((e) => [e.backend, e.route, e.requests]), [["gpu0", "llama", 3]], "one log line: three requests of llama moved off gpu0");
   assert.match(moved[0]!.reason, /XID 79/);
   const after = await waitStatus(d, "gpu0 down for its GPU", (s) => s.backends.some((b) => b.name === "gpu0" && b.health === "down"));
-  assert.match((after.json.backends.find((b) => b.name === "gpu0") as unknown as { health_reason: string }).health_reason, /^GPU 0: .*XID 79/);
+  assert.match((after.json.backends.find((b) => b.name === "gpu0") as unknown as { health_reason: string }).health_reason, /^GPU 0 \(00000000:1B:00\.0\): XID 79: GPU has fallen off the bus/);
   const moves = after.json.events.filter((e) => e.kind === "evacuated");
   assert.equal(moves.length, 1, "the move is one entry of the operator's history");
-  assert.match(JSON.stringify(moves[0]), /3 requests in flight moved off gpu0 to the next tier: GPU 0: .*XID 79/);
+  assert.match(JSON.stringify(moves[0]), /3 requests in flight moved off gpu0 to the next tier: GPU 0 \(00000000:1B:00\.0\): XID 79/);
 });

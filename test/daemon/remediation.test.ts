@@ -13,13 +13,11 @@ import { writeWrapper } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, readGpuState, updateGpuState, writeGpuState } from "../../src/sim/gpu/state.ts";
 import { startDaemon, status, waitStatus, writeDaemonConfig, type StatusJson } from "../helpers/daemon.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { SMTP_PASSWORD, SMTP_USER, startSmtp, type TestSmtp } from "../alerts/helpers.ts";
+import { gpuBoxBridge, SMTP_PASSWORD, SMTP_USER, startSmtp, type TestSmtp } from "../alerts/helpers.ts";
 import type { AlertEvent } from "../../src/alerts/events.ts";
 import { decide, initialPolicyState, type PlannedMail } from "../../src/alerts/policy.ts";
 import { renderMail } from "../../src/alerts/render.ts";
 import { QUOTE_MAX } from "../../src/alerts/text.ts";
-import { validateConfigText } from "../../src/config/load.ts";
-import { AlertBridge } from "../../src/daemon/alert-bridge.ts";
 import type { RemediationEvent } from "../../src/daemon/remediation-desk.ts";
 import { historyOfRemediation } from "../../src/daemon/history.ts";
 import { LlmsupError } from "../../src/errors/error.ts";
@@ -175,15 +173,6 @@ function step(from: RemediationEvent["from"], to: RemediationEvent["to"], at: nu
   return { event: "gpu.remediation", at, gpu: 0, busId: "00000000:1B:00.0", from, to, why: `${from} to ${to}`, next: null, nextAt: null, evidence: EVIDENCE, backends: ["llama-gpu0"], readings: ["temperature 41 °C"], ...extra };
 }
 
-function bridge(): AlertBridge {
-  const v = validateConfigText(
-    `[[backend]]\nname = "llama-gpu0"\nkind = "llamacpp"\nurl = "http://127.0.0.1:8080"\ngpus = [0]\n  [backend.process]\n  command = ["/opt/llama/llama-server"]\n[[route]]\nmodel = "m"\ntiers = [{ backend = "llama-gpu0", model = "m" }]\n`,
-    { hostname: "gpu-box-1" },
-  );
-  if (!v.ok) assert.fail(v.problems.map((p) => `${p.path}: ${p.message}`).join("\n"));
-  return new AlertBridge(v.config);
-}
-
 function mails(events: readonly AlertEvent[]): PlannedMail[] {
   let st = initialPolicyState();
   const out: PlannedMail[] = [];
@@ -196,7 +185,7 @@ function mails(events: readonly AlertEvent[]): PlannedMail[] {
 }
 
 test("each ladder step is one history entry; only the steps that tell become alerts, and a reset is one warning mail then its all-clear", () => {
-  const b = bridge();
+  const b = gpuBoxBridge();
   const steps = [
     step("idle", "waiting", T0),
     step("waiting", "resetting", T0 + 120_000, { tell: "reset_started" }),
@@ -228,7 +217,7 @@ test("each ladder step is one history entry; only the steps that tell become ale
 });
 
 test("a refused reset mails one critical reboot-required alert quoting nvidia-smi and the readings; the all-clear pairs with the reset that began it", () => {
-  const b = bridge();
+  const b = gpuBoxBridge();
   const refused = "GPU 00000000:1B:00.0 is currently in use by another process. 1 device is currently being used by one or more other processes";
   const alerts = [
     step("waiting", "resetting", T0, { tell: "reset_started" }),
@@ -249,7 +238,7 @@ test("a refused reset mails one critical reboot-required alert quoting nvidia-sm
 });
 
 test("with auto_reset off the operator gets one mail saying what to run; repeats of the state are not mailed again", () => {
-  const b = bridge();
+  const b = gpuBoxBridge();
   const alerts = [step("idle", "reset_needed", T0, { tell: "reset_needed" }), step("reset_needed", "recovered", T0 + 60_000, { tell: "recovered", evidence: [] })].flatMap((e) => b.translate(e));
   const planned = mails([...alerts.slice(0, 1), { ...alerts[0]!, at: T0 + 1_000 }, ...alerts.slice(1)]);
   assert.deepEqual(planned.map((m) => m.event?.kind), ["gpu_reset_needed", "gpu_recovered"]);

@@ -1,14 +1,27 @@
 /** Test doubles for the GPU monitor: scripted child processes, a simulated GPU box. (Time: the one ManualClock, test/helpers/clock.ts.) */
 import assert from "node:assert/strict";
 import path from "node:path";
-import { PassThrough } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SmiRunner } from "../../src/gpu/runner.ts";
 import { spawnChild, type ChildExit, type ChildHandle, type ProgramSpawner } from "../../src/gpu/spawn.ts";
+import { createLogger, type Logger } from "../../src/log/logger.ts";
 import { realClock } from "../../src/platform/clock.ts";
 import { runSimGpu } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, updateGpuState, writeGpuState, type SimGpuState } from "../../src/sim/gpu/state.ts";
 import { tempDir } from "../helpers/tmp.ts";
+
+/** A debug-level logger whose JSON lines land, parsed, in `logs`. */
+export function captureLogs(): { logs: Record<string, unknown>[]; logger: Logger } {
+  const logs: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split("\n").filter(Boolean)) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logs, logger: createLogger({ level: "debug", destination }) };
+}
 
 /** A scripted child process. `killable: false` plays an nvidia-smi stuck in the driver. */
 export class FakeChild implements ChildHandle {

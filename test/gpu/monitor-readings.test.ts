@@ -5,15 +5,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Writable } from "node:stream";
 import { gpuSchema } from "../../src/config/schema.ts";
 import { isLlmsupError } from "../../src/errors/error.ts";
 import { GpuMonitor } from "../../src/gpu/monitor.ts";
 import { reportJson } from "../../src/gpu/report.ts";
 import type { ClearedFault, GpuFault } from "../../src/gpu/types.ts";
-import { createLogger } from "../../src/log/logger.ts";
 import { flush, ManualClock } from "../helpers/clock.ts";
-import { fakeSpawner, type FakeChild } from "./helpers.ts";
+import { captureLogs, fakeSpawner, type FakeChild } from "./helpers.ts";
 
 const INTERVAL = 5_000;
 
@@ -36,16 +34,10 @@ function rig(t: { after(fn: () => void | Promise<void>): void }) {
       });
     } else queueMicrotask(() => child.exit(0));
   });
-  const logs: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const { logs, logger } = captureLogs();
   const monitor = new GpuMonitor({
     config: { ...gpuSchema.parse({}), nvidia_smi: "nvidia-smi", interval: INTERVAL, deadline: 15_000, kernel_log: "journal", stale_samples: 3, event_hold: 30 * 60_000 },
-    logger: createLogger({ level: "debug", destination }),
+    logger,
     // The journal reader's child is told apart by its program name.
     spawn: (file, args) => spawn(file, file === "journalctl-fake" ? [file, ...args] : args),
     clock,

@@ -7,15 +7,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { appendFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { gpuSchema } from "../../src/config/schema.ts";
-import { createLogger } from "../../src/log/logger.ts";
 import { GpuMonitor } from "../../src/gpu/monitor.ts";
 import { spawnChild, type ProgramSpawner } from "../../src/gpu/spawn.ts";
 import { realClock } from "../../src/platform/clock.ts";
 import type { ClearedFault, GpuFault, GpuSample } from "../../src/gpu/types.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { simBox, waitUntil, type SimBox } from "./helpers.ts";
+import { captureLogs, simBox, waitUntil, type SimBox } from "./helpers.ts";
 
 const GPU_CONFIG = {
   ...gpuSchema.parse({}),
@@ -66,16 +64,10 @@ async function start(
     void child.exited.then(() => alive--);
     return child;
   };
-  const logs: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n").filter(Boolean)) logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const { logs, logger } = captureLogs();
   const monitor = new GpuMonitor({
     config: { ...GPU_CONFIG, deadline, nvidia_smi: box.nvidiaSmi },
-    logger: createLogger({ level: "debug", destination }),
+    logger,
     spawn,
     // Real processes (the simulated nvidia-smi) in real time.
     clock: realClock,

@@ -12,9 +12,10 @@
  *   entry point itself.
  */
 import { spawn } from "node:child_process";
-import { Writable } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { runMain } from "../../src/cli/entry.ts";
+import type { Io } from "../../src/cli/output.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /**
@@ -91,4 +92,19 @@ export async function runCliInProcess(args: readonly string[], options: { env?: 
   const stderr = new Capture();
   const code = await runMain(args, { stdout, stderr, env: cliEnv(options.env) });
   return { code, signal: null, stdout: stdout.text, stderr: stderr.text };
+}
+
+/**
+ * An in-process command (`(io) => exit status`, e.g. the simulators' CLIs) run
+ * with stdout and stderr collected from two pipes, and `env` as its environment.
+ */
+export async function runIo(run: (io: Io) => Promise<number>, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = "";
+  let err = "";
+  stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+  stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+  const code = await run({ stdout, stderr, env });
+  return { code, stdout: out, stderr: err };
 }

@@ -7,10 +7,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import OpenAI, { APIError } from "openai";
+import { APIError } from "openai";
 import { canonicalTokens, chatKey } from "../../src/sim/backend/answer.ts";
 import { InFlight } from "../../src/router/inflight.ts";
 import { startSim, type SimProcess } from "../helpers/sim.ts";
+import { consume, recordingClient } from "../helpers/recording-client.ts";
 import { backend, startRouter, type RouterHarness } from "../helpers/router.ts";
 import { answers200, waitUntil } from "../helpers/wait.ts";
 
@@ -28,60 +29,14 @@ async function sim(t: Parameters<typeof startSim>[0], args: string[]): Promise<S
 const running = async (s: SimProcess) => ((await (await fetch(`${s.url}/_sim/state`)).json()) as { running: number }).running;
 
 /** An openai client on the router that also keeps each response's raw body (SSE comments included, which the client drops), by the request's question. */
-function recordingClient(h: RouterHarness): { client: OpenAI; raw: Map<string, Promise<string>> } {
-  const raw = new Map<string, Promise<string>>();
-  const client = new OpenAI({
-    baseURL: "http://llmsup/v1",
-    apiKey: "unused",
-    maxRetries: 0,
-    timeout: 20_000,
-    fetch: (async (url: string, init: RequestInit) => {
-      const key = (JSON.parse(String(init.body)) as { messages: { content: string }[] }).messages[0]!.content;
-      // Without the client's signal: the recorded copy reads to the end even when the client stops reading.
-      const r = await h.fetch(new URL(url).pathname, { ...init, signal: undefined } as never);
-      const [mine, theirs] = r.body!.tee();
-      raw.set(key, new Response(mine).text());
-      return new Response(theirs as ReadableStream, { status: r.status, headers: r.headers as unknown as Headers });
-    }) as unknown as typeof fetch,
-  });
-  return { client, raw };
-}
-
-interface Read {
-  text: string;
-  chunks: number;
-  finish?: string | null;
-  lastModel?: string;
-  usage?: OpenAI.CompletionUsage | null;
-  error?: unknown;
-}
-
-/** Reads a stream to its end (or its error), with what was read so far visible while it runs. */
-function consume(stream: AsyncIterable<OpenAI.ChatCompletionChunk>): { read: Read; done: Promise<void> } {
-  const read: Read = { text: "", chunks: 0 };
-  const done = (async () => {
-    try {
-      for await (const c of stream) {
-        const piece = c.choices[0]?.delta?.content ?? "";
-        read.text += piece;
-        if (piece !== "") read.chunks++;
-        read.finish = c.choices[0]?.finish_reason ?? read.finish;
-        if (c.choices.length > 0) read.lastModel = c.model;
-        if (c.usage) read.usage = c.usage;
-      }
-    } catch (e) {
-      read.error = e;
-    }
-  })();
-  return { read, done };
-}
+const routerRecordingClient = (h: RouterHarness) => recordingClient((url, init) => h.fetch(new URL(url).pathname, init as never));
 
 test("streams mid-answer on a backend that went down are finished on the next tier at once, one complete answer each with the seam saying why; requests not answered yet go to the next tier; a json_object stream ends with stream_interrupted", async (t) => {
   // The GPU tier paces its tokens (20–39 per answer at 8/s): every request is mid-flight when its backend goes down. Slots for all seven at once.
   const gpu = await sim(t, ["--model", "big", "--token-rate", "8", "--parallel", "8"]);
   const cpu = await sim(t, ["--model", "small", "--parallel", "8"]);
   const h = await startRouter(t, backend("gpu", "llamacpp", gpu.port) + backend("cpu", "llamacpp", cpu.port) + `[[route]]\nmodel = "llama"\ntiers = [{ backend = "gpu", model = "big" }, { backend = "cpu", model = "small" }]\n`, `hedge_after = "off"`);
-  const { client, raw } = recordingClient(h);
+  const { client, raw } = routerRecordingClient(h);
 
   const streamQs = [0, 1, 2, 3].map(question);
   const wholeQs = [4, 5].map(question);
@@ -143,7 +98,7 @@ test("a stream moved off before its first token is answered by the next tier uns
   const gpu = await sim(t, ["--model", "big", "--ttft", "20s"]);
   const cpu = await sim(t, ["--model", "small"]);
   const h = await startRouter(t, backend("gpu", "llamacpp", gpu.port) + backend("cpu", "llamacpp", cpu.port) + `[[route]]\nmodel = "llama"\ntiers = [{ backend = "gpu", model = "big", ttft_timeout = "30s" }, { backend = "cpu", model = "small" }]\n`, `hedge_after = "off"`);
-  const { client, raw } = recordingClient(h);
+  const { client, raw } = routerRecordingClient(h);
   const q = question(7);
   const pending = client.chat.completions.create({ ...ask(q), stream: true }).withResponse();
   await waitUntil("the stream waiting on gpu for its first token", async () => h.router.inFlight("gpu") === 1 && (await running(gpu)) === 1);
@@ -167,7 +122,7 @@ test("a request moved off a backend goes back to none of its tiers, even while t
     backend("gpu", "llamacpp", gpu.port) + backend("cpu", "llamacpp", cpu.port) + `[[route]]\nmodel = "llama"\ntiers = [{ backend = "gpu", model = "big" }, { backend = "gpu", model = "big-long" }, { backend = "cpu", model = "small" }]\n`,
     `hedge_after = "off"`,
   );
-  const { client, raw } = recordingClient(h);
+  const { client, raw } = routerRecordingClient(h);
   const q = question(8);
   const s = consume(await client.chat.completions.create({ ...ask(q), stream: true }));
   await waitUntil("the stream past its first tokens", () => s.read.chunks >= 2);

@@ -3,20 +3,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { PassThrough } from "node:stream";
+import { runIo } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { runSimGpu } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, readGpuState } from "../../src/sim/gpu/state.ts";
 
-async function simGpu(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = "";
-  let err = "";
-  stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-  stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-  const code = await runSimGpu(args, { stdout, stderr, env: {} });
-  return { code, stdout: out, stderr: err };
+function simGpu(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runIo((io) => runSimGpu(args, io));
 }
 
 test("init writes a healthy box and show prints it", async (t) => {

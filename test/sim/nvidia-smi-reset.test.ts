@@ -5,7 +5,7 @@ import path from "node:path";
 import { PassThrough } from "node:stream";
 import { spawnSync } from "node:child_process";
 import type { TestContext } from "node:test";
-import { runLlmsup } from "../helpers/cli.ts";
+import { runIo, runLlmsup } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { defaultGpuState, readGpuState, writeGpuState, type SimGpuState } from "../../src/sim/gpu/state.ts";
 import { runNvidiaSmi } from "../../src/sim/nvidia-smi/cli.ts";
@@ -32,15 +32,8 @@ async function stateFile(t: TestContext, state: SimGpuState): Promise<string> {
 }
 
 /** The simulated nvidia-smi in this process (the code path of the executable's `sim nvidia-smi`). */
-async function smi(file: string | undefined, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = "";
-  let err = "";
-  stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-  stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-  const code = await runNvidiaSmi(args, { stdout, stderr, env: file ? { LLMSUP_SIM_GPU_STATE: file } : {} });
-  return { code, stdout: out, stderr: err };
+function smi(file: string | undefined, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runIo((io) => runNvidiaSmi(args, io), file ? { LLMSUP_SIM_GPU_STATE: file } : {});
 }
 
 /** A pid that is certainly gone: a child that has exited and been reaped. */
