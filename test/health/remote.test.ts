@@ -23,7 +23,6 @@ test("a remote backend goes DOWN after failures_to_down failed probes, DEGRADED 
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
-  t.after(() => new Promise((r) => server.close(r)));
   const port = (server.address() as { port: number }).port;
   process.env.TEST_REMOTE_KEY = "sk-remote";
   const config = testConfig(
@@ -33,7 +32,12 @@ test("a remote backend goes DOWN after failures_to_down failed probes, DEGRADED 
   assert.equal(probeUrl(config.backends[0]!), `http://127.0.0.1:${port}/v1/models`);
   const health = new HealthRegistry(config, realClock);
   const prober = new RemoteProber(config, health, realClock, memoryLogger().logger);
-  t.after(() => prober.stop());
+  // The prober first (it would keep probing over keep-alive connections), then the server and its connections.
+  t.after(() => {
+    prober.stop();
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  });
   prober.start();
   const until = async (state: string) => {
     const deadline = Date.now() + 5_000;
