@@ -14,6 +14,7 @@ import { renderStatus } from "./status-view.ts";
 import { Writable } from "node:stream";
 import { formatDuration, parseDuration } from "../config/units.ts";
 import { eventLine } from "../control/event-filter.ts";
+import { drillDurationProblem } from "../control/request.ts";
 import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { ConfigProblem } from "../config/types.ts";
 
@@ -73,6 +74,22 @@ async function withDaemon(o: TargetOptions, io: Io, fn: (socket: string) => Prom
     }
     throw e;
   }
+}
+
+/**
+ * A command that acts, refused by the daemon because the caller may not act
+ * (403) or could not prove who it is (401): said with the code and the
+ * daemon's message, ending with the registry's exit status (77). Undefined
+ * for any other answer.
+ */
+function refusedToAct(io: Io, what: string, r: { status: number; body: unknown }, json: boolean | undefined): number | undefined {
+  if (r.status !== 401 && r.status !== 403) return undefined;
+  const error = (r.body as { error?: { code?: string; message?: string } }).error;
+  const code = error?.code;
+  if (code !== "LLMSUP_E_CONTROL_FORBIDDEN" && code !== "LLMSUP_E_CONTROL_UNAUTHENTICATED") return undefined;
+  if (json) writeJson(io, r.body);
+  else io.stderr.write(`llmsup ${what}: ${code}: ${error?.message}\n`);
+  return ERRORS[code].exit;
 }
 
 export async function statusCommand(o: TargetOptions & { json?: boolean; watch?: boolean; interval?: number }, io: Io): Promise<number> {
@@ -164,6 +181,8 @@ export async function drainCommand(op: "drain" | "undrain", name: string, o: Tar
   const path = `/backends/${encodeURIComponent(name)}`;
   return withDaemon(o, io, async (socket) => {
     const r = await callDaemon<DrainBody>(socket, "POST", `${path}/${op}`);
+    const refused = refusedToAct(io, `${op} ${name}`, r, o.json);
+    if (refused !== undefined) return refused;
     const failed = (body: DrainBody) => {
       if (!o.json) io.stderr.write(`llmsup ${op} ${name}: ${body.error?.code}: ${body.error?.message}\n`);
     };
@@ -278,6 +297,8 @@ export async function eventsCommand(o: TargetOptions & { since?: string; backend
 export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: Io): Promise<number> {
   return withDaemon(o, io, async (socket) => {
     const r = await callDaemon<{ ok: boolean; error?: string; problems?: ConfigProblem[]; changes?: Record<string, string[]>; notes?: string[]; settings?: string[] }>(socket, "POST", "/reload");
+    const refused = refusedToAct(io, "reload", r, o.json);
+    if (refused !== undefined) return refused;
     if (o.json) writeJson(io, r.body);
     else if (r.body.ok) {
       const c = r.body.changes ?? {};
@@ -297,18 +318,21 @@ export async function drillCommand(scenario: string, o: TargetOptions & { durati
   const { renderDrill } = await import("../drills/report.ts");
   const { parseDuration } = await import("../config/units.ts");
   const durationMs = parseDuration(o.duration ?? "60s");
-  if (durationMs === undefined) {
-    io.stderr.write(`llmsup drill: --duration expects a duration such as "30s", found ${JSON.stringify(o.duration)}\n`);
+  const problem = durationMs === undefined ? undefined : drillDurationProblem(durationMs);
+  if (durationMs === undefined || problem !== undefined) {
+    io.stderr.write(`llmsup drill: --duration expects a duration from 1ms to 1h such as "30s", found ${JSON.stringify(o.duration)}${problem ? ` (${problem})` : ""}\n`);
     return EXIT.USAGE;
   }
   return withDaemon(o, io, async (socket) => {
     const q = new URLSearchParams({ duration_ms: String(durationMs), ...(o.route ? { route: o.route } : {}) });
     if (!o.json) io.stderr.write(`drill ${scenario}: holding the failure for ${o.duration ?? "60s"}, then waiting for recovery…\n`);
     const r = await callDaemon<import("../drills/report.ts").DrillReport & { error?: { code: string; message: string } }>(socket, "POST", `/drills/${encodeURIComponent(scenario)}?${q}`, durationMs + 15 * 60_000);
+    const refused = refusedToAct(io, `drill ${scenario}`, r, o.json);
+    if (refused !== undefined) return refused;
     if (r.status !== 200) {
       if (o.json) writeJson(io, r.body);
       else io.stderr.write(`llmsup drill ${scenario}: ${r.body.error?.code}: ${r.body.error?.message}\n`);
-      return r.status === 404 ? EXIT.USAGE : EXIT.UNAVAILABLE;
+      return r.status === 404 || r.status === 400 ? EXIT.USAGE : EXIT.UNAVAILABLE;
     }
     if (o.json) writeJson(io, r.body);
     else io.stdout.write(renderDrill(r.body));
@@ -340,6 +364,8 @@ export async function gpusClearCommand(gpu: string | undefined, o: TargetOptions
   const q = new URLSearchParams(o.reason !== undefined ? { reason: o.reason } : {});
   return withDaemon(o, io, async (socket) => {
     const r = await callDaemon<{ ok?: boolean; gpu?: number | null; cleared?: ClearedJson[]; error?: { code: string; message: string } }>(socket, "POST", `/gpus/${which}/clear${q.size > 0 ? `?${q}` : ""}`);
+    const refused = refusedToAct(io, `gpus clear ${which}`, r, o.json);
+    if (refused !== undefined) return refused;
     if (o.json) writeJson(io, r.body);
     if (r.status !== 200) {
       if (!o.json) io.stderr.write(`llmsup gpus clear ${which}: ${r.body.error?.code}: ${r.body.error?.message}\n`);

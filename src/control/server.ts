@@ -1,13 +1,21 @@
 /**
  * The control socket: a unix socket (restrictive mode, optional group; never
- * TCP) with the small JSON API the CLI speaks. Every mutating call is logged
- * with the uid the client reports.
+ * TCP) with the small JSON API the CLI speaks. Whoever can connect may read
+ * (every GET); a request that acts carries a proof of identity the kernel
+ * vouches for (auth.ts, guard.ts), and only root, the daemon's user and the
+ * members of [control] admin_group may act. Every command that acts is
+ * logged with the proven uid and its user name; every refusal too.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { unlink } from "node:fs/promises";
-import { isLlmsupError } from "../errors/error.ts";
+import { isLlmsupError, LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
+import { realClock, type Clock } from "../platform/clock.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
+import { accountName, gidOf, type Account } from "../platform/users.ts";
+import { authDirFor, PROOF_HEADER, privilegeOf } from "./auth.ts";
+import { ControlGuard, prepareAuthDir } from "./guard.ts";
+import { actionOf, actionText, decodePath, drillDuration, type Action } from "./request.ts";
 import { filterFromQuery, matches, type EventFilter } from "./event-filter.ts";
 import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { DrainAnswer } from "../daemon/drains.ts";
@@ -48,67 +56,124 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** The HTTP status of an error the control socket answers with. */
+const HTTP_OF: Partial<Record<string, number>> = {
+  LLMSUP_E_BACKEND_UNKNOWN: 404,
+  LLMSUP_E_GPU_UNKNOWN: 404,
+  LLMSUP_E_BACKEND_NOT_MANAGED: 409,
+  LLMSUP_E_DRILL_REFUSED: 409,
+  LLMSUP_E_BACKEND_HELD: 409,
+  LLMSUP_E_CONTROL_BAD_REQUEST: 400,
+  LLMSUP_E_CONTROL_UNAUTHENTICATED: 401,
+  LLMSUP_E_CONTROL_FORBIDDEN: 403,
+};
+
 function fail(res: ServerResponse, e: unknown): void {
-  if (isLlmsupError(e)) {
-    const status = e.code === "LLMSUP_E_BACKEND_UNKNOWN" || e.code === "LLMSUP_E_GPU_UNKNOWN" ? 404 : e.code === "LLMSUP_E_BACKEND_NOT_MANAGED" || e.code === "LLMSUP_E_DRILL_REFUSED" || e.code === "LLMSUP_E_BACKEND_HELD" ? 409 : 500;
-    send(res, status, { error: { code: e.code, message: e.message } });
-  } else send(res, 500, { error: { code: "LLMSUP_E_INTERNAL", message: (e as Error).message } });
+  if (isLlmsupError(e)) send(res, HTTP_OF[e.code] ?? 500, { error: { code: e.code, message: e.message } });
+  else send(res, 500, { error: { code: "LLMSUP_E_INTERNAL", message: (e as Error).message } });
+}
+
+/** How an operator is named where the daemon records who did something (a drain's "by", a fault's clear): the user name, else the uid. */
+const byName = (caller: Account): string => caller.user ?? `uid ${caller.uid}`;
+
+export interface ControlServerOptions {
+  readonly clock?: Clock;
+  /** The daemon's own uid (it may act); this process's by default. */
+  readonly daemonUid?: number;
+}
+
+/** What the control socket is told by [control]. */
+export interface ControlListen {
+  readonly socket: string;
+  readonly mode: number;
+  readonly group: string;
+  readonly admin_group: string;
 }
 
 export class ControlServer {
   private server?: Server;
   private readonly api: ControlApi;
   private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly daemonUid: number;
+  private guard?: ControlGuard;
   private socketPath?: string;
 
-  constructor(api: ControlApi, log: Logger) {
+  constructor(api: ControlApi, log: Logger, options: ControlServerOptions = {}) {
     this.api = api;
     this.log = log.child({ component: "control" });
+    this.clock = options.clock ?? realClock;
+    this.daemonUid = options.daemonUid ?? process.getuid?.() ?? 0;
   }
 
-  async listen(socket: string, mode: number, group: string): Promise<void> {
+  async listen(c: ControlListen): Promise<void> {
+    // The auth directory is ready before the first request can come.
+    const dir = authDirFor(c.socket);
+    await prepareAuthDir(dir, process.getuid?.() ?? 0);
+    this.guard = new ControlGuard({ dir, clock: this.clock, daemonUid: this.daemonUid, adminGroup: c.admin_group });
+    if (c.admin_group !== "" && (await gidOf(c.admin_group)) === undefined) {
+      this.log.warn({ event: "control.admin_group_unknown", group: c.admin_group }, `[control] admin_group ${c.admin_group} does not exist: only root and the daemon's user may act until it does`);
+    }
     const server = createServer((req, res) => {
       this.handle(req, res).catch((e: unknown) => fail(res, e));
     });
-    await listenUnix(server, socket, { mode, group, log: this.log, what: "control socket" });
+    await listenUnix(server, c.socket, { mode: c.mode, group: c.group, log: this.log, what: "control socket" });
     this.server = server;
-    this.socketPath = socket;
+    this.socketPath = c.socket;
   }
 
-  /** Who the client says it is: its user name, else its uid. */
-  private who(req: IncomingMessage): string {
-    const user = req.headers["x-llmsup-user"];
-    const uid = req.headers["x-llmsup-uid"];
-    return typeof user === "string" && user !== "" ? user : typeof uid === "string" && uid !== "" ? `uid ${uid}` : "an unknown user";
+  /** The caller of an acting request, proven and allowed to do `what`; a refusal is logged and thrown. */
+  private async caller(req: IncomingMessage, what: Action): Promise<Account> {
+    const guard = this.guard!;
+    const id = await guard.identify(req.headers[PROOF_HEADER]);
+    if (!id.ok) {
+      this.log.warn({ event: "control.refused", action: what.action, target: what.target, uid: null, user: null, code: "LLMSUP_E_CONTROL_UNAUTHENTICATED", reason: id.why }, `control: refused ${actionText(what)} from an unproven caller: ${id.why}`);
+      throw new LlmsupError("LLMSUP_E_CONTROL_UNAUTHENTICATED", `${actionText(what)} refused: ${id.why}`);
+    }
+    const allowed = await guard.authorise(id.caller, actionText(what));
+    if (!allowed.ok) {
+      this.log.warn({ event: "control.refused", action: what.action, target: what.target, uid: id.caller.uid, user: id.caller.user ?? null, code: "LLMSUP_E_CONTROL_FORBIDDEN", reason: allowed.message }, `control: refused ${actionText(what)} to ${accountName(id.caller)}: not allowed to act`);
+      throw new LlmsupError("LLMSUP_E_CONTROL_FORBIDDEN", allowed.message, { uid: id.caller.uid });
+    }
+    return id.caller;
   }
 
-  private audit(req: IncomingMessage, action: string, target?: string): void {
-    const uid = req.headers["x-llmsup-uid"];
-    this.log.info({ event: "control.command", action, target, uid: typeof uid === "string" ? Number(uid) : null, user: req.headers["x-llmsup-user"] ?? null }, `control: ${action}${target ? ` ${target}` : ""} (uid ${uid ?? "unknown"})`);
+  /** The audit line of a command that acts, with the caller the kernel vouched for. */
+  private audit(caller: Account, action: string, target?: string): void {
+    this.log.info({ event: "control.command", action, target, uid: caller.uid, user: caller.user ?? null }, `control: ${action}${target ? ` ${target}` : ""} by ${accountName(caller)}`);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://control");
-    const parts = url.pathname.split("/").filter(Boolean);
+    const decoded = decodePath(url.pathname);
+    if (!decoded.ok) throw new LlmsupError("LLMSUP_E_CONTROL_BAD_REQUEST", decoded.message);
+    const parts = decoded.value;
+    const method = req.method ?? "GET";
+    const need = privilegeOf(method, url.pathname);
+    if (need === "challenge") return send(res, 200, this.guard!.challenge());
+    // Who acts is settled before anything else is looked at.
+    const caller = need === "act" ? await this.caller(req, actionOf(method, parts, url.searchParams)) : undefined;
     const d = this.api;
-    if (req.method === "GET" && url.pathname === "/status") return send(res, 200, d.status());
-    if (req.method === "POST" && url.pathname === "/reload") {
-      this.audit(req, "reload");
+    if (method === "GET" && url.pathname === "/status") return send(res, 200, d.status());
+    if (caller && method === "POST" && url.pathname === "/reload") {
+      this.audit(caller, "reload");
       const r = await d.reload();
       return send(res, r.ok ? 200 : 422, r);
     }
-    if (req.method === "POST" && parts[0] === "drills" && parts[1]) {
+    if (caller && method === "POST" && parts[0] === "drills" && parts[1]) {
       const scenario = parts[1];
       if (!(DRILL_SCENARIOS as readonly string[]).includes(scenario)) return send(res, 404, { error: { code: "LLMSUP_E_USAGE", message: `no drill ${scenario} (drills: ${DRILL_SCENARIOS.join(", ")})` } });
-      this.audit(req, `drill ${scenario}`, url.searchParams.get("route") ?? undefined);
+      const duration = drillDuration(url.searchParams.get("duration_ms"));
+      if (!duration.ok) throw new LlmsupError("LLMSUP_E_CONTROL_BAD_REQUEST", duration.message);
+      this.audit(caller, `drill ${scenario}`, url.searchParams.get("route") ?? undefined);
       const report = await d.drill({
         scenario: scenario as DrillScenario,
         route: url.searchParams.get("route") ?? undefined,
-        durationMs: Number(url.searchParams.get("duration_ms") ?? 60_000),
+        durationMs: duration.value,
       });
       return send(res, 200, report);
     }
-    if (req.method === "GET" && url.pathname === "/events") {
+    if (method === "GET" && url.pathname === "/events") {
       const filter = filterFromQuery(url.searchParams);
       const past = d.events(filter);
       if (url.searchParams.get("follow") !== "1") return send(res, 200, { events: past });
@@ -122,29 +187,29 @@ export class ControlServer {
       return;
     }
     // POST /gpus/<index|all>/clear?reason=TEXT: `llmsup gpus clear`.
-    if (req.method === "POST" && parts[0] === "gpus" && parts[1] && parts[2] === "clear" && parts.length === 3) {
-      const which = decodeURIComponent(parts[1]);
+    if (caller && method === "POST" && parts[0] === "gpus" && parts[1] && parts[2] === "clear" && parts.length === 3) {
+      const which = parts[1];
       if (which !== "all" && !/^\d+$/.test(which)) return send(res, 400, { error: { code: "LLMSUP_E_USAGE", message: `a GPU is named by its index (or "all"), not "${which}"` } });
       const gpu = which === "all" ? null : Number(which);
-      this.audit(req, "gpus clear", which);
-      const cleared = d.clearGpuFaults(gpu, url.searchParams.get("reason") ?? "", this.who(req));
+      this.audit(caller, "gpus clear", which);
+      const cleared = d.clearGpuFaults(gpu, url.searchParams.get("reason") ?? "", byName(caller));
       return send(res, 200, { ok: true, gpu, cleared: cleared.map(clearedFaultJson) });
     }
     if (parts[0] === "backends" && parts[1]) {
-      const name = decodeURIComponent(parts[1]);
-      if (req.method === "POST" && parts[2] && OPS.has(parts[2])) {
+      const name = parts[1];
+      if (caller && method === "POST" && parts[2] && OPS.has(parts[2])) {
         const op = parts[2] as BackendOp;
         d.check(name);
-        this.audit(req, op, name);
+        this.audit(caller, op, name);
         // Stops and restarts can take stop_timeout: answer once the operation is under way or done.
         return send(res, 200, { ok: true, backend: await d.operate(name, op) });
       }
-      if (req.method === "POST" && (parts[2] === "drain" || parts[2] === "undrain")) {
-        this.audit(req, parts[2], name);
-        return send(res, 200, { ok: true, ...d.drain(name, parts[2] === "drain", this.who(req)) });
+      if (caller && method === "POST" && (parts[2] === "drain" || parts[2] === "undrain")) {
+        this.audit(caller, parts[2], name);
+        return send(res, 200, { ok: true, ...d.drain(name, parts[2] === "drain", byName(caller)) });
       }
-      if (req.method === "GET" && parts[2] === "drain") return send(res, 200, { ok: true, ...d.drainState(name) });
-      if (req.method === "GET" && parts[2] === "logs") {
+      if (method === "GET" && parts[2] === "drain") return send(res, 200, { ok: true, ...d.drainState(name) });
+      if (method === "GET" && parts[2] === "logs") {
         const n = Math.max(1, Math.min(1000, Number(url.searchParams.get("n") ?? 50) || 50));
         d.check(name);
         const lines = await d.logTail(name, n);
@@ -156,7 +221,7 @@ export class ControlServer {
         return;
       }
     }
-    send(res, 404, { error: { code: "LLMSUP_E_USAGE", message: `no control endpoint ${req.method} ${url.pathname}` } });
+    send(res, 404, { error: { code: "LLMSUP_E_USAGE", message: `no control endpoint ${method} ${url.pathname}` } });
   }
 
   async close(): Promise<void> {
