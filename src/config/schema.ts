@@ -38,7 +38,10 @@ export const daemonSchema = z.strictObject({
 export const controlSchema = z.strictObject({
   socket: absPath().optional(),
   mode: fileMode().prefault("0660"),
+  /** The group that may connect (the socket file's group): its members may read (status, logs, events). */
   group: z.string().default(""),
+  /** The group whose members may also act (start, stop, reload, drain, drills…); "" = only root and the daemon's own user. */
+  admin_group: z.string().default(""),
 });
 
 /** `hedge_after`: "auto" (from the tier's recent time to first token), "off", or a duration; milliseconds out. */
@@ -69,6 +72,10 @@ export const routerSchema = z.strictObject({
   api_keys_env: envName().optional(),
   max_body: size().prefault("4MiB"),
   client_body_timeout: positiveDuration().prefault("60s"),
+  header_timeout: positiveDuration().prefault("10s"),
+  keepalive_timeout: positiveDuration().prefault("75s"),
+  max_connections: z.int().min(1).max(1_000_000).default(4096),
+  metrics_public: z.boolean().default(false),
   request_timeout: positiveDuration().prefault("10m"),
   max_attempts: z.int().min(1).max(20).default(4),
   retry_base_delay: duration().prefault("200ms"),

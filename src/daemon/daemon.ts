@@ -189,8 +189,8 @@ export class Daemon {
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
     this.listening = await this.routerServer.listen({ inherited: activation?.fds });
-    this.control = new ControlServer(this.controlApi(), this.log);
-    await this.control.listen(c.control.socket, c.control.mode, c.control.group);
+    this.control = new ControlServer(this.controlApi(), this.log, { clock: this.clock });
+    await this.control.listen(c.control);
     this.remote = new RemoteProber(c, this.health, this.clock, this.log);
     this.remote.start();
     for (const b of c.backends) if (!b.managed) this.discoverWindows(b.name, false);

@@ -30,6 +30,7 @@ export const EXIT = {
   SOFTWARE: 70,
   IOERR: 74,
   TEMPFAIL: 75,
+  NOPERM: 77,
   CONFIG: 78,
 } as const;
 
@@ -174,6 +175,11 @@ export const ERRORS = {
     exit: EXIT.CONFIG,
     retryable: false,
   },
+  LLMSUP_E_API_KEYS_EMPTY: {
+    message: "router.api_keys_file holds no key (only blank lines and comments), or the variable router.api_keys_env names holds none (empty, spaces or commas): llmsup refuses to start rather than serve every client without a key. Put one key per line in the file (or comma-separated keys in the variable), or remove the setting to run without keys.",
+    exit: EXIT.CONFIG,
+    retryable: false,
+  },
   LLMSUP_E_DRILL_REFUSED: {
     message: "The drill cannot run now: its route is not on its first tier (a drill would blur a real incident), or the scenario needs a running managed backend as tier 0.",
     exit: EXIT.UNAVAILABLE,
@@ -183,6 +189,21 @@ export const ERRORS = {
     message: "`llmsup drain --wait` gave up: requests were still on the backend when its --timeout passed; how many is said. The backend stays drained; wait again, or see them in `llmsup status`.",
     exit: EXIT.TEMPFAIL,
     retryable: true,
+  },
+  LLMSUP_E_CONTROL_FORBIDDEN: {
+    message: "The control socket refused a command that acts (start, stop, restart, reset, reload, drain, undrain, drill, gpus clear): the caller may read (status, logs, events) but not act. Acting needs root, the daemon's own user, or membership of the group [control] admin_group names; the message names the group and the caller: `usermod -aG <admin_group> <user>` (read from /etc/group at each command). Logged as `control.refused`.",
+    exit: EXIT.NOPERM,
+    retryable: false,
+  },
+  LLMSUP_E_CONTROL_UNAUTHENTICATED: {
+    message: "A command that acts came to the control socket without a valid proof of who sent it: no proof, a nonce that is unknown, already used or expired (a challenge lasts 10 seconds), or a proof file that is not a fresh regular file of its own in the daemon's control-auth directory beside the socket. The llmsup CLI proves itself; when it cannot, the message says why: check that the directory exists (mode 1733) and try again. Logged as `control.refused`.",
+    exit: EXIT.NOPERM,
+    retryable: true,
+  },
+  LLMSUP_E_CONTROL_BAD_REQUEST: {
+    message: "The control socket cannot read a request: a malformed URL (a bad percent-escape) or a parameter out of range (a drill's duration must be a whole number of milliseconds from 1 to 3600000, one hour); the message names it. The llmsup CLI checks its own options; another client has a bug.",
+    exit: EXIT.USAGE,
+    retryable: false,
   },
   LLMSUP_E_SUPERVISOR_TRANSITION: {
     message: "The supervisor refused a state change its transition table does not allow: a bug in llmsup. The backend keeps its state; please report it with the daemon log.",
@@ -316,6 +337,12 @@ export const WIRE_ERRORS = {
   },
   shutting_down: {
     meaning: "The daemon is stopping and takes no new requests. Retry after Retry-After (5 seconds).",
+    http: 503,
+    type: "service_unavailable",
+    retryable: true,
+  },
+  overloaded: {
+    meaning: "The router holds router.max_connections client connections already: a connection beyond them gets this answer to its first request and is closed. Retry after Retry-After (1 second); reuse keep-alive connections rather than opening many, or raise router.max_connections.",
     http: 503,
     type: "service_unavailable",
     retryable: true,

@@ -27,6 +27,8 @@ export class RouterMetrics {
   private readonly cacheBytes: Gauge;
   private model: () => readonly ModelView[] = () => [];
   private inflight: () => readonly { readonly backend: string; readonly requests: number }[] = () => [];
+  private connections: () => number = () => 0;
+  private readonly connectionsRefused: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -78,6 +80,15 @@ export class RouterMetrics {
         for (const b of metrics.inflight()) this.set({ backend: b.backend }, b.requests);
       },
     });
+    this.connectionsRefused = new Counter({ name: "llmsup_client_connections_refused_total", help: "Client connections refused because router.max_connections were open (answered 503 overloaded and closed).", registers });
+    new Gauge({
+      name: "llmsup_client_connections",
+      help: "Client connections the router holds now, over the unix socket and TCP (bounded by router.max_connections).",
+      registers,
+      collect() {
+        this.set(metrics.connections());
+      },
+    });
     // A coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_", eventLoopMonitoringPrecision: 250 });
   }
@@ -85,6 +96,15 @@ export class RouterMetrics {
   /** Where the in-flight gauge reads each configured backend's count (the current router). */
   followInflight(view: () => readonly { readonly backend: string; readonly requests: number }[]): void {
     this.inflight = view;
+  }
+
+  /** Where the client-connection gauge reads its count (the routing socket's server). */
+  followConnections(view: () => number): void {
+    this.connections = view;
+  }
+
+  connectionRefused(): void {
+    this.connectionsRefused.inc();
   }
 
   /** Where the route and tier gauges read the tier-state model (the current router). */

@@ -109,11 +109,12 @@ export class RecoveryProbes {
     try {
       text = await up.body.setEncoding("utf8").toArray().then((parts) => parts.join(""));
     } catch (e) {
-      return { ok: false, detail: `the answer broke off: ${(e as Error).message}` };
+      return { ok: false, detail: up.scrub(`the answer broke off: ${(e as Error).message}`) };
     } finally {
       up.done();
     }
-    return probeAnswered(endpoint, up.status, text) ? { ok: true, detail: `a ${endpoint} probe answered` } : { ok: false, detail: `HTTP ${up.status}: ${text.slice(0, 120)}` };
+    // The whole text is scrubbed before it is cut: a key cut in two would slip past as two short pieces.
+    return probeAnswered(endpoint, up.status, text) ? { ok: true, detail: `a ${endpoint} probe answered` } : { ok: false, detail: `HTTP ${up.status}: ${up.scrub(text).slice(0, 120)}` };
   }
 
   // ------------------------------------------------------------------ backends

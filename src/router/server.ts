@@ -3,8 +3,6 @@
  * listener (127.0.0.1 by default; any other address only with API keys).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { readFile } from "node:fs/promises";
-import { timingSafeEqual } from "node:crypto";
 import path from "node:path";
 import type { Config } from "../config/types.ts";
 import { parseHostPort } from "../config/fields.ts";
@@ -14,6 +12,8 @@ import type { Logger } from "../log/logger.ts";
 import { within } from "../platform/clock.ts";
 import { adoptListenFd, describeInherited, type InheritedAddress, type ListenFd } from "../platform/listen-fds.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
+import { keyMatches, loadApiKeys } from "./api-keys.ts";
+import { ClientConnections, OVERLOADED_RETRY_AFTER_S, serverBounds } from "./connections.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Endpoint, Router } from "./router.ts";
@@ -66,33 +66,6 @@ function sameTcpListener(want: { host: string; port: number }, a: { host: string
   return w === h || WILDCARD_HOSTS.has(w) || WILDCARD_HOSTS.has(h) || (isLoopbackHost(w) && isLoopbackHost(h));
 }
 
-/** API keys from a file (one per line, # comments) or a variable (comma-separated). */
-export async function loadApiKeys(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
-  const r = config.router;
-  if (r.api_keys_file) {
-    let text: string;
-    try {
-      text = await readFile(r.api_keys_file, "utf8");
-    } catch (e) {
-      throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `cannot read router.api_keys_file ${r.api_keys_file}: ${(e as NodeJS.ErrnoException).code}`, {});
-    }
-    return text.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean);
-  }
-  if (r.api_keys_env) {
-    const v = env[r.api_keys_env];
-    if (!v) throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `environment variable ${r.api_keys_env} (router.api_keys_env) is not set`, {});
-    return v.split(",").map((k) => k.trim()).filter(Boolean);
-  }
-  return [];
-}
-
-function keyMatches(given: string, keys: readonly Buffer[]): boolean {
-  const g = Buffer.from(given);
-  let ok = false;
-  for (const k of keys) if (k.length === g.length && timingSafeEqual(k, g)) ok = true;
-  return ok;
-}
-
 const GONE_CODES = new Set(["ECONNRESET", "EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ABORT_ERR"]);
 
 /** An error that is the client's going away (its connection closed or reset), not a fault of llmsup. */
@@ -110,10 +83,16 @@ export class RouterServer {
   private readonly log: Logger;
   private readonly metrics?: RouterMetrics;
   private inFlight = 0;
+  private readonly connections: ClientConnections;
 
   /** Requests being answered now. */
   get requestsInFlight(): number {
     return this.inFlight;
+  }
+
+  /** Client connections held now, over every listener (those refused beyond router.max_connections not counted). */
+  get connectionsOpen(): number {
+    return this.connections.open;
   }
   private readonly idleWaiters: (() => void)[] = [];
   private draining = false;
@@ -123,12 +102,24 @@ export class RouterServer {
     this.router = router;
     this.log = log.child({ component: "router" });
     this.metrics = metrics;
+    this.connections = new ClientConnections(router.clock, () => this.config.router.max_connections, () => metrics?.connectionRefused());
+    metrics?.followConnections(() => this.connections.open);
   }
 
-  /** Swaps in the router of a reloaded configuration; requests in flight finish on the old one. */
+  /**
+   * Swaps in the router of a reloaded configuration; requests in flight finish on the old one.
+   * The client bounds (header, request and keep-alive timeouts) apply from now on; API keys stay
+   * those read by listen().
+   */
   setRouter(router: Router, config: Config): void {
     this.router = router;
     this.config = config;
+    const b = serverBounds(config.router);
+    for (const s of this.servers) {
+      s.requestTimeout = b.requestTimeout;
+      s.headersTimeout = b.headersTimeout;
+      s.keepAliveTimeout = b.keepAliveTimeout;
+    }
   }
 
   /**
@@ -220,23 +211,24 @@ export class RouterServer {
   }
 
   /**
-   * A client is not held forever: the whole request (headers and body) must arrive within
-   * router.client_body_timeout (Node answers 408 and closes the connection), headers within
-   * min(60s, that), and an idle keep-alive connection closes after 65s (above common proxies' 60s,
-   * so they close first). The answer itself is not bounded here: a long stream is fine.
-   * Requests per connection are not limited (maxRequestsPerSocket 0): the bounds above are what
-   * stop a connection from being held; a cap would only cost reconnects.
-   * Timeouts are read when a listener is created; a reload does not change them.
+   * A client is not held forever (connections.ts serverBounds): its headers must arrive within
+   * router.header_timeout and the whole request within router.client_body_timeout (Node answers
+   * 408 and closes the connection), and an idle keep-alive connection closes after
+   * router.keepalive_timeout. The answer itself is not bounded here: a long stream is fine.
+   * Connections beyond router.max_connections (every listener together) get `overloaded` and are
+   * closed. A reload changes the timeouts (setRouter) and the cap; how often Node checks the first
+   * two stays as the listener was created with (at most every second).
    */
   private newServer(): Server {
-    const requestTimeout = this.config.router.client_body_timeout;
-    const server = createServer({
-      keepAliveTimeout: 65_000,
-      requestTimeout,
-      headersTimeout: Math.min(60_000, requestTimeout),
-      // How often Node checks those timeouts (30s by default, too coarse for short ones).
-      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(requestTimeout / 4))),
-    }, (req, res) => {
+    const server = createServer(serverBounds(this.config.router), (req, res) => {
+      if (this.connections.isRefused(req.socket)) {
+        req.resume();
+        sendError(res, "overloaded", `llmsup holds router.max_connections (${this.config.router.max_connections}) client connections already; retry shortly, and reuse keep-alive connections`, {
+          "retry-after": String(OVERLOADED_RETRY_AFTER_S),
+          connection: "close",
+        });
+        return;
+      }
       this.inFlight++;
       res.once("close", () => {
         this.inFlight--;
@@ -254,6 +246,7 @@ export class RouterServer {
         else res.destroy();
       });
     });
+    this.connections.watch(server);
     this.servers.push(server);
     return server;
   }
@@ -279,6 +272,7 @@ export class RouterServer {
         return sendJson(res, serving >= 0 && !this.draining ? 200 : 503, { ready: serving >= 0 && !this.draining, route: route?.model, tier: serving });
       }
       if (p === "/metrics" && this.metrics) {
+        if (!this.config.router.metrics_public && !this.authorised(req)) return sendError(res, "invalid_api_key", "Missing or invalid API key (Authorization: Bearer …): /metrics needs one while the router has keys, unless router.metrics_public = true");
         const text = await this.metrics.registry.metrics();
         res.writeHead(200, { "content-type": this.metrics.registry.contentType });
         res.end(text);
@@ -316,7 +310,11 @@ export class RouterServer {
     await this.router.handle(req, res, endpoint, body);
   }
 
-  /** Stops accepting; resolves when in-flight requests finished or `ms` passed (on the router's clock). */
+  /**
+   * Stops accepting and closes idle connections; resolves when in-flight requests finished or `ms`
+   * passed (on the router's clock). A request still arriving (a slow body) counts as in flight:
+   * it is waited for up to `ms`, then close() cuts it off with the rest.
+   */
   async drain(ms: number): Promise<boolean> {
     this.draining = true;
     for (const s of this.servers) s.close();
@@ -326,17 +324,13 @@ export class RouterServer {
     return within(this.router.clock, idle, ms);
   }
 
+  /** Closes the listeners and destroys every client connection, whatever it is doing. */
   async close(): Promise<void> {
     this.draining = true;
-    await Promise.all(
-      this.servers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            s.close(() => resolve());
-            s.closeAllConnections();
-          }),
-      ),
-    );
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.servers) s.closeAllConnections();
+    this.connections.destroyAll();
+    await Promise.all(closed);
     this.servers.length = 0;
   }
 }

@@ -61,8 +61,8 @@ export type GateDecision =
   | { readonly act: "wedge"; readonly streamHeaders: boolean }
   /** 429; Retry-After in seconds, or no header. */
   | { readonly act: "rate_limit"; readonly retryAfter: number | null }
-  /** An error status with the server's error body around `message`. */
-  | { readonly act: "status"; readonly code: number; readonly message: string }
+  /** An error status with the server's error body around `message`; `echoAuth`: the message quotes the request's credentials (echoAuthMessage). */
+  | { readonly act: "status"; readonly code: number; readonly message: string; readonly echoAuth?: true }
   /** Out of memory while serving: the kind decides how it dies. */
   | { readonly act: "oom" }
   /** 400: this model does not continue a final assistant message. */
@@ -88,6 +88,14 @@ export function defaultStatusMessage(code: number): string {
   if (code === 502) return "Bad gateway";
   if (code >= 500) return "Internal server error";
   return `HTTP ${code}`;
+}
+
+/** `message` quoting the request's Authorization header whole, and the key's first and last 10 characters as a masked hint. */
+export function echoAuthMessage(message: string, authorization: string | undefined): string {
+  const auth = authorization ?? "";
+  const key = auth.replace(/^Bearer\s+/i, "");
+  const hint = key.length > 20 ? `${key.slice(0, 10)}…${key.slice(-10)}` : key;
+  return `${message}: the Authorization header was '${auth}' (key ${hint})`;
 }
 
 /** Decides what `fault` does at `point`. `random` is drawn from only for a status fault by fraction. */
@@ -127,7 +135,8 @@ function admit(fault: Fault, stream: boolean, counters: GateCounters, random: ()
     const hit = left !== undefined ? left > 0 : status.fraction !== undefined ? random() < status.fraction : true;
     if (hit) {
       const next = left === undefined ? counters : { ...counters, statusLeft: left - 1 };
-      return { decision: { act: "status", code: status.code, message: status.message ?? defaultStatusMessage(status.code) }, counters: next };
+      const decision: GateDecision = { act: "status", code: status.code, message: status.message ?? defaultStatusMessage(status.code), ...(status.echo_auth ? { echoAuth: true as const } : {}) };
+      return { decision, counters: next };
     }
   }
   if (fault.oom === "runtime") return { decision: { act: "oom" }, counters };

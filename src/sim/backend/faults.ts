@@ -26,8 +26,14 @@ export const faultSchema = z.strictObject({
   malformed_after: z.int().min(0).optional(),
   /** End streams without the final `data: [DONE]`. */
   no_done: z.boolean().optional(),
-  /** Answer inference requests with this HTTP status: the next `count`, or a `fraction` of them, or all. */
-  status: z.strictObject({ code: z.int().min(400).max(599), count: z.int().min(1).optional(), fraction: z.number().gt(0).max(1).optional(), message: z.string().optional() }).optional(),
+  /**
+   * Answer inference requests with this HTTP status: the next `count`, or a `fraction` of them, or all.
+   * `echo_auth`: the error message also quotes the request's Authorization header and the key's head
+   * and tail (as careless upstreams do in a 401), for tests that no credential gets past llmsup.
+   */
+  status: z
+    .strictObject({ code: z.int().min(400).max(599), count: z.int().min(1).optional(), fraction: z.number().gt(0).max(1).optional(), message: z.string().optional(), echo_auth: z.boolean().optional() })
+    .optional(),
   /** 429 for the next `count` (or all) inference requests, with Retry-After seconds (null: no header). */
   rate_limit: z.strictObject({ count: z.int().min(1).optional(), retry_after: z.number().min(0).nullable().default(1) }).optional(),
   /**

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { asksToContinue, canonicalToolCall, canonicalTokens, chatKey, contentText, countTokens, embeddingOf, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
-import type { GateDecision, GatePoint } from "./fault-gate.ts";
+import { echoAuthMessage, type GateDecision, type GatePoint } from "./fault-gate.ts";
 import { newId, usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
 import { errorJson, json, readBody } from "./http.ts";
 import { ENGINE_DIED_MESSAGE, loadingModel, PREFILL_REJECTED_MESSAGE } from "./kinds/common.ts";
@@ -71,7 +71,7 @@ export async function serveInference(h: InferenceHost, req: IncomingMessage, res
       return errorJson(res, { ...e, headers: admitted.retryAfter === null ? {} : { "retry-after": String(admitted.retryAfter) } });
     }
     case "status":
-      return errorJson(res, spec.apiError(admitted.code, admitted.message));
+      return errorJson(res, spec.apiError(admitted.code, admitted.echoAuth ? echoAuthMessage(admitted.message, req.headers.authorization) : admitted.message));
     case "oom":
       return runtime.runtimeOom(res);
   }
