@@ -89,12 +89,16 @@ export class Upstreams {
 
   private readonly bases = new Map<string, { origin: string; path: string }>();
 
-  /** Origin and base path of a backend URL, parsed once. */
+  /**
+   * Origin and base path of a backend URL, parsed once. Endpoint paths carry
+   * their /v1, and OpenAI-compatible base URLs are usually written with it
+   * (https://api.openai.com/v1): a base path ending in /v1 is the API root.
+   */
   private base(backend: BackendConfig): { origin: string; path: string } {
     let b = this.bases.get(backend.url);
     if (!b) {
       const u = new URL(backend.url);
-      b = { origin: u.origin, path: u.pathname.replace(/\/+$/, "") };
+      b = { origin: u.origin, path: u.pathname.replace(/\/+$/, "").replace(/\/v1$/, "") };
       this.bases.set(backend.url, b);
     }
     return b;
