@@ -487,8 +487,11 @@ export class Daemon {
    */
   async reload(): Promise<{ ok: true; changes: ReloadChanges; notes: string[]; settings: string[] } | { ok: false; error: string; problems?: unknown }> {
     let next: Config;
+    let keys: Buffer[] | undefined;
     try {
       next = await this.loadConfig();
+      // API keys are read again (a rotated file takes effect); one that cannot be read refuses the reload like a bad file.
+      keys = await this.routerServer?.keysFor(next);
     } catch (e) {
       const r = (this.reloadRefused = refusalOf(e, this.clock.now()));
       const problems = (e as LlmsupError).details?.problems;
@@ -516,7 +519,7 @@ export class Daemon {
     const changes = await this.supervisor_.apply(next);
     const oldRouter = this.router;
     this.router = this.makeRouter(next, oldRouter);
-    this.routerServer?.setRouter(this.router, next);
+    this.routerServer?.setRouter(this.router, next, keys);
     // Routes and tiers that remain keep their state across the reload; the alert policy learns where each route stands now.
     this.alerts?.reconcile(liveAfterReload(next, this.router.snapshot().routes));
     void oldRouter.close();

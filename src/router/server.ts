@@ -94,6 +94,8 @@ export class RouterServer {
   get connectionsOpen(): number {
     return this.connections.open;
   }
+  /** A non-loopback address being served: API keys cannot be taken away from it by a reload. */
+  private exposed: string | undefined;
   private readonly idleWaiters: (() => void)[] = [];
   private draining = false;
 
@@ -108,18 +110,32 @@ export class RouterServer {
 
   /**
    * Swaps in the router of a reloaded configuration; requests in flight finish on the old one.
-   * The client bounds (header, request and keep-alive timeouts) apply from now on; API keys stay
-   * those read by listen().
+   * The client bounds (header, request and keep-alive timeouts) apply from now on, and so do
+   * `keys` (from keysFor) when given.
    */
-  setRouter(router: Router, config: Config): void {
+  setRouter(router: Router, config: Config, keys?: readonly Buffer[]): void {
     this.router = router;
     this.config = config;
+    if (keys) this.keys = [...keys];
     const b = serverBounds(config.router);
     for (const s of this.servers) {
       s.requestTimeout = b.requestTimeout;
       s.headersTimeout = b.headersTimeout;
       s.keepAliveTimeout = b.keepAliveTimeout;
     }
+  }
+
+  /**
+   * The API keys of a configuration about to be applied by a reload, read now (a rotated
+   * keys file takes effect): throws what listen() would — an unreadable or empty source —
+   * and refuses a configuration without keys while a non-loopback listener serves.
+   */
+  async keysFor(config: Config): Promise<Buffer[]> {
+    const keys = (await loadApiKeys(config)).map((k) => Buffer.from(k));
+    if (keys.length === 0 && this.exposed !== undefined) {
+      throw new LlmsupError("LLMSUP_E_ROUTER_EXPOSED", `refusing a configuration without API keys while llmsup serves ${this.exposed}: other machines could use every backend; keep router.api_keys_file (or api_keys_env), or restart llmsup listening on 127.0.0.1`, {});
+    }
+    return keys;
   }
 
   /**
@@ -155,6 +171,7 @@ export class RouterServer {
         if (!loopbackAddress(a.host) && keys.length === 0) {
           throw new LlmsupError("LLMSUP_E_ROUTER_EXPOSED", `refusing to serve ${where} without API keys: other machines could use every backend; set router.api_keys_file, or ListenStream=127.0.0.1:${a.port} in the .socket unit`, {});
         }
+        if (!loopbackAddress(a.host)) this.exposed ??= describeInherited(a);
         configured = hp !== undefined && sameTcpListener(hp, a);
         if (configured) out.tcp ??= { host: a.host, port: a.port };
       } else {
@@ -174,6 +191,7 @@ export class RouterServer {
       if (!isLoopbackHost(hp.host) && keys.length === 0) {
         throw new LlmsupError("LLMSUP_E_ROUTER_EXPOSED", `refusing to listen on ${listenAddr} without API keys: other machines could use every backend; set router.api_keys_file or listen on 127.0.0.1`, {});
       }
+      if (!isLoopbackHost(hp.host)) this.exposed ??= listenAddr;
       const server = this.newServer();
       const { host, port } = hp;
       await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { Agent, fetch as undiciFetch } from "undici";
 import { startDaemon, status, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
 import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
 
@@ -64,4 +66,37 @@ test("a bad configuration sent by SIGHUP is refused loudly: status warns, the hi
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /no setting changed/);
   assert.equal((await status(d)).code, 0);
+});
+
+test("a reload reads the API keys file again: a rotated key takes effect at once, and a file left with no key is refused with the old keys kept", async (t) => {
+  const files = await writeDaemonConfig(t, [{ name: "primary", kind: "llamacpp" }], `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }]\n`);
+  const keysFile = path.join(files.dir, "keys");
+  writeFileSync(keysFile, "# rotated monthly\nkey-Alpha-1111\n", { mode: 0o600 });
+  writeFileSync(files.config, readFileSync(files.config, "utf8").replace("[router]\n", `[router]\napi_keys_file = "${keysFile}"\n`));
+  const d = await startDaemon(t, files);
+  await waitStatus(d, "ready", (s) => s.backends.every((b) => b.state === "ready"));
+  const agent = new Agent({ connect: { socketPath: files.socket } });
+  t.after(() => agent.close());
+  const ask = async (key: string) =>
+    (
+      await undiciFetch("http://llmsup/v1/chat/completions", {
+        method: "POST",
+        dispatcher: agent,
+        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model: "llama", messages: [{ role: "user", content: "hi" }], max_tokens: 4 }),
+      }).then(async (r) => (await r.arrayBuffer(), r))
+    ).status;
+  assert.deepEqual([await ask("key-Alpha-1111"), await ask("key-Bravo-2222")], [200, 401]);
+
+  writeFileSync(keysFile, "key-Bravo-2222\n");
+  const rotated = await d.cli("reload");
+  assert.equal(rotated.code, 0, rotated.stderr);
+  assert.deepEqual([await ask("key-Alpha-1111"), await ask("key-Bravo-2222")], [401, 200], "the rotated key is the one that works");
+
+  writeFileSync(keysFile, "# emptied by mistake\n");
+  const refused = await d.cli("reload");
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stdout + refused.stderr, /LLMSUP_E_API_KEYS_EMPTY|holds no key/);
+  assert.equal(await ask("key-Bravo-2222"), 200, "the keys in force stay in force");
+  assert.equal(await ask("anything"), 401, "and a refused reload opens nothing");
 });
