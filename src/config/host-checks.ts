@@ -195,6 +195,15 @@ export function decideHostChecks(c: Config, facts: HostFacts): HostReport {
   const daemon = facts.daemon;
   const asChecker = daemon.uid === facts.checkerUid;
 
+  // The remediation ladder's GPU reset: nvidia-smi -r needs root; as anyone else it is refused and every reset need becomes "reboot required".
+  if (c.gpu.enabled && c.gpu.auto_reset && daemon.uid !== 0) {
+    warnings.push({
+      path: "gpu.auto_reset",
+      rule: "auto_reset_needs_root",
+      message: `gpu.auto_reset = true, but the daemon runs as ${daemon.name} (uid ${daemon.uid}) and nvidia-smi -r needs root: every reset would be refused and escalate to "reboot required"; run llmsup as root (remove User= from the unit) or set auto_reset = false`,
+    });
+  }
+
   // Programs: command[0] exists and the user the backend runs as may execute it.
   for (const [b, i] of managed(c)) {
     const proc = b.process!;

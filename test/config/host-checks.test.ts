@@ -126,3 +126,17 @@ test("SMTP password problems are warnings while alerts are off, errors when on",
 test("EnvironmentFile syntax: comments, quotes, export", () => {
   assert.deepEqual(parseEnvFile('# c\n; c\nA=1\n export B = "two words"\nC=\'x y\'\nD="q\\"q"\n\nnot a line\n'), { A: "1", B: "two words", C: "x y", D: 'q"q' });
 });
+
+test("gpu.auto_reset with a daemon that is not root warns that every reset would be refused; as root it does not", () => {
+  const withReset = config(BASE.replace("[[backend]]", "[gpu]\nauto_reset = true\n\n[[backend]]"));
+  const paths = { "/usr/bin/vllm": file(0o755), "/etc/llmsup": dir(0o750, 0, 990), "/etc/llmsup/hf-token": file(0o600, 990, 990) };
+  const asLlmsup = decideHostChecks(withReset, facts(paths, { gpus: [0, 1, 2] }));
+  const w = asLlmsup.warnings.find((p) => p.rule === "auto_reset_needs_root");
+  assert.ok(w, rules(asLlmsup.warnings).join("\n"));
+  assert.equal(w.path, "gpu.auto_reset");
+  assert.match(w.message, /nvidia-smi -r needs root: every reset would be refused and escalate to "reboot required"/);
+  const asRoot = decideHostChecks(withReset, facts(paths, { gpus: [0, 1, 2], daemon: { name: "root", uid: 0, gids: [0] } }));
+  assert.equal(asRoot.warnings.some((p) => p.rule === "auto_reset_needs_root"), false);
+  const off = decideHostChecks(config(BASE), facts(paths, { gpus: [0, 1, 2] }));
+  assert.equal(off.warnings.some((p) => p.rule === "auto_reset_needs_root"), false, "auto_reset off (the default): nothing to say");
+});
