@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { unlink } from "node:fs/promises";
 import { isLlmsupError, LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
-import { realClock, type Clock } from "../platform/clock.ts";
+import type { Clock } from "../platform/clock.ts";
 import { listenUnix } from "../platform/unix-socket.ts";
 import { accountName, gidOf, type Account } from "../platform/users.ts";
 import { authDirFor, PROOF_HEADER, privilegeOf } from "./auth.ts";
@@ -77,9 +77,10 @@ function fail(res: ServerResponse, e: unknown): void {
 const byName = (caller: Account): string => caller.user ?? `uid ${caller.uid}`;
 
 export interface ControlServerOptions {
-  readonly clock?: Clock;
-  /** The daemon's own uid (it may act); this process's by default. */
-  readonly daemonUid?: number;
+  /** The daemon's clock: challenges expire on it. */
+  readonly clock: Clock;
+  /** The daemon's own uid (it may act). */
+  readonly daemonUid: number;
 }
 
 /** What the control socket is told by [control]. */
@@ -99,11 +100,11 @@ export class ControlServer {
   private guard?: ControlGuard;
   private socketPath?: string;
 
-  constructor(api: ControlApi, log: Logger, options: ControlServerOptions = {}) {
+  constructor(api: ControlApi, log: Logger, options: ControlServerOptions) {
     this.api = api;
     this.log = log.child({ component: "control" });
-    this.clock = options.clock ?? realClock;
-    this.daemonUid = options.daemonUid ?? process.getuid?.() ?? 0;
+    this.clock = options.clock;
+    this.daemonUid = options.daemonUid;
   }
 
   async listen(c: ControlListen): Promise<void> {

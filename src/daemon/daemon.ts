@@ -189,7 +189,7 @@ export class Daemon {
     this.router = this.makeRouter(c);
     this.routerServer = new RouterServer(c, this.router, this.log, this.metrics);
     this.listening = await this.routerServer.listen({ inherited: activation?.fds });
-    this.control = new ControlServer(this.controlApi(), this.log, { clock: this.clock });
+    this.control = new ControlServer(this.controlApi(), this.log, { clock: this.clock, daemonUid: this.d.uid });
     await this.control.listen(c.control);
     this.remote = new RemoteProber(c, this.health, this.clock, this.log);
     this.remote.start();

@@ -28,6 +28,8 @@ export interface DaemonDeps {
   readonly clock: Clock;
   readonly hostname: () => string;
   readonly pid: number;
+  /** The daemon's own uid (it may act on its control socket). */
+  readonly uid: number;
   readonly notifier: (log: Logger) => Notifier;
   readonly spawnBackend: BackendSpawner;
   /** Readiness probers of managed backends (createProber). */

@@ -44,6 +44,7 @@ export function wireDaemon(o: WireOptions): Daemon {
     clock: realClock,
     hostname,
     pid: process.pid,
+    uid: process.getuid?.() ?? 0,
     notifier: (log) => createNotifier(o.env ?? process.env, log),
     spawnBackend,
     prober: createProber,

@@ -17,6 +17,7 @@ import { ControlServer, type ControlApi } from "../../src/control/server.ts";
 import { Drains } from "../../src/daemon/drains.ts";
 import { LlmsupError } from "../../src/errors/error.ts";
 import { createLogger } from "../../src/log/logger.ts";
+import { realClock } from "../../src/platform/clock.ts";
 import { ManualClock } from "../helpers/clock.ts";
 import { tempDir } from "../helpers/tmp.ts";
 
@@ -79,7 +80,7 @@ async function serve(t: TestContext, o: { clockStart?: number } = {}): Promise<S
   const log: Record<string, unknown>[] = [];
   const logger = createLogger({ destination: { write: (line: string) => void log.push(JSON.parse(line) as Record<string, unknown>) } });
   const { api, calls } = recordingPort();
-  const server = new ControlServer(api, logger, { clock });
+  const server = new ControlServer(api, logger, { clock, daemonUid: process.getuid!() });
   await server.listen({ socket, mode: 0o660, group: "", admin_group: "" });
   t.after(() => server.close());
   return { socket, dir: path.join(run, "control-auth"), clock, calls, log };
@@ -127,7 +128,7 @@ test("listening makes the auth directory the daemon's own, mode 1733, and emptie
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   writeFileSync(path.join(dir, "0123456789abcdef0123456789abcdef"), "");
   const { api } = recordingPort();
-  const server = new ControlServer(api, createLogger({ level: "silent" }));
+  const server = new ControlServer(api, createLogger({ level: "silent" }), { clock: realClock, daemonUid: process.getuid!() });
   await server.listen({ socket: path.join(base, "run", "control.sock"), mode: 0o660, group: "", admin_group: "" });
   t.after(() => server.close());
   const st = lstatSync(dir);
@@ -141,7 +142,7 @@ test("an auth directory that is a symbolic link stops the control socket from li
   mkdirSync(path.join(base, "run"));
   mkdirSync(path.join(base, "elsewhere"));
   symlinkSync(path.join(base, "elsewhere"), path.join(base, "run", "control-auth"));
-  const server = new ControlServer(recordingPort().api, createLogger({ level: "silent" }));
+  const server = new ControlServer(recordingPort().api, createLogger({ level: "silent" }), { clock: realClock, daemonUid: process.getuid!() });
   await assert.rejects(server.listen({ socket: path.join(base, "run", "control.sock"), mode: 0o660, group: "", admin_group: "" }), (e: LlmsupError) => e.code === "LLMSUP_E_LISTEN_FAILED" && /is a symbolic link: remove it/.test(e.message));
 });
 
