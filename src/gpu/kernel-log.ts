@@ -17,6 +17,7 @@
 import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
+import { LineSplitter, MAX_LOG_LINE } from "./line-splitter.ts";
 import type { ChildHandle, ProgramSpawner } from "./spawn.ts";
 import { parseJournalLine, parseKernelMessage, parseKmsgRecord, type KernelGpuEvent } from "./xid.ts";
 
@@ -108,6 +109,7 @@ export class KernelLogWatcher {
     const path = this.#o.kmsgPath ?? DEFAULT_KMSG;
     try {
       this.#file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      this.#kmsgLines = new LineSplitter();
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       return `cannot read ${path}: ${err.code ?? err.message}`;
@@ -141,7 +143,8 @@ export class KernelLogWatcher {
     this.#schedule();
   }
 
-  #partial = "";
+  /** Cuts kmsg reads into lines (a FIFO or a file may end a read inside a line, or inside a character). */
+  #kmsgLines = new LineSplitter();
 
   /** Reads until nothing more is there now; returns a problem, or undefined. */
   async #readAvailable(deliver: boolean): Promise<string | undefined> {
@@ -163,12 +166,15 @@ export class KernelLogWatcher {
         return code ?? (e as Error).message;
       }
       if (n === 0) return undefined;
-      const text = this.#partial + buffer.toString("utf8", 0, n);
-      const lines = text.split("\n");
-      this.#partial = lines.pop() ?? "";
+      const { lines, skipped } = this.#kmsgLines.pushBytes(buffer.subarray(0, n));
+      if (deliver) this.#skipped(skipped);
       for (const line of lines) this.#kmsgLine(line, deliver);
     }
     return undefined;
+  }
+
+  #skipped(count: number): void {
+    if (count > 0) this.#o.onNote?.(`${count} kernel log line${count === 1 ? "" : "s"} longer than ${MAX_LOG_LINE} characters skipped`);
   }
 
   #kmsgLine(line: string, deliver: boolean): void {
@@ -195,14 +201,13 @@ export class KernelLogWatcher {
     const started = this.#clock.now();
     const child = this.#o.spawn(file, args);
     this.#journal = child;
-    let buffer = "";
+    const output = new LineSplitter();
     let said = "";
     let entries = 0;
     child.onOutput((chunk) => {
-      buffer += chunk;
-      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
+      const { lines, skipped } = output.push(chunk);
+      this.#skipped(skipped);
+      for (const line of lines) {
         const message = parseJournalLine(line);
         if (message === undefined) {
           if (said.length < 500) said += `${line.trim()} `;
@@ -212,7 +217,6 @@ export class KernelLogWatcher {
         const event = parseKernelMessage(message);
         if (event) this.#o.onEvent(event);
       }
-      if (buffer.length > READ_SIZE * 64) buffer = "";
     });
     void child.exited.then((exit) => {
       if (this.#stopped || this.#journal !== child) return;

@@ -23,10 +23,14 @@ export function readCell(raw: string): Cell {
   return { kind: "value", text };
 }
 
-/** A number, tolerating a unit nvidia-smi added anyway ("81559 MiB", "69.80 W", "87 %"). */
+/**
+ * A number, tolerating a unit nvidia-smi added anyway ("81559 MiB", "69.80 W", "87 %").
+ * Finite or nothing: 400 digits are no reading (Number() would make them Infinity).
+ */
 export function parseNumber(text: string): number | undefined {
   const m = /^(-?\d+(?:\.\d+)?)(?:\s*(?:%|[KMG]iB|W|MHz|C))?$/.exec(text);
-  return m ? Number(m[1]) : undefined;
+  const n = m ? Number(m[1]) : undefined;
+  return n !== undefined && Number.isFinite(n) ? n : undefined;
 }
 
 /** "0x0000000000000044" → 0x44 (the low 32 bits hold every reason NVML defines). */
@@ -62,8 +66,9 @@ const FAILURES: readonly { re: RegExp; make: (m: RegExpExecArray, line: string) 
     make: (_m, line) => ({ kind: "driver_not_loaded", code: "LLMSUP_E_GPU_DRIVER_NOT_LOADED", message: line }),
   },
   {
-    // Both "GPU 0000:02:00.0:" and "GPU0000:0B:00.0:" occur.
-    re: /Unable to determine the device handle for GPU ?([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-7])?): *(.*)$/,
+    // Both "GPU 0000:02:00.0:" and "GPU0000:0B:00.0:" occur. The reason runs to the end of the line (no `$`:
+    // with a line break inside the text, `.*$` backtracks quadratically over repeated heads).
+    re: /Unable to determine the device handle for GPU ?([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-7])?): *(.*)/,
     make: (m, line) => {
       const busId = normalizeBusId(m[1] as string);
       return /GPU is lost/i.test(m[2] as string)
@@ -228,7 +233,7 @@ export function parseGpuQuery(output: string, fields: readonly SelectedField<Gpu
 export function parseComputeApps(output: string, fields: readonly SelectedField<AppFieldKey>[] = APP_FIELDS): Parsed<ComputeApp> {
   return parseLines(output, fields, (cells, _position, problems, line) => {
     const r = reader(cells, problems, line);
-    const pid = r.value("pid", (t) => (/^\d+$/.test(t) ? Number(t) : undefined));
+    const pid = r.value("pid", (t) => (/^\d+$/.test(t) && Number.isSafeInteger(Number(t)) ? Number(t) : undefined));
     const gpuUuid = r.text("uuid");
     if (pid === undefined || gpuUuid === undefined) {
       problems.push({ line, message: `a compute process without a readable pid and GPU uuid: "${line}"` });

@@ -116,31 +116,70 @@ const BUS = "[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\\.[0-7])?";
 // NVRM: Xid (0000:3b:00): 13, 0002 00000000 …   (older drivers: no "PCI:", no pid/name)
 const XID_RE = new RegExp(`NVRM: Xid \\((?:PCI:)?(${BUS})\\): (\\d+)(?:, ?(.*))?$`);
 const PID_NAME_RE = /^pid=(?:'?<unknown>'?|'?(\d+)'?), name=([^,]*),? ?(.*)$/;
+
 // NVRM: GPU 0000:18:00.0: GPU has fallen off the bus.   /   NVRM: GPU at PCI:0000:18:00: GPU has fallen off the bus.
-const OFF_BUS_RE = new RegExp(`NVRM: .*?GPU (?:at )?(?:PCI:)?(${BUS})\\b.*fallen off the bus`, "i");
+// What `NVRM: .*?GPU (?:at )?(?:PCI:)?(BUS)\b.*fallen off the bus` (case-insensitive) matches, found in
+// linear scans: that one regular expression backtracks quadratically over a long line of GPU mentions.
+const NVRM_RE = /NVRM: /i;
+const GPU_AT_RE = new RegExp(`GPU (?:at )?(?:PCI:)?(${BUS})\\b`, "gi");
+const OFF_BUS_PHRASE_RE = /fallen off the bus/gi;
+
+/** The bus id of a "fallen off the bus" message: "NVRM: ", a GPU's bus id, then the phrase, on one line. */
+function fallenOffBus(message: string): string | undefined {
+  // `.` stops at these, so the whole pattern lies on one of these lines.
+  for (const line of message.split(/[\n\r\u2028\u2029]/)) {
+    const nvrm = line.search(NVRM_RE);
+    if (nvrm < 0) continue;
+    let phrase = -1;
+    OFF_BUS_PHRASE_RE.lastIndex = 0;
+    for (let m = OFF_BUS_PHRASE_RE.exec(line); m; m = OFF_BUS_PHRASE_RE.exec(line)) phrase = m.index;
+    if (phrase < 0) continue;
+    // The first GPU mention after "NVRM: "; if the phrase does not follow it, it follows no later one either.
+    GPU_AT_RE.lastIndex = nvrm + "NVRM: ".length;
+    const gpu = GPU_AT_RE.exec(line);
+    if (gpu && gpu.index + gpu[0].length <= phrase) return gpu[1];
+  }
+  return undefined;
+}
+
+/** What follows the last line break (any of those `.` does not match). */
+function lastLine(text: string): string {
+  const at = Math.max(text.lastIndexOf("\n"), text.lastIndexOf("\r"), text.lastIndexOf("\u2028"), text.lastIndexOf("\u2029"));
+  return at < 0 ? text : text.slice(at + 1);
+}
+
+/** A whole number as the kernel printed it, if it is one a number can hold exactly (not 400 digits). */
+function safeInt(digits: string | undefined): number | undefined {
+  const n = digits === undefined ? NaN : Number(digits);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
 
 /** The GPU event a kernel message reports, or undefined for any other message. */
 export function parseKernelMessage(text: string): KernelGpuEvent | undefined {
   // Tolerate dmesg's "[  123.456789] " prefix, for logs fed from files.
   const message = text.replace(/^\[\s*\d+\.\d+\]\s*/, "").trim();
-  const xid = XID_RE.exec(message);
-  if (xid) {
+  // XID_RE ends in `.*$`, which can only reach the end of the message on its last line: it is tried
+  // there alone (over a long line of XID heads followed by a line break it backtracks quadratically).
+  const xid = XID_RE.exec(lastLine(message));
+  // An XID number no number holds exactly is not the driver's: no XID event.
+  const xidNumber = safeInt(xid?.[2]);
+  if (xid && xidNumber !== undefined) {
     const busId = normalizeBusId(xid[1] as string) as string;
     const rest = xid[3] ?? "";
     const pn = PID_NAME_RE.exec(rest);
     const name = pn?.[2]?.trim();
     return {
       type: "xid",
-      xid: Number(xid[2]),
+      xid: xidNumber,
       busId,
-      pid: pn?.[1] !== undefined ? Number(pn[1]) : undefined,
+      pid: safeInt(pn?.[1]),
       processName: name && name !== "<unknown>" ? name : undefined,
       detail: pn ? (pn[3] ?? "") : rest,
       message,
     };
   }
-  const off = OFF_BUS_RE.exec(message);
-  if (off) return { type: "fallen_off_bus", busId: normalizeBusId(off[1] as string) as string, message };
+  const off = fallenOffBus(message);
+  if (off !== undefined) return { type: "fallen_off_bus", busId: normalizeBusId(off) as string, message };
   return undefined;
 }
 
@@ -157,15 +196,31 @@ export interface KmsgRecord {
  * Continuation lines (` KEY=value` dictionary entries) and anything else are undefined.
  */
 export function parseKmsgRecord(line: string): KmsgRecord | undefined {
-  const m = /^(\d+),(\d+),(\d+),[^;]*;(.*)$/.exec(line);
+  // The message is everything after the ";", whatever it holds (a CR from a file with CRLF line ends, say).
+  const m = /^(\d+),(\d+),(\d+),[^;]*;(.*)$/s.exec(line);
   if (!m) return undefined;
-  const prefix = Number(m[1]);
-  return { priority: prefix & 7, seq: Number(m[2]), usec: Number(m[3]), message: unescapeKmsg(m[4] as string) };
+  const prefix = safeInt(m[1]);
+  const seq = safeInt(m[2]);
+  const usec = safeInt(m[3]);
+  // Numbers the kernel cannot have written (past 2^53) make it no record.
+  if (prefix === undefined || seq === undefined || usec === undefined) return undefined;
+  return { priority: prefix & 7, seq, usec, message: unescapeKmsg(m[4] as string) };
 }
 
-/** kmsg writes non-printable bytes as \xNN. */
+/**
+ * kmsg writes every byte below 0x20, from 0x7f up, and the backslash as \xNN: a UTF-8 character
+ * (a process name, say) comes as its bytes, so the bytes are decoded as UTF-8, not one character each.
+ */
 function unescapeKmsg(s: string): string {
-  return s.includes("\\x") ? s.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))) : s;
+  if (!s.includes("\\x")) return s;
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const m of s.matchAll(/\\x([0-9a-fA-F]{2})/g)) {
+    parts.push(Buffer.from(s.slice(at, m.index), "utf8"), Buffer.of(Number.parseInt(m[1] as string, 16)));
+    at = m.index + m[0].length;
+  }
+  parts.push(Buffer.from(s.slice(at), "utf8"));
+  return Buffer.concat(parts).toString("utf8");
 }
 
 /** The MESSAGE of one `journalctl -o json` line (a string, or an array of bytes when not UTF-8). */
@@ -179,6 +234,6 @@ export function parseJournalLine(line: string): string | undefined {
   if (!entry || typeof entry !== "object") return undefined;
   const message = (entry as Record<string, unknown>).MESSAGE;
   if (typeof message === "string") return message;
-  if (Array.isArray(message) && message.every((b) => typeof b === "number")) return Buffer.from(message as number[]).toString("utf8");
+  if (Array.isArray(message) && message.every((b) => Number.isInteger(b) && (b as number) >= 0 && (b as number) <= 255)) return Buffer.from(message as number[]).toString("utf8");
   return undefined;
 }

@@ -26,8 +26,8 @@ export function validateRequest(endpoint: Endpoint, body: Record<string, unknown
     optional(body, "max_tokens", "an integer ≥ 1", isCount) ??
     optional(body, "max_completion_tokens", "an integer ≥ 1", isCount) ??
     optional(body, "n", "an integer ≥ 1", isCount) ??
-    optional(body, "temperature", "a number", isNumber) ??
-    optional(body, "top_p", "a number", isNumber) ??
+    optional(body, "temperature", "a finite number", isNumber) ??
+    optional(body, "top_p", "a finite number", isNumber) ??
     (endpoint === "chat" ? messages(body.messages) : endpoint === "completion" ? textOrTokens(body.prompt, "prompt", true) : textOrTokens(body.input, "input", false)) ??
     OK
   );
@@ -39,19 +39,32 @@ function fail(param: string, expected: string, found: unknown): Failure {
   return { ok: false, param, message: `${param} must be ${expected}; found ${describe(found)}` };
 }
 
+/** A top-level key as `param`: itself when it reads as a field name, else quoted and cut (a key may be "" or 1 MB long). */
+function fieldName(k: string): string {
+  return /^[A-Za-z_$][\w$.-]{0,63}$/.test(k) ? k : JSON.stringify(cut(k));
+}
+
+/** At most 40 characters and an ellipsis, never half of a surrogate pair. */
+function cut(s: string): string {
+  if (s.length <= 40) return s;
+  const high = s.charCodeAt(39) >= 0xd800 && s.charCodeAt(39) <= 0xdbff;
+  return `${s.slice(0, high ? 39 : 40)}…`;
+}
+
 /** A short description of a value: its type, and the value itself only when short. */
 function describe(v: unknown): string {
   if (v === undefined) return "nothing";
   if (v === null) return "null";
   if (Array.isArray(v)) return v.length === 0 ? "an empty array" : `an array of ${v.length}`;
   if (typeof v === "object") return "an object";
-  if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  if (typeof v === "string") return `the string ${JSON.stringify(cut(v))}`;
   return `the ${typeof v} ${String(v)}`;
 }
 
 const isString = (v: unknown): boolean => typeof v === "string";
 const isBoolean = (v: unknown): boolean => typeof v === "boolean";
-const isNumber = (v: unknown): boolean => typeof v === "number";
+/** Finite: JSON.parse reads 1e400 as Infinity, which a backend would be sent as null. */
+const isNumber = (v: unknown): boolean => Number.isFinite(v);
 const isCount = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 1;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isTokenId = (v: unknown): boolean => Number.isInteger(v) && (v as number) >= 0;
@@ -79,7 +92,7 @@ function depth(body: Record<string, unknown>): Failure | undefined {
       if (typeof v !== "object" || v === null) return;
       values.push(v);
       levels.push(level + 1);
-      fields.push(level === 1 ? k : field);
+      fields.push(level === 1 ? fieldName(k) : field);
     };
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) if (typeof value[i] === "object") push(value[i], String(i));

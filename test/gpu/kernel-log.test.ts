@@ -116,3 +116,31 @@ test("kmsg mode does not fall back; off reads nothing", async (t) => {
   const off = watch(t, { mode: "off" });
   assert.deepEqual(await off.watcher.start(), { source: "off" });
 });
+
+test("kmsg: a character split between two reads (a file read 16 KiB at a time) arrives whole", async (t) => {
+  const file = path.join(tempDir(t), "kmsg");
+  writeFileSync(file, "");
+  const w = watch(t, { mode: "kmsg", kmsgPath: file });
+  await w.watcher.start();
+  const head = "4,2,2,-;NVRM: Xid (PCI:0000:3b:00): 13, pid=7, name=";
+  // The padding record ends so that the two bytes of "é" lie either side of byte 16,384.
+  const padding = `6,1,1,-;${"x".repeat(16_383 - head.length - "6,1,1,-;".length - 1)}\n`;
+  assert.equal(Buffer.byteLength(padding + head), 16_383);
+  appendFileSync(file, `${padding}${head}é, boom\n`);
+  await waitUntil("the XID 13", () => w.events.length === 1);
+  assert.ok(w.events[0]!.type === "xid");
+  assert.equal(w.events[0]!.processName, "é");
+});
+
+test("journal: a line over 1 MiB is skipped whole with a note; its end is not read as a line of its own", async (t) => {
+  let deliver: ((chunk: string) => void) | undefined;
+  const child = { pid: 1, onOutput: (l: (chunk: string) => void) => (deliver = l), exited: new Promise<never>(() => undefined), kill: () => undefined, abandon: () => undefined };
+  const w = watch(t, { mode: "journal", spawn: () => child });
+  await w.watcher.start();
+  const offBus = (bus: string) => JSON.stringify({ MESSAGE: `NVRM: GPU ${bus}: GPU has fallen off the bus.` });
+  deliver!("x".repeat(1024 * 1024 + 1));
+  deliver!(`${offBus("0000:18:00.0")}\n`);
+  deliver!(`${offBus("0000:3b:00.0")}\n`);
+  assert.deepEqual(w.events.map((e) => e.busId), ["00000000:3B:00.0"]);
+  assert.deepEqual(w.notes, ["1 kernel log line longer than 1048576 characters skipped"]);
+});

@@ -183,3 +183,28 @@ test("bus ids in every spelling become nvidia-smi's form", () => {
   assert.equal(normalizeBusId("0001:c1:00.1"), "00000001:C1:00.1");
   assert.equal(normalizeBusId("GPU-abc"), undefined);
 });
+
+test("a 400-digit reading is no number, not Infinity: the cell is a problem and the field has no value", () => {
+  assert.equal(parseNumber("9".repeat(400)), undefined);
+  assert.equal(parseNumber(`-${"9".repeat(400)}`), undefined);
+  const row = `0, GPU-x, Some GPU, 00000000:01:00.0, ${"9".repeat(400)}, 41, 0, 0, 100, 1, 2, P0, 0x1, Not Active, Not Active, Not Active, Not Active, Not Active, 0, 0, No, None\n`;
+  const { rows, problems } = parseGpuQuery(row, GPU_FIELDS);
+  assert.equal(rows[0]!.temperatureC, undefined);
+  assert.deepEqual(problems.map((p) => p.message), [`temperature.gpu: unexpected value "${"9".repeat(400)}"`]);
+});
+
+test("a compute process with a 400-digit pid is a problem, not a process with pid Infinity", () => {
+  const { rows, problems } = parseComputeApps(`${"9".repeat(400)}, GPU-x, 100, python3\n`, APP_FIELDS);
+  assert.deepEqual(rows, []);
+  assert.equal(problems.length, 2);
+  assert.match(problems[1]!.message, /a compute process without a readable pid and GPU uuid/);
+});
+
+test("4,000 device-handle heads on one line before a CR are classified in linear time (the reason runs to the line's end, no `$`)", () => {
+  const head = "Unable to determine the device handle for GPU 0000:00:00: ";
+  const output = `${head.repeat(4_000)}\rx`;
+  const started = performance.now();
+  const f = classifyFailure(output, 1);
+  assert.ok(performance.now() - started < 500, "well under a second (the `.*$` form took seconds)");
+  assert.deepEqual([f.kind, f.busId], ["device_error", "00000000:00:00.0"]);
+});

@@ -109,3 +109,41 @@ test("journal lines: MESSAGE as text or as bytes; other lines are ignored", () =
   assert.equal(parseJournalLine("-- No entries --"), undefined);
   assert.equal(parseJournalLine('{"__CURSOR":"x"}'), undefined);
 });
+
+test("400-digit numbers: an XID of 400 digits is no XID, a 400-digit pid is no pid, kmsg numbers past 2^53 are no record", () => {
+  assert.equal(parseKernelMessage(`NVRM: Xid (PCI:0000:3b:00): ${"9".repeat(400)}, pid=1, name=x, boom`), undefined);
+  const e = parseKernelMessage(`NVRM: Xid (PCI:0000:3b:00): 13, pid=${"9".repeat(400)}, name=python3, boom`);
+  assert.ok(e?.type === "xid");
+  assert.deepEqual([e.xid, e.pid, e.processName], [13, undefined, "python3"]);
+  assert.equal(parseKmsgRecord(`4,${"9".repeat(400)},1,-;NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus.`), undefined);
+  assert.equal(parseKmsgRecord("4,9007199254740993,1,-;msg"), undefined);
+  assert.equal(parseKmsgRecord("4,9007199254740991,1,-;msg")?.seq, 9007199254740991);
+});
+
+test("kmsg: UTF-8 written as \\xNN bytes reads as its characters; a record from a CRLF file is still a record", () => {
+  assert.equal(parseKmsgRecord("4,7,8,-;NVRM: Xid (PCI:0000:3b:00): 13, pid=5, name=caf\\xc3\\xa9 \\xf0\\x9f\\x8c\\x8d, boom")?.message, "NVRM: Xid (PCI:0000:3b:00): 13, pid=5, name=café 🌍, boom");
+  assert.equal(parseKmsgRecord("4,7,8,-;back\\x5cslash")?.message, "back\\slash");
+  const crlf = parseKmsgRecord("3,5000,2000000000,-;NVRM: GPU 0000:18:00.0: GPU has fallen off the bus.\r");
+  assert.equal(crlf?.seq, 5000);
+  assert.equal(parseKernelMessage(crlf.message)?.type, "fallen_off_bus");
+});
+
+test("journal: a MESSAGE array holding numbers that are not bytes (1.5, -1, 300) is no message", () => {
+  assert.equal(parseJournalLine(JSON.stringify({ MESSAGE: [78, 86, 1.5] })), undefined);
+  assert.equal(parseJournalLine(JSON.stringify({ MESSAGE: [-1] })), undefined);
+  assert.equal(parseJournalLine(JSON.stringify({ MESSAGE: [300] })), undefined);
+  assert.equal(parseJournalLine(JSON.stringify({ MESSAGE: [78, 86, 82, 77] })), "NVRM");
+});
+
+test("long lines are read in linear time: 8,000 XID heads before a line break, 8,000 GPU mentions without the phrase", () => {
+  const heads = `${"NVRM: Xid (0000:00:00): 1, ".repeat(8_000)}\nx`;
+  const mentions = `NVRM: ${"GPU 0000:00:00 ".repeat(8_000)}`;
+  const phraseFirst = `fallen off the bus NVRM: ${"GPU 0000:00:00 ".repeat(8_000)}`;
+  for (const text of [heads, mentions, phraseFirst]) {
+    const started = performance.now();
+    assert.equal(parseKernelMessage(text), undefined);
+    // The single-regex forms took from 4 to 30 seconds on these.
+    assert.ok(performance.now() - started < 500, `${text.slice(0, 30)}… in well under a second`);
+  }
+  assert.equal(parseKernelMessage(`NVRM: ${"GPU 0000:00:00 ".repeat(8_000)}GPU has fallen off the bus.`)?.busId, "00000000:00:00.0");
+});

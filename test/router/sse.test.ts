@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SseReader, chunkContent, chunkFinish, chunkHasOutput, type SseItem } from "../../src/router/sse.ts";
+import { MAX_SSE_EVENT, SseReader, chunkContent, chunkFinish, chunkHasOutput, type SseItem } from "../../src/router/sse.ts";
 
 const kinds = (items: SseItem[]) => items.map((i) => (i.type === "data" ? `data:${chunkContent(i.json)}` : i.type));
 const ev = (content: string) => `data: ${JSON.stringify({ choices: [{ delta: { content } }] })}`;
@@ -69,4 +69,36 @@ test("sse: LF-only streams (the fast path) and mixed line ends read the same eve
   assert.deepEqual(crlf.map((i) => i.type), lf.map((i) => i.type));
   const split = new SseReader();
   assert.deepEqual([...split.push(`data: {"a":1}\n`), ...split.push(`\r\ndata: [DONE]\n\n`)].map((i) => i.type), ["data", "done"], "an LF then a CRLF is a blank line too");
+});
+
+test("sse: an event growing past 1 MiB without a blank line is one malformed item saying so, the reader holds no more than that, and reads nothing after", () => {
+  const r = new SseReader();
+  const out: SseItem[] = [...r.push(`${ev("before")}\n\ndata: `)];
+  const piece = "x".repeat(64 * 1024);
+  for (let i = 0; i < 40 && out.length < 2; i++) {
+    out.push(...r.push(piece));
+    assert.ok(r.held <= MAX_SSE_EVENT + 3, `holds ${r.held} characters`);
+  }
+  assert.deepEqual(kinds(out), ["data:before", "malformed"]);
+  assert.deepEqual(out[1], { type: "malformed", raw: "", error: `an event longer than ${MAX_SSE_EVENT} characters; llmsup reads at most ${MAX_SSE_EVENT}` });
+  assert.equal(r.held, 0);
+  assert.deepEqual(r.push(`\n\n${ev("after")}\n\n`), [], "nothing more is read");
+  assert.equal(r.rest(), "");
+  // The same event arriving whole, blank line and all, is refused the same way.
+  assert.deepEqual(kinds(new SseReader().push(`data: ${"x".repeat(MAX_SSE_EVENT)}\n\n`)), ["malformed"]);
+  assert.deepEqual(kinds(new SseReader().push(`:${"x".repeat(MAX_SSE_EVENT - 1)}\n\n`)), ["other"], "an event of exactly the limit is read");
+  assert.deepEqual(kinds(new SseReader().push(`:${"x".repeat(MAX_SSE_EVENT)}\n\n`)), ["malformed"], "one character more is not");
+});
+
+test("sse: an event trickled in one character at a time is read in linear time, with LF and with CRLF line ends", () => {
+  for (const nl of ["\n", "\r\n"]) {
+    const text = `data: ${JSON.stringify({ choices: [{ delta: { content: "y".repeat(200_000) } }] })}${nl}${nl}`;
+    const r = new SseReader();
+    const out: SseItem[] = [];
+    const started = performance.now();
+    for (const c of text) out.push(...r.push(c));
+    // Searching the whole buffer again on every read took minutes for this.
+    assert.ok(performance.now() - started < 2_000, `${JSON.stringify(nl)}: well under two seconds`);
+    assert.deepEqual(kinds(out), [`data:${"y".repeat(200_000)}`]);
+  }
 });

@@ -63,7 +63,7 @@ const BAD: [Endpoint, Record<string, unknown>, string, RegExp][] = [
   ["chat", chat({ max_tokens: 0 }), "max_tokens", /found the number 0/],
   ["chat", chat({ max_completion_tokens: 1.5 }), "max_completion_tokens", /integer/],
   ["chat", chat({ n: 0 }), "n", /integer ≥ 1/],
-  ["chat", chat({ temperature: "0.7" }), "temperature", /a number or null/],
+  ["chat", chat({ temperature: "0.7" }), "temperature", /a finite number or null/],
   ["chat", chat({ top_p: [1] }), "top_p", /found an array of 1/],
   ["chat", { model: "m" }, "messages", /non-empty array of messages; found nothing/],
   ["chat", chat({ messages: [] }), "messages", /found an empty array/],
@@ -101,6 +101,30 @@ test("a value is described, never echoed whole: a long string is cut to 40 chara
   assert.ok(!v.ok);
   assert.ok(v.message.length < 120, v.message);
   assert.match(v.message, /"x{40}…"/);
+});
+
+test("a sampling number JSON reads as Infinity (1e400) is refused, not sent on as null", () => {
+  const v = validateRequest("chat", JSON.parse('{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1e400}') as Record<string, unknown>);
+  assert.deepEqual(v, { ok: false, param: "temperature", message: "temperature must be a finite number or null; found the number Infinity" });
+  assert.equal(validateRequest("chat", chat({ top_p: -Infinity })).ok, false);
+  assert.equal(validateRequest("chat", chat({ temperature: 1e308 })).ok, true);
+});
+
+test("a top-level key that is no field name is quoted and cut in `param`: \"\" and a 100,000-character key nested too deep", () => {
+  const empty = validateRequest("chat", chat({ "": nested(MAX_DEPTH) }));
+  assert.ok(!empty.ok);
+  assert.equal(empty.param, '""');
+  assert.match(empty.message, /^"" nests objects and arrays more than 64 levels deep/);
+  const long = validateRequest("chat", chat({ ["k".repeat(100_000)]: nested(MAX_DEPTH) }));
+  assert.ok(!long.ok);
+  assert.equal(long.param, JSON.stringify(`${"k".repeat(40)}…`));
+  assert.ok(long.message.length < 200, `${long.message.length} characters`);
+});
+
+test("a value cut to 40 characters never ends in half of a surrogate pair", () => {
+  const w = validateRequest("chat", chat({ stream: `${"a".repeat(39)}🌍🌍` }));
+  assert.ok(!w.ok);
+  assert.equal(w.message, `stream must be a boolean or null; found the string "${"a".repeat(39)}…"`);
 });
 
 test("the nesting limit is exact: the body itself is level one", () => {
