@@ -149,45 +149,39 @@ export interface GpuFaultClearedEvent extends EventBase {
  * stopped for `nvidia-smi -r`, `done` when the reset cleared the faults and
  * they start again.
  */
-export interface GpuResetEvent extends EventBase {
-  readonly kind: "gpu_reset";
-  readonly stage: "started" | "done";
+/** What every step of the remediation ladder names: the GPU, the faults that asked for it, the backends on the GPU. */
+interface GpuLadderEvent extends EventBase {
   readonly gpu: number;
   readonly busId?: string;
-  /** The faults that asked for the reset, one line each. */
+  /** The faults that asked for the step (each with its XID and the cure it asks for), one line each. */
   readonly faults: readonly string[];
-  /** The backends on the GPU: stopped for the reset, started again when done. */
+  /** The backends on the GPU: stopped and held for a reset or a reboot, started again after. */
   readonly backends: readonly string[];
+}
+
+export interface GpuResetEvent extends GpuLadderEvent {
+  readonly kind: "gpu_reset";
+  readonly stage: "started" | "done";
   /** What nvidia-smi -r said. */
   readonly detail?: string;
 }
 
 /** A GPU needs a reset and auto_reset is off: an operator must do it. */
-export interface GpuResetNeededEvent extends EventBase {
+export interface GpuResetNeededEvent extends GpuLadderEvent {
   readonly kind: "gpu_reset_needed";
-  readonly gpu: number;
-  readonly busId?: string;
-  readonly faults: readonly string[];
-  readonly backends: readonly string[];
 }
 
 /** A GPU needs a reboot of the machine: its backends are stopped and held until its faults clear. */
-export interface GpuRebootRequiredEvent extends EventBase {
+export interface GpuRebootRequiredEvent extends GpuLadderEvent {
   readonly kind: "gpu_reboot_required";
-  readonly gpu: number;
-  readonly busId?: string;
   /** A fault only a reboot cures, a second reset need inside reset_window, or a reset that was refused, failed or did not help. */
   readonly cause: "reboot_fault" | "reset_again" | "reset_refused" | "reset_failed" | "reset_ineffective";
   /** The ladder's reason, one line. */
   readonly why: string;
-  /** The evidence: each fault, with its XID and the cure it asks for. */
-  readonly faults: readonly string[];
   /** What the driver's gpu_recovery_action reads now, when known. */
   readonly recoveryAction?: string;
   /** The GPU's last readings, one line each. */
   readonly readings: readonly string[];
-  /** The backends held stopped. */
-  readonly backends: readonly string[];
   /** What nvidia-smi -r said, when a reset was tried. */
   readonly detail?: string;
 }

@@ -1,23 +1,12 @@
 /** The real daemon's control socket: the CLI acts with a proof the kernel vouches for; a claimed identity or a malformed URL gets nowhere. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "node:http";
+import { ask } from "./helpers.ts";
 import { accountOf } from "../../src/platform/users.ts";
 import { startDaemon, status, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
 
 const ONE = `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m" }]\n`;
 
-function ask(socket: string, method: string, pathname: string, headers: Record<string, string> = {}): Promise<{ status: number; body: { error?: { code: string; message: string } } }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path: pathname, headers }, (res) => {
-      let text = "";
-      res.setEncoding("utf8").on("data", (d: string) => (text += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 /** The daemon's JSON log lines with `event`. */
 const logged = (stdout: string, event: string) =>

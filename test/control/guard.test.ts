@@ -8,7 +8,7 @@
  */
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "node:http";
+import { ask } from "./helpers.ts";
 import { chmodSync, linkSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { AUTH_DIR_MODE, CHALLENGE_PATH, NONCE_TTL_MS, PROOF_HEADER } from "../../src/control/auth.ts";
@@ -86,17 +86,6 @@ async function serve(t: TestContext, o: { clockStart?: number } = {}): Promise<S
   return { socket, dir: path.join(run, "control-auth"), clock, calls, log };
 }
 
-function ask(socket: string, method: string, pathname: string, headers: Record<string, string> = {}): Promise<{ status: number; body: { error?: { code: string; message: string } } & Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, method, path: pathname, headers }, (res) => {
-      let text = "";
-      res.setEncoding("utf8").on("data", (d: string) => (text += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 async function challenge(s: Served): Promise<{ nonce: string; dir: string }> {
   const r = await ask(s.socket, "POST", CHALLENGE_PATH);
