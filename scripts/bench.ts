@@ -2,11 +2,20 @@
  * `npm run bench`: llmsup's router against the floor any Node proxy pays, in one run.
  *
  *   (a) direct      load → fast upstream
- *   (b) minimal     load → a pass-through proxy written here (node:http + undici, no routing logic) → upstream
- *   (c) llmsup tcp  load → `llmsup run` over 127.0.0.1 → upstream
- *   (d) llmsup unix load → `llmsup run` over its unix socket → upstream
+ *   (b) nginx       load → nginx (Debian's, started here on loopback from a generated config, one
+ *                   process, keepalive upstream connections) → upstream
+ *   (c) minimal     load → a pass-through proxy written here (node:http + undici, no routing logic) → upstream
+ *   (d) llmsup tcp  load → `llmsup run` over 127.0.0.1 → upstream
+ *   (e) llmsup unix load → `llmsup run` over its unix socket → upstream
  *
- * Non-streaming requests at fixed concurrency; many concurrent SSE streams with
+ * Non-streaming requests at 1, 4 and 32 connections (BENCH_CONNECTIONS) with wrk
+ * (`wrk -t1 -cN -dSECONDS --latency`), which, unlike a Node client, does not
+ * saturate before the proxies do; the unix socket (wrk cannot use one) with the
+ * Node/undici generator at BENCH_CONCURRENCY, next to the minimal proxy and llmsup
+ * tcp measured the same way. wrk and nginx are not installed by the benchmark:
+ * without wrk every non-streaming run uses the Node generator, without nginx there
+ * is no nginx row (it says how to install them: `apt-get install -y wrk nginx`).
+ * Then: many concurrent SSE streams with
  * small chunks; a failover run (SIGKILL of the primary under steady load); an
  * idle daemon; time to first token with a wedged primary, hedged and not.
  * Every process is separate; CPU is read from /proc for the proxy
@@ -16,16 +25,20 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent, Pool } from "undici";
+import { findTools, runWrk, startNginx, stopNginx, wrkScript, type LoadResult } from "./bench-wrk.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** The built llmsup (what ships); `npm run bench` builds it first. */
 const CLI = path.join(ROOT, "dist/cli/main.js");
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+/** Concurrency of the Node-generator runs (unix socket; failover). */
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+/** Connection counts of the non-streaming TCP runs (wrk -c). */
+const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? "1,4,32").split(",").map(Number).filter((n) => n > 0);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 1000);
 const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 20);
 const CLK_TCK = 100;
@@ -96,10 +109,11 @@ function poolFor(t: Target, connections: number): Pool {
 }
 
 /** Non-streaming requests at fixed concurrency for `seconds`. */
-async function closedLoop(t: Target, seconds: number, concurrency: number): Promise<{ rps: number; p50: number; p99: number; max: number; errors: number; cpuPerReqUs?: number; n: number }> {
+async function closedLoop(t: Target, seconds: number, concurrency: number): Promise<LoadResult & { errors: number }> {
   const pool = poolFor(t, concurrency);
   const lat: number[] = [];
-  let errors = 0;
+  let non2xx = 0;
+  let socketErrors = 0;
   const end = performance.now() + seconds * 1000;
   const cpu0 = t.pid ? cpuMs(t.pid) : 0;
   const t0 = performance.now();
@@ -110,10 +124,10 @@ async function closedLoop(t: Target, seconds: number, concurrency: number): Prom
         try {
           const r = await pool.request({ path: "/v1/chat/completions", method: "POST", headers: { "content-type": "application/json" }, body: BODY });
           await r.body.text();
-          if (r.statusCode !== 200) errors++;
+          if (r.statusCode !== 200) non2xx++;
           lat.push(performance.now() - s);
         } catch {
-          errors++;
+          socketErrors++;
         }
       }
     }),
@@ -122,7 +136,7 @@ async function closedLoop(t: Target, seconds: number, concurrency: number): Prom
   const cpu = t.pid ? cpuMs(t.pid) - cpu0 : undefined;
   await pool.close();
   lat.sort((a, b) => a - b);
-  return { rps: lat.length / elapsed, p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1) ?? NaN, errors, n: lat.length, cpuPerReqUs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, lat.length) };
+  return { rps: lat.length / elapsed, p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1) ?? NaN, errors: non2xx + socketErrors, non2xx, socketErrors, n: lat.length, cpuPerReqUs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, lat.length) };
 }
 
 /** `streams` concurrent SSE streams; counts chunks and clean endings. */
@@ -207,6 +221,8 @@ async function main(): Promise<void> {
     out.push(line);
     process.stdout.write(`${line}\n`);
   };
+  const tools = findTools();
+  const started = performance.now();
   try {
     const upPort = await freePort();
     children.push(await start([self, "upstream", String(upPort)], "ready"));
@@ -227,33 +243,81 @@ async function main(): Promise<void> {
     children.push(daemon);
     await waitReady(path.join(cfgDir, "run/api.sock"));
 
+    const nginxPort = tools.nginx ? await freePort() : 0;
+    const nginx = tools.nginx ? await startNginx(tools.nginx, path.join(dir, "nginx"), nginxPort, `127.0.0.1:${upPort}`) : undefined;
+    if (nginx) children.push(nginx);
+
     const targets: Target[] = [
       { name: "direct", origin: upstream },
       { name: "minimal proxy", origin: `http://127.0.0.1:${minPort}`, pid: minimal.pid },
       { name: "llmsup tcp", origin: `http://127.0.0.1:${llPort}`, pid: daemon.pid },
       { name: "llmsup unix", origin: "http://llmsup", socketPath: path.join(cfgDir, "run/api.sock"), pid: daemon.pid },
     ];
-    say(`llmsup benchmark — node ${process.versions.node}, ${SECONDS}s per run, loopback only`);
-    say();
-    say(`Non-streaming, ${CONCURRENCY} concurrent`);
-    say("  target          req/s     p50 ms  p99 ms  errors  CPU/req µs");
-    // Warm-up: JIT and pools settle (1 s is not enough for the router's heavier code path).
-    for (const t of targets) await closedLoop(t, 3, CONCURRENCY);
-    // Two interleaved rounds; the second is reported (the first settles JIT and GC after the switch between targets).
-    const res: Record<string, Awaited<ReturnType<typeof closedLoop>>> = {};
-    for (const t of targets) res[t.name] = await closedLoop(t, SECONDS, CONCURRENCY);
-    for (const t of targets) {
-      const r = await closedLoop(t, SECONDS, CONCURRENCY);
-      res[t.name] = r;
-      say(`  ${t.name.padEnd(14)} ${fmt(r.rps, 0).padStart(7)}  ${fmt(r.p50, 3).padStart(7)}  ${fmt(r.p99, 3).padStart(6)}  ${String(r.errors).padStart(6)}  ${fmt(r.cpuPerReqUs, 0).padStart(10)}`);
+    // Everything a TCP load generator can reach, in table order.
+    const tcpTargets: Target[] = [
+      targets[0]!,
+      ...(nginx ? [{ name: "nginx", origin: `http://127.0.0.1:${nginxPort}`, pid: nginx.pid }] : []),
+      targets[1]!,
+      targets[2]!,
+    ];
+    const unix = targets[3]!;
+    const script = tools.wrk ? wrkScript(path.join(dir, "wrk"), BODY) : "";
+    /** One non-streaming run: wrk where there is one (TCP only), else the Node generator. */
+    const load = async (t: Target, seconds: number, connections: number): Promise<LoadResult> => {
+      if (!tools.wrk || t.socketPath) return closedLoop(t, seconds, connections);
+      const cpu0 = t.pid ? cpuMs(t.pid) : 0;
+      const r = await runWrk(tools.wrk, script, `${t.origin}/v1/chat/completions`, seconds, connections);
+      const cpu = t.pid ? cpuMs(t.pid) - cpu0 : undefined;
+      return { ...r, cpuPerReqUs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, r.n) };
+    };
+    const row = (name: string, r: LoadResult) =>
+      say(`  ${name.padEnd(14)} ${fmt(r.rps, 0).padStart(7)}  ${fmt(r.p50, 3).padStart(7)}  ${fmt(r.p99, 3).padStart(7)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(8)}  ${fmt(r.cpuPerReqUs, 0).padStart(10)}`);
+    const header = "  target          req/s     p50 ms   p99 ms  non-2xx  sock err  CPU/req µs";
+
+    const nodeRuns = tools.wrk ? 3 : CONNECTIONS.length; // unix (and, with wrk, minimal + llmsup tcp for reference) on the Node generator
+    const runs = CONNECTIONS.length * tcpTargets.length + nodeRuns;
+    say(`llmsup benchmark — node ${process.versions.node}, ${SECONDS}s per run, loopback only, ${availableParallelism()} CPUs`);
+    say(`load generator: ${tools.wrk ? `${tools.wrk} (-t1), Node/undici for the unix socket` : "Node/undici (wrk missing)"}; nginx: ${tools.nginx ?? "missing"}`);
+    for (const n of tools.notes) say(`NOTE: ${n}`);
+    say(`non-streaming: ${tcpTargets.length + 1} warm-ups × 3 s + ${runs} runs × ${SECONDS} s ≈ ${tcpTargets.length * 3 + 3 + runs * SECONDS} s; then streaming, idle (12 s), failover (~10 s), hedging (~60 s)`);
+
+    // Warm-up: JIT and pools settle in every target (1 s is not enough for the router's heavier code
+    // path), and in the Node generator itself for the unix socket.
+    const warmConns = Math.max(...CONNECTIONS);
+    for (const t of tcpTargets) await load(t, 3, warmConns);
+    await closedLoop(unix, 3, CONCURRENCY);
+
+    const ratio = (a: number, b: number | undefined) => (b === undefined ? "–" : `×${fmt(a / b)}`);
+    for (const conns of CONNECTIONS) {
+      say();
+      say(`Non-streaming, ${conns} connection${conns === 1 ? "" : "s"} (${tools.wrk ? `wrk -t1 -c${conns} -d${SECONDS}s` : `Node generator, ${conns} concurrent`})`);
+      say(header);
+      const res: Record<string, LoadResult> = {};
+      for (const t of tcpTargets) row(t.name, (res[t.name] = await load(t, SECONDS, conns)));
+      // Without wrk every row comes from the same generator, so unix belongs in the same table.
+      if (!tools.wrk) row(unix.name, (res[unix.name] = await closedLoop(unix, SECONDS, conns)));
+      const base = res["minimal proxy"]!;
+      const ng = res.nginx;
+      for (const n of tools.wrk ? ["llmsup tcp"] : ["llmsup tcp", "llmsup unix"]) {
+        const r = res[n]!;
+        say(`  ${n}: throughput ${ratio(r.rps, base.rps)} minimal, ${ratio(r.rps, ng?.rps)} nginx; p99 ${ratio(r.p99, base.p99)} minimal; CPU/req ${ratio(r.cpuPerReqUs ?? NaN, base.cpuPerReqUs)} minimal, ${ratio(r.cpuPerReqUs ?? NaN, ng?.cpuPerReqUs)} nginx`);
+      }
+      const direct = res.direct!;
+      say(`  added latency p50 over direct: ${["nginx", "minimal proxy", "llmsup tcp"].filter((n) => res[n]).map((n) => `${n} ${fmt(res[n]!.p50 - direct.p50, 3)} ms`).join(", ")}`);
     }
-    const base = res["minimal proxy"]!;
-    for (const n of ["llmsup tcp", "llmsup unix"]) {
-      const r = res[n]!;
-      say(`  ${n} / minimal: throughput ×${fmt(r.rps / base.rps)}, p50 ×${fmt(r.p50 / base.p50)}, p99 ×${fmt(r.p99 / base.p99)}, CPU/req ×${fmt((r.cpuPerReqUs ?? NaN) / (base.cpuPerReqUs ?? NaN))}`);
+    if (nginx) await stopNginx(nginx);
+
+    if (tools.wrk) {
+      // wrk cannot use a unix socket: the unix figures come from the Node generator, with the
+      // minimal proxy and llmsup tcp measured the same way next to them.
+      say();
+      say(`Non-streaming, unix socket (wrk cannot use one): Node/undici generator, ${CONCURRENCY} concurrent`);
+      say(header);
+      const res: Record<string, LoadResult> = {};
+      for (const t of [targets[1]!, targets[2]!, unix]) row(t.name, (res[t.name] = await closedLoop(t, SECONDS, CONCURRENCY)));
+      const u = res[unix.name]!;
+      say(`  llmsup unix: throughput ${ratio(u.rps, res["minimal proxy"]!.rps)} minimal, ${ratio(u.rps, res["llmsup tcp"]!.rps)} llmsup tcp; p99 ${ratio(u.p99, res["minimal proxy"]!.p99)} minimal, ${ratio(u.p99, res["llmsup tcp"]!.p99)} llmsup tcp`);
     }
-    const direct = res.direct!;
-    say(`  added latency p50: minimal ${fmt(base.p50 - direct.p50, 3)} ms, llmsup tcp ${fmt(res["llmsup tcp"]!.p50 - direct.p50, 3)} ms`);
 
     say();
     say(`Streaming, ${STREAMS} concurrent streams × ${CHUNKS} chunks`);
@@ -276,6 +340,8 @@ async function main(): Promise<void> {
 
     await failover(dir, say);
     await hedging(dir, say, children);
+    say();
+    say(`Total: ${fmt((performance.now() - started) / 1000, 0)} s`);
   } finally {
     kill();
     rmSync(dir, { recursive: true, force: true });
