@@ -21,13 +21,21 @@ async function clearStaleSocket(file: string, what: string): Promise<void> {
   await unlink(file).catch(() => undefined);
 }
 
+/**
+ * The listen backlog of llmsup's sockets: connections the kernel queues before
+ * they are accepted. Node's default (511) makes a burst of clients — a thousand
+ * streams opened at once — meet EAGAIN at connect on a unix socket; the kernel
+ * caps this at net.core.somaxconn (4096 on current kernels).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 /** Binds `server` to the unix socket `file` with `mode`, and gives it to `group` when one is named. */
 export async function listenUnix(server: Server, file: string, o: { mode: number; group: string; log: Logger; what: string }): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   await clearStaleSocket(file, o.what);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${file}: ${e.code ?? e.message}`, {}, { cause: e })));
-    server.listen(file, () => resolve());
+    server.listen({ path: file, backlog: LISTEN_BACKLOG }, () => resolve());
   });
   await chmod(file, o.mode);
   if (!o.group) return;

@@ -11,7 +11,7 @@ import { LlmsupError } from "../errors/error.ts";
 import type { Logger } from "../log/logger.ts";
 import { within } from "../platform/clock.ts";
 import { adoptListenFd, describeInherited, type InheritedAddress, type ListenFd } from "../platform/listen-fds.ts";
-import { listenUnix } from "../platform/unix-socket.ts";
+import { LISTEN_BACKLOG, listenUnix } from "../platform/unix-socket.ts";
 import { keyMatches, loadApiKeys } from "./api-keys.ts";
 import { ClientConnections, OVERLOADED_RETRY_AFTER_S, serverBounds } from "./connections.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
@@ -196,7 +196,7 @@ export class RouterServer {
       const { host, port } = hp;
       await new Promise<void>((resolve, reject) => {
         server.once("error", (e: NodeJS.ErrnoException) => reject(new LlmsupError("LLMSUP_E_LISTEN_FAILED", `cannot listen on ${listenAddr}: ${e.code ?? e.message}`, {}, { cause: e })));
-        server.listen(port, host, () => resolve());
+        server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => resolve());
       });
       const a = server.address() as { address: string; port: number };
       out.tcp = { host: a.address, port: a.port };
