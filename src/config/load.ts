@@ -116,6 +116,7 @@ function resolve(
   const resolvedRoutes: RouteConfig[] = routes.map(({ value }) => ({
     model: value.model,
     cache: value.cache,
+    quality: value.quality,
     tiers: value.tiers.map(
       (t): TierConfig => ({
         ...t,

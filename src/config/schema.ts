@@ -229,10 +229,33 @@ export const tierSchema = z.strictObject({
   },
 });
 
+/** A regular expression, checked to compile (case-insensitive, Unicode) at load. */
+const pattern = () =>
+  z.string().min(1).refine(
+    (s) => {
+      try {
+        new RegExp(s, "iu");
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { message: 'expected a regular expression such as "^I can\'t help"' },
+  );
+
+/** Which model-failure detectors judge a route's answers (router/quality.ts); a detection fails the tier. */
+export const routeQualitySchema = z.strictObject({
+  loop: z.boolean().default(true),
+  empty: z.boolean().default(true),
+  garbage: z.boolean().default(true),
+  refusal_patterns: z.array(pattern()).default([]),
+});
+
 export const routeSchema = z.strictObject({
   model: z.string().min(1),
   tiers: z.array(tierSchema).min(1, { message: "expected at least one tier" }),
   cache: z.boolean().default(false),
+  quality: routeQualitySchema.prefault({}),
 });
 
 /** Singleton sections: [name] tables whose keys all have defaults. */

@@ -11,6 +11,7 @@ import type {
   hostSchema,
   processSchema,
   routerSchema,
+  routeQualitySchema,
   scheduleSchema,
   tierSchema,
 } from "./schema.ts";
@@ -45,10 +46,14 @@ export type TierConfig = Readonly<z.output<typeof tierSchema>> & {
   readonly context?: number;
 };
 
+export type RouteQualityConfig = Readonly<z.output<typeof routeQualitySchema>>;
+
 export interface RouteConfig {
   readonly model: string;
   readonly tiers: readonly TierConfig[];
   readonly cache: boolean;
+  /** Which model-failure detectors judge this route's answers; always set by the loader (absent in a hand-built route: the defaults). */
+  readonly quality?: RouteQualityConfig;
 }
 
 export interface Config {

@@ -348,7 +348,7 @@ export const WIRE_ERRORS = {
     retryable: true,
   },
   stream_interrupted: {
-    meaning: "The last event of a stream, in place of [DONE]: the answer broke off after its first token and no tier could continue it, so what was sent is incomplete. Send the request again.",
+    meaning: "The last event of a stream, in place of [DONE]: the answer broke off after its first token and no tier could continue it, so what was sent is incomplete. Send the request again. Also sent when the answer degenerated after its first token (a repetition loop, garbage: the route's quality detectors): the rest is not sent, and the message says which detector caught it.",
     type: "upstream_error",
     retryable: true,
   },

@@ -14,12 +14,13 @@ import type { BackendConfig, Config } from "../config/types.ts";
 import type { Clock } from "../platform/clock.ts";
 import { sleepOn } from "../platform/clock.ts";
 import { adjustForTier } from "./adjust.ts";
-import { classifyHttp, classifyTransport, retryAfterMs, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
+import { classifyHttp, classifyQuality, classifyTransport, retryAfterMs, type Classified, type FailureClass, type TransportClass } from "./classify.ts";
 import { header } from "./http.ts";
 import type { Gate } from "./plan.ts";
+import { judgeAnswer, judges, QualityWatch, qualityOf, refusalMatchers, type Detection, type Detector } from "./quality.ts";
 import { relayStream } from "./relay.ts";
 import { tierKey } from "./tier-book.ts";
-import { sendPassThrough, sendWhole, writeStreamHead } from "./respond.ts";
+import { endDegenerate, sendPassThrough, sendWhole, writeStreamHead } from "./respond.ts";
 import { ENDPOINT_PATHS, type CacheHook, type RequestCtx, type TierRef } from "./types.ts";
 import type { AttemptOutcome, Upstreams } from "./upstream.ts";
 import type { RouterMetrics } from "./metrics.ts";
@@ -27,8 +28,15 @@ import type { InFlight } from "./inflight.ts";
 
 export type Response = Extract<AttemptOutcome, { kind: "response" }>;
 
+/** Why a tier failed; `detector`: a model failure (class "quality") and which detector caught it. */
+export interface TierFailure {
+  readonly class: FailureClass;
+  readonly detail: string;
+  readonly detector?: Detector;
+}
+
 /** sent: an answer went out; gone: the client left; lost: another attempt of a hedged race answered first (no verdict on this tier); invalid: the request itself cannot be sent; else why the tier failed. */
-export type TierResult = "sent" | "gone" | "lost" | { readonly invalid: string } | { readonly class: FailureClass; readonly detail: string };
+export type TierResult = "sent" | "gone" | "lost" | { readonly invalid: string } | TierFailure;
 
 /**
  * An attempt racing another (hedge.ts): its own abort signal (the client's
@@ -177,7 +185,7 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
     const result = ctx.stream && (header(up.headers, "content-type") ?? "").includes("text/event-stream") ? await streamAnswer(core, ctx, index, up, attemptStart, hedge, release) : await wholeAnswer(core, ctx, index, up, attemptStart, hedge);
     if (lost()) return "lost";
     if (result === "sent" || result === "gone" || result === "lost") return result;
-    core.fail(ctx, index, classifyTransport(result.class as TransportClass), result.detail);
+    core.fail(ctx, index, result.detector ? classifyQuality(result.detector) : classifyTransport(result.class as TransportClass), result.detail);
     return result;
   }
 }
@@ -192,7 +200,29 @@ async function pause(clock: Clock, ms: number, gone: AbortSignal): Promise<boole
   }
 }
 
-async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined): Promise<"sent" | "gone" | "lost" | { class: FailureClass; detail: string }> {
+/** The route's detectors, for one attempt's stream; undefined when the route has them all off, or for embeddings. */
+function qualityWatch(ctx: RequestCtx): QualityWatch | undefined {
+  const policy = qualityOf(ctx.route);
+  return ctx.endpoint !== "embedding" && judges(policy) ? new QualityWatch(policy) : undefined;
+}
+
+/** A whole chat or completion answer judged by the route's detectors, choice by choice: the first detection, if any. */
+export function judgeWhole(ctx: Pick<RequestCtx, "endpoint" | "route">, json: Record<string, unknown>): Detection | undefined {
+  const policy = qualityOf(ctx.route);
+  if (ctx.endpoint === "embedding" || !judges(policy)) return undefined;
+  const matchers = refusalMatchers(policy.refusal_patterns);
+  for (const choice of json.choices as unknown[]) {
+    if (!choice || typeof choice !== "object") continue;
+    const c = choice as { message?: { content?: unknown; tool_calls?: unknown; function_call?: unknown }; text?: unknown; finish_reason?: unknown };
+    const text = typeof c.message?.content === "string" ? c.message.content : typeof c.text === "string" ? c.text : "";
+    const toolCalls = (Array.isArray(c.message?.tool_calls) && c.message.tool_calls.length > 0) || (c.message?.function_call != null && typeof c.message.function_call === "object");
+    const d = judgeAnswer(policy, matchers, text, toolCalls, typeof c.finish_reason === "string" ? c.finish_reason : undefined);
+    if (d) return d;
+  }
+  return undefined;
+}
+
+async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined): Promise<"sent" | "gone" | "lost" | TierFailure> {
   let raw: Buffer;
   try {
     // undici's own consumer: cheaper than async iteration on this hot path. The bytes are kept to be sent on unchanged.
@@ -213,6 +243,9 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
     return { class: "stream_broken", detail: up.scrub(`the backend's answer is not valid JSON (${(e as Error).message})`) };
   }
   if (ctx.endpoint === "embedding" ? !Array.isArray(json.data) : !Array.isArray(json.choices)) return { class: "stream_broken", detail: `the backend's answer has no ${ctx.endpoint === "embedding" ? "data" : "choices"}` };
+  // A model failure is a tier failure: nothing of it reaches the client, the next tier answers.
+  const degenerate = judgeWhole(ctx, json);
+  if (degenerate) return { class: "quality", detail: degenerate.detail, detector: degenerate.detector };
   // A whole answer's commit point: the valid answer is in (what ttft_timeout measures without streaming).
   if (hedge && !hedge.claim()) return "lost";
   const ttftMs = performance.now() - attemptStart;
@@ -224,7 +257,7 @@ async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Respo
   return "sent";
 }
 
-async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined, release: () => void): Promise<"sent" | "gone" | "lost" | { class: FailureClass; detail: string }> {
+async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined, release: () => void): Promise<"sent" | "gone" | "lost" | TierFailure> {
   const tier = ctx.route.tiers[index]!;
   let result;
   try {
@@ -238,6 +271,7 @@ async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Resp
       ttftLeftMs: tier.ttft_timeout - (performance.now() - attemptStart),
       finishGraceMs: Math.min(1_000, tier.idle_timeout),
       startedAt: attemptStart,
+      quality: qualityWatch(ctx),
     });
   } catch (e) {
     up.abort("aborted");
@@ -247,11 +281,18 @@ async function streamAnswer(core: Core, ctx: RequestCtx, index: number, up: Resp
   }
   if (hedge?.lost()) return "lost";
   if (result.kind === "client_gone") return "gone";
-  if (result.kind === "failed_before_commit") return { class: result.failure, detail: result.detail };
+  if (result.kind === "failed_before_commit") return { class: result.failure, detail: result.detail, ...(result.detector ? { detector: result.detector } : {}) };
   if (result.kind === "complete") {
     core.succeed(ctx, index, result.ttftMs);
     ctx.res.end();
     storeStreamed(core, ctx, index, result.content);
+    return "sent";
+  }
+  if (result.detector) {
+    // Degenerated after the commit: the client already has part of it, which no other tier can take back;
+    // the rest is not sent, and the stream ends saying so (never a clean [DONE]).
+    core.fail(ctx, index, classifyQuality(result.detector), result.detail);
+    endDegenerate(ctx, result.detail);
     return "sent";
   }
   // Broken after the commit: count it, then finish the answer elsewhere or say so.

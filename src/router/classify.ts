@@ -2,6 +2,7 @@
  * Every failed attempt is classified before anything is done about it
  * (DESIGN.md, "Request path semantics"). Pure.
  */
+import type { Detector } from "./quality.ts";
 
 export type FailureClass =
   /** Connection refused, DNS, TLS: the backend's port or host is gone; next tier at once. */
@@ -29,7 +30,9 @@ export type FailureClass =
    * The request was moved off its backend when the backend went down under it (a GPU fault): no
    * verdict on the tier, whose backend's health already says it is out; on to the next tier.
    */
-  | "evacuated";
+  | "evacuated"
+  /** The model answered, but the answer is a model failure (quality.ts: a loop, empty, garbage, a refusal): the tier's fault; on to the next tier. */
+  | "quality";
 
 export type Action =
   | { readonly kind: "next_tier" }
@@ -52,6 +55,8 @@ export interface Classified {
   readonly blame: Blame;
   /** Worth an immediate shallow probe of the backend (a reset may mean the process died). */
   readonly suspect: boolean;
+  /** A model failure: which detector caught it. */
+  readonly detector?: Detector;
 }
 
 const CONTEXT_MARKERS = [
@@ -113,6 +118,11 @@ export function classifyTransport(kind: TransportClass): Classified {
   if (kind === "evacuated") return { class: kind, action: { kind: "next_tier" }, blame: "none", suspect: false };
   const backend = kind === "connect" || kind === "connect_timeout";
   return { class: kind, action: { kind: "next_tier" }, blame: backend ? "backend" : "tier", suspect: kind === "connect_reset" };
+}
+
+/** A model failure caught by a quality detector: held against the tier, not the backend; next tier. */
+export function classifyQuality(detector: Detector): Classified {
+  return { class: "quality", action: { kind: "next_tier" }, blame: "tier", suspect: false, detector };
 }
 
 /** Error codes that say the backend cannot be reached at all (nothing listens, no route, no name, bad TLS). */

@@ -13,6 +13,7 @@ export class RouterMetrics {
   private readonly requests: Counter<"route" | "tier" | "backend" | "outcome">;
   private readonly failovers: Counter<"route" | "from" | "to" | "reason">;
   private readonly hedges: Counter<"route" | "from" | "to" | "outcome">;
+  private readonly qualityFailures: Counter<"backend" | "model" | "detector">;
   private readonly breakers: Gauge<"backend" | "model">;
   private readonly ttftHist: Histogram<"route" | "backend">;
   private readonly overheadHist: Histogram;
@@ -35,6 +36,7 @@ export class RouterMetrics {
     this.requests = new Counter({ name: "llmsup_requests_total", help: "Requests by route, tier, backend and outcome (ok, or the failure class).", labelNames: ["route", "tier", "backend", "outcome"], registers });
     this.failovers = new Counter({ name: "llmsup_failovers_total", help: "Failovers from one tier to the next, by reason.", labelNames: ["route", "from", "to", "reason"], registers });
     this.hedges = new Counter({ name: "llmsup_hedges_total", help: "Hedged first tokens: a tier slow to its first token (from) got the next tier (to) started alongside; outcome: won (the hedge answered), lost (the tier it hedged answered, or the request ended otherwise), failed (the hedge failed).", labelNames: ["route", "from", "to", "outcome"], registers });
+    this.qualityFailures = new Counter({ name: "llmsup_quality_failures_total", help: "Model failures caught on answers (a tier failure each), by backend, model and detector: loop, empty, garbage, refusal.", labelNames: ["backend", "model", "detector"], registers });
     this.breakers = new Gauge({ name: "llmsup_breaker_state", help: "Circuit breaker per (backend, model): 0 closed, 0.5 half-open, 1 open.", labelNames: ["backend", "model"], registers });
     this.ttftHist = new Histogram({ name: "llmsup_time_to_first_token_seconds", help: "Time to first token (whole answer when not streaming).", labelNames: ["route", "backend"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers });
     this.overheadHist = new Histogram({ name: "llmsup_router_overhead_seconds", help: "Time the router itself adds to a request.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers });
@@ -122,6 +124,10 @@ export class RouterMetrics {
 
   hedge(route: string, from: string, to: string, outcome: "won" | "lost" | "failed"): void {
     this.hedges.inc({ route, from, to, outcome });
+  }
+
+  quality(backend: string, model: string, detector: string): void {
+    this.qualityFailures.inc({ backend, model, detector });
   }
 
   breaker(backend: string, model: string, state: string): void {

@@ -10,6 +10,7 @@ import type { Logger } from "../log/logger.ts";
 import { CLOSED, release, type BreakerState } from "./breaker.ts";
 import type { Classified } from "./classify.ts";
 import { failureEffects, successEffects } from "./outcome.ts";
+import { DEGRADE_POLICY, qualityVerdict, recentDetections } from "./quality.ts";
 import { gateTier, type Gate } from "./plan.ts";
 import { RecoveryProbes } from "./probes.ts";
 import { RouteWatch } from "./route-watch.ts";
@@ -24,6 +25,8 @@ export interface TierSnapshot {
   readonly admission: Admission;
   readonly breaker: BreakerState["state"];
   readonly context?: number;
+  /** Model failures caught on its answers within the window (quality.ts); DEGRADED at the policy's count. Absent: none. */
+  readonly quality?: { readonly state: "ok" | "degraded"; readonly detections: number; readonly windowMs: number; readonly since?: number };
 }
 
 export interface RouteSnapshot {
@@ -50,6 +53,10 @@ export class TierModel {
   /** Backends of a kind the router speaks. */
   private readonly spoken: ReadonlySet<string>;
   private readonly offHealth: () => void;
+  /** When each tier's recent model failures were caught (within the window), by tierKey. */
+  private readonly detections = new Map<string, number[]>();
+  /** Tiers marked DEGRADED by their rate of model failures, by tierKey. */
+  private readonly degraded = new Set<string>();
 
   /** `previous`: the model of the configuration a reload replaces; what it knew of tiers and routes that remain carries over. */
   constructor(config: Config, deps: RouterDeps, backends: ReadonlyMap<string, BackendConfig>, upstreams: Upstreams, log: Logger, previous?: TierModel) {
@@ -142,7 +149,8 @@ export class TierModel {
         ...(s?.degradedSince !== undefined ? { degradedSince: s.degradedSince } : {}),
         tiers: r.tiers.map((t) => {
           const context = this.contextOf(t);
-          return { backend: t.backend, model: t.model, admission: this.book.admission(t), breaker: this.book.breaker(t).state, ...(context !== undefined ? { context } : {}) };
+          const quality = this.qualityOf(t);
+          return { backend: t.backend, model: t.model, admission: this.book.admission(t), breaker: this.book.breaker(t).state, ...(context !== undefined ? { context } : {}), ...(quality ? { quality } : {}) };
         }),
       };
     });
@@ -183,8 +191,38 @@ export class TierModel {
       this.log.error(ev, `backend ${tier.backend} refuses model ${tier.model}: ${detail}`);
       this.emit(ev);
     }
+    if (c.detector) this.qualityFailed(tier, now);
     if (e.backendDown) this.probes.unreachable(tier.backend, e.backendDown);
     else if (e.suspect) this.probes.suspect(tier.backend, `the connection was reset under a request for ${tier.model}`);
+  }
+
+  /** A model failure on `tier` at `now`: counted in its window; DEGRADED once the policy's count is reached. */
+  private qualityFailed(tier: TierConfig, now: number): void {
+    const key = tierKey(tier);
+    const times = recentDetections([...(this.detections.get(key) ?? []), now], now, DEGRADE_POLICY);
+    this.detections.set(key, times);
+    this.qualityOf(tier);
+  }
+
+  /** A tier's quality as of now (pure verdict on its detection times); emits the change when it became or stopped being DEGRADED. */
+  private qualityOf(t: TierConfig): TierSnapshot["quality"] {
+    const key = tierKey(t);
+    const times = this.detections.get(key);
+    if (!times) return undefined;
+    const now = this.deps.clock.now();
+    const v = qualityVerdict(times, now, DEGRADE_POLICY);
+    if (v.count === 0) this.detections.delete(key);
+    const was = this.degraded.has(key);
+    if (v.degraded !== was) {
+      if (v.degraded) this.degraded.add(key);
+      else this.degraded.delete(key);
+      const ev: RouterEvent = { event: "router.tier.quality", backend: t.backend, model: t.model, degraded: v.degraded, detections: v.count, windowMs: DEGRADE_POLICY.windowMs, at: now };
+      if (v.degraded) this.log.warn(ev, `${t.backend}/${t.model} DEGRADED: ${v.count} model failures within ${DEGRADE_POLICY.windowMs / 1000}s`);
+      else this.log.info(ev, `${t.backend}/${t.model} no longer degraded: ${v.count} model failures within ${DEGRADE_POLICY.windowMs / 1000}s`);
+      this.emit(ev);
+    }
+    if (v.count === 0) return undefined;
+    return { state: v.degraded ? "degraded" : "ok", detections: v.count, windowMs: DEGRADE_POLICY.windowMs, ...(v.since !== undefined ? { since: v.since } : {}) };
   }
 
   /** A good answer from `tier`. */

@@ -6,14 +6,16 @@
  */
 import type { ServerResponse } from "node:http";
 import type { FailureClass } from "./classify.ts";
+import type { Detector, QualityWatch } from "./quality.ts";
 import { chunkContent, chunkFinish, chunkHasOutput, chunkHasToolCall, SseReader, type SseChunk } from "./sse.ts";
 import { transportFailure, type AttemptOutcome } from "./upstream.ts";
 
 export type RelayResult =
   | { readonly kind: "complete"; readonly content: string; readonly chunks: number; readonly ttftMs?: number }
-  | { readonly kind: "failed_before_commit"; readonly failure: FailureClass; readonly detail: string }
+  /** `detector`: the answer was a model failure (failure "quality"), caught by this detector. */
+  | { readonly kind: "failed_before_commit"; readonly failure: FailureClass; readonly detail: string; readonly detector?: Detector }
   /** `toolCalls`: the answer had begun a tool call, whose arguments cannot be carried to another tier. */
-  | { readonly kind: "broken_after_commit"; readonly failure: FailureClass; readonly detail: string; readonly content: string; readonly chunks: number; readonly toolCalls: boolean }
+  | { readonly kind: "broken_after_commit"; readonly failure: FailureClass; readonly detail: string; readonly content: string; readonly chunks: number; readonly toolCalls: boolean; readonly detector?: Detector }
   | { readonly kind: "client_gone" };
 
 export interface RelayOptions {
@@ -32,6 +34,13 @@ export interface RelayOptions {
    * the upstream's own bytes; `content` counts what went out.
    */
   readonly rewrite?: (c: SseChunk) => readonly SseChunk[];
+  /**
+   * The route's model-failure detectors (quality.ts), fed the upstream's text: a detection ends the
+   * relay before the chunk that showed it goes out, as a failure "quality". The first token waits
+   * until `holdChars` characters of text are in (or the answer finished), so that what they judge
+   * the start of an answer by is seen before anything reaches the client.
+   */
+  readonly quality?: QualityWatch;
 }
 
 /** What the streams relayed to one client response have carried so far, for a continuation to judge. */
@@ -74,7 +83,8 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
   let finishSeen = false;
   let finalising = false;
   let doneSent = false;
-  let broken: { failure: FailureClass; detail: string } | undefined;
+  let broken: { failure: FailureClass; detail: string; detector?: Detector } | undefined;
+  const hold = o.quality?.holdChars ?? 0;
   let ttftMs: number | undefined;
   let grace: NodeJS.Timeout | undefined;
   const ttft = committed ? undefined : setTimeout(() => up.abort("ttft_timeout"), Math.max(1, o.ttftLeftMs));
@@ -94,7 +104,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
     if (committed) return;
     committed = true;
     if (ttft) clearTimeout(ttft);
-    ttftMs = performance.now() - o.startedAt;
+    ttftMs ??= performance.now() - o.startedAt;
     o.commit();
     for (const p of pending.splice(0)) out(p);
   };
@@ -136,6 +146,19 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
         const output = chunkHasOutput(c);
         if (output) chunks++;
         if (chunkHasToolCall(c)) toolCalls = true;
+        if (o.quality) {
+          const d = o.quality.feed(chunkContent(c)) ?? (finish ? o.quality.finish(toolCalls, finish) : undefined);
+          if (d) {
+            broken = { failure: "quality", detail: d.detail, detector: d.detector };
+            up.abort("aborted");
+            break outer;
+          }
+        }
+        if (output && !committed && ttftMs === undefined) {
+          // The first token is in: time to first token is met, even while the start of the answer is held.
+          if (ttft) clearTimeout(ttft);
+          ttftMs = performance.now() - o.startedAt;
+        }
         // A continuation's own role chunk is skipped: the client already has one.
         const roleOnly = o.continuing && !output && !finish && c.usage == null && chunks === 0;
         for (const x of roleOnly ? [] : o.rewrite ? o.rewrite(c) : [c]) {
@@ -144,7 +167,7 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
           if (committed) out(raw);
           else pending.push(raw);
         }
-        if (!committed && (output || finish)) commit();
+        if (!committed && (finish || (output && (hold === 0 || toolCalls || o.quality!.chars >= hold)))) commit();
         if (finish && !finishSeen) {
           finishSeen = true;
           // Usage may follow the finish chunk; if [DONE] does not come soon, finish the stream ourselves.

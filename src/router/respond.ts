@@ -66,6 +66,16 @@ export function endWithStreamError(ctx: RequestCtx, detail: string): void {
   ctx.res.end();
 }
 
+/**
+ * Ends a stream whose answer degenerated after its commit point (a loop, garbage: quality.ts): what
+ * was sent stands, the rest is not sent, and the last event says why instead of [DONE].
+ */
+export function endDegenerate(ctx: RequestCtx, detail: string): void {
+  if (ctx.res.destroyed) return;
+  ctx.res.write(sseError("stream_interrupted", `The answer degenerated and was stopped: ${detail}. What was sent before is incomplete; send the request again.`));
+  ctx.res.end();
+}
+
 /** An earlier answer from the emergency cache, marked as such (JSON or SSE as asked). */
 export function sendCacheHit(ctx: RequestCtx, stored: Record<string, unknown>, hit: { similarity: number; cachedAt: number }, degradedFields: boolean): void {
   if (ctx.res.headersSent || ctx.res.destroyed) return;

@@ -158,6 +158,12 @@ export class Router implements Core, HedgeCore {
     ctx.tried.push({ tier: index, backend: tier.backend, model: tier.model, outcome: c.class, detail });
     this.metrics?.request(ctx.route.model, index, tier.backend, c.class);
     this.model.failed(tier, ctx.endpoint, c, detail, cooldownWaived);
+    if (c.detector) {
+      const e: RouterEvent = { event: "router.quality", route: ctx.route.model, requestId: ctx.requestId, backend: tier.backend, model: tier.model, detector: c.detector, detail, at: this.clock.now() };
+      this.log.warn(e, `model failure on ${ctx.route.model}: tier ${index} (${tier.backend}/${tier.model}): ${detail}`);
+      this.metrics?.quality(tier.backend, tier.model, c.detector);
+      this.emit(e);
+    }
   }
 
   succeed(ctx: RequestCtx, index: number, ttftMs?: number): void {

@@ -7,6 +7,7 @@ import type { Clock } from "../platform/clock.ts";
 import type { Body } from "./adjust.ts";
 import type { FailureClass } from "./classify.ts";
 import type { RouterMetrics } from "./metrics.ts";
+import type { Detector } from "./quality.ts";
 import type { Drain } from "./tier-state.ts";
 
 export type Endpoint = "chat" | "completion" | "embedding";
@@ -35,7 +36,11 @@ export type RouterEvent =
    * stream goes on with the next tier (or ends with an error event that says why it cannot), a request
    * not answered yet goes to the next tier. One event per route that had any; `requests`: how many.
    */
-  | { readonly event: "router.evacuated"; readonly backend: string; readonly route: string; readonly reason: string; readonly requests: number; readonly at: number };
+  | { readonly event: "router.evacuated"; readonly backend: string; readonly route: string; readonly reason: string; readonly requests: number; readonly at: number }
+  /** A model failure (quality.ts) caught on a tier's answer: `detector` and why; the request went on to the next tier, or its stream ended saying so. */
+  | { readonly event: "router.quality"; readonly route: string; readonly requestId: string; readonly backend: string; readonly model: string; readonly detector: Detector; readonly detail: string; readonly at: number }
+  /** A (backend, model) reached the rate of model failures that marks it DEGRADED (`detections` within `windowMs`), or fell back under it. */
+  | { readonly event: "router.tier.quality"; readonly backend: string; readonly model: string; readonly degraded: boolean; readonly detections: number; readonly windowMs: number; readonly at: number };
 
 export interface TriedTier {
   readonly tier: number;

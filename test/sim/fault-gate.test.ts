@@ -70,6 +70,11 @@ const CASES: readonly Case[] = [
   { name: "cut after 0", fault: { cut_after: 0 }, point: { at: "generate" }, want: { act: "answer", shape: { cutAfter: 0, done: true } } },
   { name: "malformed after N", fault: { malformed_after: 2 }, point: { at: "generate" }, want: { act: "answer", shape: { malformedAfter: 2, done: true } } },
   { name: "no [DONE]", fault: { no_done: true }, point: { at: "generate" }, want: { act: "answer", shape: { done: false } } },
+  { name: "a loop after N tokens", fault: { loop_after: 5 }, point: { at: "generate" }, want: { act: "answer", shape: { done: true, degrade: { kind: "loop", after: 5 } } } },
+  { name: "an empty answer", fault: { empty: true }, point: { at: "generate" }, want: { act: "answer", shape: { done: true, degrade: { kind: "empty" } } } },
+  { name: "a refusal", fault: { refuse: true }, point: { at: "generate" }, want: { act: "answer", shape: { done: true, degrade: { kind: "refuse" } } } },
+  { name: "replacement characters", fault: { garbage: true }, point: { at: "generate" }, want: { act: "answer", shape: { done: true, degrade: { kind: "garbage" } } } },
+  { name: "model failures do not stop admission", fault: { loop_after: 1, empty: true }, point: ADMIT_STREAM, want: { act: "pass" } },
   {
     name: "stream faults combine",
     fault: { ttft_ms: 60, cut_after: 3, malformed_after: 1, no_done: true },

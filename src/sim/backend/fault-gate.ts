@@ -50,6 +50,19 @@ export interface AnswerShape {
   readonly malformedAfter?: number;
   /** Whether a stream ends with its `[DONE]`. */
   readonly done: boolean;
+  /** The text is a model failure (generate.ts `degradeAnswer`). */
+  readonly degrade?: Degrade;
+}
+
+/** Model failures an answer shows: one, in this order of precedence. */
+export type Degrade = { readonly kind: "loop"; readonly after: number } | { readonly kind: "empty" } | { readonly kind: "refuse" } | { readonly kind: "garbage" };
+
+function degradeOf(fault: Fault): Degrade | undefined {
+  if (fault.empty) return { kind: "empty" };
+  if (fault.garbage) return { kind: "garbage" };
+  if (fault.refuse) return { kind: "refuse" };
+  if (fault.loop_after !== undefined) return { kind: "loop", after: fault.loop_after };
+  return undefined;
 }
 
 export type GateDecision =
@@ -151,6 +164,7 @@ function shapeOf(fault: Fault): AnswerShape {
     ...(fault.cut_after !== undefined ? { cutAfter: fault.cut_after } : {}),
     ...(fault.malformed_after !== undefined ? { malformedAfter: fault.malformed_after } : {}),
     done: !fault.no_done,
+    ...(degradeOf(fault) ? { degrade: degradeOf(fault)! } : {}),
   };
 }
 

@@ -24,6 +24,16 @@ export const faultSchema = z.strictObject({
   cut_after: z.int().min(0).optional(),
   /** Send a malformed SSE chunk after this many content tokens (for all three stream faults, a tool-call answer's tokens are its argument pieces). */
   malformed_after: z.int().min(0).optional(),
+  /**
+   * Model failures (the answer is well-formed, the text is not): `loop_after` — after this many
+   * tokens of the answer, repeat a span of it (its next six tokens) until max_tokens (240 without
+   * one), finishing with "length"; `empty` — finish "stop" with no text; `refuse` — answer with a
+   * refusal sentence (REFUSAL_TEXT); `garbage` — answer with U+FFFD replacement characters.
+   */
+  loop_after: z.int().min(0).optional(),
+  empty: z.boolean().optional(),
+  refuse: z.boolean().optional(),
+  garbage: z.boolean().optional(),
   /** End streams without the final `data: [DONE]`. */
   no_done: z.boolean().optional(),
   /**

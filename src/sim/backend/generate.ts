@@ -6,7 +6,7 @@
 import type { ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AnswerShape } from "./fault-gate.ts";
+import type { AnswerShape, Degrade } from "./fault-gate.ts";
 
 export interface Usage {
   readonly prompt_tokens: number;
@@ -36,6 +36,42 @@ export interface StreamFormat {
   done?(): string;
   /** A chunk that is not valid for the format. */
   malformed(): string;
+}
+
+/** The sentence a refusing model answers with (the `refuse` fault). */
+export const REFUSAL_TEXT = "I can't help with that request. If you have another question, I'm happy to try.";
+/** Tokens a looping answer runs to without max_tokens; the span it repeats, in tokens. */
+export const LOOP_DEFAULT_TOKENS = 240;
+export const LOOP_SPAN_TOKENS = 6;
+
+/** Words as tokens, each after the first with its leading space. */
+function wordsAsTokens(text: string): string[] {
+  return text.split(" ").map((w, i) => (i === 0 ? w : ` ${w}`));
+}
+
+/**
+ * The answer a model failure makes of a planned one (a tool call's is left alone). Pure. A loop keeps
+ * the first `after` tokens, then repeats the next LOOP_SPAN_TOKENS (wrapping round the answer) until
+ * `maxTokens`, finishing with "length".
+ */
+export function degradeAnswer(tokens: readonly string[], finishReason: Generation["finishReason"], degrade: Degrade | undefined, maxTokens: number | undefined): { tokens: readonly string[]; finishReason: Generation["finishReason"] } {
+  if (!degrade || finishReason === "tool_calls") return { tokens, finishReason };
+  switch (degrade.kind) {
+    case "empty":
+      return { tokens: [], finishReason: "stop" };
+    case "refuse":
+      return { tokens: wordsAsTokens(REFUSAL_TEXT), finishReason: "stop" };
+    case "garbage":
+      return { tokens: Array.from({ length: 24 }, (_, i) => (i % 4 === 3 ? " \uFFFD\uFFFD" : "\uFFFD\uFFFD\uFFFD")), finishReason: "stop" };
+    case "loop": {
+      const limit = maxTokens ?? LOOP_DEFAULT_TOKENS;
+      const head = tokens.slice(0, Math.min(degrade.after, limit));
+      const span = Array.from({ length: LOOP_SPAN_TOKENS }, (_, i) => tokens[(degrade.after + i) % Math.max(1, tokens.length)] ?? " again");
+      const out = [...head];
+      for (let i = 0; out.length < limit; i++) out.push(span[i % span.length]!);
+      return { tokens: out, finishReason: "length" };
+    }
+  }
 }
 
 export function usageOf(g: Generation): Usage {

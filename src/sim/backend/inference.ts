@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { asksToContinue, canonicalToolCall, canonicalTokens, chatKey, contentText, countTokens, embeddingOf, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
 import { echoAuthMessage, type GateDecision, type GatePoint } from "./fault-gate.ts";
-import { newId, usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
+import { degradeAnswer, newId, usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
 import { errorJson, json, readBody } from "./http.ts";
 import { ENGINE_DIED_MESSAGE, loadingModel, PREFILL_REJECTED_MESSAGE } from "./kinds/common.ts";
 import type { EmbeddingApi, GenerationApi, InferenceApi, KindRuntime, KindSpec, RequestBody, SimContext } from "./kinds/kind.ts";
@@ -125,7 +125,7 @@ async function generate(h: InferenceHost, res: ServerResponse, body: RequestBody
   const promptTokens = api.chat ? promptTokensOfChat(messages) : countTokens(prompt) + 1;
   const tools = api.toolCalls && Array.isArray(body.tools) && body.tools.length > 0 && body.tool_choice !== "none" ? (body.tools as unknown[]) : undefined;
   const call = tools ? canonicalToolCall(key, tools) : undefined;
-  const plan = call ? { tokens: call.pieces, finishReason: "tool_calls" as const } : planAnswer(key, maxTokens, partial ? contentText(partial.content) : "");
+  const planned = call ? { tokens: call.pieces, finishReason: "tool_calls" as const } : planAnswer(key, maxTokens, partial ? contentText(partial.content) : "");
 
   const wanted = maxTokens ?? canonicalTokens(key).length;
   const decision = h.gate({ at: "generate", finalAssistant });
@@ -134,6 +134,7 @@ async function generate(h: InferenceHost, res: ServerResponse, body: RequestBody
     return errorJson(res, spec.contextLengthError(promptTokens, wanted, options.contextTokens));
   }
 
+  const plan = degradeAnswer(planned.tokens, planned.finishReason, decision.shape.degrade, maxTokens);
   const g: Generation = {
     tokens: plan.tokens,
     finishReason: plan.finishReason,
