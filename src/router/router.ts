@@ -47,6 +47,9 @@ export class Router implements Core, HedgeCore {
   readonly cache?: RouterDeps["cache"];
   private readonly deps: RouterDeps;
   private readonly log: Logger;
+  /** routeFor's index of the configured routes by model name. */
+  private routeIndex: { routes: readonly RouteConfig[]; size: number; byModel: Map<string, RouteConfig> } | undefined;
+
   /** The tier-state model this router routes by. */
   readonly model: TierModel;
   /** Answers served, and how many by a fallback tier, over the last five minutes. */
@@ -76,7 +79,15 @@ export class Router implements Core, HedgeCore {
 
   /** The route for a model name: exact, else the default route "*". */
   routeFor(model: string | undefined): RouteConfig | undefined {
-    return this.config.routes.find((r) => r.model === model) ?? this.config.routes.find((r) => r.model === "*");
+    const routes = this.config.routes;
+    let index = this.routeIndex;
+    if (!index || index.routes !== routes || index.size !== routes.length) {
+      // The first route of each name, as find() would give it; rebuilt when the route list changes.
+      const byModel = new Map<string, RouteConfig>();
+      for (const r of routes) if (!byModel.has(r.model)) byModel.set(r.model, r);
+      index = this.routeIndex = { routes, size: routes.length, byModel };
+    }
+    return (model !== undefined ? index.byModel.get(model) : undefined) ?? index.byModel.get("*");
   }
 
   /** The default route, for /health/ready: "*" if there is one, else the first. */

@@ -23,7 +23,16 @@ export interface TierBookDeps {
   readonly onCooldown: () => void;
 }
 
-export const tierKey = (t: Pick<TierConfig, "backend" | "model">) => `${t.backend}\u0000${t.model}`;
+const tierKeys = new WeakMap<object, { backend: string; model: string; key: string }>();
+
+/** `backend\0model`: built once per tier object (while its backend and model stay the same), not per request. */
+export const tierKey = (t: Pick<TierConfig, "backend" | "model">): string => {
+  const k = tierKeys.get(t);
+  if (k && k.backend === t.backend && k.model === t.model) return k.key;
+  const key = `${t.backend}\u0000${t.model}`;
+  tierKeys.set(t, { backend: t.backend, model: t.model, key });
+  return key;
+};
 
 export class TierBook {
   private readonly breakers = new Map<string, BreakerState>();

@@ -3,6 +3,7 @@
  * with the tier's connect / first-byte / idle / total timeouts, and transport
  * failures named precisely. Thin I/O shell over undici.
  */
+import type { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
@@ -104,6 +105,9 @@ export class Upstreams {
     return b;
   }
 
+  /** Per backend (config object): its last pool and request path prefix, so the hot path skips the string keys. */
+  private hot = new WeakMap<BackendConfig, { connectTimeout: number; pool: Pool; path: string }>();
+
   private pool(backend: BackendConfig, connectTimeout: number): Pool {
     const origin = this.base(backend).origin;
     const key = `${origin}|${connectTimeout}`;
@@ -121,21 +125,32 @@ export class Upstreams {
     return p;
   }
 
+  /** pool() and the base path for one attempt, from the per-backend cache when its connect timeout is the same. */
+  private hotPath(backend: BackendConfig, connectTimeout: number): { pool: Pool; path: string } {
+    let h = this.hot.get(backend);
+    if (!h || h.connectTimeout !== connectTimeout) {
+      h = { connectTimeout, pool: this.pool(backend, connectTimeout), path: this.base(backend).path };
+      this.hot.set(backend, h);
+    }
+    return h;
+  }
 
   async attempt(r: AttemptRequest): Promise<AttemptOutcome> {
     const { tier, backend } = r;
-    const ctl = new AbortController();
+    // undici takes an EventEmitter-like signal: lighter than an AbortController per attempt (see UpstreamSignal).
+    const ctl = new UpstreamSignal();
     let abortedBy: TransportFailure | undefined;
     const abort = (why: TransportFailure = "aborted") => {
       if (!abortedBy) abortedBy = why;
-      ctl.abort();
+      ctl.fire();
     };
     const onClient = () => abort("aborted");
     const onEvacuation = () => abort("evacuated");
     const evacuatedBecause = () => (abortedBy === "evacuated" ? String(r.evacuation?.reason) : undefined);
     if (r.evacuation?.aborted) return { kind: "failure", failure: "evacuated", detail: String(r.evacuation.reason) };
-    r.clientSignal.addEventListener("abort", onClient, { once: true });
-    r.evacuation?.addEventListener("abort", onEvacuation, { once: true });
+    // No { once } options object to validate per attempt: done() removes both listeners, and an aborted signal never fires again.
+    r.clientSignal.addEventListener("abort", onClient);
+    r.evacuation?.addEventListener("abort", onEvacuation);
     const totalMs = Math.max(1, Math.min(tier.total_timeout, r.remainingMs));
     const total = setTimeout(() => abort("total_timeout"), totalMs);
     const done = () => {
@@ -151,12 +166,13 @@ export class Upstreams {
     const key = this.keys.get(backend.name);
     if (key) headers.authorization = `Bearer ${key}`;
     try {
-      const res = await this.pool(backend, tier.connect_timeout).request({
-        path: `${this.base(backend).path}${r.path}`,
+      const hot = this.hotPath(backend, tier.connect_timeout);
+      const res = await hot.pool.request({
+        path: `${hot.path}${r.path}`,
         method: "POST",
         headers,
         body: r.body,
-        signal: ctl.signal,
+        signal: ctl as unknown as EventEmitter,
         headersTimeout: Math.min(tier.ttft_timeout, totalMs),
         bodyTimeout: tier.idle_timeout,
       });
@@ -202,6 +218,44 @@ export class Upstreams {
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
     this.pools.clear();
+    this.hot = new WeakMap();
+  }
+}
+
+/**
+ * The abort signal of one upstream attempt, as undici's `signal` option takes it (an EventEmitter:
+ * `on`/`once`/`removeListener`), without an AbortController, its EventTarget and node's abort-listener
+ * machinery per attempt. It has no `aborted` property on purpose: undici treats an object with one as an
+ * AbortSignal. `fire` aborts once, with the same reason an AbortController's plain abort() gives.
+ */
+class UpstreamSignal {
+  reason: unknown = undefined;
+  private listeners: (() => void)[] | undefined;
+  private fired = false;
+
+  on(_event: "abort", fn: () => void): this {
+    if (this.fired) queueMicrotask(fn);
+    else (this.listeners ??= []).push(fn);
+    return this;
+  }
+
+  once(event: "abort", fn: () => void): this {
+    return this.on(event, fn);
+  }
+
+  removeListener(_event: "abort", fn: () => void): this {
+    const i = this.listeners?.indexOf(fn) ?? -1;
+    if (i >= 0) this.listeners!.splice(i, 1);
+    return this;
+  }
+
+  fire(): void {
+    if (this.fired) return;
+    this.fired = true;
+    this.reason = new DOMException("This operation was aborted", "AbortError");
+    const fns = this.listeners;
+    this.listeners = undefined;
+    if (fns) for (const fn of fns) fn();
   }
 }
 

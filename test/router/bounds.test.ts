@@ -166,7 +166,9 @@ test("2,000 slow request bodies held at once: /health and a chat request still a
   const earliest = Math.min(...ends.map((e) => e.ms));
   t.diagnostic(`2,000 slow bodies closed between ${Math.round(earliest)}ms and ${Math.round(slowest)}ms after they started`);
   assert.ok(earliest >= 3_500, `none was cut off before router.client_body_timeout (earliest ${Math.round(earliest)}ms)`);
-  assert.ok(slowest < 7_000, `every one was closed soon after it (slowest ${Math.round(slowest)}ms)`);
+  // Bounded, not held: within twice the timeout (Node checks every second; answering and closing 2,000 sockets on a
+  // 2-core box running other test files takes a few seconds more — 4.6–5.6 s alone, up to 7.3 s under the full suite).
+  assert.ok(slowest < 8_000, `every one was closed within twice router.client_body_timeout (slowest ${Math.round(slowest)}ms)`);
   assert.deepEqual(ends.filter((e) => e.text !== "" && !e.text.startsWith("HTTP/1.1 408 ")).map((e) => e.text.slice(0, 40)), [], "each got 408 or a plain close");
   await waitUntil("no request in flight", () => h.server.requestsInFlight === 0, { timeoutMs: 2_000 });
 });
