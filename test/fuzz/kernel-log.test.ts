@@ -14,7 +14,7 @@ import { LineSplitter } from "../../src/gpu/line-splitter.ts";
 import type { ChildExit, ChildHandle } from "../../src/gpu/spawn.ts";
 import { parseJournalLine, parseKernelMessage, parseKmsgRecord, type KernelGpuEvent } from "../../src/gpu/xid.ts";
 import { realClock } from "../../src/platform/clock.ts";
-import { runs } from "./runs.ts";
+import { cutAt, runs } from "./runs.ts";
 
 const RUNS = runs(3_000);
 const CANONICAL_BUS = /^[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.[0-7]$/;
@@ -153,14 +153,7 @@ test("fuzz: journal lines give MESSAGE when it is text or bytes (0-255), and not
 /** Cuts `text` at `at` (positions taken modulo its length). */
 function cutText(text: string, at: readonly number[]): string[] {
   const points = [...new Set(at.map((a) => a % (text.length + 1)))].sort((a, b) => a - b);
-  const out: string[] = [];
-  let from = 0;
-  for (const p of points) {
-    out.push(text.slice(from, p));
-    from = p;
-  }
-  out.push(text.slice(from));
-  return out;
+  return cutAt(points, (from, to) => text.slice(from, to));
 }
 
 test("fuzz: the line splitter gives the same lines, and skips the same overlong ones, however the text is cut, holding at most its limit", () => {

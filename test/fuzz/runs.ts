@@ -11,3 +11,15 @@ export const FUZZ_SCALE = Number.isFinite(asked) && asked > 0 ? asked : 1;
 export function runs(n: number): number {
   return Math.max(1, Math.round(n * FUZZ_SCALE));
 }
+
+/** A text or bytes cut at the sorted positions `at` (`take` slices it): the pieces in order, empty ones included. */
+export function cutAt<T>(at: readonly number[], take: (from: number, to?: number) => T): T[] {
+  const out: T[] = [];
+  let from = 0;
+  for (const cut of at) {
+    out.push(take(from, cut));
+    from = cut;
+  }
+  out.push(take(from));
+  return out;
+}

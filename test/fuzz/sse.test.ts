@@ -14,7 +14,7 @@ import fc from "fast-check";
 import { relayStream, type RelayResult } from "../../src/router/relay.ts";
 import { chunkContent, SseReader, type SseItem } from "../../src/router/sse.ts";
 import type { AttemptOutcome, TransportFailure } from "../../src/router/upstream.ts";
-import { runs } from "./runs.ts";
+import { cutAt, runs } from "./runs.ts";
 
 type Eol = "\n" | "\r\n" | "\r";
 const eol = fc.constantFrom<Eol>("\n", "\r\n", "\r");
@@ -78,14 +78,7 @@ function cuts(bytes: Uint8Array, random: readonly number[], hot: readonly number
 }
 
 function pieces(bytes: Uint8Array, at: readonly number[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let from = 0;
-  for (const cut of at) {
-    out.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  out.push(bytes.subarray(from));
-  return out;
+  return cutAt(at, (from, to) => bytes.subarray(from, to));
 }
 
 /** Reads `parts` with one reader; checks the bound after every read. */
