@@ -47,6 +47,9 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
       const since = t.out_since ? `, out for ${ago(t.out_since, now)}` : "";
       out.push(`  ${st.yellow("✗")} ${r.model} tier ${t.index} ${t.backend}: ${t.why}${until}${since}`);
     }
+    for (const t of r.tiers.filter((x) => x.quality?.state === "degraded")) {
+      out.push(`  ${st.yellow("!")} ${r.model} tier ${t.index} ${t.backend}: DEGRADED — ${t.quality!.detections} bad answers in ${Math.round(t.quality!.window_s / 60)} min${t.quality!.since ? ` (since ${t.quality!.since.slice(11, 19)}Z)` : ""}`);
+    }
     if (r.phase === "settling" && r.serving_tier !== 0) out.push(st.dim(`  ${r.model}: starting — tier 0 is still loading`));
   }
   out.push("");

@@ -29,6 +29,15 @@ export function historyOfRouter(e: RouterEvent): HistoryEntry | undefined {
       return { at: e.at, kind: "misconfigured", backend: e.backend, summary: `${e.backend} refuses ${e.model}: HTTP ${e.status}` };
     case "router.evacuated":
       return { at: e.at, kind: "evacuated", route: e.route, backend: e.backend, summary: `${e.route}: ${e.requests} request${e.requests === 1 ? "" : "s"} in flight moved off ${e.backend} to the next tier: ${e.reason}` };
+    case "router.tier.quality":
+      return {
+        at: e.at,
+        kind: "quality",
+        backend: e.backend,
+        summary: e.degraded
+          ? `${e.backend}/${e.model} DEGRADED: ${e.detections} bad answers (loop, empty, garbage or refusal) within ${formatDuration(e.windowMs)}`
+          : `${e.backend}/${e.model} no longer degraded (${e.detections} bad answers within ${formatDuration(e.windowMs)})`,
+      };
     default:
       return undefined;
   }

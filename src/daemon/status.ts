@@ -35,6 +35,8 @@ export interface TierStatus {
   readonly breaker: string;
   /** Context window in tokens, configured or discovered; null when unknown. */
   readonly context: number | null;
+  /** Model failures caught on its answers (loops, empty, garbage, refusals) within the window; degraded at the router's count. Null: none. */
+  readonly quality: { readonly state: "ok" | "degraded"; readonly detections: number; readonly window_s: number; readonly since: string | null } | null;
 }
 
 export interface RouteStatus {
@@ -186,6 +188,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
         out_until: !a.admissible && a.until !== undefined ? iso(a.until) : null,
         breaker: t.breaker,
         context: t.context ?? null,
+        quality: t.quality ? { state: t.quality.state, detections: t.quality.detections, window_s: t.quality.windowMs / 1000, since: t.quality.since !== undefined ? iso(t.quality.since) : null } : null,
       };
     }),
   }));

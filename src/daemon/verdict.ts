@@ -7,6 +7,7 @@
  * | a route with no serving tier                           | CRITICAL (2) |
  * | a backend fatal (restart budget spent)                 | CRITICAL (2) |
  * | a route served by a fallback tier                      | WARNING (1)  |
+ * | a tier DEGRADED by its rate of model failures          | WARNING (1)  |
  * | a backend not healthy (down, degraded, stopped, …)     | WARNING (1)  |
  * | a backend drained by an operator (maintenance)         | WARNING (1)  |
  * | a GPU fault, or a GPU throttling (thermal, power, hw)  | WARNING (1)  |
@@ -34,7 +35,7 @@ export interface VerdictInput {
     readonly model: string;
     readonly serving_tier: number;
     readonly serving_backend: string | null;
-    readonly tiers: readonly { readonly index: number; readonly backend: string; readonly why: string | null }[];
+    readonly tiers: readonly { readonly index: number; readonly backend: string; readonly model?: string; readonly why: string | null; readonly quality?: { readonly state: string; readonly detections: number; readonly window_s: number } | null }[];
   }[];
   readonly backends: readonly { readonly name: string; readonly state: string; readonly health: string; readonly health_reason: string; readonly drained?: { readonly by: string; readonly since: string } | null }[];
   readonly gpus: readonly { readonly index: number; readonly condition: string; readonly clock_event_reasons: readonly string[]; readonly faults: readonly { readonly reason: string; readonly action: string }[] }[];
@@ -55,6 +56,9 @@ export function verdict(s: VerdictInput): Verdict {
     const firstOut = r.tiers[0]?.why;
     if (r.serving_tier < 0) add("critical", `${r.model} has no serving tier (tier 0: ${firstOut ?? "unavailable"}); bring one tier back, \`llmsup status\` says why each is out`);
     else if (r.serving_tier > 0) add("warning", `${r.model} on fallback tier ${r.serving_tier} (${r.serving_backend})${firstOut ? `: tier 0 ${r.tiers[0]!.backend} ${firstOut}` : ""}`);
+    for (const t of r.tiers) {
+      if (t.quality?.state === "degraded") add("warning", `${r.model} tier ${t.index} (${t.backend}${t.model ? `/${t.model}` : ""}) is DEGRADED: ${t.quality.detections} bad answers (loops, empty, garbage or refusals) in ${Math.round(t.quality.window_s / 60)} min; \`llmsup events --kind quality\` and the log's router.quality lines show them — check the model and its sampling settings`);
+    }
   }
   for (const b of s.backends) {
     if (b.state === "fatal") add("critical", `${b.name} is fatal (restart budget spent): fix the cause, then \`llmsup reset ${b.name}\``);
