@@ -17,8 +17,9 @@ import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { adjustForTier, type Body } from "./adjust.ts";
 import type { Core } from "./attempt.ts";
 import { storeStreamed } from "./attempt.ts";
-import { classifyHttp, classifyTransport, type FailureClass, type TransportClass } from "./classify.ts";
+import { classifyHttp, classifyQuality, classifyTransport, type FailureClass, type TransportClass } from "./classify.ts";
 import { header } from "./http.ts";
+import { judges, QualityWatch, qualityOf } from "./quality.ts";
 import { relayStream, streamRecord } from "./relay.ts";
 import { endWithStreamError, seamComment } from "./respond.ts";
 import type { SseChunk } from "./sse.ts";
@@ -180,6 +181,16 @@ export function continuationBody(body: Body, tier: TierConfig, backend: BackendC
 }
 
 /**
+ * The route's detectors for a continuation's own text: a loop or garbage there is the continuing tier's
+ * failure. Not the empty check (a model may rightly add nothing: the answer was all but done) nor the
+ * refusal check (it looks at how an answer starts, and this is its middle).
+ */
+function continuationWatch(ctx: RequestCtx): QualityWatch | undefined {
+  const policy = { ...qualityOf(ctx.route), empty: false, refusal_patterns: [] };
+  return judges(policy) ? new QualityWatch(policy) : undefined;
+}
+
+/**
  * Finishes the answer of a stream that broke after its commit point on tier `failedIndex` (`cause`:
  * how; `detail`: why, in words), or ends it with an error event that says why it could not be.
  */
@@ -246,6 +257,8 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
           finishGraceMs: Math.min(1_000, tier.idle_timeout),
           startedAt: start,
           rewrite: seamRewriter(seam, generated),
+          // The continuation is judged on its own text: a loop or garbage there is this tier's failure, and the next tier continues.
+          quality: continuationWatch(ctx),
         });
         if (r.kind === "complete") {
           core.succeed(ctx, j);
@@ -254,7 +267,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
           return;
         }
         if (r.kind === "client_gone") return;
-        core.fail(ctx, j, classifyTransport(r.failure as TransportClass), r.detail);
+        core.fail(ctx, j, r.detector ? classifyQuality(r.detector) : classifyTransport(r.failure as TransportClass), r.detail);
         if (r.kind === "broken_after_commit") {
           soFar += r.content;
           generated += r.chunks;

@@ -29,7 +29,7 @@ let h: RouterHarness;
 const sims = new Map<string, SimProcess>();
 
 /** The primaries, each told its model failure through POST /_sim/fault, and the fallback. */
-const FAULTS = { loop: { loop_after: 5 }, empty: { empty: true }, garbage: { garbage: true }, refuse: { refuse: true } } as const;
+const FAULTS = { loop: { loop_after: 5 }, empty: { empty: true }, garbage: { garbage: true }, refuse: { refuse: true }, cut: { cut_after: 5 } } as const;
 
 before(async () => {
   const names = [...Object.keys(FAULTS), "fb"];
@@ -55,6 +55,7 @@ before(async () => {
   toml += route("refuse-off", "refuse", "p-off");
   toml += route("loop-off", "loop", "p-off", "quality = { loop = false }");
   toml += route("thrice", "empty", "p-thrice");
+  toml += `[[route]]\nmodel = "cont-loop"\ntiers = [\n{ backend = "cut", model = "c" },\n{ backend = "loop", model = "p-cont" },\n{ backend = "fb", model = "fb" },\n]\n`;
   h = await startRouter(shared, toml);
 });
 
@@ -161,4 +162,21 @@ test("three model failures within the window mark the (backend, model) DEGRADED 
     [{ backend: "empty", degraded: true, detections: 3 }],
   );
   assert.equal(h.router.snapshot().routes.find((r) => r.model === "thrice")!.tiers[1]!.quality, undefined, "the fallback is not held to it");
+});
+
+test("a continuation that loops is the continuing tier's failure: the next tier finishes the answer and the stream ends cleanly", async () => {
+  const stream = await h.client.chat.completions.create({ model: "cont-loop", messages, max_tokens: 400, stream: true });
+  let text = "";
+  let finish: string | null | undefined;
+  for await (const c of stream) {
+    text += c.choices[0]?.delta?.content ?? "";
+    finish = c.choices[0]?.finish_reason ?? finish;
+  }
+  assert.equal(finish, "stop", "a finished answer, not an interrupted one");
+  assert.ok(text.startsWith(FULL.split(" ").slice(0, 3).join(" ")), "the cut tier's start went out first");
+  const [q] = qualityEvents("cont-loop");
+  assert.equal(q?.detector, "loop", "the loop in the continuation was caught");
+  assert.equal(q?.backend, "loop");
+  const path = failovers("cont-loop").map((f) => `${f.from.backend}→${f.to?.backend}`);
+  assert.deepEqual(path, ["cut→loop", "loop→fb"], "continued on the looping tier, then moved on from it");
 });
