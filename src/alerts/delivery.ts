@@ -1,16 +1,31 @@
 /**
- * Delivery: takes messages from the outbox in order, one at a time, through the
- * mailer; retries with exponential backoff while SMTP is down; records what
- * happened for status and the log. Runs in the background only: nothing here
- * is awaited by the code that raised an alert.
+ * Delivery: takes messages from one channel's outbox in order, one at a time,
+ * through that channel's transport (SMTP, Alertmanager, a webhook); retries
+ * with exponential backoff while the receiver is down; moves a message the
+ * receiver refused for good aside; records what happened for status and the
+ * log. One Courier per channel, each over its own outbox. Runs in the
+ * background only: nothing here is awaited by the code that raised an alert.
  */
 import type { Logger } from "../log/logger.ts";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
 import { doublingDelay } from "../time/backoff.ts";
-import type { Mailer } from "./mailer.ts";
+import { describeFailure, type DeliveryFailure } from "./failure.ts";
 import type { DropRecord, Outbox, OutboxMessage } from "./outbox.ts";
-import { droppedNote } from "./render.ts";
-import { describeSmtpFailure, type SmtpFailure } from "./smtp-failure.ts";
+
+/** How one channel delivers a message. Never rejects: failures come back as values. */
+export interface Transport {
+  /** The channel's name in status and logs: smtp, alertmanager, or the webhook's name. */
+  readonly channel: string;
+  /** Where it delivers, for logs: "smtp.example.com:587 (starttls)", "http://127.0.0.1:9093". */
+  readonly target: string;
+  /** `dropped`: messages the outbox bound dropped and no delivered message has reported yet. */
+  send(msg: OutboxMessage, ctx: { readonly dropped?: DropRecord; readonly signal: AbortSignal }): Promise<TransportResult>;
+  /** Closes connections; `force` also ends one in the middle of a delivery. */
+  close(force?: boolean): void;
+}
+
+/** `detail`: what the receiver said, for the delivery's log line. */
+export type TransportResult = { readonly ok: true; readonly detail?: Readonly<Record<string, unknown>> } | { readonly ok: false; readonly failure: DeliveryFailure };
 
 export interface RetryPolicy {
   /** First delay after a failed attempt; doubles per failure. */
@@ -26,13 +41,13 @@ export interface DeliveryStatus {
   readonly delivered: number;
   /** Refused for good by the server (kept in outbox/rejected/). */
   readonly rejected: number;
-  /** Dropped for the outbox bound and not yet reported in a delivered mail. */
+  /** Dropped for the outbox bound and not yet reported in a delivered message. */
   readonly dropped?: DropRecord;
   /** Failed attempts in a row (0 once a mail got through). */
   readonly failures: number;
   /** Failed attempts since start. */
   readonly failedAttempts: number;
-  readonly lastError?: { readonly at: number; readonly failure: SmtpFailure };
+  readonly lastError?: { readonly at: number; readonly failure: DeliveryFailure };
   readonly lastDeliveredAt?: number;
   /** When the next attempt is due while backing off. */
   readonly nextAttemptAt?: number;
@@ -40,13 +55,11 @@ export interface DeliveryStatus {
 
 export interface CourierOptions {
   readonly outbox: Outbox;
-  readonly mailer: Mailer;
+  readonly transport: Transport;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly outboxMax: number;
-  readonly host: string;
   readonly retry?: RetryPolicy;
-  readonly timeZone?: string;
   /** Called whenever a delivery attempt ends (for flush waiters). */
   readonly onProgress?: () => void;
 }
@@ -72,18 +85,23 @@ export class Courier {
   }
 
   /** Writes a message to the outbox (resolves once it is on disk) and starts delivery. */
+  get channel(): string {
+    return this.o.transport.channel;
+  }
+
   async enqueue(msg: Omit<OutboxMessage, "id">): Promise<string> {
     const { id, dropped, unwritten } = await this.o.outbox.add(msg);
+    const channel = this.channel;
     if (unwritten) {
       this.o.logger.error(
-        { event: "alert.outbox.unwritable", id, dir: this.o.outbox.dir, err: unwritten },
-        `cannot write the alert outbox in ${this.o.outbox.dir} (${unwritten}); the mail is kept in memory only and is lost if llmsup stops before it is delivered`,
+        { event: "alert.outbox.unwritable", channel, id, dir: this.o.outbox.dir, err: unwritten },
+        `cannot write the ${channel} alert outbox in ${this.o.outbox.dir} (${unwritten}); the message is kept in memory only and is lost if llmsup stops before it is delivered`,
       );
     }
     if (dropped > 0) {
       this.o.logger.warn(
-        { event: "alert.outbox.dropped", dropped, pending: this.o.outbox.size, outbox_max: this.o.outboxMax },
-        `alert outbox full (outbox_max ${this.o.outboxMax}): dropped the ${dropped === 1 ? "oldest message" : `${dropped} oldest messages`}; the next delivered mail says so`,
+        { event: "alert.outbox.dropped", channel, dropped, pending: this.o.outbox.size, outbox_max: this.o.outboxMax },
+        `${channel} alert outbox full (outbox_max ${this.o.outboxMax}): dropped the ${dropped === 1 ? "oldest message" : `${dropped} oldest messages`}; the next delivered message says so`,
       );
     }
     this.kick();
@@ -129,23 +147,20 @@ export class Courier {
     this.retryTimer?.cancel();
     this.retryTimer = undefined;
     this.sending?.abort();
-    this.o.mailer.close(true);
+    this.o.transport.close(true);
   }
 
   private async run(): Promise<void> {
-    const { outbox, mailer, clock, logger } = this.o;
+    const { outbox, transport, clock, logger } = this.o;
+    const channel = transport.channel;
     try {
       while (!this.closed) {
         const msg = await outbox.claim();
         if (!msg) break;
         const drops = outbox.dropped;
-        const text = drops ? `${droppedNote(drops.count, drops.first, drops.last, this.o.outboxMax, this.o.timeZone)}\n\n${msg.text}` : msg.text;
         this.sending = new AbortController();
         const started = clock.now();
-        const r = await mailer.send(
-          { to: msg.to, subject: msg.subject, text, messageId: `${msg.id}.llmsup@${this.o.host}`, headers: { "X-Llmsup-Alert": msg.kind, "X-Llmsup-Severity": msg.severity } },
-          this.sending.signal,
-        );
+        const r = await transport.send(msg, { dropped: drops, signal: this.sending.signal });
         this.sending = undefined;
         if (this.closed) {
           if (r.ok) await outbox.done(msg.id);
@@ -158,8 +173,8 @@ export class Courier {
           this.failures = 0;
           this.lastDeliveredAt = clock.now();
           logger.info(
-            { event: "alert.delivered", id: msg.id, kind: msg.kind, subject_key: msg.subjectKey, message_id: r.info.messageId, response: r.info.response, rejected: r.info.rejected, ms: clock.now() - started, pending: outbox.size - 1 },
-            `alert mail delivered: ${msg.subject}`,
+            { event: "alert.delivered", channel, id: msg.id, kind: msg.kind, subject_key: msg.subjectKey, ...r.detail, ms: clock.now() - started, pending: outbox.size - 1 },
+            `alert delivered via ${channel}: ${msg.subject}`,
           );
           await outbox.done(msg.id);
           if (drops) await outbox.ackDrops(drops.count);
@@ -167,8 +182,8 @@ export class Courier {
           this.rejected++;
           this.lastError = { at: clock.now(), failure: r.failure };
           logger.error(
-            { event: "alert.rejected", id: msg.id, kind: msg.kind, code: r.failure.llmsupCode, smtp: r.failure, dir: `${outbox.dir}/rejected` },
-            `the SMTP server refused an alert mail for good (${describeSmtpFailure(r.failure)}); kept in ${outbox.dir}/rejected: ${msg.subject}`,
+            { event: "alert.rejected", channel, id: msg.id, kind: msg.kind, code: r.failure.llmsupCode, failure: r.failure, dir: `${outbox.dir}/rejected` },
+            `${transport.target} refused an alert for good (${describeFailure(r.failure)}); kept in ${outbox.dir}/rejected: ${msg.subject}`,
           );
           await outbox.reject(msg.id);
         } else {
@@ -184,15 +199,15 @@ export class Courier {
             this.kick();
           }, delay);
           logger.warn(
-            { event: "alert.delivery.failed", code: r.failure.llmsupCode, smtp: r.failure, target: mailer.target, attempt: this.failures, retry_in_ms: delay, pending: outbox.size },
-            `cannot deliver alert mail via ${mailer.target}: ${describeSmtpFailure(r.failure)}; ${outbox.size} waiting in the outbox, next try in ${Math.round(delay / 1000)}s`,
+            { event: "alert.delivery.failed", channel, code: r.failure.llmsupCode, failure: r.failure, target: transport.target, attempt: this.failures, retry_in_ms: delay, pending: outbox.size },
+            `cannot deliver alerts via ${channel} (${transport.target}): ${describeFailure(r.failure)}; ${outbox.size} waiting in the outbox, next try in ${Math.round(delay / 1000)}s`,
           );
           break;
         }
         this.o.onProgress?.();
       }
     } catch (e) {
-      logger.error({ event: "alert.delivery.error", err: (e as Error).message }, `alert delivery stopped on an unexpected error: ${(e as Error).message}`);
+      logger.error({ event: "alert.delivery.error", channel, err: (e as Error).message }, `alert delivery via ${channel} stopped on an unexpected error: ${(e as Error).message}`);
     } finally {
       this.running = false;
       this.o.onProgress?.();

@@ -4,10 +4,12 @@
  * value (never a throw). The password reaches nodemailer and nothing else: no
  * log line, no error message (failures are scrubbed of it).
  */
-import { readFile } from "node:fs/promises";
 import nodemailer from "nodemailer";
 import type { AlertsConfig } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
+import type { Transport } from "./delivery.ts";
+import { droppedNote } from "./render.ts";
+import { readSecretFile } from "./secret.ts";
 import { scrub, smtpFailure, type SmtpFailure } from "./smtp-failure.ts";
 
 export interface OutgoingMail {
@@ -52,19 +54,7 @@ export type MailerFactory = (alerts: AlertsConfig, options: MailerOptions) => Pr
 
 /** Reads the SMTP password named by password_file or password_env; undefined when none is configured. */
 export async function readSmtpPassword(smtp: AlertsConfig["smtp"], env: NodeJS.ProcessEnv): Promise<string | undefined> {
-  if (smtp.password_file) {
-    let text: string;
-    try {
-      text = await readFile(smtp.password_file, "utf8");
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : (code ?? "unreadable");
-      throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `cannot read the SMTP password from alerts.smtp.password_file ${smtp.password_file}: ${why}`, { path: smtp.password_file, errno: code });
-    }
-    const pass = text.replace(/\r?\n$/, "");
-    if (pass === "") throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `the SMTP password file ${smtp.password_file} (alerts.smtp.password_file) is empty`, { path: smtp.password_file });
-    return pass;
-  }
+  if (smtp.password_file) return readSecretFile(smtp.password_file, "the SMTP password from alerts.smtp.password_file");
   if (smtp.password_env) {
     const pass = env[smtp.password_env];
     if (pass === undefined || pass === "") throw new LlmsupError("LLMSUP_E_SECRET_UNREADABLE", `the environment variable ${smtp.password_env} (alerts.smtp.password_env) is not set`, { variable: smtp.password_env });
@@ -136,5 +126,22 @@ export async function createMailer(alerts: AlertsConfig, options: MailerOptions)
       if (t.close) t.close({ force });
       else transport.close();
     },
+  };
+}
+
+/** The mail channel's transport for a Courier: the outbox's drop note first, a stable Message-ID, the kind and severity as headers. */
+export function mailTransport(mailer: Mailer, o: { readonly host: string; readonly outboxMax: number; readonly timeZone?: string }): Transport {
+  return {
+    channel: "smtp",
+    target: mailer.target,
+    async send(msg, { dropped, signal }) {
+      const text = dropped ? `${droppedNote(dropped.count, dropped.first, dropped.last, o.outboxMax, o.timeZone)}\n\n${msg.text}` : msg.text;
+      const r = await mailer.send(
+        { to: msg.to, subject: msg.subject, text, messageId: `${msg.id}.llmsup@${o.host}`, headers: { "X-Llmsup-Alert": msg.kind, "X-Llmsup-Severity": msg.severity } },
+        signal,
+      );
+      return r.ok ? { ok: true, detail: { message_id: r.info.messageId, response: r.info.response, rejected: r.info.rejected } } : r;
+    },
+    close: (force) => mailer.close(force),
   };
 }

@@ -2,6 +2,9 @@
  * The outbox: every alert mail is on disk before delivery is tried, so an SMTP
  * outage or a daemon restart loses nothing.
  *
+ * Each channel has its own outbox: <state_dir>/alerts/outbox/ for mail (as
+ * ever), outbox-<channel>/ for Alertmanager and each webhook.
+ *
  * One JSON file per message in <state_dir>/alerts/outbox/, written atomically
  * (temp file, fsync, rename, fsync of the directory) and deleted once the
  * server accepted it. Chosen over a single journal because each message is
@@ -34,6 +37,8 @@ export interface OutboxMessage {
   readonly to: readonly string[];
   readonly subject: string;
   readonly text: string;
+  /** What an HTTP channel posts (its JSON body, or what it is built from); absent for mail. */
+  readonly payload?: unknown;
 }
 
 /** Messages dropped for the bound and not yet reported in a delivered mail. */
@@ -65,29 +70,29 @@ export class Outbox {
   /** Messages that could not be written (disk full, read-only): kept in memory so they still go out. */
   private readonly unwritten = new Map<string, OutboxMessage>();
 
-  private constructor(alertsDir: string, max: number, names: string[], seq: number, drops: DropRecord | undefined) {
-    this.dir = path.join(alertsDir, "outbox");
+  private constructor(alertsDir: string, name: string, max: number, names: string[], seq: number, drops: DropRecord | undefined) {
+    this.dir = path.join(alertsDir, name);
     this.rejectedDir = path.join(this.dir, "rejected");
-    this.metaFile = path.join(alertsDir, "outbox.json");
+    this.metaFile = path.join(alertsDir, `${name}.json`);
     this.max = max;
     this.names = names;
     this.seq = seq;
     this.drops = drops;
   }
 
-  /** Opens (creating) the outbox under `alertsDir`, picking up what an earlier process left. */
-  static async open(alertsDir: string, max: number): Promise<Outbox> {
-    const dir = path.join(alertsDir, "outbox");
+  /** Opens (creating) the outbox `name` under `alertsDir` (outbox: mail's), picking up what an earlier process left. */
+  static async open(alertsDir: string, max: number, name = "outbox"): Promise<Outbox> {
+    const dir = path.join(alertsDir, name);
     await mkdir(path.join(dir, "rejected"), { recursive: true, mode: 0o700 });
     const all = await readdir(dir);
     for (const n of all) if (n.startsWith(".") && n.endsWith(".tmp")) await unlink(path.join(dir, n)).catch(() => undefined);
     const names = all.filter((n) => parseName(n)).sort();
     const rejected = (await readdir(path.join(dir, "rejected"))).filter((n) => parseName(n));
     const seq = Math.max(0, ...[...names, ...rejected].map((n) => parseName(n)!.seq));
-    const meta = (await readJson(path.join(alertsDir, "outbox.json")).catch(() => undefined)) as { dropped?: DropRecord } | undefined;
+    const meta = (await readJson(path.join(alertsDir, `${name}.json`)).catch(() => undefined)) as { dropped?: DropRecord } | undefined;
     const d = meta && typeof meta === "object" ? meta.dropped : undefined;
     const drops = d && typeof d.count === "number" && d.count > 0 ? d : undefined;
-    return new Outbox(alertsDir, max, names, seq, drops);
+    return new Outbox(alertsDir, name, max, names, seq, drops);
   }
 
   /** Messages waiting, the one being sent included. */

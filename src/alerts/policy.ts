@@ -65,6 +65,8 @@ export interface SubjectState {
   readonly bad: boolean;
   readonly state: string;
   readonly severity: AlertSeverity;
+  /** `at` of the event that put the subject in its current bad state (absent in state written by older versions: the outage's start stands in). */
+  readonly stateSince?: number;
   readonly outage?: Outage;
   readonly latest?: AlertEvent;
   readonly lastMailAt?: number;
@@ -209,13 +211,13 @@ export function decide(state: PolicyState, e: AlertEvent, now: number, cfg: Poli
     case "raise": {
       if (s.bad && c.state === s.state) return fold({ ...s, latest: e }, s.flushAt);
       const next: SubjectState = s.bad
-        ? { ...s, state: c.state, severity: c.severity, latest: e }
-        : { ...s, bad: true, state: c.state, severity: c.severity, latest: e, outage: { since: e.at, first: e, mailed: false } };
+        ? { ...s, state: c.state, severity: c.severity, stateSince: e.at, latest: e }
+        : { ...s, bad: true, state: c.state, severity: c.severity, stateSince: e.at, latest: e, outage: { since: e.at, first: e, mailed: false } };
       return mail(next, toldOf(c.severity));
     }
     case "clear": {
       if (!s.bad || !s.outage) return { state, mails: [] };
-      const next: SubjectState = { ...s, bad: false, state: "ok", severity: "info", latest: e, outage: undefined };
+      const next: SubjectState = { ...s, bad: false, state: "ok", severity: "info", stateSince: undefined, latest: e, outage: undefined };
       return mail(next, toldOf(c.severity), { since: s.outage.since, until: e.at, first: s.outage.first });
     }
     case "notice": {

@@ -1,23 +1,9 @@
 /** What went wrong talking SMTP, from nodemailer's error, with llmsup's stable code. Pure. */
 import type { ErrorCode } from "../errors/registry.ts";
+import { describeFailure, type DeliveryFailure } from "./failure.ts";
 
-export interface SmtpFailure {
-  /** nodemailer's code: EAUTH, ECONNECTION, ESOCKET, ETIMEDOUT, EDNS, ETLS, EENVELOPE, EMESSAGE, … */
-  readonly code: string;
-  /** The SMTP reply code, when the server answered (535, 550, …). */
-  readonly responseCode?: number;
-  /** The server's reply, as it said it. */
-  readonly response?: string;
-  /** The SMTP command in flight (AUTH PLAIN, RCPT TO, DATA, CONN). */
-  readonly command?: string;
-  /** The OS-level cause (ECONNREFUSED, DEPTH_ZERO_SELF_SIGNED_CERT, …). */
-  readonly cause?: string;
-  readonly message: string;
-  /** llmsup's stable error code for it. */
-  readonly llmsupCode: ErrorCode;
-  /** The server refused this message for good: sending the same one again cannot help. */
-  readonly messageRejected: boolean;
-}
+/** A failure talking SMTP: the shape every channel's failures share (failure.ts). */
+export type SmtpFailure = DeliveryFailure;
 
 const AUTH_CODES = new Set(["EAUTH", "ENOAUTH", "EOAUTH2"]);
 const TLS_CODES = new Set(["ETLS", "EREQUIRETLS"]);
@@ -68,9 +54,4 @@ export function smtpFailure(err: unknown, secrets: readonly string[] = []): Smtp
 }
 
 /** One line for logs and the CLI: "EAUTH 535 Authentication failed (AUTH PLAIN)". */
-export function describeSmtpFailure(f: SmtpFailure): string {
-  const said = f.response ?? f.message;
-  return [f.code, f.responseCode !== undefined && !said.startsWith(String(f.responseCode)) ? String(f.responseCode) : undefined, said, f.cause && !said.includes(f.cause) ? `(${f.cause})` : undefined, f.command && f.command !== "API" && f.command !== "CONN" ? `[${f.command}]` : undefined]
-    .filter((s): s is string => s !== undefined)
-    .join(" ");
-}
+export const describeSmtpFailure: (f: SmtpFailure) => string = describeFailure;

@@ -123,6 +123,12 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
   if (s.alerts?.enabled) {
     out.push("");
     out.push(`${st.bold("Alerts")}  ${s.alerts.delivered} sent, ${s.alerts.pending} waiting${s.alerts.last_error ? `, last error ${st.red(s.alerts.last_error)}` : ""}`);
+    for (const c of s.alerts.channels ?? []) {
+      const state = c.failing ? st.red(`FAILING${c.last_error_code ? ` (${c.last_error_code})` : ""}`) : st.green("ok");
+      const extra = [c.rejected ? st.red(`${c.rejected} rejected`) : "", c.dropped ? st.red(`${c.dropped} dropped`) : ""].filter(Boolean).join(", ");
+      const last = c.last_delivered_at ? `, last delivered ${ago(c.last_delivered_at, now)} ago` : "";
+      out.push(`  ${c.channel.padEnd(14)} ${state}  ${c.delivered} delivered, ${c.pending} waiting${extra ? `, ${extra}` : ""}${last}`);
+    }
   }
   if (s.events.length) {
     out.push("");

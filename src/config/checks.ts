@@ -196,9 +196,10 @@ export function crossCheck(input: CheckInput): ConfigProblem[] {
 
   const alerts = input.alerts;
   if (alerts) {
-    if (alerts.enabled && alerts.to.length === 0) {
-      problems.push({ path: "alerts.to", rule: "missing", message: "alerts are enabled but no recipient is set", expected: "at least one e-mail address", found: "an empty list" });
+    if (alerts.enabled && alerts.to.length === 0 && !alerts.alertmanager && alerts.webhook.length === 0) {
+      problems.push({ path: "alerts.to", rule: "missing", message: "alerts are enabled but no recipient is set", expected: "at least one e-mail address, an [alerts.alertmanager] url or an [[alerts.webhook]]", found: "an empty list" });
     }
+    problems.push(...alertChannelChecks(alerts));
     const smtp = alerts.smtp;
     if (smtp.password_file && smtp.password_env) {
       problems.push({ path: "alerts.smtp.password_env", rule: "conflict", message: "set password_file or password_env, not both", expected: "one of password_file, password_env", found: "both" });
@@ -208,4 +209,44 @@ export function crossCheck(input: CheckInput): ConfigProblem[] {
     }
   }
   return problems;
+}
+
+/** A URL that carries a user name or password would put a secret in logs and status. */
+function urlCredentials(u: string): boolean {
+  try {
+    const url = new URL(u);
+    return url.username !== "" || url.password !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** [alerts.alertmanager] and [[alerts.webhook]]: credentials only by file, one way of authenticating, distinct channel names. */
+function alertChannelChecks(alerts: z.output<typeof alertsSchema>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const inline = (p: string) => ({ path: p, rule: "inline_secret", message: "a URL must not carry a user name or password: they would show in logs and status", expected: "a URL without user:password@ (use bearer_token_file, or username and password_file)", found: "credentials in the URL" });
+  const am = alerts.alertmanager;
+  if (am) {
+    am.url.forEach((u, i) => {
+      if (urlCredentials(u)) problems.push(inline(`alerts.alertmanager.url${am.url.length > 1 ? `[${i}]` : ""}`));
+    });
+    if (am.bearer_token_file && (am.password_file || am.username)) {
+      problems.push({ path: "alerts.alertmanager.bearer_token_file", rule: "conflict", message: "set bearer_token_file, or username and password_file, not both", expected: "one way of authenticating", found: "both" });
+    }
+    if (am.password_file && !am.username) problems.push({ path: "alerts.alertmanager.username", rule: "missing", message: "a password_file is set but no username to go with it", expected: "the basic-auth user name", found: "nothing" });
+    if (am.username && !am.password_file) problems.push({ path: "alerts.alertmanager.password_file", rule: "missing", message: "a username is set but no password_file", expected: "the file holding the basic-auth password", found: "nothing" });
+  }
+  const seen = new Set(["smtp", "alertmanager"]);
+  alerts.webhook.forEach((w, i) => {
+    if (urlCredentials(w.url)) problems.push(inline(`alerts.webhook[${i}].url`));
+    const n = webhookChannelName(w, i);
+    if (seen.has(n)) problems.push({ path: `alerts.webhook[${i}].name`, rule: "duplicate", message: `the alert channel name ${n} is taken (smtp, alertmanager and each webhook name must differ)`, expected: "a name of its own", found: JSON.stringify(n) });
+    seen.add(n);
+  });
+  return problems;
+}
+
+/** A webhook's channel name: its `name`, else webhook-<index>. */
+export function webhookChannelName(w: { readonly name?: string }, index: number): string {
+  return w.name ?? `webhook-${index}`;
 }

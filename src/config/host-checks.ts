@@ -103,6 +103,10 @@ function secretRefs(c: Config): { files: SecretRef[]; vars: EnvRef[] } {
   const soft = !c.alerts.enabled;
   if (c.alerts.smtp.password_file) files.push({ path: "alerts.smtp.password_file", file: c.alerts.smtp.password_file, soft });
   if (c.alerts.smtp.password_env) vars.push({ path: "alerts.smtp.password_env", name: c.alerts.smtp.password_env, soft });
+  const am = c.alerts.alertmanager;
+  if (am?.bearer_token_file) files.push({ path: "alerts.alertmanager.bearer_token_file", file: am.bearer_token_file, soft });
+  if (am?.password_file) files.push({ path: "alerts.alertmanager.password_file", file: am.password_file, soft });
+  c.alerts.webhook.forEach((w, i) => files.push({ path: `alerts.webhook[${i}].secret_file`, file: w.secret_file, soft }));
   return { files, vars };
 }
 

@@ -153,6 +153,27 @@ export const smtpSchema = z.strictObject({
 
 const email = () => z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/, { message: 'expected an e-mail address such as "ops@example.com"' });
 
+/** [alerts.alertmanager]: alerts posted to Alertmanager's v2 API, as Prometheus posts them. */
+export const alertmanagerSchema = z.strictObject({
+  /** One Alertmanager, or every member of a cluster (each gets every alert; one accepting is enough). */
+  url: z.union([httpUrl(), z.array(httpUrl()).min(1, { message: "expected at least one Alertmanager URL" })]).transform((u) => (typeof u === "string" ? [u] : u)),
+  timeout: positiveDuration().prefault("10s"),
+  /** Active alerts are posted again this often; each says it ends 4 resend intervals later unless posted again. */
+  resend_interval: positiveDuration().prefault("1m"),
+  bearer_token_file: absPath().optional(),
+  username: z.string().min(1).optional(),
+  password_file: absPath().optional(),
+});
+
+/** One [[alerts.webhook]]: each alert message POSTed as JSON, signed with HMAC-SHA256. */
+export const webhookSchema = z.strictObject({
+  /** The channel's name in status and its outbox directory; webhook-<index> when unset. */
+  name: name().optional(),
+  url: httpUrl(),
+  secret_file: absPath(),
+  timeout: positiveDuration().prefault("10s"),
+});
+
 export const alertsSchema = z.strictObject({
   enabled: z.boolean().default(false),
   from: mailbox().default("llmsup@localhost"),
@@ -162,6 +183,8 @@ export const alertsSchema = z.strictObject({
   max_per_hour: z.int().min(1).default(30),
   outbox_max: z.int().min(10).default(1000),
   smtp: smtpSchema.prefault({}),
+  alertmanager: alertmanagerSchema.optional(),
+  webhook: z.array(webhookSchema).default([]),
 });
 
 export const scheduleSchema = z.strictObject({

@@ -20,7 +20,7 @@ export interface AlertDeskDeps {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly env: NodeJS.ProcessEnv;
-  /** Builds the SMTP transport (createMailer, from the composition root). */
+  /** Builds the SMTP transport (createMailer, from the composition root); Alertmanager and webhooks need nothing injected. */
   readonly mailer: MailerFactory;
   /** What every alert mail shows of the current state. */
   readonly snapshot: () => StatusSnapshot;
@@ -105,7 +105,7 @@ async function openAlerter(c: Config, d: AlertDeskDeps): Promise<Alerter | undef
     });
   } catch (e) {
     const err = e as Error & { code?: string };
-    d.logger.error({ event: "alerts.unavailable", code: err.code, err: err.message }, `e-mail alerts are off: ${err.message}`);
+    d.logger.error({ event: "alerts.unavailable", code: err.code, err: err.message }, `alerts are off (every channel): ${err.message}`);
     return undefined;
   }
 }

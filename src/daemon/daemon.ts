@@ -17,6 +17,7 @@ import { HostMonitor } from "../host/monitor.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../platform/clock.ts";
 import { RouterMetrics } from "../router/metrics.ts";
+import { DaemonMetrics } from "./daemon-metrics.ts";
 import { Router, type RouterEvent } from "../router/router.ts";
 import { RouterServer, type Listening } from "../router/server.ts";
 import type { SupervisorEvent } from "../supervisor/states.ts";
@@ -78,6 +79,8 @@ export class Daemon {
   private remediation?: RemediationDesk;
   private host?: HostMonitor;
   private readonly metrics = new RouterMetrics({ defaultMetrics: true });
+  /** What status shows, on /metrics (read at each scrape), and the restarts and XIDs counted as they happen. */
+  private readonly statusMetrics: DaemonMetrics;
   /** The emergency response cache; opened once a route has `cache = true`. */
   private cache?: EmergencyCache;
   private listening: Listening = {};
@@ -105,6 +108,8 @@ export class Daemon {
     this.startedAt = this.clock.now();
     this.log = deps.logger;
     this.events = new EventHub<DaemonEvent>(this.log, deps.onEvent);
+    this.statusMetrics = new DaemonMetrics({ registry: this.metrics.registry, status: () => this.status(), alerter: () => this.alerts?.current?.status(), now: () => this.clock.now(), version: packageVersion() });
+    this.events.subscribe((e) => this.statusMetrics.event(e));
     this.windows = new ContextWindows({ clock: this.clock });
     this.drills = new DrillDesk(
       () => ({
@@ -155,7 +160,6 @@ export class Daemon {
     this.health.onChange((name, h, prev) => {
       // A remote backend answering again may have changed its window (a new model, a new max_model_len).
       if (h.state !== "down" && prev.state === "down") this.discoverWindows(name, false);
-      this.metrics.health.set({ backend: name }, h.state === "healthy" ? 0 : h.state === "degraded" ? 1 : 2);
       if (h.state !== prev.state) this.log.info({ event: "backend.health", backend: name, from: prev.state, to: h.state, reason: h.reason }, `${name} health: ${prev.state} → ${h.state} (${h.reason})`);
     });
     this.startMonitors(c);
@@ -229,6 +233,7 @@ export class Daemon {
       });
       this.gpu.on("sample", () => residency.sampled());
       this.gpu.on("xid", (o) => this.remediation?.xid(o));
+      this.gpu.on("xid", (o) => this.statusMetrics.xid(o));
       const gpu = this.gpu;
       this.remediation = new RemediationDesk({
         clock: this.clock,

@@ -76,6 +76,8 @@ export interface BackendStatus {
   readonly adopted: boolean;
   /** "used/burst" failed starts in the current window. */
   readonly restarts: string | null;
+  /** The same as numbers: failed starts counted in the current start-limit window, and start_limit_burst; null for a remote backend. */
+  readonly start_budget: { readonly used: number; readonly burst: number } | null;
   readonly last_failure: string | null;
   readonly progress: string | null;
   readonly gpus: readonly number[];
@@ -126,7 +128,7 @@ export interface DaemonStatus {
   /** The remediation ladder, per GPU it is acting on or has acted on; null when GPUs are not watched. */
   readonly remediation: readonly RemediationStatus[] | null;
   readonly host: unknown;
-  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null } | null;
+  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null; readonly channels?: readonly AlertChannelStatus[] } | null;
   /** The emergency response cache; null when no route has `cache = true`. */
   readonly cache: (CacheStatus & { readonly routes: readonly string[] }) | null;
   readonly events: readonly (HistoryEntry & { readonly time: string })[];
@@ -135,6 +137,46 @@ export interface DaemonStatus {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** One alert channel's delivery (smtp, alertmanager, each webhook by name); counts since the daemon started. */
+export interface AlertChannelStatus {
+  readonly channel: string;
+  /** Messages in the channel's outbox, the one being sent included. */
+  readonly pending: number;
+  readonly delivered: number;
+  readonly failed_attempts: number;
+  /** Refused for good by the receiver (kept in the outbox's rejected/). */
+  readonly rejected: number;
+  /** Dropped for the outbox bound (outbox_max) and not yet reported by a delivered message. */
+  readonly dropped: number;
+  /** The last attempt failed and the channel is backing off. */
+  readonly failing: boolean;
+  /** The stable code of the last failure (LLMSUP_E_SMTP_*, LLMSUP_E_ALERT_RECEIVER_*), null when none. */
+  readonly last_error_code: string | null;
+  /** The last failure in words (the code, then the receiver's or the OS's answer, secrets scrubbed); null when none. */
+  readonly last_error: string | null;
+  readonly last_delivered_at: string | null;
+}
+
+/** A delivery failure in words: its code, then what the server or the OS answered. */
+function failureText(f: { readonly code?: string; readonly llmsupCode?: string; readonly response?: string }): string {
+  return `${f.code ?? f.llmsupCode ?? "error"}${f.response ? `: ${f.response}` : ""}`;
+}
+
+export function alertChannelStatus(c: AlerterStatus["channels"][number]): AlertChannelStatus {
+  return {
+    channel: c.channel,
+    pending: c.pending,
+    delivered: c.delivered,
+    failed_attempts: c.failedAttempts,
+    rejected: c.rejected,
+    dropped: c.dropped?.count ?? 0,
+    failing: c.failures > 0,
+    last_error_code: c.lastError?.failure.llmsupCode ?? null,
+    last_error: c.lastError ? failureText(c.lastError.failure) : null,
+    last_delivered_at: c.lastDeliveredAt === undefined ? null : iso(c.lastDeliveredAt),
+  };
+}
 
 /** Everything status is made of, read once from the running parts (the daemon gathers it). */
 export interface StatusSources {
@@ -214,6 +256,7 @@ export function buildStatus(d: StatusSources): DaemonStatus {
       process_started_at: s?.startedAt !== undefined ? iso(s.startedAt) : null,
       adopted: s?.adopted === true,
       restarts: s ? `${s.budget.used}/${s.budget.burst}` : null,
+      start_budget: s ? { used: s.budget.used, burst: s.budget.burst } : null,
       last_failure: s?.lastExit ? `${iso(s.lastExit.at)} ${s.lastExit.class}: ${s.lastExit.reason}` : null,
       progress: s?.progress ?? null,
       gpus: b.gpus,
@@ -231,7 +274,10 @@ export function buildStatus(d: StatusSources): DaemonStatus {
     ? (() => {
         const a = d.alerts;
         const err = a.lastError?.failure;
-        return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${err.code ?? err.llmsupCode ?? "error"}${err.response ? `: ${err.response}` : ""}` : null };
+        // The channel the last error came from, named unless it is mail.
+        const from = (a.channels ?? []).find((c) => c.lastError && c.lastError === a.lastError)?.channel;
+        const named = from && from !== "smtp" ? `${from}: ` : "";
+        return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${named}${failureText(err)}` : null, channels: (a.channels ?? []).map(alertChannelStatus) };
       })()
     : null;
   return {

@@ -11,7 +11,7 @@
  * | a backend not healthy (down, degraded, stopped, …)     | WARNING (1)  |
  * | a backend drained by an operator (maintenance)         | WARNING (1)  |
  * | a GPU fault, or a GPU throttling (thermal, power, hw)  | WARNING (1)  |
- * | alert mails failing to go out                          | WARNING (1)  |
+ * | alerts failing to go out (per channel)                 | WARNING (1)  |
  * | the last reload refused (until a good reload/restart)  | WARNING (1)  |
  * | settings changed that need a restart of llmsup         | WARNING (1)  |
  * | none of the above                                      | OK (0)       |
@@ -39,7 +39,13 @@ export interface VerdictInput {
   }[];
   readonly backends: readonly { readonly name: string; readonly state: string; readonly health: string; readonly health_reason: string; readonly drained?: { readonly by: string; readonly since: string } | null }[];
   readonly gpus: readonly { readonly index: number; readonly condition: string; readonly clock_event_reasons: readonly string[]; readonly faults: readonly { readonly reason: string; readonly action: string }[] }[];
-  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly last_error: string | null } | null;
+  readonly alerts: {
+    readonly enabled: boolean;
+    readonly pending: number;
+    readonly last_error: string | null;
+    /** Per channel (smtp, alertmanager, webhooks by name); absent: mail only, judged on the totals. */
+    readonly channels?: readonly { readonly channel: string; readonly pending: number; readonly failing: boolean; readonly last_error_code: string | null; readonly last_error?: string | null }[];
+  } | null;
   /** Reloads: the last refused one (until a good reload or a restart), settings waiting for a restart of llmsup. */
   readonly reload?: { readonly needs_restart: readonly string[]; readonly refused: { readonly time: string; readonly error: string; readonly problems: readonly string[] } | null } | null;
 }
@@ -70,7 +76,15 @@ export function verdict(s: VerdictInput): Verdict {
     for (const f of g.faults) add("warning", `GPU ${g.index}: ${f.reason.replace(/^GPU \d+: /, "")}: ${f.action}`);
     if (throttles.length > 0 && g.faults.length === 0) add("warning", `GPU ${g.index} is throttling (${throttles.join(", ")}): check cooling and power`);
   }
-  if (s.alerts?.enabled && s.alerts.last_error && s.alerts.pending > 0) {
+  if (s.alerts?.enabled && s.alerts.channels?.length) {
+    for (const ch of s.alerts.channels) {
+      if (!ch.failing || ch.pending === 0) continue;
+      const why = ch.last_error ?? ch.last_error_code ?? "failing";
+      const [what, where] =
+        ch.channel === "smtp" ? ["alert mails are not going out", "[alerts.smtp]"] : ch.channel === "alertmanager" ? ["alerts are not reaching Alertmanager", "[alerts.alertmanager] url"] : [`alerts are not reaching webhook ${ch.channel}`, `its [[alerts.webhook]] url`];
+      add("warning", `${what} (${ch.pending} waiting): ${why}; check ${where} with \`llmsup test-alert\``);
+    }
+  } else if (s.alerts?.enabled && s.alerts.last_error && s.alerts.pending > 0) {
     add("warning", `alert mails are not going out (${s.alerts.pending} waiting): ${s.alerts.last_error}; check [alerts.smtp] with \`llmsup test-alert\``);
   }
   const refused = s.reload?.refused;

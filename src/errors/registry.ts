@@ -241,6 +241,16 @@ export const ERRORS = {
     exit: EXIT.UNAVAILABLE,
     retryable: false,
   },
+  LLMSUP_E_ALERT_RECEIVER_UNREACHABLE: {
+    message: "An alert receiver ([alerts.alertmanager] or an [[alerts.webhook]]) could not be reached, timed out, or answered 5xx, 408 or 429: check its url and timeout, and the network. Alerts wait in that channel's outbox and are retried with backoff.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
+  LLMSUP_E_ALERT_RECEIVER_REJECTED: {
+    message: "An alert receiver refused a message for good (a 4xx other than 408 and 429: a bad request, a wrong token or signature secret, an unknown path); its answer is quoted. The message is kept in that channel's outbox/rejected/; check the receiver's url and credentials.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: false,
+  },
   LLMSUP_E_CACHE_UNAVAILABLE: {
     message: "The emergency response cache is off: Node's built-in SQLite (node:sqlite, Node 22.13 or later) is missing, or the store in the state directory cannot be created. Routing goes on without it; fix the Node version or [daemon] state_dir permissions. Logged as `cache.unavailable`.",
     exit: EXIT.UNAVAILABLE,
@@ -307,6 +317,12 @@ export const WIRE_ERRORS = {
   },
   not_found: {
     meaning: "No such endpoint. The router answers POST /v1/chat/completions, /v1/completions and /v1/embeddings, and GET /v1/models, /health, /health/ready and (with metrics on) /metrics.",
+    http: 404,
+    type: "invalid_request_error",
+    retryable: false,
+  },
+  unknown_route: {
+    meaning: "GET /health/ready?route=<model> names no configured route (the name is matched exactly, without falling back to the default route \"*\"). Ask for one of the configured routes (GET /v1/models lists them), or leave out route for the default route.",
     http: 404,
     type: "invalid_request_error",
     retryable: false,

@@ -116,6 +116,9 @@ const REASON_BITS: readonly [string, number][] = [
   ["hw_power_brake_slowdown", 0x80],
 ];
 
+/** Every clock event reason by name, in bit order (metrics label each one). */
+export const CLOCK_EVENT_REASONS: readonly string[] = REASON_BITS.map(([n]) => n);
+
 /** Active clock event reasons by name, from the bitmask and the per-reason fields. */
 export function clockReasonNames(r: ClockReasons): string[] {
   const names = new Set<string>();

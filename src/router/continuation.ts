@@ -200,6 +200,8 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
   const blocked = streamRecord(ctx.res)?.toolCalls ? TOOL_CALL_BREAK : soFar === "" ? "nothing of the answer's text to continue from" : untransferable(ctx.endpoint, ctx.body);
   if (blocked) return endWithStreamError(ctx, `${why}; not continued: ${blocked}`);
   const rejected = rejectedBy(core);
+  // Each continuation that got an answer going, or failed trying, on the tier it was asked of (`llmsup_stream_continuations_total`).
+  const ended = (to: string, outcome: "continued" | "failed") => core.metrics?.continuation(ctx.route.model, ctx.route.tiers[from]!.backend, to, outcome);
   for (let j = failedIndex + 1; j < ctx.route.tiers.length; j++) {
     const tier = ctx.route.tiers[j]!;
     const backend = core.backends.get(tier.backend)!;
@@ -227,6 +229,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
         if (up.kind === "failure") {
           if (up.failure === "aborted") return;
           core.fail(ctx, j, classifyTransport(up.failure), up.detail);
+          ended(tier.backend, "failed");
           break;
         }
         if (up.status !== 200 || !(header(up.headers, "content-type") ?? "").includes("text/event-stream")) {
@@ -234,6 +237,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
           up.done();
           if (evacuation.signal.aborted) {
             core.fail(ctx, j, classifyTransport("evacuated"), String(evacuation.signal.reason));
+            ended(tier.backend, "failed");
             break;
           }
           if (form === "prefill" && isPrefillRejection(up.status, text)) {
@@ -244,6 +248,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
           }
           const c = up.status === 200 ? classifyTransport("stream_broken") : classifyHttp({ status: up.status, body: text, retryAfter: header(up.headers, "retry-after") }, { now: core.clock.now(), retryAfterMax: core.config.router.retry_after_max, defaultCooldown: core.config.router.breaker.open_interval, retried: true });
           core.fail(ctx, j, c, up.status === 200 ? "a continuation answered without a stream" : `HTTP ${up.status}: ${text.slice(0, 300)}`);
+          ended(tier.backend, "failed");
           break;
         }
         // A broken stream's failover, or a moved one's.
@@ -261,6 +266,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
           quality: continuationWatch(ctx),
         });
         if (r.kind === "complete") {
+          ended(tier.backend, "continued");
           core.succeed(ctx, j);
           ctx.res.end();
           storeStreamed(core, ctx, j, soFar + r.content);
@@ -268,6 +274,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
         }
         if (r.kind === "client_gone") return;
         core.fail(ctx, j, r.detector ? classifyQuality(r.detector) : classifyTransport(r.failure as TransportClass), r.detail);
+        ended(tier.backend, "failed");
         if (r.kind === "broken_after_commit") {
           soFar += r.content;
           generated += r.chunks;

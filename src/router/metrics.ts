@@ -5,7 +5,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 export interface ModelView {
   readonly model: string;
   readonly serving: number;
-  readonly tiers: readonly { readonly backend: string; readonly admission: { readonly admissible: boolean; readonly code?: string } }[];
+  readonly tiers: readonly { readonly backend: string; readonly model: string; readonly breaker: string; readonly admission: { readonly admissible: boolean; readonly code?: string } }[];
 }
 
 export class RouterMetrics {
@@ -14,10 +14,9 @@ export class RouterMetrics {
   private readonly failovers: Counter<"route" | "from" | "to" | "reason">;
   private readonly hedges: Counter<"route" | "from" | "to" | "outcome">;
   private readonly qualityFailures: Counter<"backend" | "model" | "detector">;
-  private readonly breakers: Gauge<"backend" | "model">;
   private readonly ttftHist: Histogram<"route" | "backend">;
   private readonly overheadHist: Histogram;
-  readonly health: Gauge<"backend">;
+  private readonly continuations: Counter<"route" | "from" | "to" | "outcome">;
   private readonly cacheHits: Counter<"route" | "match">;
   private readonly cacheMisses: Counter<"route">;
   private readonly cacheSimilarity: Histogram<"route">;
@@ -37,10 +36,9 @@ export class RouterMetrics {
     this.failovers = new Counter({ name: "llmsup_failovers_total", help: "Failovers from one tier to the next, by reason.", labelNames: ["route", "from", "to", "reason"], registers });
     this.hedges = new Counter({ name: "llmsup_hedges_total", help: "Hedged first tokens: a tier slow to its first token (from) got the next tier (to) started alongside; outcome: won (the hedge answered), lost (the tier it hedged answered, or the request ended otherwise), failed (the hedge failed).", labelNames: ["route", "from", "to", "outcome"], registers });
     this.qualityFailures = new Counter({ name: "llmsup_quality_failures_total", help: "Model failures caught on answers (a tier failure each), by backend, model and detector: loop, empty, garbage, refusal.", labelNames: ["backend", "model", "detector"], registers });
-    this.breakers = new Gauge({ name: "llmsup_breaker_state", help: "Circuit breaker per (backend, model): 0 closed, 0.5 half-open, 1 open.", labelNames: ["backend", "model"], registers });
     this.ttftHist = new Histogram({ name: "llmsup_time_to_first_token_seconds", help: "Time to first token (whole answer when not streaming).", labelNames: ["route", "backend"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers });
     this.overheadHist = new Histogram({ name: "llmsup_router_overhead_seconds", help: "Time the router itself adds to a request.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers });
-    this.health = new Gauge({ name: "llmsup_backend_health", help: "Backend health: 0 healthy, 1 degraded, 2 down.", labelNames: ["backend"], registers });
+    this.continuations = new Counter({ name: "llmsup_stream_continuations_total", help: "Streams that broke after their first bytes and were carried to another tier (from, to: backends); outcome: continued (the other tier finished the answer) or failed (it failed too).", labelNames: ["route", "from", "to", "outcome"], registers });
     this.cacheHits = new Counter({ name: "llmsup_cache_hits_total", help: "Answers served from the emergency cache (every tier down), by match: exact or similar.", labelNames: ["route", "match"], registers });
     this.cacheMisses = new Counter({ name: "llmsup_cache_misses_total", help: "Emergency cache lookups (every tier down) that found nothing to serve.", labelNames: ["route"], registers });
     this.cacheSimilarity = new Histogram({ name: "llmsup_cache_hit_similarity", help: "Prompt similarity of the answers served from the emergency cache (1 = exact).", labelNames: ["route"], buckets: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1], registers });
@@ -50,6 +48,16 @@ export class RouterMetrics {
     this.cacheEntries = new Gauge({ name: "llmsup_cache_entries", help: "Answers in the emergency cache.", registers });
     this.cacheBytes = new Gauge({ name: "llmsup_cache_bytes", help: "Bytes the emergency cache's answers take (bounded by [cache] max_bytes).", registers });
     const metrics = this;
+    new Gauge({
+      name: "llmsup_breaker_state",
+      help: "Circuit breaker per (backend, model) of the routes' tiers: 0 closed, 0.5 half-open, 1 open.",
+      labelNames: ["backend", "model"],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of metrics.model()) for (const t of r.tiers) this.set({ backend: t.backend, model: t.model }, t.breaker === "open" ? 1 : t.breaker === "half_open" ? 0.5 : 0);
+      },
+    });
     new Gauge({
       name: "llmsup_route_serving_tier",
       help: "The tier serving each route by the tier-state model (0 = first tier); -1 when no tier can serve.",
@@ -91,8 +99,13 @@ export class RouterMetrics {
         this.set(metrics.connections());
       },
     });
-    // A coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: "llmsup_", eventLoopMonitoringPrecision: 250 });
+    // The client library's standard process_* and nodejs_* names, unprefixed as every Prometheus client exports them;
+    // a coarse event-loop monitor: the default 10 ms timer alone costs an idle daemon measurable CPU.
+    if (options.defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 250 });
+      // Gauges named like counters (promtool: non-counter metrics should not have "_total" suffix); each is the sum of its per-type gauge, which stays (nodejs_active_handles{type}, …).
+      for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) this.registry.removeSingleMetric(name);
+    }
   }
 
   /** Where the in-flight gauge reads each configured backend's count (the current router). */
@@ -122,16 +135,17 @@ export class RouterMetrics {
     this.failovers.inc({ route, from, to, reason });
   }
 
+  /** A broken stream's continuation on another tier ended: the answer was finished there, or that tier failed too. */
+  continuation(route: string, from: string, to: string, outcome: "continued" | "failed"): void {
+    this.continuations.inc({ route, from, to, outcome });
+  }
+
   hedge(route: string, from: string, to: string, outcome: "won" | "lost" | "failed"): void {
     this.hedges.inc({ route, from, to, outcome });
   }
 
   quality(backend: string, model: string, detector: string): void {
     this.qualityFailures.inc({ backend, model, detector });
-  }
-
-  breaker(backend: string, model: string, state: string): void {
-    this.breakers.set({ backend, model }, state === "open" ? 1 : state === "half_open" ? 0.5 : 0);
   }
 
   ttft(route: string, backend: string, seconds: number): void {
@@ -144,7 +158,7 @@ export class RouterMetrics {
 
   // The emergency cache (src/cache/cache.ts CacheMetricsSink).
 
-  cacheLookup(route: string, outcome: "exact" | "similar" | "miss", seconds: number, similarity?: number): void {
+  cacheLookup(route: string, outcome: "exact" | "similar" | "semantic" | "miss", seconds: number, similarity?: number): void {
     this.cacheLookupHist.observe(seconds);
     if (outcome === "miss") {
       this.cacheMisses.inc({ route });

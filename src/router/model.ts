@@ -76,7 +76,6 @@ export class TierModel {
       onBreaker: (t, prev, next, reason) => {
         const e: RouterEvent = { event: "router.breaker", backend: t.backend, model: t.model, from: prev.state, to: next.state, reason, at: deps.clock.now() };
         this.log.warn(e, `breaker ${t.backend}/${t.model}: ${prev.state} → ${next.state} (${reason})`);
-        deps.metrics?.breaker(t.backend, t.model, next.state);
         this.emit(e);
         this.reassess();
       },

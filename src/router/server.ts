@@ -16,6 +16,7 @@ import { keyMatches, loadApiKeys } from "./api-keys.ts";
 import { ClientConnections, OVERLOADED_RETRY_AFTER_S, serverBounds } from "./connections.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
+import { readiness, readyRouteParam } from "./readiness.ts";
 import type { Endpoint, Router } from "./router.ts";
 import { validateRequest } from "./validate.ts";
 
@@ -277,6 +278,24 @@ export class RouterServer {
     return key !== "" && keyMatches(key, this.keys);
   }
 
+  /** GET /health/ready[?route=<model>] (readiness.ts): the named route, else the default one; an unknown name is unknown_route. */
+  private ready(res: ServerResponse, query: string): void {
+    const name = readyRouteParam(query);
+    const route = name === undefined ? this.router.defaultRoute() : this.config.routes.find((r) => r.model === name);
+    if (name !== undefined && !route) {
+      return sendError(res, "unknown_route", `No route ${JSON.stringify(name)} is configured: route= takes a [[route]] model exactly (GET /v1/models lists them); leave it out for the default route`);
+    }
+    const state = route ? this.router.model.snapshot().find((r) => r.model === route.model) : undefined;
+    const a = readiness({
+      route: route?.model,
+      serving: route ? this.router.servingTier(route) : -1,
+      phase: state?.phase ?? "settled",
+      tiers: route ? route.tiers.map((t) => this.router.model.admission(t)) : [],
+      draining: this.draining,
+    });
+    sendJson(res, a.status, a.body, a.status === 503 ? { "cache-control": "no-store", "retry-after": "5" } : { "cache-control": "no-store" });
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
@@ -284,11 +303,7 @@ export class RouterServer {
     if (this.draining) res.setHeader("connection", "close");
     if (req.method === "GET") {
       if (p === "/health") return sendJson(res, 200, { status: "ok" });
-      if (p === "/health/ready") {
-        const route = this.router.defaultRoute();
-        const serving = route ? this.router.servingTier(route) : -1;
-        return sendJson(res, serving >= 0 && !this.draining ? 200 : 503, { ready: serving >= 0 && !this.draining, route: route?.model, tier: serving });
-      }
+      if (p === "/health/ready") return this.ready(res, q >= 0 ? url.slice(q + 1) : "");
       if (p === "/metrics" && this.metrics) {
         if (!this.config.router.metrics_public && !this.authorised(req)) return sendError(res, "invalid_api_key", "Missing or invalid API key (Authorization: Bearer …): /metrics needs one while the router has keys, unless router.metrics_public = true");
         const text = await this.metrics.registry.metrics();

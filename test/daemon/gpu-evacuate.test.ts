@@ -6,49 +6,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { Agent, fetch as undiciFetch } from "undici";
 import { canonicalTokens, chatKey } from "../../src/sim/backend/answer.ts";
 import { writeWrapper } from "../../src/sim/gpu/cli.ts";
 import { defaultGpuState, writeGpuState } from "../../src/sim/gpu/state.ts";
 import { startDaemon, waitStatus, writeDaemonConfig } from "../helpers/daemon.ts";
+import { journalStandIn } from "../helpers/journal.ts";
 import { consume, recordingClient } from "../helpers/recording-client.ts";
 import { waitUntil } from "../helpers/wait.ts";
-
-/**
- * A stand-in for `journalctl -k -f -o json --lines=0` in `dir`/bin: it follows `kernelLog`, a plain
- * kernel-log file (dmesg lines) that starts empty, and prints each line appended to it as a journal
- * JSON entry. Returns the directory to put first on the daemon's PATH.
- */
-function journalStandIn(dir: string, kernelLog: string): string {
-  const bin = path.join(dir, "bin");
-  mkdirSync(bin);
-  const follower = path.join(bin, "follow-kernel-log.cjs");
-  writeFileSync(
-    follower,
-    `const fs = require("node:fs");
-const file = ${JSON.stringify(kernelLog)};
-let offset = 0;
-let partial = "";
-setInterval(() => {
-  const size = fs.statSync(file).size;
-  if (size <= offset) return;
-  const buf = Buffer.alloc(size - offset);
-  const fd = fs.openSync(file, "r");
-  fs.readSync(fd, buf, 0, buf.length, offset);
-  fs.closeSync(fd);
-  offset = size;
-  const lines = (partial + buf.toString("utf8")).split("\\n");
-  partial = lines.pop();
-  for (const line of lines) process.stdout.write(JSON.stringify({ MESSAGE: line, _TRANSPORT: "kernel" }) + "\\n");
-}, 50);
-`,
-  );
-  const journalctl = path.join(bin, "journalctl");
-  writeFileSync(journalctl, `#!/bin/sh\nexec '${process.execPath}' '${follower}'\n`);
-  chmodSync(journalctl, 0o755);
-  return bin;
-}
 
 const question = (i: number) => `Stream ${i}: what does llmsup do when a GPU falls off the bus?`;
 const answerOf = (q: string) => canonicalTokens(chatKey([{ role: "user", content: q }])).join("");

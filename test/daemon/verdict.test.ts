@@ -20,6 +20,18 @@ const cases: { name: string; input: Partial<VerdictInput>; code: 0 | 1 | 2; text
   { name: "a tier DEGRADED by its rate of bad answers while still serving", input: { routes: [{ ...onTier0, tiers: [{ index: 0, backend: "vllm", model: "llama-3", why: null, quality: { state: "degraded", detections: 3, window_s: 300 } }, onTier0.tiers[1]!] }] }, code: 1, text: /^WARNING: llama tier 0 \(vllm\/llama-3\) is DEGRADED: 3 bad answers \(loops, empty, garbage or refusals\) in 5 min; `llmsup events --kind quality`/ },
   { name: "a tier with bad answers below the count that degrades it is no problem", input: { routes: [{ ...onTier0, tiers: [{ index: 0, backend: "vllm", why: null, quality: { state: "ok", detections: 2, window_s: 300 } }, onTier0.tiers[1]!] }] }, code: 0, text: /^OK/ },
   { name: "alert mails not going out", input: { alerts: { enabled: true, pending: 3, last_error: "ECONNREFUSED" } }, code: 1, text: /^WARNING: alert mails are not going out \(3 waiting\): ECONNREFUSED; check \[alerts\.smtp\] with `llmsup test-alert`$/ },
+  {
+    name: "Alertmanager unreachable while mail goes out: the failing channel is named, with its error and where to look",
+    input: { alerts: { enabled: true, pending: 2, last_error: "alertmanager: LLMSUP_E_ALERT_RECEIVER_UNREACHABLE: ECONNREFUSED", channels: [{ channel: "smtp", pending: 0, failing: false, last_error_code: null }, { channel: "alertmanager", pending: 2, failing: true, last_error_code: "LLMSUP_E_ALERT_RECEIVER_UNREACHABLE", last_error: "LLMSUP_E_ALERT_RECEIVER_UNREACHABLE: ECONNREFUSED" }] } },
+    code: 1,
+    text: /^WARNING: alerts are not reaching Alertmanager \(2 waiting\): LLMSUP_E_ALERT_RECEIVER_UNREACHABLE: ECONNREFUSED; check \[alerts\.alertmanager\] url with `llmsup test-alert`$/,
+  },
+  {
+    name: "a webhook failing with no words for its error: its code is given",
+    input: { alerts: { enabled: true, pending: 1, last_error: "ECONNREFUSED", channels: [{ channel: "smtp", pending: 0, failing: true, last_error_code: "LLMSUP_E_SMTP_UNREACHABLE" }, { channel: "pager", pending: 1, failing: true, last_error_code: "LLMSUP_E_ALERT_RECEIVER_REJECTED" }] } },
+    code: 1,
+    text: /^WARNING: alerts are not reaching webhook pager \(1 waiting\): LLMSUP_E_ALERT_RECEIVER_REJECTED; check its \[\[alerts\.webhook\]\] url with `llmsup test-alert`$/,
+  },
   { name: "an old delivery error with nothing waiting is no problem", input: { alerts: { enabled: true, pending: 0, last_error: "ECONNREFUSED" } }, code: 0, text: /^OK/ },
   { name: "a fatal backend, even while the route is fine", input: { backends: [healthy("vllm"), { name: "ollama", state: "fatal", health: "down", health_reason: "process fatal: …" }] }, code: 2, text: /^CRITICAL: ollama is fatal \(restart budget spent\): fix the cause, then `llmsup reset ollama`$/ },
   { name: "a route with no serving tier", input: { routes: [{ ...onTier0, serving_tier: -1, serving_backend: null, tiers: [{ index: 0, backend: "vllm", why: "backend down: GPU lost" }] }] }, code: 2, text: /^CRITICAL: llama has no serving tier \(tier 0: backend down: GPU lost\)/ },
