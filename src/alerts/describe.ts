@@ -250,6 +250,23 @@ export function describe(e: AlertEvent): Facts {
         where: [`filesystem ${e.path}`],
         action: e.action ?? "Nothing to do.",
       };
+    case "tier_degraded":
+      return {
+        headline: `${e.backend}/${e.model} DEGRADED: ${e.detections} bad answers in ${formatDuration(e.windowMs)}`,
+        what: `${e.backend}/${e.model} gave ${e.detections} bad answers (repetition loops, empty answers, garbage or refusals) within ${formatDuration(e.windowMs)}. Each was caught and answered by the next tier, or ended with an explicit error after its first tokens.`,
+        where: [`backend ${e.backend}`, `model ${e.model}`, ...e.routes.map((r) => `route ${r}`)],
+        action:
+          e.action ??
+          `See which detector caught them with \`llmsup events --kind quality\` and the log's router.quality lines; check the model build, its chat template and sampling settings (temperature, repetition penalty), and \`llmsup logs ${e.backend}\`.`,
+        logOf: e.backend,
+      };
+    case "tier_quality_ok":
+      return {
+        headline: `${e.backend}/${e.model} answers well again`,
+        what: `${e.backend}/${e.model} is under the count of bad answers that degrades it (${e.detections} within ${formatDuration(e.windowMs)}).`,
+        where: [`backend ${e.backend}`, `model ${e.model}`],
+        action: e.action ?? "Nothing to do.",
+      };
     case "daemon_started":
       return {
         headline: `llmsup ${e.version} started`,
@@ -297,6 +314,8 @@ const KIND_NOUNS: Readonly<Record<AlertKind, readonly [string, string]>> = {
   gpu_recovered: ["GPU recovery", "GPU recoveries"],
   disk_low: ["low-disk alert", "low-disk alerts"],
   disk_ok: ["disk recovery", "disk recoveries"],
+  tier_degraded: ["degraded-answers alert", "degraded-answers alerts"],
+  tier_quality_ok: ["answers-recovered notice", "answers-recovered notices"],
   daemon_started: ["start", "starts"],
   daemon_stopping: ["stop", "stops"],
   reload_refused: ["refused reload", "refused reloads"],

@@ -208,6 +208,26 @@ export interface DiskOkEvent extends EventBase {
   readonly freeBytes: number;
 }
 
+/** A (backend, model) gave enough bad answers (loops, empty, garbage, refusals) within the window to be DEGRADED. */
+export interface TierDegradedEvent extends EventBase {
+  readonly kind: "tier_degraded";
+  readonly backend: string;
+  readonly model: string;
+  readonly detections: number;
+  readonly windowMs: number;
+  /** The routes that use it as a tier. */
+  readonly routes: readonly string[];
+}
+
+/** A DEGRADED (backend, model) fell back under the count of bad answers that degrades it. */
+export interface TierQualityOkEvent extends EventBase {
+  readonly kind: "tier_quality_ok";
+  readonly backend: string;
+  readonly model: string;
+  readonly detections: number;
+  readonly windowMs: number;
+}
+
 export interface DaemonStartedEvent extends EventBase {
   readonly kind: "daemon_started";
   readonly version: string;
@@ -249,6 +269,8 @@ export type AlertEvent =
   | GpuRecoveredEvent
   | DiskLowEvent
   | DiskOkEvent
+  | TierDegradedEvent
+  | TierQualityOkEvent
   | DaemonStartedEvent
   | DaemonStoppingEvent
   | ReloadRefusedEvent;
@@ -307,6 +329,10 @@ export function classifyAlert(e: AlertEvent): AlertClass {
       return { subject: `disk:${e.path}`, severity: "warning", phase: "raise", state: "low" };
     case "disk_ok":
       return { subject: `disk:${e.path}`, severity: "info", phase: "clear", state: "ok" };
+    case "tier_degraded":
+      return { subject: `tier:${e.backend}/${e.model}`, severity: "warning", phase: "raise", state: "degraded" };
+    case "tier_quality_ok":
+      return { subject: `tier:${e.backend}/${e.model}`, severity: "info", phase: "clear", state: "ok" };
     case "daemon_started":
       return { subject: "daemon", severity: "info", phase: "notice", state: "started" };
     case "daemon_stopping":

@@ -26,6 +26,8 @@ export const ALERT_NAMES: Readonly<Record<AlertKind, string>> = {
   gpu_recovered: "LlmsupGpuRecovered",
   disk_low: "LlmsupDiskLow",
   disk_ok: "LlmsupDiskOk",
+  tier_degraded: "LlmsupTierDegraded",
+  tier_quality_ok: "LlmsupTierQualityOk",
   daemon_started: "LlmsupDaemonStarted",
   daemon_stopping: "LlmsupDaemonStopping",
   reload_refused: "LlmsupReloadRefused",
@@ -79,6 +81,11 @@ export function alertLabels(e: AlertEvent, box: string): AlertLabels {
     case "disk_low":
     case "disk_ok":
       about.path = e.path;
+      break;
+    case "tier_degraded":
+    case "tier_quality_ok":
+      about.backend = e.backend;
+      about.model = e.model;
       break;
     case "daemon_started":
     case "daemon_stopping":

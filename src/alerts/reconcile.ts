@@ -28,6 +28,10 @@
  * - a subject that is fine stays fine: reconciling never invents an outage;
  *   the component that sees it reports it, and that report is mailed;
  * - a route or backend the configuration no longer has: dropped, silently.
+ * A (backend, model) marked DEGRADED by its bad answers that is not degraded
+ * now (the router counts them in memory: after a restart it starts afresh) is
+ * forgotten without a mail: llmsup cannot say it answers well, only that it
+ * no longer knows; the next degradation is a new one, mailed at once.
  * GPU-fault, disk and daemon subjects are left as they are.
  */
 import type { RecoveryEvent, TierRef } from "./events.ts";
@@ -53,6 +57,8 @@ export interface LiveState {
   readonly routes: Readonly<Record<string, LiveRoute>>;
   /** By backend name. */
   readonly backends: Readonly<Record<string, LiveBackend>>;
+  /** The (backend, model) pairs DEGRADED by their bad answers now, as "backend/model". Omitted: not known, the records stand. */
+  readonly degradedTiers?: ReadonlySet<string>;
 }
 
 export type ReconcileAction = "dropped" | "forgotten" | "cleared" | "settled";
@@ -120,6 +126,8 @@ export function reconcile(state: PolicyState, live: LiveState, now: number, cfg:
       if (!s.bad || lb.fatal === undefined) continue;
       if (lb.fatal) settle(key, s, "fatal", "critical");
       else forget(key, s, "forgotten");
+    } else if (key.startsWith("tier:")) {
+      if (s.bad && live.degradedTiers && !live.degradedTiers.has(key.slice("tier:".length))) forget(key, s, "forgotten");
     }
   }
   return { state: st, mails, changes };

@@ -41,6 +41,8 @@ export function liveAtStart(config: Config, backends: readonly Pick<BackendSnaps
   return {
     routes: Object.fromEntries(config.routes.map((r) => [r.model, { serving: "settling" as const }])),
     backends: Object.fromEntries(config.backends.map((b) => [b.name, { fatal: fatal.has(b.name) }])),
+    // The router counts bad answers in memory: a fresh one has no DEGRADED tier.
+    degradedTiers: new Set(),
   };
 }
 
@@ -56,6 +58,7 @@ export function liveAfterReload(config: Config, routes: readonly Pick<RouteSnaps
   return {
     routes: Object.fromEntries(routes.map((r) => [r.model, { serving: serving(r) }])),
     backends: Object.fromEntries(config.backends.map((b) => [b.name, {}])),
+    degradedTiers: new Set(routes.flatMap((r) => r.tiers.filter((t) => t.quality?.state === "degraded").map((t) => `${t.backend}/${t.model}`))),
   };
 }
 
@@ -96,6 +99,12 @@ export class AlertBridge {
         ];
       case "router.cache.served":
         return [{ kind: "cache_serving", at: e.at, route: e.route }];
+      case "router.tier.quality": {
+        const base = { at: e.at, backend: e.backend, model: e.model, detections: e.detections, windowMs: e.windowMs };
+        if (!e.degraded) return [{ kind: "tier_quality_ok", ...base }];
+        const routes = this.config.routes.filter((r) => r.tiers.some((t) => t.backend === e.backend && t.model === e.model)).map((r) => r.model);
+        return [{ kind: "tier_degraded", ...base, routes }];
+      }
       case "backend.state": {
         const gpus = this.config.backends.find((b) => b.name === e.backend)?.gpus;
         const g = gpus?.length ? { gpus } : {};

@@ -71,6 +71,8 @@ export function everyKind(at: number): AlertEvent[] {
     { kind: "reload_refused", at, error: "2 problems in /etc/llmsup/supervisor.toml", problems: ["router.listen: expected host:port"], config: "/etc/llmsup/supervisor.toml" },
     { kind: "disk_low", at, path: "/var/lib/llmsup", freeBytes: 1.5 * 1024 ** 3, minFreeBytes: 5 * 1024 ** 3 },
     { kind: "disk_ok", at, path: "/var/lib/llmsup", freeBytes: 9 * 1024 ** 3 },
+    { kind: "tier_degraded", at, backend: "vllm-gpu0", model: "llama-3.1-8b", detections: 3, windowMs: 5 * 60_000, routes: ["llama-3.1-8b"] },
+    { kind: "tier_quality_ok", at, backend: "vllm-gpu0", model: "llama-3.1-8b", detections: 2, windowMs: 5 * 60_000 },
     { kind: "daemon_started", at, version: "0.1.0", pid: 4242, config: "/etc/llmsup/supervisor.toml" },
     { kind: "daemon_stopping", at, reason: "SIGTERM" },
   ];

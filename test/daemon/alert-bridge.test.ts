@@ -56,20 +56,21 @@ test("a restart loop that comes back raises backend_recovered; a plain start doe
   assert.deepEqual(bridge.translate(state("starting", "ready")).map((e) => e.kind), ["backend_recovered"]);
 });
 
-test("the live state at start: every route settling, each backend fatal or not as the supervisor restored it", () => {
+test("the live state at start: every route settling, each backend fatal or not as the supervisor restored it, no tier degraded (the router starts afresh)", () => {
   assert.deepEqual(liveAtStart(config(), [{ name: "vllm-gpu0", state: "fatal" }]), {
     routes: { llama: { serving: "settling" }, qwen: { serving: "settling" } },
     backends: { "vllm-gpu0": { fatal: true }, cloud: { fatal: false } },
+    degradedTiers: new Set(),
   });
 });
 
-test("after a reload each remaining route stands where the new router has it; removed routes and backends are not in the live state", () => {
-  const tiers = [{ backend: "vllm-gpu0" }, { backend: "cloud" }];
+test("after a reload each remaining route stands where the new router has it, and the tiers it has DEGRADED; removed routes and backends are not in the live state", () => {
+  const tiers = [{ backend: "vllm-gpu0", model: "m", quality: { state: "degraded" } }, { backend: "cloud", model: "m" }];
   const live: LiveState = liveAfterReload(config(["llama", "qwen"], ["cloud"]), [
     { model: "llama", serving: 1, phase: "settled", tiers },
     { model: "qwen", serving: -1, phase: "settled", tiers },
   ] as never);
-  assert.deepEqual(live, { routes: { llama: { serving: { index: 1, backend: "cloud" } }, qwen: { serving: null } }, backends: { cloud: {} } });
+  assert.deepEqual(live, { routes: { llama: { serving: { index: 1, backend: "cloud" } }, qwen: { serving: null } }, backends: { cloud: {} }, degradedTiers: new Set(["vllm-gpu0/m"]) });
   const settling = liveAfterReload(config(["llama"], ["cloud"]), [{ model: "llama", serving: 1, phase: "settling", tiers }] as never);
   assert.deepEqual(settling.routes, { llama: { serving: "settling" } });
 });
@@ -112,4 +113,38 @@ test("a route moving off a drained backend is no failover mail; off a backend th
   const move = (code: string) => ({ event: "router.route.fallback" as const, route: "llama", from: { index: 0, backend: "vllm-gpu0", model: "m" }, to: { index: 1, backend: "cloud", model: "m" }, reason: code === "drained" ? "drained by alice since 2025-01-02T03:04:05Z" : "backend down: process exited", code, at: T0 });
   assert.deepEqual(bridge.translate(move("drained")), []);
   assert.equal(bridge.translate(move("backend_down"))[0]?.kind, "failover");
+});
+
+test("a tier DEGRADED by bad answers is one mail naming its routes and what to check; back under the count, an all-clear; after a restart the stale state is forgotten and the next degradation is mailed again", async (t) => {
+  const smtp = await startSmtp(t);
+  const dir = tempDir(t);
+  const c = config(["llama"], ["vllm-gpu0", "cloud"]);
+  const quality = (degraded: boolean, when: number) => ({ event: "router.tier.quality" as const, backend: "vllm-gpu0", model: "m", degraded, detections: degraded ? 3 : 2, windowMs: 5 * MIN, at: when });
+  const open = async (clock: ManualClock) => {
+    const a = await Alerter.open({ config: alertsConfig(smtp.port), hostname: "gpu-box-1", stateDir: dir, logger: memoryLogger().logger, clock, env: SMTP_ENV, ...realDelivery, timeZone: "UTC" });
+    t.after(() => a.close());
+    return a;
+  };
+  const first = await open(new ManualClock(T0));
+  const bridge = new AlertBridge(c);
+  for (const e of bridge.translate(quality(true, T0))) first.notify(e);
+  for (const e of bridge.translate(quality(true, T0 + MIN))) first.notify(e);
+  await smtp.waitFor(1);
+  assert.equal(smtp.mails[0]!.subject, "[llmsup] gpu-box-1: vllm-gpu0/m DEGRADED: 3 bad answers in 5m");
+  assert.match(smtp.mails[0]!.text, /route llama/);
+  assert.match(smtp.mails[0]!.text, /llmsup events --kind quality/);
+  assert.equal((await first.flush(5_000)).delivered, 1, "a repeat of the same state is no second mail");
+  await first.close();
+
+  // A restart: the router starts with no bad answers counted, so the subject is forgotten, silently.
+  const second = await open(new ManualClock(T0 + 60 * MIN));
+  second.reconcile(liveAtStart(c, []));
+  for (const e of new AlertBridge(c).translate(quality(true, T0 + 61 * MIN))) second.notify(e);
+  await smtp.waitFor(2);
+  assert.equal(smtp.mails[1]!.subject, "[llmsup] gpu-box-1: vllm-gpu0/m DEGRADED: 3 bad answers in 5m", "a new degradation, not folded into the stale one");
+  for (const e of new AlertBridge(c).translate(quality(false, T0 + 70 * MIN))) second.notify(e);
+  await smtp.waitFor(3);
+  assert.match(smtp.mails[2]!.subject, /vllm-gpu0\/m answers well again/);
+  await second.flush(2_000);
+  assert.equal(smtp.mails.length, 3);
 });
