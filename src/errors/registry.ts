@@ -327,6 +327,12 @@ export const WIRE_ERRORS = {
     type: "invalid_request_error",
     retryable: false,
   },
+  endpoint_not_served: {
+    meaning: "No tier of the route serves this endpoint: its tiers are all of kinds that have no such API (Anthropic's Messages API has no embeddings). Send it to a route with an OpenAI-compatible tier, or add one to this route.",
+    http: 400,
+    type: "invalid_request_error",
+    retryable: false,
+  },
   method_not_allowed: {
     meaning: "The endpoint exists but takes POST.",
     http: 405,

@@ -20,6 +20,15 @@ export function readApiKey(backend: BackendConfig): string | undefined {
   return undefined;
 }
 
+/** The Anthropic API version llmsup speaks: the anthropic-version header of its requests and probes. */
+export const ANTHROPIC_VERSION = "2023-06-01";
+
+/** How a backend is sent its key: x-api-key and anthropic-version for Anthropic's API, else Authorization: Bearer. */
+export function authHeaders(kind: string, key: string | undefined): Record<string, string> {
+  if (kind === "anthropic") return { ...(key ? { "x-api-key": key } : {}), "anthropic-version": ANTHROPIC_VERSION };
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
 /** The key when it can be read, else undefined (probes go without one; the router reports the problem). */
 export function apiKeyIfReadable(backend: BackendConfig): string | undefined {
   try {

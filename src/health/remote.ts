@@ -4,7 +4,7 @@
  * no Ollama model. Consecutive failures take the backend DOWN; slow answers
  * make it DEGRADED; a good answer also clears a passive (connection) DOWN.
  */
-import { apiKeyIfReadable } from "./api-key.ts";
+import { apiKeyIfReadable, authHeaders } from "./api-key.ts";
 import type { BackendConfig, Config } from "../config/types.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
@@ -15,8 +15,8 @@ const PROBE_PATH: Record<string, string> = { openai: "/v1/models", vllm: "/healt
 export function probeUrl(b: BackendConfig): string {
   const base = b.url.replace(/\/+$/, "");
   const p = PROBE_PATH[b.kind] ?? "/health";
-  // An OpenAI base URL often already ends in /v1.
-  return b.kind === "openai" && /\/v1$/.test(base) ? `${base}/models` : `${base}${p}`;
+  // An OpenAI (or Anthropic) base URL often already ends in /v1.
+  return (b.kind === "openai" || b.kind === "anthropic") && /\/v1$/.test(base) ? `${base}/models` : `${base}${p}`;
 }
 
 
@@ -48,7 +48,7 @@ export class RemoteProber {
     let problem: string | undefined;
     try {
       const key = apiKeyIfReadable(b);
-      const r = await fetch(probeUrl(b), { headers: key ? { authorization: `Bearer ${key}` } : {}, signal: AbortSignal.timeout(h.timeout) });
+      const r = await fetch(probeUrl(b), { headers: authHeaders(b.kind, key), signal: AbortSignal.timeout(h.timeout) });
       await r.arrayBuffer();
       if (r.status === 401 || r.status === 403) problem = `probe answered ${r.status}: the API key is refused`;
       else if (r.status >= 400) problem = `probe answered ${r.status}`;

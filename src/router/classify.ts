@@ -66,6 +66,8 @@ const CONTEXT_MARKERS = [
   /context_length_exceeded/i,
   /exceed_context_size_error/i,
   /prompt too long/i,
+  /prompt is too long/i,
+  /exceed context limit/i,
   /too many tokens/i,
   /reduce the length of the/i,
 ];

@@ -15,8 +15,9 @@
  */
 import { admit, type BreakerState } from "./breaker.ts";
 import type { Admission, OutCode } from "./tier-state.ts";
+import type { Endpoint } from "./types.ts";
 
-export type SkipCode = OutCode | "context_too_small" | "same_model" | "moved_off";
+export type SkipCode = OutCode | "context_too_small" | "same_model" | "moved_off" | "endpoint_not_served";
 
 /** Skips that say "this prompt is too long here", as opposed to "this tier is out". */
 export const CONTEXT_SKIPS: ReadonlySet<SkipCode> = new Set(["context_too_small", "same_model"]);
@@ -46,6 +47,14 @@ export function gateTier(a: Admission, breaker: BreakerState, now: number, key: 
 }
 
 /** Whether a tier on `backend` is closed to a request that was moved off the backends in `movedOff`. */
+/** Kinds without an API for an endpoint: Anthropic's Messages API has no embeddings. */
+const NOT_SERVED: Readonly<Record<string, readonly Endpoint[]>> = { anthropic: ["embedding"] };
+
+/** A tier whose kind has no API for this endpoint is passed over, blaming nobody; undefined when it has one. Pure. */
+export function endpointGate(kind: string, endpoint: Endpoint): Gate | undefined {
+  return NOT_SERVED[kind]?.includes(endpoint) ? { go: false, code: "endpoint_not_served", why: `${kind} has no ${endpoint} API` } : undefined;
+}
+
 export function movedOffGate(backend: string, movedOff: ReadonlySet<string> | undefined): Gate | undefined {
   return movedOff?.has(backend) ? { go: false, code: "moved_off", why: `this request was moved off ${backend}` } : undefined;
 }

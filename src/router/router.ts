@@ -18,12 +18,13 @@ import { InFlight } from "./inflight.ts";
 import { header, sendError } from "./http.ts";
 import { answerFromCache, holdForRecovery } from "./last-resort.ts";
 import { TierModel, type RouteSnapshot } from "./model.ts";
-import { CONTEXT_SKIPS, movedOffGate, type Gate } from "./plan.ts";
+import { CONTEXT_SKIPS, endpointGate, movedOffGate, type Gate } from "./plan.ts";
 import { sendAllDown, sendContextTooLong } from "./respond.ts";
 import { Upstreams } from "./upstream.ts";
 import { ServedWindow } from "./window.ts";
 import { plural } from "../alerts/text.ts";
 import type { RequestCtx, RouterDeps, RouterEvent, TierRef } from "./types.ts";
+import { ENDPOINT_PATHS } from "./types.ts";
 
 export { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
 export type { RouteSnapshot, TierSnapshot } from "./model.ts";
@@ -157,7 +158,8 @@ export class Router implements Core, HedgeCore {
   // ------------------------------------------------------------------ Core: what attempts report
 
   gate(ctx: RequestCtx, index: number): Gate {
-    return movedOffGate(ctx.route.tiers[index]!.backend, ctx.movedOff) ?? this.model.gate(ctx, index);
+    const backend = ctx.route.tiers[index]!.backend;
+    return movedOffGate(backend, ctx.movedOff) ?? endpointGate(this.backends.get(backend)!.kind, ctx.endpoint) ?? this.model.gate(ctx, index);
   }
 
   windowOf(index: number, ctx: RequestCtx): number | undefined {
@@ -317,6 +319,9 @@ export class Router implements Core, HedgeCore {
     const tooLongEverywhere =
       ctx.contextError !== undefined && ctx.tried.slice(firstContext + 1).every((t) => t.outcome === "context_length" || (t.skip !== undefined && CONTEXT_SKIPS.has(t.skip as never)));
     if (tooLongEverywhere) return sendContextTooLong(ctx);
+    if (ctx.tried.length > 0 && ctx.tried.every((t) => t.skip === "endpoint_not_served")) {
+      return sendError(ctx.res, "endpoint_not_served", `No tier of route ${route.model} serves ${ENDPOINT_PATHS[ctx.endpoint]}: ${ctx.tried.map((t) => `tier ${t.tier} (${t.backend}): ${t.detail}`).join("; ")}`, { "x-request-id": ctx.requestId });
+    }
     const cache = route.cache ? this.cache : undefined;
     if (cache) {
       const hit = await answerFromCache(ctx, cache, this.config.router.degraded_fields);

@@ -44,8 +44,8 @@ export type Admission =
   | { readonly admissible: true }
   | { readonly admissible: false; readonly code: OutCode; readonly why: string; readonly since?: number; readonly until?: number };
 
-/** Kinds the router speaks (OpenAI-compatible HTTP). */
-const SPOKEN = new Set(["vllm", "ollama", "llamacpp", "openai"]);
+/** Kinds the router speaks (OpenAI-compatible HTTP, and Anthropic's Messages API through router/anthropic/). */
+const SPOKEN = new Set(["vllm", "ollama", "llamacpp", "openai", "anthropic"]);
 
 const secs = (ms: number) => `${Math.max(0, Math.ceil(ms / 1000))}s`;
 

@@ -4,12 +4,13 @@
  * failures named precisely. Thin I/O shell over undici.
  */
 import type { EventEmitter } from "node:events";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { isRefusedError, isResetError, socketErrorText } from "./classify.ts";
 import { probeUrl } from "../health/remote.ts";
-import { readApiKey } from "../health/api-key.ts";
+import { authHeaders, readApiKey } from "../health/api-key.ts";
+import { MESSAGES_PATH, messagesExchange } from "./anthropic/wire.ts";
 import { readText } from "./http.ts";
 import { scrub } from "./scrub.ts";
 
@@ -164,28 +165,38 @@ export class Upstreams {
       "x-request-id": r.requestId,
     };
     const key = this.keys.get(backend.name);
-    if (key) headers.authorization = `Bearer ${key}`;
+    if (backend.kind === "anthropic") Object.assign(headers, authHeaders(backend.kind, key));
+    else if (key) headers.authorization = `Bearer ${key}`;
+    // An Anthropic tier: the OpenAI request goes as a Messages request, its answer comes back as the OpenAI one (anthropic/wire.ts).
+    const messages = backend.kind === "anthropic" ? messagesExchange(r.path, r.body) : undefined;
+    if (messages && "problem" in messages) {
+      done();
+      const text = JSON.stringify({ error: { message: `This request cannot be sent to ${backend.name} (Anthropic): ${messages.problem}`, type: "invalid_request_error", param: null, code: null } });
+      return { kind: "response", status: 400, headers: { "content-type": "application/json" }, body: Readable.from([Buffer.from(text)]), abort, abortedBy: () => abortedBy, evacuatedBecause, done, errorText: async () => text, scrub: (t) => this.scrub(t) };
+    }
     try {
       const hot = this.hotPath(backend, tier.connect_timeout);
       const res = await hot.pool.request({
-        path: `${hot.path}${r.path}`,
+        path: `${hot.path}${messages ? MESSAGES_PATH : r.path}`,
         method: "POST",
         headers,
-        body: r.body,
+        body: messages ? messages.body : r.body,
         signal: ctl as unknown as EventEmitter,
         headersTimeout: Math.min(tier.ttft_timeout, totalMs),
         bodyTimeout: tier.idle_timeout,
       });
+      const answer = messages?.answer(res.statusCode, res.headers as Record<string, string | string[] | undefined>, res.body);
+      const body = answer?.body ?? res.body;
       return {
         kind: "response",
         status: res.statusCode,
-        headers: res.headers as Record<string, string | string[] | undefined>,
-        body: res.body,
+        headers: answer?.headers ?? (res.headers as Record<string, string | string[] | undefined>),
+        body,
         abort,
         abortedBy: () => abortedBy,
         evacuatedBecause,
         done,
-        errorText: () => readText(res.body).then((t) => this.scrub(t), () => ""),
+        errorText: () => readText(body).then((t) => this.scrub(t), () => ""),
         scrub: (t) => this.scrub(t),
       };
     } catch (e) {
@@ -202,7 +213,7 @@ export class Upstreams {
       const res = await this.pool(backend, timeoutMs).request({
         path: `${url.pathname}${url.search}`,
         method: "GET",
-        headers: key ? { authorization: `Bearer ${key}` } : {},
+        headers: authHeaders(backend.kind, key),
         signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,

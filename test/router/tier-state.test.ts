@@ -12,7 +12,8 @@ test("tier state: a healthy tier with a closed breaker and no cooldown is admiss
 
 test("tier state: each reason a tier is out has its own code, reason, and since/until where known", () => {
   assert.deepEqual(admission(facts({ kind: undefined }), 0), { admissible: false, code: "not_configured", why: "backend not configured" });
-  assert.equal((admission(facts({ kind: "anthropic" }), 0) as { code: string }).code, "unsupported");
+  assert.equal((admission(facts({ kind: "bedrock" }), 0) as { code: string }).code, "unsupported", "a kind the router does not speak");
+  assert.deepEqual(admission(facts({ kind: "anthropic" }), 0), { admissible: true }, "Anthropic's Messages API is spoken");
   assert.deepEqual(admission(facts({ health: { state: "down", reason: "process exited", since: 50 } }), 100), { admissible: false, code: "backend_down", why: "backend down: process exited", since: 50 });
   const open = admission(facts({ breaker: { state: "open", since: 10, until: 31_000, openMs: 30_000, reason: "server_error: HTTP 503", misconfigured: false } }), 1_000);
   assert.deepEqual(open, { admissible: false, code: "breaker_open", why: "breaker open for 30s more (server_error: HTTP 503)", since: 10, until: 31_000 });

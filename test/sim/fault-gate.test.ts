@@ -69,6 +69,7 @@ const CASES: readonly Case[] = [
   { name: "cut after N", fault: { cut_after: 4 }, point: { at: "generate" }, want: { act: "answer", shape: { cutAfter: 4, done: true } } },
   { name: "cut after 0", fault: { cut_after: 0 }, point: { at: "generate" }, want: { act: "answer", shape: { cutAfter: 0, done: true } } },
   { name: "malformed after N", fault: { malformed_after: 2 }, point: { at: "generate" }, want: { act: "answer", shape: { malformedAfter: 2, done: true } } },
+  { name: "in-stream error event after N", fault: { error_after: 4 }, point: { at: "generate" }, want: { act: "answer", shape: { errorAfter: 4, done: true } } },
   { name: "no [DONE]", fault: { no_done: true }, point: { at: "generate" }, want: { act: "answer", shape: { done: false } } },
   { name: "a loop after N tokens", fault: { loop_after: 5 }, point: { at: "generate" }, want: { act: "answer", shape: { done: true, degrade: { kind: "loop", after: 5 } } } },
   { name: "an empty answer", fault: { empty: true }, point: { at: "generate" }, want: { act: "answer", shape: { done: true, degrade: { kind: "empty" } } } },

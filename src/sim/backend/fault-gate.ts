@@ -48,6 +48,8 @@ export interface AnswerShape {
   readonly cutAfter?: number;
   /** Send a malformed chunk after this many content tokens (a non-streamed answer is cut in half). */
   readonly malformedAfter?: number;
+  /** Send the API's in-stream error event after this many content tokens, then end the stream. */
+  readonly errorAfter?: number;
   /** Whether a stream ends with its `[DONE]`. */
   readonly done: boolean;
   /** The text is a model failure (generate.ts `degradeAnswer`). */
@@ -163,6 +165,7 @@ function shapeOf(fault: Fault): AnswerShape {
     ...(fault.stall_ms !== undefined ? { stallMs: fault.stall_ms } : {}),
     ...(fault.cut_after !== undefined ? { cutAfter: fault.cut_after } : {}),
     ...(fault.malformed_after !== undefined ? { malformedAfter: fault.malformed_after } : {}),
+    ...(fault.error_after !== undefined ? { errorAfter: fault.error_after } : {}),
     done: !fault.no_done,
     ...(degradeOf(fault) ? { degrade: degradeOf(fault)! } : {}),
   };

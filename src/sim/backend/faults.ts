@@ -34,7 +34,13 @@ export const faultSchema = z.strictObject({
   empty: z.boolean().optional(),
   refuse: z.boolean().optional(),
   garbage: z.boolean().optional(),
-  /** End streams without the final `data: [DONE]`. */
+  /**
+   * Send the API's in-stream error event after this many content tokens and end the stream (Anthropic's
+   * `event: error` with an overloaded_error; an OpenAI-style `data: {"error": …}` chunk on the other kinds).
+   * A non-streamed answer is not affected.
+   */
+  error_after: z.int().min(0).optional(),
+  /** End streams without the final `data: [DONE]` (Anthropic: without message_stop). */
   no_done: z.boolean().optional(),
   /**
    * Answer inference requests with this HTTP status: the next `count`, or a `fraction` of them, or all.

@@ -36,6 +36,8 @@ export interface StreamFormat {
   done?(): string;
   /** A chunk that is not valid for the format. */
   malformed(): string;
+  /** The API's in-stream error event (the error_after fault); the stream ends after it. */
+  error?(): string;
 }
 
 /** The sentence a refusing model answers with (the `refuse` fault). */
@@ -106,10 +108,18 @@ export async function writeStream(res: ServerResponse, g: Generation, format: St
       }
       if (s.stallAfter !== undefined && i === s.stallAfter) await wait(s.stallMs ?? FOREVER, signal);
       if (s.malformedAfter !== undefined && i === s.malformedAfter) res.write(format.malformed());
+      if (s.errorAfter !== undefined && i >= s.errorAfter && format.error) {
+        res.end(format.error());
+        return;
+      }
       res.write(format.token(g.tokens[i]!, i));
     }
     if (s.cutAfter === g.tokens.length) {
       res.socket?.destroy();
+      return;
+    }
+    if (s.errorAfter !== undefined && s.errorAfter >= g.tokens.length && format.error) {
+      res.end(format.error());
       return;
     }
     res.write(format.finish(g.finishReason, usageOf(g)));
@@ -146,6 +156,9 @@ export interface ToolCallHead {
   readonly name: string;
 }
 
+/** An OpenAI-style error chunk in a stream, as OpenAI-compatible servers send one when generation fails mid-answer. */
+const STREAM_ERROR_CHUNK = `data: ${JSON.stringify({ error: { message: "The server had an error while processing the request", type: "server_error", code: 500 } })}\n\n`;
+
 /** OpenAI chat.completion.chunk SSE; with `toolCall`, the tokens are that call's arguments. */
 export function chatSse(id: string, model: string, created: number, includeUsage: boolean, roleEveryChunk: boolean, toolCall?: ToolCallHead): StreamFormat {
   const chunk = (delta: unknown, finish: string | null, extra: Record<string, unknown> = {}) =>
@@ -170,6 +183,7 @@ export function chatSse(id: string, model: string, created: number, includeUsage
       },
       done: () => "data: [DONE]\n\n",
       malformed: () => `data: {"id":"${id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":\n\n`,
+      error: () => STREAM_ERROR_CHUNK,
     };
   }
   return {
@@ -183,6 +197,7 @@ export function chatSse(id: string, model: string, created: number, includeUsage
     },
     done: () => "data: [DONE]\n\n",
     malformed: () => `data: {"id":"${id}","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":\n\n`,
+    error: () => STREAM_ERROR_CHUNK,
   };
 }
 
@@ -200,5 +215,6 @@ export function completionSse(id: string, model: string, created: number, includ
     },
     done: () => "data: [DONE]\n\n",
     malformed: () => `data: {"id":"${id}","choices":[{"text":\n\n`,
+    error: () => STREAM_ERROR_CHUNK,
   };
 }

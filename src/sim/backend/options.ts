@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { parseDuration } from "../../config/units.ts";
 import { parseFault, type Fault } from "./faults.ts";
 
-export const SIM_KINDS = ["vllm", "ollama", "llamacpp"] as const;
+export const SIM_KINDS = ["vllm", "ollama", "llamacpp", "anthropic"] as const;
 export type SimKind = (typeof SIM_KINDS)[number];
 
 export interface SimBackendOptions {
@@ -41,13 +41,19 @@ export interface SimBackendOptions {
   readonly vramFraction: number;
   readonly seed: number;
   readonly fault: Fault;
+  /** /v1/embeddings: vectors that put paraphrases close (semantic-embedding.ts) instead of text hashes. */
+  readonly semanticEmbeddings?: boolean;
+  /** /v1/embeddings: the vectors' dimension (default 16 for hashes, 256 for semantic vectors). */
+  readonly embeddingDim?: number;
+  /** Anthropic: the one API key accepted (x-api-key or Authorization: Bearer); without it any non-empty key is. */
+  readonly apiKey?: string;
 }
 
 export class SimUsageError extends Error {}
 
-const DEFAULT_PORTS: Record<SimKind, number> = { vllm: 8000, ollama: 11434, llamacpp: 8080 };
-const DEFAULT_CONTEXT: Record<SimKind, number> = { vllm: 8192, ollama: 4096, llamacpp: 4096 };
-const DEFAULT_MODEL: Record<SimKind, string> = { vllm: "sim/llama-3.1-8b-instruct", ollama: "llama3.1:8b", llamacpp: "llama-3.1-8b-q4_k_m" };
+const DEFAULT_PORTS: Record<SimKind, number> = { vllm: 8000, ollama: 11434, llamacpp: 8080, anthropic: 8443 };
+const DEFAULT_CONTEXT: Record<SimKind, number> = { vllm: 8192, ollama: 4096, llamacpp: 4096, anthropic: 200_000 };
+const DEFAULT_MODEL: Record<SimKind, string> = { vllm: "sim/llama-3.1-8b-instruct", ollama: "llama3.1:8b", llamacpp: "llama-3.1-8b-q4_k_m", anthropic: "claude-sonnet-4-5" };
 
 function duration(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -70,7 +76,7 @@ function num(name: string, v: string | undefined): number | undefined {
   return n;
 }
 
-export const SIM_BACKEND_USAGE = `usage: llmsup sim backend --kind vllm|ollama|llamacpp [--port N] [options]
+export const SIM_BACKEND_USAGE = `usage: llmsup sim backend --kind vllm|ollama|llamacpp|anthropic [--port N] [options]
 
   --host H, --port N            where to listen (Ollama also reads OLLAMA_HOST)
   --model NAME                  model served (repeatable; vLLM --served-model-name and llama-server --alias work too)
@@ -86,9 +92,12 @@ export const SIM_BACKEND_USAGE = `usage: llmsup sim backend --kind vllm|ollama|l
   --fault JSON                  any fault, as for POST /_sim/fault
   --crash-exit-code N, --crash-signal SIG, --crash-after D
   --on-cpu                      the model runs on the CPU: no GPU memory held, still answering
+  --semantic-embeddings [--embedding-dim N]   /v1/embeddings puts paraphrases close (N floats, default 256)
   --oom load|runtime, --hang, --wedge, --stall-after N [--stall-time D], --cut-after N,
   --malformed-after N, --no-done, --status CODE [--status-count N] [--status-fraction F],
-  --rate-limit N [--retry-after S], --context-error, --reject-prefill
+  --rate-limit N [--retry-after S], --context-error, --reject-prefill, --error-after N
+  --api-key KEY                 Anthropic: the one key accepted (default: any non-empty key);
+                                models named claude-*-4-6 and later reject assistant prefill as the real API does
 `;
 
 export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.ProcessEnv): SimBackendOptions {
@@ -139,6 +148,10 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
         "retry-after": { type: "string" },
         "context-error": { type: "boolean" },
         "reject-prefill": { type: "boolean" },
+        "semantic-embeddings": { type: "boolean" },
+        "embedding-dim": { type: "string" },
+        "error-after": { type: "string" },
+        "api-key": { type: "string" },
         // Real servers' flags that change nothing here.
         "tensor-parallel-size": { type: "string" },
         dtype: { type: "string" },
@@ -203,6 +216,7 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
   if (v["malformed-after"] !== undefined) fault.malformed_after = int("malformed-after", v["malformed-after"]);
   if (v["no-done"]) fault.no_done = true;
   if (v["reject-prefill"]) fault.reject_prefill = true;
+  if (v["error-after"] !== undefined) fault.error_after = int("error-after", v["error-after"]);
   if (v.status !== undefined) {
     fault.status = {
       code: int("status", v.status),
@@ -222,6 +236,8 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
   const f = parseFault(fault);
   if (!f.ok) throw new SimUsageError(`fault: ${f.error}`);
 
+  const embeddingDim = int("embedding-dim", v["embedding-dim"]);
+  if (embeddingDim !== undefined && (embeddingDim < 1 || embeddingDim > 8192)) throw new SimUsageError(`--embedding-dim: expected 1-8192, found ${embeddingDim}`);
   const keepAliveText = v["keep-alive"] ?? env.OLLAMA_KEEP_ALIVE;
   const explicitContext = int("max-model-len", v["max-model-len"] ?? v["ctx-size"]);
   const serverDefaultContext = kind === "ollama" && env.OLLAMA_CONTEXT_LENGTH ? int("OLLAMA_CONTEXT_LENGTH", env.OLLAMA_CONTEXT_LENGTH) : undefined;
@@ -245,5 +261,8 @@ export function parseSimBackendArgs(argv: readonly string[], env: NodeJS.Process
     vramFraction: num("vram-fraction", v["vram-fraction"]) ?? 1,
     seed: int("seed", v.seed) ?? 1,
     fault: f.fault,
+    ...(v["semantic-embeddings"] ? { semanticEmbeddings: true } : {}),
+    ...(embeddingDim !== undefined ? { embeddingDim } : {}),
+    ...(v["api-key"] !== undefined ? { apiKey: v["api-key"] } : {}),
   };
 }

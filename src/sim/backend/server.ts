@@ -215,6 +215,7 @@ export class SimBackendServer implements InferenceHost {
     if (this.phase === "loading" && !route?.duringLoad && this.spec.refusedWhileLoading.includes(method as HttpMethod)) return errorJson(res, loadingModel());
     if (!route) return this.spec.notFound(res);
     if ("api" in route) return serveInference(this, req, res, route.api);
+    if ("serve" in route) return route.serve(this, req, res);
     return route.handle({ req, res, url, sim: this });
   }
 }

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Fault } from "../faults.ts";
 import type { StreamFormat, Usage } from "../generate.ts";
 import type { SimGpuHooks } from "../gpu-hooks.ts";
+import type { InferenceHost } from "../inference.ts";
 import type { InfoState } from "../info.ts";
 import type { SimBackendOptions, SimKind } from "../options.ts";
 
@@ -95,13 +96,16 @@ export interface EmbeddingApi extends ApiCommon {
   answer(body: RequestBody, model: string, vectors: readonly number[][], tokens: number): unknown;
 }
 
-/** An endpoint: its own handler, or the shared inference pipeline speaking an API's wire format. */
+/**
+ * An endpoint: its own handler, the shared inference pipeline speaking an API's wire format, or an
+ * inference endpoint of its own that uses the server's fault gate and counters (Anthropic's Messages API).
+ */
 export type Route = {
   readonly method: HttpMethod;
   readonly path: string;
   /** Answers while the model loads even where the kind refuses other requests then (llama-server's health). */
   readonly duringLoad?: boolean;
-} & ({ handle(call: RouteCall): void | Promise<void> } | { readonly api: InferenceApi });
+} & ({ handle(call: RouteCall): void | Promise<void> } | { readonly api: InferenceApi } | { serve(h: InferenceHost, req: IncomingMessage, res: ServerResponse): Promise<void> });
 
 /** A kind's state and behaviour inside one server. */
 export interface KindRuntime {
