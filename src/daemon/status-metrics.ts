@@ -36,6 +36,7 @@ export const STATUS_METRICS = [
   { name: "llmsup_route_on_fallback", type: "gauge", labels: ["route"], help: "1 while the route is served by a tier other than its first, or by none; 0 on its first tier or while settling at boot." },
   { name: "llmsup_route_fallback_since_timestamp_seconds", type: "gauge", labels: ["route"], help: "When the route left its first tier (unix time); no series while it is on it." },
   { name: "llmsup_route_settling", type: "gauge", labels: ["route"], help: "1 at boot while the route's first tier is still loading (no route alerts yet)." },
+  { name: "llmsup_tier_degraded", type: "gauge", labels: ["route", "tier", "backend"], help: "1 while the tier's (backend, model) is DEGRADED by its rate of bad answers (loops, empty, garbage, refusals), else 0." },
   // backends
   { name: "llmsup_backend_state", type: "gauge", labels: ["backend", "kind", "state"], help: `Supervisor state of each backend, one series per state (1 current, 0 others): ${[...BACKEND_STATES, "remote"].join(", ")}.` },
   { name: "llmsup_backend_start_budget_used", type: "gauge", labels: ["backend"], help: "Failed starts counted in the current start-limit window (fatal at start_limit_burst)." },
@@ -118,6 +119,7 @@ export function statusSeries(i: StatusMetricsInput): ReadonlyMap<StatusMetricNam
     add("llmsup_route_settling", route, flag(settling));
     add("llmsup_route_on_fallback", route, flag(!settling && r.serving_tier !== 0));
     if (r.degraded_since !== null) add("llmsup_route_fallback_since_timestamp_seconds", route, seconds(r.degraded_since));
+    for (const t of r.tiers) add("llmsup_tier_degraded", { route: r.model, tier: String(t.index), backend: t.backend }, flag(t.quality?.state === "degraded"));
   }
 
   for (const b of s.backends) {

@@ -1,7 +1,7 @@
 /** The status as Prometheus series (pure): what `llmsup status` shows is what /metrics says, with bounded labels only. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { DaemonStatus } from "../../src/daemon/status.ts";
+import type { DaemonStatus, TierStatus } from "../../src/daemon/status.ts";
 import { STATUS_METRICS, statusSeries, type Series, type StatusMetricName, type StatusMetricsInput } from "../../src/daemon/status-metrics.ts";
 import { FREE_TEXT, MIB, NOW, alerter, status } from "./status-fixture.ts";
 
@@ -165,4 +165,12 @@ test("labels: each series carries exactly its metric's label names, and no free 
     assert.match(m.name, /^llmsup_[a-z_]+$/);
     assert.equal(m.type === "counter", m.name.endsWith("_total"), `${m.name}: counters and only counters end _total`);
   }
+});
+
+test("tiers: one DEGRADED by its rate of bad answers reads 1, the others 0", () => {
+  const base = input().status!;
+  const tier = (index: number, backend: string, quality: TierStatus["quality"]): TierStatus => ({ index, backend, model: "m", available: true, why: null, code: null, out_since: null, out_until: null, breaker: "closed", context: null, quality });
+  const routes = [{ ...base.router.routes[2]!, tiers: [tier(0, "primary", { state: "degraded", detections: 3, window_s: 300, since: null }), tier(1, "fallback", { state: "ok", detections: 1, window_s: 300, since: null })] }];
+  const s = statusSeries(input({ status: { ...base, router: { ...base.router, routes } } }));
+  assert.deepEqual(flat(s, "llmsup_tier_degraded"), { "route=mistral,tier=0,backend=primary": 1, "route=mistral,tier=1,backend=fallback": 0 });
 });
