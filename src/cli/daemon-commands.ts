@@ -58,7 +58,7 @@ function configError(io: Io, e: unknown): number {
 }
 
 /** Finds the control socket and runs `fn` against it; an unreachable daemon is said plainly (exit 69). */
-async function withDaemon(o: TargetOptions, io: Io, fn: (socket: string) => Promise<number>): Promise<number> {
+export async function withDaemon(o: TargetOptions, io: Io, fn: (socket: string) => Promise<number>): Promise<number> {
   let socket: string;
   try {
     socket = await controlSocket(o);
@@ -82,7 +82,7 @@ async function withDaemon(o: TargetOptions, io: Io, fn: (socket: string) => Prom
  * daemon's message, ending with the registry's exit status (77). Undefined
  * for any other answer.
  */
-function refusedToAct(io: Io, what: string, r: { status: number; body: unknown }, json: boolean | undefined): number | undefined {
+export function refusedToAct(io: Io, what: string, r: { status: number; body: unknown }, json: boolean | undefined): number | undefined {
   if (r.status !== 401 && r.status !== 403) return undefined;
   const error = (r.body as { error?: { code?: string; message?: string } }).error;
   const code = error?.code;
@@ -314,7 +314,13 @@ export async function reloadCommand(o: TargetOptions & { json?: boolean }, io: I
   });
 }
 
-export async function drillCommand(scenario: string, o: TargetOptions & { duration?: string; route?: string; json?: boolean }, io: Io): Promise<number> {
+export async function drillCommand(scenario: string, o: TargetOptions & import("./drill-commands.ts").DrillCliOptions, io: Io): Promise<number> {
+  // `llmsup drill stop` and `llmsup drill gameday`, and a router fault's knobs: drill-commands.ts.
+  const more = await import("./drill-commands.ts");
+  if (scenario === "stop") return more.drillStopCommand(o, io);
+  if (scenario === "gameday") return more.gamedayCommand(o, io);
+  const knobs = more.faultKnobs(scenario, o, io);
+  if (typeof knobs === "number") return knobs;
   const { renderDrill } = await import("../drills/report.ts");
   const { parseDuration } = await import("../config/units.ts");
   const durationMs = parseDuration(o.duration ?? "60s");
@@ -324,7 +330,7 @@ export async function drillCommand(scenario: string, o: TargetOptions & { durati
     return EXIT.USAGE;
   }
   return withDaemon(o, io, async (socket) => {
-    const q = new URLSearchParams({ duration_ms: String(durationMs), ...(o.route ? { route: o.route } : {}) });
+    const q = new URLSearchParams({ duration_ms: String(durationMs), ...(o.route ? { route: o.route } : {}), ...Object.fromEntries(knobs), ...(o.traffic === false ? { traffic: "0" } : {}) });
     if (!o.json) io.stderr.write(`drill ${scenario}: holding the failure for ${o.duration ?? "60s"}, then waiting for recovery…\n`);
     const r = await callDaemon<import("../drills/report.ts").DrillReport & { error?: { code: string; message: string } }>(socket, "POST", `/drills/${encodeURIComponent(scenario)}?${q}`, durationMs + 15 * 60_000);
     const refused = refusedToAct(io, `drill ${scenario}`, r, o.json);

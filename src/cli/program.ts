@@ -163,12 +163,23 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   target(
     program
       .command("drill")
-      .description("rehearse a failure and report detection, failover and recovery times, client errors and the alert: primary-outage | backend-crash | backend-hang; exit 0 pass, 1 fail")
-      .argument("<scenario>", "primary-outage, backend-crash or backend-hang")
-      .option("--duration <d>", "how long the failure is held", "60s")
+      .description(
+        "rehearse a failure and report detection, failover and recovery times, client errors and the alert: primary-outage | backend-crash | backend-hang, or a router fault: latency | errors | rate-limit | stream-cut | quality | block; `drill gameday` runs them one after another into a scorecard; `drill stop` ends the one running; exit 0 pass, 1 fail",
+      )
+      .argument("<scenario>", "primary-outage, backend-crash, backend-hang, latency, errors, rate-limit, stream-cut, quality, block; or gameday, stop")
+      .option("--duration <d>", "how long the failure is held (default 60s; 30s per scenario for gameday)")
       .option("--route <model>", "the route to drill (default: the first)")
-      .option("--json", "machine-readable output"),
-  ).action(async (scenario: string, opts: { config?: string; socket?: string; duration?: string; route?: string; json?: boolean }) => {
+      .option("--json", "machine-readable output")
+      .option("--no-traffic", "send no requests of the drill's own: observe real traffic only")
+      .option("--scenarios <list>", "gameday: the drills to run, comma-separated (default: every router fault, and the process drills when tier 0 is managed)")
+      .option("--html <file>", "gameday: also write the scorecard as a self-contained HTML page")
+      .option("--delay <d>", "latency: added to the first tier's first token (default 2s)")
+      .option("--fraction <f>", "errors, rate-limit: the share of attempts that fail (default 1)")
+      .option("--status <code>", "errors: the 5xx status (default 503)")
+      .option("--retry-after <d>", "rate-limit: the Retry-After the 429 carries (default 10s)")
+      .option("--chunks <n>", "stream-cut: SSE events before the connection resets (default 3)")
+      .option("--seed <n>", "errors, rate-limit: the seed that draws which attempts fail (default 1)"),
+  ).action(async (scenario: string, opts: { config?: string; socket?: string } & import("./drill-commands.ts").DrillCliOptions) => {
     const { drillCommand } = await import("./daemon-commands.ts");
     setExit(await drillCommand(scenario, { ...opts, config: configPath(opts.config, io.env) }, io));
   });

@@ -190,8 +190,15 @@ export const alertsSchema = z.strictObject({
 export const scheduleSchema = z.strictObject({
   digest: cron().default("0 8 * * *"),
   drill: cron().default(""),
-  drill_scenario: z.enum(["primary-outage", "backend-crash", "backend-hang"]).default("primary-outage"),
+  drill_scenario: z.enum(["primary-outage", "backend-crash", "backend-hang", "latency", "errors", "rate-limit", "stream-cut", "quality", "block"]).default("primary-outage"),
   drill_duration: positiveDuration().prefault("60s"),
+  /** A game day (drills/gameday.ts): every drill in turn on one route, one scorecard mailed; "" = off. */
+  gameday: cron().default(""),
+  /** The route of the scheduled game day; "" = the first. */
+  gameday_route: z.string().default(""),
+  /** Its drills; [] = every router fault, and the process drills when tier 0 is managed. */
+  gameday_scenarios: z.array(z.enum(["primary-outage", "backend-crash", "backend-hang", "latency", "errors", "rate-limit", "stream-cut", "quality", "block"])).default([]),
+  gameday_duration: positiveDuration().prefault("30s"),
   housekeeping: cron().default("*/10 * * * *"),
 });
 

@@ -21,6 +21,8 @@ import type { HistoryEntry } from "../daemon/state-store.ts";
 import type { DrainAnswer } from "../daemon/drains.ts";
 import type { DrillSpec } from "../drills/drill.ts";
 import { DRILL_SCENARIOS, type DrillReport, type DrillScenario } from "../drills/report.ts";
+import { faultOptionsFrom, isFaultKind } from "../drills/faults.ts";
+import { parseScenarios, type GamedaySpec } from "../drills/gameday.ts";
 import { clearedFaultJson } from "../gpu/report.ts";
 import type { ClearedFault } from "../gpu/types.ts";
 
@@ -31,6 +33,9 @@ export interface ControlApi {
   status(): unknown;
   reload(): Promise<{ readonly ok: boolean }>;
   drill(spec: DrillSpec): Promise<DrillReport>;
+  /** `llmsup drill gameday` (drills/gameday.ts) and `llmsup drill stop`. */
+  gameday?(spec: GamedaySpec): Promise<unknown>;
+  drillStop?(): unknown;
   /** Runs an operation on a managed backend; its snapshot afterwards. Throws LLMSUP_E_BACKEND_UNKNOWN / _NOT_MANAGED. */
   operate(backend: string, op: BackendOp): Promise<unknown>;
   /** Checks the backend exists (throws as `operate` does). */
@@ -161,6 +166,19 @@ export class ControlServer {
       const r = await d.reload();
       return send(res, r.ok ? 200 : 422, r);
     }
+    // POST /drills/stop, POST /drills/gameday?route&scenarios&duration_ms&traffic=0 (and a fault's knobs).
+    if (caller && method === "POST" && parts[0] === "drills" && parts[1] === "stop" && d.drillStop) {
+      this.audit(caller, "drill stop");
+      return send(res, 200, d.drillStop());
+    }
+    if (caller && method === "POST" && parts[0] === "drills" && parts[1] === "gameday" && d.gameday) {
+      const q = url.searchParams;
+      const duration = drillDuration(q.get("duration_ms") ?? "30000");
+      if (!duration.ok) throw new LlmsupError("LLMSUP_E_CONTROL_BAD_REQUEST", duration.message);
+      this.audit(caller, "drill gameday", q.get("route") ?? undefined);
+      const card = await d.gameday({ route: q.get("route") ?? undefined, durationMs: duration.value, traffic: q.get("traffic") !== "0", fault: faultOptionsFrom(q), ...(q.get("scenarios") ? { scenarios: parseScenarios(q.get("scenarios")!) } : {}) });
+      return send(res, 200, card);
+    }
     if (caller && method === "POST" && parts[0] === "drills" && parts[1]) {
       const scenario = parts[1];
       if (!(DRILL_SCENARIOS as readonly string[]).includes(scenario)) return send(res, 404, { error: { code: "LLMSUP_E_USAGE", message: `no drill ${scenario} (drills: ${DRILL_SCENARIOS.join(", ")})` } });
@@ -171,6 +189,8 @@ export class ControlServer {
         scenario: scenario as DrillScenario,
         route: url.searchParams.get("route") ?? undefined,
         durationMs: duration.value,
+        ...(isFaultKind(scenario) ? { fault: faultOptionsFrom(url.searchParams) } : {}),
+        traffic: url.searchParams.get("traffic") !== "0",
       });
       return send(res, 200, report);
     }

@@ -46,7 +46,10 @@ import { ContextWindows } from "../health/context.ts";
 import { plural } from "../alerts/text.ts";
 import type { DrillSpec } from "../drills/drill.ts";
 import type { DrillReport } from "../drills/report.ts";
-import { DrillDesk } from "./drill-desk.ts";
+import { DrillDesk, type DrillStopped } from "./drill-desk.ts";
+import { readCounters } from "../drills/counters.ts";
+import type { GamedaySpec } from "../drills/gameday.ts";
+import type { Scorecard } from "../drills/scorecard.ts";
 import { Drains, type DrainChange } from "./drains.ts";
 import { parseLaunchRecord } from "../supervisor/launch.ts";
 import { runShutdown, type ShutdownStep } from "./shutdown.ts";
@@ -122,9 +125,12 @@ export class Daemon {
         alertsSince: (at) => this.alerts?.log.since(at) ?? [],
         delivered: () => this.alerts?.delivered(),
         clock: this.clock,
+        counters: (route) => readCounters(this.metrics.registry, route),
+        mail: (m, severity) => this.alerts?.current?.send(m, "gameday", severity),
       }),
       this.log,
       (h) => this.remember(h),
+      this.clock,
     );
   }
 
@@ -280,6 +286,7 @@ export class Daemon {
         onSuccess: (b) => this.supervisor_.noteRequestSuccess(b),
         contextWindow: (b, m) => this.windows.get(b, m),
         drained: (b) => this.drains.get(b),
+        faults: this.drills.faults,
       },
       previous,
     );
@@ -315,6 +322,8 @@ export class Daemon {
       status: () => this.status(),
       reload: () => this.reload(),
       drill: (spec) => this.drill(spec),
+      gameday: (spec) => this.gameday(spec),
+      drillStop: () => this.stopDrill(),
       check: (name) => void this.supervisor_.owner(name),
       operate: async (name, op) => {
         await this.supervisor_[op](name);
@@ -369,6 +378,16 @@ export class Daemon {
     return this.drills.run(spec);
   }
 
+  /** Runs a game day now (drills/gameday.ts); one drill at a time. */
+  gameday(spec: GamedaySpec): Promise<Scorecard> {
+    return this.drills.gameday(spec);
+  }
+
+  /** Ends the drill or game day running now (`llmsup drill stop`). */
+  stopDrill(): DrillStopped {
+    return this.drills.stop("stopped by the operator (llmsup drill stop)");
+  }
+
   private emit(e: DaemonEvent): void {
     if ("event" in e && (e.event === "daemon.started" || e.event === "daemon.stopping" || e.event === "daemon.reloaded")) {
       this.log.info(e, e.detail);
@@ -396,6 +415,7 @@ export class Daemon {
       alertLog: () => this.alerts?.log.all() ?? [],
       history: () => this.history.all(),
       drill: (scenario, durationMs) => this.drill({ scenario, durationMs }),
+      gameday: (spec) => this.gameday(spec),
     });
   }
 
@@ -554,6 +574,7 @@ export class Daemon {
     this.alerts?.send({ event: "daemon.stopping", at: this.clock.now(), reason });
     this.alerts?.hush();
     const steps: ShutdownStep[] = [
+      { name: "drills", run: () => void this.drills.stop("llmsup is stopping", true) },
       { name: "scheduler", capMs: 1_000, run: (ms) => this.scheduler?.stop(ms) },
       { name: "heartbeat", run: () => this.heartbeat?.stop() },
       {

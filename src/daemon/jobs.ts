@@ -5,6 +5,7 @@ import { drainsOf, withDrains } from "../alerts/digest.ts";
 import type { Config } from "../config/types.ts";
 import type { DrillReport } from "../drills/report.ts";
 import { renderDrill } from "../drills/report.ts";
+import type { GamedaySpec } from "../drills/gameday.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Clock } from "../platform/clock.ts";
 import { digestJob, housekeepingJob, type PruneHook } from "../schedule/jobs.ts";
@@ -23,6 +24,8 @@ export interface JobDeps {
   readonly alertLog: () => readonly AlertEvent[];
   readonly history: () => readonly HistoryEntry[];
   readonly drill: (scenario: Config["schedule"]["drill_scenario"], durationMs: number) => Promise<DrillReport>;
+  /** A game day; its scorecard is stored and mailed by the drill desk. */
+  readonly gameday?: (spec: GamedaySpec) => Promise<unknown>;
 }
 
 export function scheduleJobs(c: Config, d: JobDeps): Scheduler {
@@ -66,6 +69,17 @@ export function scheduleJobs(c: Config, d: JobDeps): Scheduler {
       run: async () => {
         const report = await d.drill(c.schedule.drill_scenario, c.schedule.drill_duration);
         alerter?.send({ subject: `[llmsup] ${d.config().daemon.hostname}: drill ${report.scenario} ${report.verdict === "pass" ? "passed" : "FAILED"}`, text: renderDrill(report) }, "drill", report.verdict === "pass" ? "info" : "warning");
+      },
+    });
+  }
+  const gameday = d.gameday;
+  if (c.schedule.gameday && gameday) {
+    const s = c.schedule;
+    scheduler.add({
+      name: "gameday",
+      cron: s.gameday,
+      run: async () => {
+        await gameday({ ...(s.gameday_route ? { route: s.gameday_route } : {}), ...(s.gameday_scenarios.length ? { scenarios: s.gameday_scenarios } : {}), durationMs: s.gameday_duration, traffic: true });
       },
     });
   }

@@ -1,7 +1,12 @@
 /** A drill's report: what an operator wants to know after rehearsing a failure. Pure. */
 import { formatDuration } from "../config/units.ts";
+import { FAULT_KINDS } from "./faults.ts";
+import type { RouteCounters } from "./counters.ts";
 
-export const DRILL_SCENARIOS = ["primary-outage", "backend-crash", "backend-hang"] as const;
+/** Drills that act on the first tier's backend (its health, or its process). */
+export const PROCESS_SCENARIOS = ["primary-outage", "backend-crash", "backend-hang"] as const;
+/** Every drill: the process ones, then the router faults (faults.ts). */
+export const DRILL_SCENARIOS = [...PROCESS_SCENARIOS, ...FAULT_KINDS] as const;
 export type DrillScenario = (typeof DRILL_SCENARIOS)[number];
 
 export interface DrillReport {
@@ -19,6 +24,8 @@ export interface DrillReport {
   readonly client_errors: number;
   /** Requests answered by a fallback tier. */
   readonly fallback_answers: number;
+  /** Complete answers marked degraded (a fallback tier's, or a stream continued on one). */
+  readonly degraded_answers: number;
   /** From the failure to the first evidence llmsup had of it: backend health not healthy, the process exited or degraded, a breaker opened, a request failed on tier 0, the route moved. */
   readonly detection_ms: number | null;
   /** From the failure to the route's transition off its first tier (router.route.fallback, or router.route.down); null: the route never left tier 0. */
@@ -28,6 +35,16 @@ export interface DrillReport {
   /** Worst latency a client saw during the drill. */
   readonly worst_latency_ms: number;
   readonly alert: { readonly raised: boolean; readonly delivered: boolean | null };
+  /** From the failure to the first mail delivered after the drill's alert was raised; null: none (or alerts are off). */
+  readonly alert_delivered_ms: number | null;
+  /** From the failure to its end (the fault lifted, the hold over; a crash: 0); null: it never ended cleanly. */
+  readonly ended_ms: number | null;
+  /** The failure was ended early (`llmsup drill stop`, or the daemon stopping). */
+  readonly stopped: boolean;
+  /** Router faults: how many attempts and checks the fault hit. */
+  readonly faults_injected?: number;
+  /** The router's counters for the route over the drill (every client's requests, not only the drill's). */
+  readonly router?: RouteCounters;
   readonly verdict: "pass" | "fail";
   /** Why the verdict is a fail, when it is. */
   readonly problems: readonly string[];
@@ -54,11 +71,14 @@ export function renderDrill(r: DrillReport): string {
     `  detection         ${ms(r.detection_ms)}`,
     `  failover          ${ms(r.failover_ms)}`,
     `  recovery          ${ms(r.recovery_ms)}`,
-    `  requests          ${r.requests} (${r.fallback_answers} from a fallback tier)`,
+    `  requests          ${r.requests} (${r.fallback_answers} from a fallback tier, ${r.degraded_answers} degraded)`,
     `  client errors     ${r.client_errors}`,
     `  worst latency     ${formatDuration(r.worst_latency_ms)}`,
-    `  alert             ${r.alert.raised ? (r.alert.delivered === null ? "raised (alerts are off)" : r.alert.delivered ? "raised and delivered" : "raised, not delivered yet") : "not raised"}`,
+    `  alert             ${r.alert.raised ? (r.alert.delivered === null ? "raised (alerts are off)" : r.alert.delivered ? `raised and delivered${r.alert_delivered_ms !== null ? ` (+${formatDuration(r.alert_delivered_ms)})` : ""}` : "raised, not delivered yet") : "not raised"}`,
   ];
+  if (r.faults_injected !== undefined) lines.push(`  faults injected   ${r.faults_injected}`);
+  if (r.router) lines.push(`  router counters   ${r.router.primary_answers} from tier 0, ${r.router.fallback_answers} from fallbacks, ${r.router.unanswered} unanswered, ${r.router.failovers} failovers, ${r.router.hedges_won} hedges won`);
+  if (r.stopped) lines.push("  stopped early     yes");
   if (r.problems.length) lines.push("", "Problems:", ...r.problems.map((p) => `  - ${p}`));
   lines.push("", "Timeline:", ...r.timeline.map((t) => `  +${formatDuration(t.at_ms).padEnd(8)} ${t.what}`));
   return `${lines.join("\n")}\n`;

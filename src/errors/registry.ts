@@ -181,7 +181,7 @@ export const ERRORS = {
     retryable: false,
   },
   LLMSUP_E_DRILL_REFUSED: {
-    message: "The drill cannot run now: its route is not on its first tier (a drill would blur a real incident), or the scenario needs a running managed backend as tier 0.",
+    message: "The drill cannot run now: its route is not on its first tier (a drill would blur a real incident), or the scenario needs a running managed backend as tier 0, or no later tier of the route could take the traffic (the drill would be a real outage), or another drill or game day is running (`llmsup drill stop` ends it).",
     exit: EXIT.UNAVAILABLE,
     retryable: true,
   },

@@ -71,6 +71,7 @@ export class Router implements Core, HedgeCore {
     this.log = deps.logger.child({ component: "router" });
     this.backends = new Map(config.backends.map((b) => [b.name, b]));
     this.upstreams = new Upstreams(config.backends);
+    this.upstreams.faults = deps.faults;
     for (const [name, why] of this.upstreams.keyProblems) deps.health.set(name, "probe", "down", why);
     this.model = new TierModel(config, deps, this.backends, this.upstreams, this.log, previous?.model);
     this.hedges = previous?.hedges ?? new HedgeBook();

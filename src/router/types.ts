@@ -9,6 +9,7 @@ import type { FailureClass } from "./classify.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { Detector } from "./quality.ts";
 import type { Drain } from "./tier-state.ts";
+import type { UpstreamFaults } from "./upstream.ts";
 
 export type Endpoint = "chat" | "completion" | "embedding";
 
@@ -79,6 +80,8 @@ export interface RouterDeps {
   readonly contextWindow?: (backend: string, model: string) => number | undefined;
   /** Whether an operator drained a backend (`llmsup drain`): its tiers take no new request. Kept outside the router, so it outlives a reload. */
   readonly drained?: (backend: string) => Drain | undefined;
+  /** A drill's router faults (drills/inject.ts): every upstream attempt and shallow check of this router passes through them. */
+  readonly faults?: UpstreamFaults;
 }
 
 /** One request on its way down the chain. */

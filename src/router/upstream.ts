@@ -57,6 +57,12 @@ export interface AttemptRequest {
   readonly remainingMs: number;
 }
 
+/** A drill's router faults (drills/inject.ts), as Upstreams consults them: `send` is the real attempt; a check answered here is not made. */
+export interface UpstreamFaults {
+  attempt(r: AttemptRequest, send: (r: AttemptRequest) => Promise<AttemptOutcome>): Promise<AttemptOutcome>;
+  check(backend: BackendConfig): { readonly ok: false; readonly detail: string } | undefined;
+}
+
 
 export class Upstreams {
   private readonly pools = new Map<string, Pool>();
@@ -136,7 +142,14 @@ export class Upstreams {
     return h;
   }
 
-  async attempt(r: AttemptRequest): Promise<AttemptOutcome> {
+  /** Drill faults (drills/inject.ts): while set, each attempt and shallow check passes through them first. */
+  faults?: UpstreamFaults;
+
+  attempt(r: AttemptRequest): Promise<AttemptOutcome> {
+    return this.faults ? this.faults.attempt(r, (x) => this.reach(x)) : this.reach(r);
+  }
+
+  private async reach(r: AttemptRequest): Promise<AttemptOutcome> {
     const { tier, backend } = r;
     // undici takes an EventEmitter-like signal: lighter than an AbortController per attempt (see UpstreamSignal).
     const ctl = new UpstreamSignal();
@@ -207,6 +220,8 @@ export class Upstreams {
 
   /** A shallow GET of the backend's health endpoint (health/remote.ts probeUrl), bounded by `timeoutMs`: ok, or what went wrong. */
   async check(backend: BackendConfig, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+    const drilled = this.faults?.check(backend);
+    if (drilled) return drilled;
     const url = new URL(probeUrl(backend));
     const key = this.keys.get(backend.name);
     try {

@@ -93,7 +93,7 @@ const SHELLS: Record<string, (file: string) => boolean> = {
   "node-cron": (f) => f === path.join("schedule", "scheduler.ts") || f === path.join("config", "schema.ts"),
   "node:sqlite": (f) => f === path.join("cache", "sqlite.ts"),
   // The router's upstream pools, and the drill's client of the router socket.
-  undici: (f) => f === path.join("router", "upstream.ts") || f === path.join("drills", "drill.ts"),
+  undici: (f) => f === path.join("router", "upstream.ts") || f === path.join("drills", "traffic.ts"),
   // No process is started without execa: its types may be named, nothing more.
   "node:child_process": () => false,
   child_process: () => false,
