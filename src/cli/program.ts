@@ -173,7 +173,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option("--no-traffic", "send no requests of the drill's own: observe real traffic only")
       .option("--scenarios <list>", "gameday: the drills to run, comma-separated (default: every router fault, and the process drills when tier 0 is managed)")
       .option("--html <file>", "gameday: also write the scorecard as a self-contained HTML page")
-      .option("--delay <d>", "latency: added to the first tier's first token (default 2s)")
+      .option("--delay <d>", "latency: added to the first tier's first token (default: its ttft_timeout and 1s more, past what the route tolerates)")
       .option("--fraction <f>", "errors, rate-limit: the share of attempts that fail (default 1)")
       .option("--status <code>", "errors: the 5xx status (default 503)")
       .option("--retry-after <d>", "rate-limit: the Retry-After the 429 carries (default 10s)")

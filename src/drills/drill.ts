@@ -35,7 +35,7 @@ import type { Router } from "../router/router.ts";
 import type { DrillMark } from "../supervisor/owner.ts";
 import type { Supervisor } from "../supervisor/supervisor.ts";
 import type { DaemonEvent } from "../daemon/daemon.ts";
-import { FAULT_DEFAULTS, isFaultKind, type FaultOptions } from "./faults.ts";
+import { defaultDelayMs, FAULT_DEFAULTS, isFaultKind, type FaultOptions } from "./faults.ts";
 import type { FaultInjector } from "./inject.ts";
 import { countersDelta, type RouteCounters } from "./counters.ts";
 import { verdictOf, type DrillReport, type DrillScenario } from "./report.ts";
@@ -252,7 +252,7 @@ async function drill(
   let continued = spec.scenario !== "backend-hang";
   try {
     if (fault) {
-      d.faults.start({ ...FAULT_DEFAULTS, ...spec.fault, id, kind: fault, backend: backendName, model: route.tiers[0]!.model, until: failAt + spec.durationMs });
+      d.faults.start({ ...FAULT_DEFAULTS, ...spec.fault, delayMs: spec.fault?.delayMs ?? defaultDelayMs(route.tiers[0]!.ttft_timeout), id, kind: fault, backend: backendName, model: route.tiers[0]!.model, until: failAt + spec.durationMs });
       await hold(spec.durationMs);
       endAt = d.clock.now();
       d.faults.end(stopped ? "the drill was stopped" : "its duration is over");

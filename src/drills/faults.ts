@@ -29,8 +29,8 @@ export function isFaultKind(s: string): s is FaultKind {
 
 /** The knobs of a router fault; each has a default (FAULT_DEFAULTS). */
 export interface FaultOptions {
-  /** latency: milliseconds added before the tier's answer. */
-  readonly delayMs: number;
+  /** latency: milliseconds added before the tier's answer; absent: the tier's ttft_timeout and a second more, the slowness the route does not tolerate. */
+  readonly delayMs?: number;
   /** errors, rate-limit: the share of attempts that fail, 0 < fraction ≤ 1. */
   readonly fraction: number;
   /** errors: the HTTP status, 500–599. */
@@ -43,10 +43,16 @@ export interface FaultOptions {
   readonly seed: number;
 }
 
-export const FAULT_DEFAULTS: FaultOptions = { delayMs: 2_000, fraction: 1, status: 503, retryAfterS: 10, chunks: 3, seed: 1 };
+export const FAULT_DEFAULTS: FaultOptions = { fraction: 1, status: 503, retryAfterS: 10, chunks: 3, seed: 1 };
+
+/** A latency drill's delay when none is given: past the tier's ttft_timeout, so the route has to act on it. */
+export function defaultDelayMs(ttftTimeoutMs: number): number {
+  return ttftTimeoutMs + 1_000;
+}
 
 /** One fault in force: on which tier, until when, marked with which drill. */
 export interface ActiveFault extends FaultOptions {
+  readonly delayMs: number;
   readonly id: string;
   readonly kind: FaultKind;
   readonly backend: string;
@@ -140,7 +146,7 @@ export function degenerateAnswer(endpoint: "chat" | "completion", model: string,
  * absent ones take FAULT_DEFAULTS; a bad one is LLMSUP_E_CONTROL_BAD_REQUEST naming it.
  */
 export function faultOptionsFrom(q: URLSearchParams): FaultOptions {
-  const num = (key: string, ok: (n: number) => boolean, rule: string, fallback: number): number => {
+  const num = <F extends number | undefined>(key: string, ok: (n: number) => boolean, rule: string, fallback: F): number | F => {
     const raw = q.get(key);
     if (raw === null) return fallback;
     const n = Number(raw);
@@ -148,8 +154,9 @@ export function faultOptionsFrom(q: URLSearchParams): FaultOptions {
     return n;
   };
   const int = (lo: number, hi: number) => (n: number) => Number.isInteger(n) && n >= lo && n <= hi;
+  const delayMs = num("delay_ms", int(1, 600_000), "a whole number of milliseconds from 1 to 600000", undefined);
   return {
-    delayMs: num("delay_ms", int(1, 600_000), "a whole number of milliseconds from 1 to 600000", FAULT_DEFAULTS.delayMs),
+    ...(delayMs !== undefined ? { delayMs } : {}),
     fraction: num("fraction", (n) => n > 0 && n <= 1, "a number above 0 and at most 1", FAULT_DEFAULTS.fraction),
     status: num("status", int(500, 599), "an HTTP status from 500 to 599", FAULT_DEFAULTS.status),
     retryAfterS: num("retry_after_s", int(0, 86_400), "a whole number of seconds from 0 to 86400", FAULT_DEFAULTS.retryAfterS),

@@ -51,9 +51,19 @@ export interface DrillReport {
   readonly timeline: readonly { readonly at_ms: number; readonly what: string }[];
 }
 
+/**
+ * Answers the next tier gave in a race it won while the route stayed on its first tier: a slow (or
+ * stopped) tier 0 whose every late answer was hedged. The failure was handled without a failover, so
+ * none is expected (nor its alert): a slow tier is not a failed one. 0 when the router's counters are unknown.
+ */
+export function hedgedAnswers(r: Pick<DrillReport, "failover_ms" | "client_errors" | "router">): number {
+  return r.failover_ms === null && r.client_errors === 0 ? (r.router?.hedges_won ?? 0) : 0;
+}
+
 export function verdictOf(r: Omit<DrillReport, "verdict" | "problems">): { verdict: "pass" | "fail"; problems: string[] } {
   const problems: string[] = [];
   if (r.client_errors > 0) problems.push(`${r.client_errors} of ${r.requests} requests failed for the client`);
+  if (hedgedAnswers(r) > 0) return { verdict: problems.length ? "fail" : "pass", problems };
   if (r.detection_ms === null) problems.push("the failure was never detected");
   if (r.failover_ms === null) problems.push("the route never left its first tier: no failover transition (router.route.fallback or router.route.down) after the failure");
   else if (r.recovery_ms === null) problems.push("the route did not come back to its first tier: no router.route.recovered transition after the failure ended");
@@ -69,7 +79,7 @@ export function renderDrill(r: DrillReport): string {
     `Drill ${r.scenario} on ${r.route} (tier 0: ${r.backend}) — ${r.verdict.toUpperCase()}`,
     `  started           ${r.started_at}, failure held ${formatDuration(r.duration_ms)}`,
     `  detection         ${ms(r.detection_ms)}`,
-    `  failover          ${ms(r.failover_ms)}`,
+    `  failover          ${hedgedAnswers(r) > 0 ? `none needed: ${r.router!.hedges_won} late answers hedged by the next tier, the route stayed on tier 0` : ms(r.failover_ms)}`,
     `  recovery          ${ms(r.recovery_ms)}`,
     `  requests          ${r.requests} (${r.fallback_answers} from a fallback tier, ${r.degraded_answers} degraded)`,
     `  client errors     ${r.client_errors}`,

@@ -5,7 +5,7 @@
  * the text a terminal and the mail show, and a self-contained HTML page.
  */
 import { formatDuration } from "../config/units.ts";
-import type { DrillReport, DrillScenario } from "./report.ts";
+import { hedgedAnswers, type DrillReport, type DrillScenario } from "./report.ts";
 
 /** A moment of a scenario: milliseconds from the failure's injection, and the wall-clock time. */
 export interface Moment {
@@ -22,6 +22,8 @@ export interface ScenarioScore {
   readonly injected_at?: string;
   readonly detected: Moment | null;
   readonly failed_over: Moment | null;
+  /** Late answers of tier 0 that the next tier answered in a hedge it won, while the route stayed on tier 0 (then no failover is needed). */
+  readonly hedged_answers: number;
   /** Requests a client saw fail: the game day's own requests (without traffic: the router's count of requests no tier answered). */
   readonly client_errors: number;
   /** Complete answers that were degraded: from a fallback tier or continued on one (without traffic: the router's fallback and cache answers). */
@@ -69,6 +71,7 @@ export function scoreOf(r: DrillReport, traffic: boolean): ScenarioScore {
     injected_at: r.injected_at,
     detected: moment(injected, r.detection_ms),
     failed_over: moment(injected, r.failover_ms),
+    hedged_answers: hedgedAnswers(r),
     client_errors: traffic || !r.router ? r.client_errors : r.router.unanswered,
     answers_degraded: traffic || !r.router ? r.degraded_answers : r.router.fallback_answers + r.router.cache_answers,
     alert: { raised: r.alert.raised, delivered: r.alert.delivered, when: moment(injected, r.alert_delivered_ms) },
@@ -81,7 +84,7 @@ export function scoreOf(r: DrillReport, traffic: boolean): ScenarioScore {
 }
 
 function noScore(n: NoReport): ScenarioScore {
-  return { scenario: n.scenario, outcome: n.outcome, reason: n.reason, detected: null, failed_over: null, client_errors: 0, answers_degraded: 0, alert: { raised: false, delivered: null, when: null }, back_on_primary: null, requests: 0, problems: [n.reason] };
+  return { scenario: n.scenario, outcome: n.outcome, reason: n.reason, detected: null, failed_over: null, hedged_answers: 0, client_errors: 0, answers_degraded: 0, alert: { raised: false, delivered: null, when: null }, back_on_primary: null, requests: 0, problems: [n.reason] };
 }
 
 export function scorecardOf(
@@ -111,8 +114,13 @@ const alertCell = (s: ScenarioScore) => (!s.alert.raised ? "not raised" : s.aler
 
 const COLUMNS = ["scenario", "result", "detected", "failed over", "client errors", "degraded", "alert delivered", "back on primary"] as const;
 
+/** "failed over": when, or that hedging answered the late requests and no failover was needed. */
+function failedOverCell(s: ScenarioScore): string {
+  return s.hedged_answers > 0 ? `hedged ×${s.hedged_answers}` : when(s.failed_over);
+}
+
 function cells(s: ScenarioScore): string[] {
-  return [s.scenario, s.outcome.toUpperCase(), when(s.detected), when(s.failed_over), String(s.client_errors), String(s.answers_degraded), alertCell(s), when(s.back_on_primary)];
+  return [s.scenario, s.outcome.toUpperCase(), when(s.detected), failedOverCell(s), String(s.client_errors), String(s.answers_degraded), alertCell(s), when(s.back_on_primary)];
 }
 
 /** The scorecard as a table for a terminal and the mail. */

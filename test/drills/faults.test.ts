@@ -1,17 +1,17 @@
 /** Which upstream attempt gets which router fault: pure decisions, and the scorecard built from drill reports. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { checkFault, degenerateAnswer, drawn, FAULT_DEFAULTS, faultFor, faultOptionsFrom, faultQueryFrom, loopText, markOf, type ActiveFault, type FaultKind } from "../../src/drills/faults.ts";
+import { checkFault, defaultDelayMs, degenerateAnswer, drawn, FAULT_DEFAULTS, faultFor, faultOptionsFrom, faultQueryFrom, loopText, markOf, type ActiveFault, type FaultKind } from "../../src/drills/faults.ts";
 import { classifyHttp, classifyTransport, retryAfterMs } from "../../src/router/classify.ts";
 import { DEFAULT_QUALITY, judgeAnswer, QualityWatch } from "../../src/router/quality.ts";
 import { countersDelta, countersOf } from "../../src/drills/counters.ts";
 import { renderScorecard, scorecardHtml, scorecardOf } from "../../src/drills/scorecard.ts";
-import type { DrillReport } from "../../src/drills/report.ts";
+import { renderDrill, verdictOf, type DrillReport } from "../../src/drills/report.ts";
 import { gamedayScenarios, parseScenarios } from "../../src/drills/gameday.ts";
 import type { Config } from "../../src/config/types.ts";
 
 const NOW = 1_000_000;
-const fault = (kind: FaultKind, over: Partial<ActiveFault> = {}): ActiveFault => ({ ...FAULT_DEFAULTS, id: "d1", kind, backend: "primary", model: "m", until: NOW + 10_000, ...over });
+const fault = (kind: FaultKind, over: Partial<ActiveFault> = {}): ActiveFault => ({ ...FAULT_DEFAULTS, delayMs: 2_000, id: "d1", kind, backend: "primary", model: "m", until: NOW + 10_000, ...over });
 
 test("a fault hits only its tier's (backend, model) while in force; block hits the whole backend", () => {
   for (const kind of ["latency", "errors", "rate-limit", "stream-cut", "quality"] as const) {
@@ -91,8 +91,11 @@ test("a fraction draws the same attempts for the same seed, about that share of 
   }
 });
 
-test("fault options: defaults, bounds, and the CLI's spelling", () => {
+test("fault options: defaults (a latency drill's delay past the tier's ttft_timeout unless given), bounds, and the CLI's spelling", () => {
   assert.deepEqual(faultOptionsFrom(new URLSearchParams()), FAULT_DEFAULTS);
+  assert.equal(faultOptionsFrom(new URLSearchParams()).delayMs, undefined, "no delay given: the drill takes the tier's");
+  assert.equal(defaultDelayMs(10_000), 11_000);
+  assert.equal(faultOptionsFrom(new URLSearchParams({ delay_ms: "1500" })).delayMs, 1500);
   assert.deepEqual(faultOptionsFrom(new URLSearchParams({ fraction: "0.25", status: "500", chunks: "0" })), { ...FAULT_DEFAULTS, fraction: 0.25, status: 500, chunks: 0 });
   for (const [k, v] of [["fraction", "0"], ["fraction", "1.5"], ["status", "404"], ["delay_ms", "-1"], ["chunks", "x"]] as const) {
     assert.throws(() => faultOptionsFrom(new URLSearchParams({ [k]: v })), (e: Error & { code?: string }) => e.code === "LLMSUP_E_CONTROL_BAD_REQUEST" && e.message.startsWith(k), `${k}=${v}`);
@@ -176,4 +179,41 @@ test("a game day's scenarios: every router fault, then the three process drills 
   assert.deepEqual(parseScenarios("errors, block"), ["errors", "block"]);
   assert.throws(() => parseScenarios("errors,meteor"), /no drill meteor/);
   assert.throws(() => parseScenarios(""), (e: Error & { code?: string }) => e.code === "LLMSUP_E_CONTROL_BAD_REQUEST");
+});
+
+test("a slow tier 0 whose late answers were all hedged is handled without a failover: PASS, 'hedged ×N', no alert asked for; with a client error, or no hedge won, it still fails", () => {
+  const base = {
+    id: "bb",
+    scenario: "latency" as const,
+    route: "llama",
+    backend: "primary",
+    started_at: "2026-01-01T00:00:00.000Z",
+    injected_at: "2026-01-01T00:00:01.000Z",
+    duration_ms: 10_000,
+    requests: 20,
+    client_errors: 0,
+    fallback_answers: 12,
+    degraded_answers: 12,
+    detection_ms: null,
+    failover_ms: null,
+    recovery_ms: null,
+    ended_ms: 10_000,
+    worst_latency_ms: 900,
+    alert: { raised: false, delivered: false },
+    alert_delivered_ms: null,
+    stopped: false,
+    timeline: [],
+    router: { primary_answers: 8, fallback_answers: 12, unanswered: 0, cache_answers: 0, failed_attempts: 0, failovers: 0, hedges_won: 12 },
+  };
+  const hedged = { ...base, ...verdictOf(base) };
+  assert.deepEqual([hedged.verdict, hedged.problems], ["pass", []]);
+  const card = scorecardOf({ id: "g2", host: "box", route: "llama", startedAt: 0, finishedAt: 12_000, durationMs: 10_000, traffic: true, stopped: false }, [hedged]);
+  assert.equal(card.scenarios[0]!.hedged_answers, 12);
+  assert.match(renderScorecard(card), /latency +PASS +never +hedged ×12 +0 +12 +not raised +never/);
+  assert.match(renderDrill(hedged), /failover +none needed: 12 late answers hedged by the next tier, the route stayed on tier 0/);
+
+  const withError = { ...base, client_errors: 1 };
+  assert.equal(verdictOf(withError).verdict, "fail", "a client error is never absorbed");
+  const noHedge = { ...base, router: { ...base.router, hedges_won: 0 } };
+  assert.deepEqual(verdictOf(noHedge).problems.slice(1), ["the route never left its first tier: no failover transition (router.route.fallback or router.route.down) after the failure", "no failover alert was raised"]);
 });

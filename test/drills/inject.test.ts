@@ -37,7 +37,7 @@ function realAnswer(stream: boolean): Response {
 function setup(kind: FaultKind, over: Partial<ActiveFault> = {}) {
   const clock = new ManualClock();
   const faults = new FaultInjector(clock, silentLogger());
-  faults.start({ ...FAULT_DEFAULTS, id: "d9", kind, backend: "primary", model: "m", until: clock.now() + 60_000, ...over });
+  faults.start({ ...FAULT_DEFAULTS, delayMs: 2_000, id: "d9", kind, backend: "primary", model: "m", until: clock.now() + 60_000, ...over });
   const sent: AttemptRequest[] = [];
   const send = async (r: AttemptRequest): Promise<AttemptOutcome> => {
     sent.push(r);
