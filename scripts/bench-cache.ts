@@ -11,6 +11,14 @@
  * store is full, and what a brute-force scan of every stored prompt would
  * cost instead of the LSH candidates.
  *
+ * Then semantic matching (a route with cache_embeddings): every stored
+ * prompt gets a BENCH_CACHE_DIM-float vector (default 384, as small sentence
+ * embedding models have) from the simulator's deterministic embedding model,
+ * in process (the embeddings tier's own time is not the cache's); the
+ * charge, the memory of the in-memory index, opening with the vectors, and
+ * lookups that fall through to the semantic scan (new questions): the whole
+ * lookup and the scan alone.
+ *
  * Prompts are synthetic but English-shaped (templates, common words, a large
  * made-up topic vocabulary) and reproducible (seeded). Figures are printed,
  * never asserted. BENCH_CACHE_ENTRIES and BENCH_CACHE_QUERIES change the sizes;
@@ -20,7 +28,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { EmergencyCache } from "../src/cache/cache.ts";
-import type { CacheDb } from "../src/cache/db.ts";
+import type { CacheDb, NewVector } from "../src/cache/db.ts";
+import type { Embedder } from "../src/cache/embeddings.ts";
+import { vectorBytes } from "../src/cache/eviction.ts";
+import { normalise, unpackFloat32, VectorIndex } from "../src/cache/vectors.ts";
+import { semanticEmbedding } from "../src/sim/backend/semantic-embedding.ts";
 import { prepareKey } from "../src/cache/key.ts";
 import { cosine, gramVector, unpackVector } from "../src/cache/similarity.ts";
 import { loadSqlite, type SqliteModule } from "../src/cache/sqlite.ts";
@@ -33,6 +45,10 @@ const ENTRIES = Number(process.env.BENCH_CACHE_ENTRIES ?? 100_000);
 const QUERIES = Number(process.env.BENCH_CACHE_QUERIES ?? 2_000);
 const THRESHOLD = 0.85;
 const ROUTE: RouteConfig = { model: "llama", tiers: [], cache: true };
+const DIM = Number(process.env.BENCH_CACHE_DIM ?? 384);
+const SEMANTIC_ROUTE: RouteConfig = { ...ROUTE, cache_embeddings: { backend: "cpu", model: "embed" }, cache_semantic_similarity: 0.9 };
+/** The simulator's embedding model, in process. */
+const embedInProcess: Embedder = async (_target, texts) => texts.map((x) => semanticEmbedding(x, DIM));
 
 // ------------------------------------------------------------------ prompts
 
@@ -233,8 +249,93 @@ async function main(): Promise<void> {
     raw.close();
     const scan = stats(scanMs);
     console.log(`\nbrute force instead (cosine against all ${all.length.toLocaleString("en")} stored prompts, vectors already in memory): p50 ${scan.p50.toFixed(1)} ms, max ${scan.max.toFixed(1)} ms per lookup`);
-    console.log(`\n${JSON.stringify({ entries: st.entries, bytes: st.bytes, file_bytes: st.file_bytes, fill_s: fillMs / 1000, open_ms: openMs, lookups: results, writes, brute_force_p50_ms: scan.p50 })}`);
     cache.close();
+
+    // ---------------------------------------------------------------- semantic
+    const openSemantic = () => EmergencyCache.open({ config, dir, logger: silentLogger(), clock: realClock, sqlite: loadSqlite(), embed: embedInProcess });
+    cache = openSemantic();
+    let sdb = (cache as unknown as { db: CacheDb }).db;
+    const before = cache.status();
+    let attachMs = 0;
+    let embedMs = 0;
+    if (before.embeddings.vectors < stored.length) {
+      for (let i = 0; i < stored.length; i += 1_000) {
+        const e0 = performance.now();
+        const batch: NewVector[] = [];
+        for (const q of stored.slice(i, i + 1_000)) {
+          const p = prepareKey("llama", "chat", request(q), { multiTurn: false });
+          if (p.ok) batch.push({ key: p.value.key, model: "embed", scope: p.value.scope32, vector: normalise(semanticEmbedding(p.value.text, DIM))! });
+        }
+        const a0 = performance.now();
+        embedMs += a0 - e0;
+        sdb.attach(batch);
+        attachMs += performance.now() - a0;
+      }
+    }
+    const withVectors = cache.status();
+    cache.close();
+    const heap0 = process.memoryUsage();
+    t = performance.now();
+    cache = openSemantic();
+    const semOpenMs = performance.now() - t;
+    sdb = (cache as unknown as { db: CacheDb }).db;
+    // The rest of the vectors are read in steps, the event loop getting its turns between them.
+    let longestTurnMs = 0;
+    for (let last = performance.now(); sdb.vectorsPending; ) {
+      await new Promise((r) => setImmediate(r));
+      const now = performance.now();
+      longestTurnMs = Math.max(longestTurnMs, now - last);
+      last = now;
+    }
+    const semLoadedMs = performance.now() - t;
+    const heap1 = process.memoryUsage();
+    const index = sdb.vectors.of("embed")!;
+    console.log(`\nsemantic: ${index.size.toLocaleString("en")} vectors of ${DIM} floats${attachMs ? `, stored in ${(attachMs / 1000).toFixed(1)} s (${f((attachMs / stored.length) * 1000)} µs per vector in batches of 1,000; the embedding model itself took ${(embedMs / 1000).toFixed(1)} s)` : " (reused)"}`);
+    console.log(`  charged: ${mib(withVectors.bytes - before.bytes)} more against max_bytes (${vectorBytes(DIM)} bytes per vector); ${mib(withVectors.file_bytes)} on disk now`);
+    console.log(`  in memory: ${mib(sdb.vectors.bytes)} for the index (one Float32Array of ${mib(index.size * DIM * 4)} plus ids, scopes, times); open with the vectors: ${semOpenMs.toFixed(0)} ms blocking, all in memory after ${semLoadedMs.toFixed(0)} ms (longest step ${longestTurnMs.toFixed(0)} ms), RSS ${heap1.rss >= heap0.rss ? "+" : ""}${mib(heap1.rss - heap0.rss)}`);
+    const semQueries = kinds[2]!.queries.slice(0, Math.min(500, QUERIES));
+    const wholeMs: number[] = [];
+    const scanOnlyMs: number[] = [];
+    let semHits = 0;
+    let semantic = 0;
+    for (const { q } of semQueries) {
+      const p = prepareKey("llama", "chat", request(q), { multiTurn: false });
+      if (!p.ok) continue;
+      const vector = normalise(semanticEmbedding(p.value.text, DIM))!;
+      const s0 = performance.now();
+      index.nearest({ vector, scope: p.value.scope32, numbers: p.value.numbers, notBefore: 0, threshold: 0.9 });
+      scanOnlyMs.push(performance.now() - s0);
+      const s1 = performance.now();
+      const hit = await cache.lookup(SEMANTIC_ROUTE, "chat", request(q));
+      wholeMs.push(performance.now() - s1);
+      if (hit) semHits++;
+      if (hit?.match === "semantic") semantic++;
+    }
+    // The same scan in plain JavaScript (what the SIMD kernel replaces), over the same vectors read from the file.
+    const jsIndex = new VectorIndex(DIM, { simd: false, capacity: index.size });
+    const vraw = new (loadSqlite() as SqliteModule).DatabaseSync(path.join(dir, "cache.sqlite"), { readOnly: true });
+    for (const r of vraw.prepare("SELECT id, scope, vec FROM vectors").iterate() as Iterable<{ id: number; scope: number; vec: Uint8Array }>) jsIndex.set(r.id, unpackFloat32(r.vec)!, r.scope, "", 0);
+    vraw.close();
+    const jsScanMs: number[] = [];
+    for (const { q } of semQueries.slice(0, 100)) {
+      const p = prepareKey("llama", "chat", request(q), { multiTurn: false });
+      if (!p.ok) continue;
+      const vector = normalise(semanticEmbedding(p.value.text, DIM))!;
+      const s0 = performance.now();
+      jsIndex.nearest({ vector, scope: p.value.scope32, numbers: p.value.numbers, notBefore: 0, threshold: 0.9 });
+      jsScanMs.push(performance.now() - s0);
+    }
+    const jsScan = stats(jsScanMs);
+    const whole = stats(wholeMs);
+    const scanOnly = stats(scanOnlyMs);
+    console.log(`  lookups falling through to the semantic step (${semQueries.length} new questions; ${semHits} answered, ${semantic} by meaning), ms:`);
+    console.log(`  ${"".padEnd(22)}${"p50".padStart(9)}${"p90".padStart(9)}${"p99".padStart(9)}${"max".padStart(9)}${"mean".padStart(9)}`);
+    console.log(`  ${"scan in JavaScript".padEnd(22)}${f(jsScan.p50).padStart(9)}${f(jsScan.p90).padStart(9)}${f(jsScan.p99).padStart(9)}${f(jsScan.max).padStart(9)}${f(jsScan.mean).padStart(9)}   (100 lookups; what the kernel replaces)`);
+    console.log(`  ${`scan alone (${index.simd ? "SIMD" : "JS"})`.padEnd(22)}${f(scanOnly.p50).padStart(9)}${f(scanOnly.p90).padStart(9)}${f(scanOnly.p99).padStart(9)}${f(scanOnly.max).padStart(9)}${f(scanOnly.mean).padStart(9)}`);
+    console.log(`  ${"whole lookup".padEnd(22)}${f(whole.p50).padStart(9)}${f(whole.p90).padStart(9)}${f(whole.p99).padStart(9)}${f(whole.max).padStart(9)}${f(whole.mean).padStart(9)}   (exact, LSH, embedding in process, scan, answer read)`);
+    cache.close();
+    const semanticResult = { dim: DIM, vectors: index.size, charged_bytes: withVectors.bytes - before.bytes, index_bytes: sdb.vectors.bytes, open_ms: semOpenMs, loaded_ms: semLoadedMs, longest_step_ms: longestTurnMs, attach_us: stored.length ? (attachMs / stored.length) * 1000 : 0, scan: scanOnly, scan_js: jsScan, simd: index.simd, lookup: whole };
+    console.log(`\n${JSON.stringify({ entries: st.entries, bytes: st.bytes, file_bytes: st.file_bytes, fill_s: fillMs / 1000, open_ms: openMs, lookups: results, writes, brute_force_p50_ms: scan.p50, semantic: semanticResult })}`);
   } finally {
     if (!keep) rmSync(dir, { recursive: true, force: true });
   }

@@ -9,6 +9,8 @@
  *   lsh                  FTS5, contentless: an entry's 25 band keys as its tokens (rowid = entry id)
  *   df(gram, n)          gram → number of indexed prompts containing it
  *   meta(k, v)           gen: bumped by every change of entries; df_gen: the gen df was written at
+ *   vectors(id, model, scope, vec)  an entry's prompt embedding (float32 blob), added after the entry,
+ *                        its bytes charged to the entry; read into memory (vectors.ts) in steps after open
  *
  * Document frequencies live in memory and are written in bulk (syncDf), not
  * with every answer: an answer touches ~100 random df pages, which would
@@ -28,10 +30,13 @@
  * answers: ≈0.15 ms per answer in batches of 100, ≈0.5 ms alone.
  */
 import { closeSync, openSync, statSync } from "node:fs";
+import { vectorBytes } from "./eviction.ts";
 import { packVector, unpackVector, type GramVector } from "./similarity.ts";
 import type { Database, SqliteModule, Statement } from "./sqlite.ts";
+import { packFloat32, unpackFloat32, VectorIndexes } from "./vectors.ts";
 
-export const SCHEMA_VERSION = 1;
+/** 2: the vectors table (a version 1 file gains it at open). */
+export const SCHEMA_VERSION = 2;
 /** Entries a band's bucket may hold and still say something about a prompt (see candidates()). */
 export const BUCKET_CAP = 256;
 
@@ -57,6 +62,20 @@ export interface Candidate {
 
 export class CorruptStore extends Error {}
 
+/** An embedding to attach to the entry stored under `key`; `vector` normalised. */
+export interface NewVector {
+  readonly key: string;
+  readonly model: string;
+  readonly scope: number;
+  readonly vector: Float32Array;
+}
+
+/** What became of a vector: attached, the entry is gone (evicted meanwhile), it had one, or its length differs from the model's. */
+export type AttachOutcome = "attached" | "gone" | "exists" | "dimension";
+
+const VECTORS_TABLE = `CREATE TABLE vectors (id INTEGER PRIMARY KEY, model TEXT NOT NULL, scope INTEGER NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX vectors_model ON vectors(model);`;
+
 const SCHEMA = `
 CREATE TABLE entries (
   id INTEGER PRIMARY KEY,
@@ -76,6 +95,7 @@ CREATE INDEX entries_created ON entries(created_at);
 CREATE VIRTUAL TABLE lsh USING fts5(bands, content = '', contentless_delete = 1, tokenize = 'ascii', detail = none);
 CREATE TABLE df (gram INTEGER PRIMARY KEY, n INTEGER NOT NULL);
 CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+${VECTORS_TABLE}
 INSERT INTO meta (k, v) VALUES ('gen', 0), ('df_gen', 0);
 `;
 
@@ -91,6 +111,12 @@ export class CacheDb {
   /** Grams whose df changed since the last syncDf. */
   private readonly dirty = new Set<number>();
   private gen = 0;
+  /** The prompt embeddings, by model, in memory. */
+  readonly vectors = new VectorIndexes();
+  /** Whether stored vectors remain to be read into memory (loadVectors). */
+  vectorsPending = true;
+  /** The id after which loadVectors reads on. */
+  private vectorsAfter = 0;
   /** Whether opening had to recount the document frequencies. */
   readonly dfRebuilt: boolean = false;
   private readonly st: Record<string, Statement>;
@@ -110,6 +136,9 @@ export class CacheDb {
         this.db.exec("PRAGMA auto_vacuum = INCREMENTAL");
         this.db.exec("PRAGMA journal_mode = WAL");
         this.db.exec(`BEGIN; ${SCHEMA} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+      } else if (version === 1) {
+        this.db.exec("PRAGMA journal_mode = WAL");
+        this.db.exec(`BEGIN; ${VECTORS_TABLE} PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
       } else if (version !== SCHEMA_VERSION) {
         throw new CorruptStore(`schema version ${version}, this llmsup reads ${SCHEMA_VERSION}`);
       } else {
@@ -149,6 +178,14 @@ export class CacheDb {
         delete: this.db.prepare("DELETE FROM entries WHERE id = ?"),
         lru: this.db.prepare("SELECT id, bytes FROM entries ORDER BY used_at, id LIMIT ?"),
         expired: this.db.prepare("SELECT id FROM entries WHERE created_at < ? ORDER BY created_at LIMIT ?"),
+        loadVectors: this.db.prepare(
+          "SELECT v.id AS id, v.model AS model, v.scope AS scope, v.vec AS vec, e.numbers AS numbers, e.created_at AS created_at FROM vectors v JOIN entries e ON e.id = v.id WHERE v.id > ? ORDER BY v.id LIMIT ?",
+        ),
+        entryByKey: this.db.prepare("SELECT id, created_at, numbers FROM entries WHERE key = ?"),
+        // DO NOTHING: a vector may be on file and not yet read into memory (loadVectors goes in steps).
+        insertVector: this.db.prepare("INSERT INTO vectors (id, model, scope, vec) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"),
+        chargeVector: this.db.prepare("UPDATE entries SET bytes = bytes + ? WHERE id = ?"),
+        deleteVector: this.db.prepare("DELETE FROM vectors WHERE id = ?"),
         pages: this.db.prepare("SELECT (SELECT page_count FROM pragma_page_count) * (SELECT page_size FROM pragma_page_size) AS b"),
       };
     } catch (e) {
@@ -188,9 +225,11 @@ export class CacheDb {
           const key = Buffer.from(it.key, "hex");
           const old = this.st.byKey!.get(key) as { id: number; bytes: number } | undefined;
           if (old) {
-            // Same key: same prompt, same grams and bands; only the answer changes.
-            this.st.replace!.run(it.at, it.at, it.bytes, it.response, it.route, old.id);
-            this.bytes += it.bytes - old.bytes;
+            // Same key: same prompt, same grams, bands and vector; only the answer changes.
+            const bytes = it.bytes + this.vectorCharge(old.id);
+            this.st.replace!.run(it.at, it.at, bytes, it.response, it.route, old.id);
+            this.vectors.touchCreated(old.id, it.at);
+            this.bytes += bytes - old.bytes;
             continue;
           }
           const indexed = it.grams && it.bands && it.grams.ids.length > 0 ? { grams: it.grams, bands: it.bands } : undefined;
@@ -213,6 +252,83 @@ export class CacheDb {
     if (added > 0) this.gen++;
     this.applyDf(dfDelta);
     return added;
+  }
+
+  /** The bytes an entry's vector is charged (0 without one). */
+  private vectorCharge(id: number): number {
+    const dim = this.vectors.dimOfEntry(id);
+    return dim === undefined ? 0 : vectorBytes(dim);
+  }
+
+  /**
+   * Reads up to `limit` more stored vectors into memory, in id order; returns
+   * how many rows it read. A vector that is unreadable, or whose length
+   * differs from its model's others, is left out (and counted in the result's
+   * `skipped`). Vectors attached or deleted meanwhile are already in step.
+   */
+  loadVectors(limit: number): { read: number; skipped: number } {
+    if (!this.vectorsPending) return { read: 0, skipped: 0 };
+    if (this.vectorsAfter === 0) {
+      // From the small index on model: each model's index is made as large as it will be, once.
+      for (const r of this.db.prepare("SELECT model, count(*) AS n FROM vectors INDEXED BY vectors_model GROUP BY model").all() as { model: string; n: number }[]) this.vectors.reserve(r.model, r.n);
+    }
+    const rows = this.st.loadVectors!.all(this.vectorsAfter, limit) as { id: number; model: string; scope: number; vec: Uint8Array; numbers: string; created_at: number }[];
+    let skipped = 0;
+    for (const r of rows) {
+      const v = unpackFloat32(r.vec);
+      if (!v || !this.vectors.set(r.model, r.id, v, r.scope, r.numbers, r.created_at)) skipped++;
+      this.vectorsAfter = r.id;
+    }
+    if (rows.length < limit) this.vectorsPending = false;
+    return { read: rows.length, skipped };
+  }
+
+  /**
+   * Attaches prompt embeddings to their entries in one transaction, charging
+   * each entry its vector's bytes. An entry evicted meanwhile is "gone".
+   */
+  attach(items: readonly NewVector[]): AttachOutcome[] {
+    const out: AttachOutcome[] = [];
+    const added: { id: number; it: NewVector; numbers: string; createdAt: number }[] = [];
+    const addedIds = new Set<number>();
+    const dims = new Map<string, number>();
+    const before = { bytes: this.bytes };
+    try {
+      this.tx(() => {
+        for (const it of items) {
+          const row = this.st.entryByKey!.get(Buffer.from(it.key, "hex")) as { id: number; created_at: number; numbers: string } | undefined;
+          if (!row) {
+            out.push("gone");
+            continue;
+          }
+          if (this.vectors.has(row.id) || addedIds.has(row.id)) {
+            out.push("exists");
+            continue;
+          }
+          const dim = this.vectors.dimOf(it.model) ?? dims.get(it.model);
+          if (dim !== undefined && dim !== it.vector.length) {
+            out.push("dimension");
+            continue;
+          }
+          if (this.st.insertVector!.run(row.id, it.model, it.scope >>> 0, packFloat32(it.vector)).changes === 0) {
+            out.push("exists");
+            continue;
+          }
+          this.st.chargeVector!.run(vectorBytes(it.vector.length), row.id);
+          this.bytes += vectorBytes(it.vector.length);
+          added.push({ id: row.id, it, numbers: row.numbers, createdAt: row.created_at });
+          addedIds.add(row.id);
+          dims.set(it.model, it.vector.length);
+          out.push("attached");
+        }
+        // No bump of gen: it says whether the gram frequencies are current, which a vector does not change.
+      });
+    } catch (e) {
+      Object.assign(this, before);
+      throw e;
+    }
+    for (const a of added) this.vectors.set(a.it.model, a.id, a.it.vector, a.it.scope, a.numbers, a.createdAt);
+    return out;
   }
 
   private applyDf(delta: ReadonlyMap<number, number>): void {
@@ -277,6 +393,7 @@ export class CacheDb {
           for (const g of grams.ids) dfDelta.set(g, (dfDelta.get(g) ?? 0) - 1);
           indexed++;
         }
+        this.st.deleteVector!.run(id);
         this.st.delete!.run(id);
         entries++;
         bytes += row.bytes;
@@ -284,6 +401,7 @@ export class CacheDb {
       if (entries > 0) this.st.bumpGen!.run();
     });
     if (entries > 0) this.gen++;
+    for (const id of ids) this.vectors.remove(id);
     this.applyDf(dfDelta);
     this.entries -= entries;
     this.bytes -= bytes;

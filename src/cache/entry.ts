@@ -1,6 +1,7 @@
 /** What an answer becomes in the store, or why it is not kept. Pure. */
 import type { CacheConfig } from "../config/types.ts";
 import type { Endpoint } from "../router/router.ts";
+import type { EmbeddingTarget } from "./embeddings.ts";
 import type { NewEntry } from "./db.ts";
 import { entryBytes } from "./eviction.ts";
 import { prepareKey, type SkipReason } from "./key.ts";
@@ -14,6 +15,14 @@ export interface Pending {
   readonly request: unknown;
   readonly response: unknown;
   readonly at: number;
+  /** The route's embeddings tier (`cache_embeddings`): the prompt gets a vector once stored. */
+  readonly embed?: EmbeddingTarget;
+}
+
+/** A row to write, with what its prompt's embedding needs: the similarity text and the scope. */
+export interface PreparedEntry extends NewEntry {
+  readonly text: string;
+  readonly scope32: number;
 }
 
 /**
@@ -22,7 +31,7 @@ export interface Pending {
  * exactly only), the bytes it is charged. Throws only on input that cannot
  * be serialised (the caller counts it as malformed).
  */
-export function entryFor(p: Pending, config: Pick<CacheConfig, "multi_turn" | "max_bytes">): NewEntry | SkipReason {
+export function entryFor(p: Pending, config: Pick<CacheConfig, "multi_turn" | "max_bytes">): PreparedEntry | SkipReason {
   const prepared = prepareKey(p.route, p.endpoint, p.request, { multiTurn: config.multi_turn, forStore: true });
   if (!prepared.ok) return prepared.reason;
   if (!isAnswer(p.response)) return "no_answer";
@@ -31,5 +40,5 @@ export function entryFor(p: Pending, config: Pick<CacheConfig, "multi_turn" | "m
   const bytes = entryBytes(Buffer.byteLength(response), grams ? grams.ids.length * 8 : 0, grams ? BANDS : 0);
   if (bytes > config.max_bytes) return "too_large";
   const bands = grams && grams.ids.length > 0 ? bandKeys(minhash(grams.ids), prepared.value.scope32) : undefined;
-  return { key: prepared.value.key, route: p.route, at: p.at, numbers: prepared.value.numbers, grams, bands, response, bytes };
+  return { key: prepared.value.key, route: p.route, at: p.at, numbers: prepared.value.numbers, grams, bands, response, bytes, text: prepared.value.text, scope32: prepared.value.scope32 };
 }

@@ -51,3 +51,8 @@ export function chooseEvictions(lru: readonly { readonly id: number; readonly by
 export function entryBytes(responseBytes: number, gramBytes: number, bands: number): number {
   return responseBytes + gramBytes + bands * 24 + 96;
 }
+
+/** The bytes an entry's prompt vector adds to its charge: its float32 values and a fixed share for its row. */
+export function vectorBytes(dim: number): number {
+  return dim * 4 + 48;
+}

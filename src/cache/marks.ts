@@ -1,7 +1,7 @@
 /**
  * How an answer from the emergency cache is told apart from a live one: the
  * only place the body marks (`_from_cache`, `_cache_similarity`,
- * `_cached_at`, `_notice`) and the notice text are made, for a JSON answer and
+ * `_cache_match`, `_cached_at`, `_notice`) and the notice text are made, for a JSON answer and
  * for a streamed one. Also the reverse: the chat.completion a finished stream
  * is stored as. Pure.
  */
@@ -11,13 +11,18 @@ export interface CacheHitInfo {
   readonly similarity: number;
   /** When the answer was given (ms since the epoch). */
   readonly cachedAt: number;
+  /** How it matched: "exact", "similar" (words) or "semantic" (meaning); `_cache_match` in the body. */
+  readonly match?: "exact" | "similar" | "semantic";
 }
 
 export const CACHE_BACKEND = "emergency-cache";
 
 /** The notice sent with a hit (body `_notice`, header `x-llmsup-notice`). */
 export function cacheNotice(route: string, hit: CacheHitInfo): string {
-  const what = hit.similarity >= 1 ? "the same question" : `a similar question (similarity ${roundSimilarity(hit.similarity).toFixed(3)})`;
+  const what =
+    hit.similarity >= 1 && hit.match !== "semantic"
+      ? "the same question"
+      : `a ${hit.match === "semantic" ? "question similar in meaning" : "similar question"} (similarity ${roundSimilarity(hit.similarity).toFixed(3)})`;
   return `Answered from the emergency cache: every tier of ${route} is down. This is the answer to ${what} given at ${new Date(hit.cachedAt).toISOString()}; it may be out of date.`;
 }
 
@@ -39,6 +44,7 @@ export function markHit(response: Readonly<Record<string, unknown>>, hit: CacheH
     ...(degradedFields ? { _backend: CACHE_BACKEND, _degraded: true } : {}),
     _from_cache: true,
     _cache_similarity: roundSimilarity(hit.similarity),
+    ...(hit.match ? { _cache_match: hit.match } : {}),
     _cached_at: new Date(hit.cachedAt).toISOString(),
     _notice: notice,
   };

@@ -115,7 +115,8 @@ export function renderStatus(s: DaemonStatus, st: Style, now = Date.now()): stri
     out.push("");
     if (c.state !== "ok") out.push(`${st.bold("Cache")}  ${st.red(`unavailable: ${c.problem ?? "unknown"}`)}`);
     else {
-      const served = `${c.hits} served${c.hits_similar ? ` (${c.hits_similar} similar)` : ""}, ${c.misses} missed since start`;
+      const kinds = [c.hits_similar ? `${c.hits_similar} similar` : "", c.hits_semantic ? `${c.hits_semantic} semantic` : ""].filter((k) => k !== "").join(", ");
+      const served = `${c.hits} served${kinds ? ` (${kinds})` : ""}, ${c.misses} missed since start`;
       const last = c.last_hit ? `, last ${c.last_hit.route} ${ago(c.last_hit.at, now)} ago` : "";
       out.push(`${st.bold("Cache")}  ${c.entries}/${c.max_entries} answers, ${formatSize(c.bytes)} of ${formatSize(c.max_bytes)}; ${c.hits ? st.yellow(served) : served}${last}; routes ${c.routes.join(", ")}`);
     }

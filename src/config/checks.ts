@@ -2,7 +2,7 @@
 import type { z } from "zod";
 import { formatDuration } from "./units.ts";
 import { parseHostPort } from "./fields.ts";
-import { MANAGED_KINDS, type backendSchema, type routeSchema, type routerSchema, type alertsSchema } from "./schema.ts";
+import { EMBEDDINGS_KINDS, MANAGED_KINDS, type backendSchema, type routeSchema, type routerSchema, type alertsSchema } from "./schema.ts";
 import { shortestSpanOfFailures } from "../time/backoff.ts";
 import type { ConfigProblem } from "./types.ts";
 
@@ -43,6 +43,35 @@ function urlBindKey(url: string): string | undefined {
 }
 
 const SECRET_ENV_NAME = /(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL)/i;
+
+/** A route's cache_embeddings: an existing backend of a kind that serves /v1/embeddings, on a route with the cache on. */
+function embeddingsProblems(at: string, backend: string, cache: boolean, input: CheckInput, names: readonly string[]): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  if (!cache) {
+    out.push({ path: at, rule: "requires_cache", message: "cache_embeddings is for the emergency cache's semantic matching; set cache = true on this route, or remove cache_embeddings", expected: "cache = true", found: "cache = false" });
+  }
+  if (!input.backendNames.has(backend)) {
+    out.push({
+      path: `${at}.backend`,
+      rule: "reference",
+      message: `names backend "${backend}", which is not defined${names.length ? ` (defined: ${names.join(", ")})` : " (no [[backend]] is defined)"}`,
+      expected: names.length ? `one of ${names.join(", ")}` : "the name of a [[backend]]",
+      found: JSON.stringify(backend),
+    });
+    return out;
+  }
+  const kind = input.backends.find((b) => b.value.name === backend)?.value.kind;
+  if (kind && !EMBEDDINGS_KINDS.includes(kind)) {
+    out.push({
+      path: `${at}.backend`,
+      rule: "embeddings_kind",
+      message: `backend "${backend}" is of kind "${kind}", which serves no OpenAI-compatible /v1/embeddings; name a backend of kind ${EMBEDDINGS_KINDS.map((k) => `"${k}"`).join(", ")} (llama-server started with --embeddings, Ollama with an embedding model)`,
+      expected: `a backend of kind ${EMBEDDINGS_KINDS.join(", ")}`,
+      found: `kind "${kind}"`,
+    });
+  }
+  return out;
+}
 
 export function crossCheck(input: CheckInput): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -177,6 +206,8 @@ export function crossCheck(input: CheckInput): ConfigProblem[] {
         });
       } else tierKeys.set(key, t);
     });
+    const emb = value.cache_embeddings;
+    if (emb) problems.push(...embeddingsProblems(`route[${index}].cache_embeddings`, emb.backend, value.cache, input, names));
   }
 
   // A TCP listener off loopback needs API keys.

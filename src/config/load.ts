@@ -116,6 +116,8 @@ function resolve(
   const resolvedRoutes: RouteConfig[] = routes.map(({ value }) => ({
     model: value.model,
     cache: value.cache,
+    ...(value.cache_embeddings ? { cache_embeddings: value.cache_embeddings } : {}),
+    cache_semantic_similarity: value.cache_semantic_similarity,
     quality: value.quality,
     tiers: value.tiers.map(
       (t): TierConfig => ({

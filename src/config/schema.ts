@@ -12,6 +12,8 @@ export const BACKEND_KINDS = ["vllm", "ollama", "llamacpp", "openai", "anthropic
 export type BackendKind = (typeof BACKEND_KINDS)[number];
 /** Kinds llmsup can run itself; the others are remote APIs only. */
 export const MANAGED_KINDS: readonly BackendKind[] = ["vllm", "ollama", "llamacpp"];
+/** Kinds that serve OpenAI's /v1/embeddings (Ollama through its OpenAI-compatible API, llama-server with --embeddings): a route's cache_embeddings. */
+export const EMBEDDINGS_KINDS: readonly BackendKind[] = ["vllm", "ollama", "llamacpp", "openai"];
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -285,6 +287,10 @@ export const routeSchema = z.strictObject({
   model: z.string().min(1),
   tiers: z.array(tierSchema).min(1, { message: "expected at least one tier" }),
   cache: z.boolean().default(false),
+  /** The tier that embeds prompts for the emergency cache's semantic matching (an OpenAI-compatible /v1/embeddings): a CPU model that outlives the GPU tiers. */
+  cache_embeddings: z.strictObject({ backend: z.string().min(1), model: z.string().min(1) }).optional(),
+  /** The cosine of embeddings at or above which a stored question is served for another (with cache_embeddings). */
+  cache_semantic_similarity: z.number().gt(0).max(1).default(0.9),
   quality: routeQualitySchema.prefault({}),
 });
 

@@ -52,6 +52,10 @@ export interface RouteConfig {
   readonly model: string;
   readonly tiers: readonly TierConfig[];
   readonly cache: boolean;
+  /** The emergency cache's embeddings tier (semantic matching); absent: words only. */
+  readonly cache_embeddings?: { readonly backend: string; readonly model: string };
+  /** The cosine at or above which a semantic match is served; absent in a hand-built route: 0.9. */
+  readonly cache_semantic_similarity?: number;
   /** Which model-failure detectors judge this route's answers; always set by the loader (absent in a hand-built route: the defaults). */
   readonly quality?: RouteQualityConfig;
 }

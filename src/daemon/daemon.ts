@@ -42,6 +42,7 @@ import { RemediationDesk, type RemediationEvent } from "./remediation-desk.ts";
 import { HealthFeed } from "./health-feed.ts";
 import { ResidencyWatch } from "./residency-watch.ts";
 import { EmergencyCache } from "../cache/cache.ts";
+import { httpEmbedder } from "../cache/embeddings.ts";
 import { ContextWindows } from "../health/context.ts";
 import { plural } from "../alerts/text.ts";
 import type { DrillSpec } from "../drills/drill.ts";
@@ -297,7 +298,16 @@ export class Daemon {
     if (this.d.cache) return;
     if (this.cache) return this.cache.reconfigure(c.cache);
     if (!c.routes.some((r) => r.cache)) return;
-    this.cache = EmergencyCache.open({ config: c.cache, dir: c.daemon.state_dir, logger: this.log.child({ component: "cache" }), clock: this.clock, metrics: this.metrics, sqlite: this.d.sqlite() });
+    this.cache = EmergencyCache.open({
+      config: c.cache,
+      dir: c.daemon.state_dir,
+      logger: this.log.child({ component: "cache" }),
+      clock: this.clock,
+      metrics: this.metrics,
+      sqlite: this.d.sqlite(),
+      // Routes with cache_embeddings: their embeddings tier, found by name in the current configuration.
+      embed: httpEmbedder(() => this.config.backends),
+    });
     void this.cache.prune();
   }
 

@@ -261,6 +261,11 @@ export const ERRORS = {
     exit: EXIT.IOERR,
     retryable: false,
   },
+  LLMSUP_E_CACHE_EMBEDDINGS: {
+    message: "The emergency cache could not embed stored prompts with a route's embeddings tier (cache_embeddings: down, slow, or its answer unusable); the backend and the reason are named. Answers are still stored and matched by their words; those stored meanwhile get no vector. Logged once as `cache.embeddings.failed` until embedding works again (`cache.embeddings.recovered`); counted in llmsup_cache_stores_total with outcome embedding_failed.",
+    exit: EXIT.UNAVAILABLE,
+    retryable: true,
+  },
   LLMSUP_E_CACHE_IO: {
     message: "Reading or writing the emergency cache failed (disk full, I/O error); the answer was not stored or not served from it. Check free space in [daemon] state_dir. Logged as `cache.store.failed`, at most once a minute per operation.",
     exit: EXIT.IOERR,

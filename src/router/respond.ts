@@ -5,7 +5,7 @@
  * "too long for every tier" and "every tier down".
  */
 import type { RouteConfig } from "../config/types.ts";
-import { cacheNotice, CACHE_BACKEND, markedAnswerAsSse, markHit } from "../cache/marks.ts";
+import { cacheNotice, CACHE_BACKEND, markedAnswerAsSse, markHit, type CacheHitInfo } from "../cache/marks.ts";
 import { header, headerSafe, sendError, sendJson, sseError } from "./http.ts";
 import type { RequestCtx } from "./types.ts";
 
@@ -77,7 +77,7 @@ export function endDegenerate(ctx: RequestCtx, detail: string): void {
 }
 
 /** An earlier answer from the emergency cache, marked as such (JSON or SSE as asked). */
-export function sendCacheHit(ctx: RequestCtx, stored: Record<string, unknown>, hit: { similarity: number; cachedAt: number }, degradedFields: boolean): void {
+export function sendCacheHit(ctx: RequestCtx, stored: Record<string, unknown>, hit: CacheHitInfo, degradedFields: boolean): void {
   if (ctx.res.headersSent || ctx.res.destroyed) return;
   const notice = cacheNotice(ctx.route.model, hit);
   const body = markHit(stored, hit, notice, degradedFields);
@@ -88,6 +88,7 @@ export function sendCacheHit(ctx: RequestCtx, stored: Record<string, unknown>, h
     "x-llmsup-attempts": String(ctx.attempts),
     "x-llmsup-cache": "hit",
     "x-llmsup-cache-similarity": (body._cache_similarity as number).toFixed(3),
+    ...(hit.match ? { "x-llmsup-cache-match": hit.match } : {}),
     "x-llmsup-notice": headerSafe(notice),
     "x-request-id": ctx.requestId,
   };

@@ -63,7 +63,11 @@ export interface TriedTier {
  */
 export interface CacheHook {
   store(route: RouteConfig, endpoint: Endpoint, request: Body, response: unknown, headers: Record<string, string | string[] | undefined>): void;
-  lookup(route: RouteConfig, endpoint: Endpoint, request: Body): Promise<{ readonly response: unknown; readonly similarity: number; readonly cachedAt: number } | undefined>;
+  lookup(
+    route: RouteConfig,
+    endpoint: Endpoint,
+    request: Body,
+  ): Promise<{ readonly response: unknown; readonly similarity: number; readonly cachedAt: number; readonly match?: "exact" | "similar" | "semantic" } | undefined>;
 }
 
 export interface RouterDeps {

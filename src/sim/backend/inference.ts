@@ -4,12 +4,14 @@
  * generate and write the answer in the endpoint's wire format.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { asksToContinue, canonicalToolCall, canonicalTokens, chatKey, contentText, countTokens, embeddingOf, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
+import { asksToContinue, canonicalToolCall, canonicalTokens, chatKey, contentText, countTokens, planAnswer, promptTokensOfChat, type ChatMessage } from "./answer.ts";
 import { echoAuthMessage, type GateDecision, type GatePoint } from "./fault-gate.ts";
 import { degradeAnswer, newId, usageOf, writeStream, writeWhole, type Generation } from "./generate.ts";
 import { errorJson, json, readBody } from "./http.ts";
+import { simEmbedding } from "./semantic-embedding.ts";
 import { ENGINE_DIED_MESSAGE, loadingModel, PREFILL_REJECTED_MESSAGE } from "./kinds/common.ts";
 import type { EmbeddingApi, GenerationApi, InferenceApi, KindRuntime, KindSpec, RequestBody, SimContext } from "./kinds/kind.ts";
+import type { SimBackendOptions } from "./options.ts";
 
 /** What the server counts of inference, for /metrics and /_sim/state. */
 export class InferenceStats {
@@ -78,7 +80,7 @@ export async function serveInference(h: InferenceHost, req: IncomingMessage, res
 
   const failed = await runtime.prepare?.(model, body);
   if (failed) return errorJson(res, failed);
-  if (api.type === "embedding") return embed(res, body, model, api);
+  if (api.type === "embedding") return embed(res, body, model, api, h.options);
   const warm = api.warmUp?.(body, model);
   if (warm !== undefined) return json(res, 200, warm);
 
@@ -95,10 +97,10 @@ export async function serveInference(h: InferenceHost, req: IncomingMessage, res
   }
 }
 
-function embed(res: ServerResponse, body: RequestBody, model: string, api: EmbeddingApi): void {
+function embed(res: ServerResponse, body: RequestBody, model: string, api: EmbeddingApi, options: SimBackendOptions): void {
   const input = body.input;
   const inputs = Array.isArray(input) ? input.map(String) : [String(input ?? "")];
-  const vectors = inputs.map((t) => embeddingOf(t));
+  const vectors = inputs.map((t) => simEmbedding(options, t));
   const tokens = inputs.reduce((n, t) => n + countTokens(t), 0);
   return json(res, 200, api.answer(body, model, vectors, tokens));
 }
