@@ -21,54 +21,36 @@ export interface Traffic {
 export function openTraffic(socket: string, route: RouteConfig, id: string, connections: number): Traffic {
   const agent = new Agent({ connect: { socketPath: socket }, connections });
   return {
-    ask: (n, stream) => (stream ? askStream(agent, route, id, n) : ask(agent, route, id, n)),
+    ask: (n, stream) => ask(agent, route, id, n, stream),
     close: () => agent.close().catch(() => undefined),
   };
 }
 
-/** One marked request for a whole answer: ok when a 200 with choices came. */
-async function ask(agent: Agent, route: RouteConfig, id: string, n: number): Promise<Asked> {
+/** A complete answer: a 200 whose body has choices (whole), or a stream that reached [DONE] without an error event. */
+function complete(status: number, text: string, stream: boolean): boolean {
+  if (status !== 200) return false;
+  if (stream) return text.includes("data: [DONE]") && !text.split("\n").some((l) => l.startsWith("data: ") && l !== "data: [DONE]" && l.includes('"error":'));
   try {
-    const r = await agent.request({
-      origin: "http://llmsup",
-      path: "/v1/chat/completions",
-      method: "POST",
-      headers: { "content-type": "application/json", "x-llmsup-drill": id, "x-llmsup-cache": "no-store" },
-      body: JSON.stringify({ model: route.model === "*" ? "drill" : route.model, messages: [{ role: "user", content: `llmsup drill ${id}, request ${n}` }], max_tokens: 4 }),
-    });
-    const text = await r.body.text();
-    const tier = Number(r.headers["x-llmsup-tier"]);
-    let ok = r.statusCode === 200;
-    if (ok) {
-      try {
-        ok = Array.isArray((JSON.parse(text) as { choices?: unknown }).choices);
-      } catch {
-        ok = false;
-      }
-    }
-    return { ok, tier: Number.isInteger(tier) ? tier : undefined, degraded: r.headers["x-llmsup-degraded"] === "true" };
+    return Array.isArray((JSON.parse(text) as { choices?: unknown }).choices);
   } catch {
-    return { ok: false };
+    return false;
   }
 }
 
-/** One marked streamed request: ok when the stream reached [DONE] without an error event. */
-async function askStream(agent: Agent, route: RouteConfig, id: string, n: number): Promise<Asked> {
+/** One marked request, whole or streamed, judged as a client would: degraded when a fallback tier answered or a stream was continued on one. */
+async function ask(agent: Agent, route: RouteConfig, id: string, n: number, stream: boolean): Promise<Asked> {
   try {
     const r = await agent.request({
       origin: "http://llmsup",
       path: "/v1/chat/completions",
       method: "POST",
       headers: { "content-type": "application/json", "x-llmsup-drill": id, "x-llmsup-cache": "no-store" },
-      body: JSON.stringify({ model: route.model === "*" ? "drill" : route.model, messages: [{ role: "user", content: `llmsup drill ${id}, request ${n}` }], max_tokens: 16, stream: true }),
+      body: JSON.stringify({ model: route.model === "*" ? "drill" : route.model, messages: [{ role: "user", content: `llmsup drill ${id}, request ${n}` }], max_tokens: stream ? 16 : 4, ...(stream ? { stream: true } : {}) }),
     });
     const text = await r.body.text();
     const tier = Number(r.headers["x-llmsup-tier"]);
-    const events = text.split("\n").filter((l) => l.startsWith("data: ") && l !== "data: [DONE]");
-    const failed = events.some((l) => l.includes('"error":'));
-    const ok = r.statusCode === 200 && text.includes("data: [DONE]") && !failed;
-    const continued = /^: llmsup: the answer continues/m.test(text);
-    return { ok, tier: Number.isInteger(tier) ? tier : undefined, degraded: r.headers["x-llmsup-degraded"] === "true" || continued };
+    const continued = stream && /^: llmsup: the answer continues/m.test(text);
+    return { ok: complete(r.statusCode, text, stream), tier: Number.isInteger(tier) ? tier : undefined, degraded: r.headers["x-llmsup-degraded"] === "true" || continued };
   } catch {
     return { ok: false };
   }

@@ -7,51 +7,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { DaemonEvent } from "../../src/daemon/daemon.ts";
-import { wireDaemon } from "../../src/daemon/wire.ts";
 import type { DrillReport } from "../../src/drills/report.ts";
 import type { StateEvent } from "../../src/supervisor/states.ts";
-import { SMTP_PASSWORD, SMTP_USER, startSmtp } from "../alerts/helpers.ts";
-import { runCliInProcess, type CliResult } from "../helpers/cli.ts";
-import { writeDaemonConfig } from "../helpers/daemon.ts";
-import { memoryLogger } from "../helpers/supervise.ts";
+import { drillDaemon } from "./helpers.ts";
 
 const ROUTE = `[[route]]\nmodel = "llama"\ntiers = [{ backend = "primary", model = "m", ttft_timeout = "600ms" }, { backend = "fallback", model = "m" }]\n`;
 
 /** The failover-transition time the report must agree with, to the millisecond it reads the clock in. */
 const TRANSITION_TOLERANCE_MS = 50;
 
-async function setup(t: { after(fn: () => unknown): void }, schedule = "") {
-  // Cleanups run daemon first, then its files and the SMTP server (last in, first out).
-  const cleanups: (() => unknown)[] = [];
-  t.after(async () => {
-    for (const c of cleanups.reverse()) await c();
-  });
-  const scope = { after: (fn: () => unknown) => void cleanups.push(fn) };
-  const smtp = await startSmtp(scope);
-  const files = await writeDaemonConfig(
-    scope,
-    [
-      { name: "primary", kind: "llamacpp", process: `  restart_sec = "300ms"\n  restart_max_delay = "300ms"` },
-      { name: "fallback", kind: "llamacpp" },
-    ],
-    ROUTE,
-    `[router.breaker]\nfailure_threshold = 2\nopen_interval = "1s"\n[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n${schedule}`,
-  );
-  const mem = memoryLogger();
-  const daemon = wireDaemon({ configPath: files.config, logger: mem.logger, env: { ...process.env, TEST_SMTP_PASSWORD: SMTP_PASSWORD } });
-  const events: DaemonEvent[] = [];
-  daemon.subscribe((e) => events.push(e));
-  cleanups.push(() => daemon.stop("the test is over"));
-  await daemon.start();
-  const cli = (...args: string[]): Promise<CliResult> => runCliInProcess([...args, "--config", files.config]);
-  const deadline = Date.now() + 20_000;
-  const serving = () => daemon.status().backends.every((b) => b.state === "ready") && daemon.status().router.routes[0]!.serving_tier === 0;
-  while (!serving()) {
-    if (Date.now() > deadline) assert.fail(`both backends never became ready:\n${JSON.stringify(daemon.status(), null, 1).slice(0, 3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { smtp, files, daemon, events, cli };
-}
+/** Both backends with the default probe interval; tier 0 times out its first token at 600 ms (hedged as the defaults say). */
+const setup = (t: { after(fn: () => unknown): void }, schedule = "") => drillDaemon(t, { route: ROUTE, schedule, probes: false });
 
 function routeTransitions(events: readonly DaemonEvent[], from: number) {
   return events.filter((e) => (e.event === "router.route.fallback" || e.event === "router.route.down" || e.event === "router.route.recovered") && e.route === "llama" && e.at >= from);

@@ -18,7 +18,9 @@ export const DRILL_ROUTE = `[[route]]\nmodel = "llama"\ntiers = [{ backend = "pr
 const PROBES = `[backend.health]\nprobe_interval = "300ms"`;
 
 /** `remotePrimary`: tier 0 is a remote backend at that URL (a simulator the test started), not a managed one. */
-export async function drillDaemon(t: { after(fn: () => unknown): void }, o: { schedule?: string; route?: string; remotePrimary?: string } = {}) {
+/** `probes: false`: the backends keep the default probe interval. */
+export async function drillDaemon(t: { after(fn: () => unknown): void }, o: { schedule?: string; route?: string; remotePrimary?: string; probes?: boolean } = {}) {
+  const probes = o.probes === false ? "" : PROBES;
   // Cleanups run daemon first, then its files and the SMTP server (last in, first out).
   const cleanups: (() => unknown)[] = [];
   t.after(async () => {
@@ -29,10 +31,10 @@ export async function drillDaemon(t: { after(fn: () => unknown): void }, o: { sc
   const files = await writeDaemonConfig(
     scope,
     [
-      ...(o.remotePrimary ? [] : [{ name: "primary", kind: "llamacpp" as const, process: `  restart_sec = "300ms"\n  restart_max_delay = "300ms"`, extra: PROBES }]),
-      { name: "fallback", kind: "llamacpp", extra: PROBES },
+      ...(o.remotePrimary ? [] : [{ name: "primary", kind: "llamacpp" as const, process: `  restart_sec = "300ms"\n  restart_max_delay = "300ms"`, extra: probes }]),
+      { name: "fallback", kind: "llamacpp", extra: probes },
     ],
-    `${o.remotePrimary ? `[[backend]]\nname = "primary"\nkind = "llamacpp"\nurl = "${o.remotePrimary}"\n${PROBES}\n\n` : ""}${o.route ?? DRILL_ROUTE}`,
+    `${o.remotePrimary ? `[[backend]]\nname = "primary"\nkind = "llamacpp"\nurl = "${o.remotePrimary}"\n${probes}\n\n` : ""}${o.route ?? DRILL_ROUTE}`,
     `[router.breaker]\nfailure_threshold = 2\nopen_interval = "1s"\n[alerts]\nenabled = true\nfrom = "llmsup@box.example.com"\nto = ["oncall@example.com"]\n[alerts.smtp]\nhost = "127.0.0.1"\nport = ${smtp.port}\nsecurity = "none"\nuser = "${SMTP_USER}"\npassword_env = "TEST_SMTP_PASSWORD"\ntimeout = "3s"\n${o.schedule ?? ""}`,
   );
   const mem = memoryLogger();
