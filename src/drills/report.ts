@@ -65,7 +65,11 @@ export function verdictOf(r: Omit<DrillReport, "verdict" | "problems">): { verdi
   if (r.client_errors > 0) problems.push(`${r.client_errors} of ${r.requests} requests failed for the client`);
   if (hedgedAnswers(r) > 0) return { verdict: problems.length ? "fail" : "pass", problems };
   if (r.detection_ms === null) problems.push("the failure was never detected");
-  if (r.failover_ms === null) problems.push("the route never left its first tier: no failover transition (router.route.fallback or router.route.down) after the failure");
+  if (r.failover_ms === null) {
+    // No client error either: the failure was ridden out (answers came late), which a failure shorter than the tier's timeouts is.
+    const riddenOut = r.client_errors === 0 && r.requests > 0 ? `; clients waited up to ${formatDuration(r.worst_latency_ms)} instead: a failure held ${formatDuration(r.duration_ms)} may be shorter than the tier's ttft_timeout — hold it longer (--duration) or lower ttft_timeout or hedge_after` : "";
+    problems.push(`the route never left its first tier: no failover transition (router.route.fallback or router.route.down) after the failure${riddenOut}`);
+  }
   else if (r.recovery_ms === null) problems.push("the route did not come back to its first tier: no router.route.recovered transition after the failure ended");
   if (!r.alert.raised) problems.push("no failover alert was raised");
   return { verdict: problems.length ? "fail" : "pass", problems };
