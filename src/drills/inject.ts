@@ -7,6 +7,7 @@
  * alerts act as they would on the real failure. One fault at a time; it ends
  * at its time by itself, on stop(), and at daemon shutdown.
  */
+import { Cancel } from "../platform/cancel.ts";
 import { Readable } from "node:stream";
 import type { Logger } from "../log/logger.ts";
 import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
@@ -100,7 +101,7 @@ export class FaultInjector implements UpstreamFaults {
     const budget = Math.min(r.tier.ttft_timeout, r.tier.total_timeout, r.remainingMs);
     const wait = Math.min(a.ms, budget);
     try {
-      await sleepOn(this.clock, wait, r.evacuation ? AbortSignal.any([r.clientSignal, r.evacuation]) : r.clientSignal);
+      await sleepOn(this.clock, wait, r.evacuation ? Cancel.any(r.clientSignal, r.evacuation) : r.clientSignal);
     } catch {
       if (r.evacuation?.aborted && !r.clientSignal.aborted) return { kind: "failure", failure: "evacuated", detail: String(r.evacuation.reason) };
       return { kind: "failure", failure: "aborted", detail: "the client went away" };

@@ -4,6 +4,7 @@
  * a deadline (within).
  */
 
+import type { Abortable } from "./cancel.ts";
 export interface TimerHandle {
   cancel(): void;
 }
@@ -25,7 +26,7 @@ export const realClock: Clock = {
 };
 
 /** Resolves after `ms` on `clock`; rejects with the signal's reason when aborted. */
-export function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+export function sleepOn(clock: Clock, ms: number, signal?: Abortable): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const t = clock.setTimeout(() => {

@@ -9,6 +9,7 @@
  * on as after any failure — before the commit point to the next tier
  * unseen, after it by continuation — never back to that backend.
  */
+import { Cancel, type Abortable } from "../platform/cancel.ts";
 import { answerFromStream } from "../cache/marks.ts";
 import type { BackendConfig, Config } from "../config/types.ts";
 import type { Clock } from "../platform/clock.ts";
@@ -45,7 +46,7 @@ export type TierResult = "sent" | "gone" | "lost" | { readonly invalid: string }
  * the loser. Absent when the attempt runs alone.
  */
 export interface HedgeHooks {
-  readonly signal: AbortSignal;
+  readonly signal: Abortable;
   claim(): boolean;
   lost(): boolean;
 }
@@ -81,7 +82,7 @@ export interface Core {
 export async function attemptTier(core: Core, ctx: RequestCtx, index: number, hedge?: HedgeHooks): Promise<TierResult> {
   const name = ctx.route.tiers[index]!.backend;
   // Aborted, with the reason, when the request is moved off this backend.
-  const evacuation = new AbortController();
+  const evacuation = new Cancel();
   const move = (why: string) => {
     (ctx.movedOff ??= new Set()).add(name);
     evacuation.abort(why);
@@ -89,13 +90,13 @@ export async function attemptTier(core: Core, ctx: RequestCtx, index: number, he
   // The request is on this backend until the attempt ends, however it ends (or its broken stream moves to another tier).
   const release = core.inflight.hold(name, { request: ctx, route: ctx.route.model, move });
   try {
-    return await attemptOn(core, ctx, index, hedge, release, evacuation.signal);
+    return await attemptOn(core, ctx, index, hedge, release, evacuation);
   } finally {
     release();
   }
 }
 
-async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: HedgeHooks | undefined, release: () => void, evacuation: AbortSignal): Promise<TierResult> {
+async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: HedgeHooks | undefined, release: () => void, evacuation: Cancel): Promise<TierResult> {
   const tier = ctx.route.tiers[index]!;
   const signal = hedge?.signal ?? ctx.clientGone;
   // An attempt aborted as a race's loser gives no verdict on its tier.
@@ -108,7 +109,7 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
   };
   // Waits out a retry's delay; a move off the backend ends the wait too.
   const wait = async (ms: number): Promise<TierResult | undefined> => {
-    if (await pause(core.clock, ms, AbortSignal.any([signal, evacuation]))) return undefined;
+    if (await pause(core.clock, ms, Cancel.any(signal, evacuation))) return undefined;
     if (lost()) return "lost";
     return evacuation.aborted && !ctx.clientGone.aborted ? evacuated() : "gone";
   };
@@ -191,7 +192,7 @@ async function attemptOn(core: Core, ctx: RequestCtx, index: number, hedge: Hedg
 }
 
 /** Waits `ms` on the clock; false when the client went away meanwhile. */
-async function pause(clock: Clock, ms: number, gone: AbortSignal): Promise<boolean> {
+async function pause(clock: Clock, ms: number, gone: Abortable): Promise<boolean> {
   try {
     await sleepOn(clock, ms, gone);
     return true;

@@ -20,6 +20,7 @@ import { storeStreamed } from "./attempt.ts";
 import { classifyHttp, classifyQuality, classifyTransport, type FailureClass, type TransportClass } from "./classify.ts";
 import { header } from "./http.ts";
 import { judges, QualityWatch, qualityOf } from "./quality.ts";
+import { Cancel } from "../platform/cancel.ts";
 import { relayStream, streamRecord } from "./relay.ts";
 import { endWithStreamError, seamComment } from "./respond.ts";
 import type { SseChunk } from "./sse.ts";
@@ -211,7 +212,7 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
     const setting: PrefillSetting = tier.prefill ?? backend.prefill ?? "auto";
     let form = continueForm(setting, rejected.has(pairKey(tier)));
     // The stream is on this tier's backend while it is asked and relayed (`llmsup drain` counts it), and can be moved off it from there.
-    const evacuation = new AbortController();
+    const evacuation = new Cancel();
     const move = (reason: string) => {
       (ctx.movedOff ??= new Set()).add(tier.backend);
       evacuation.abort(reason);
@@ -221,11 +222,11 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
       // At most two sends per tier: a rejected prefill is asked again at once in the prefill-free form.
       for (let send = 0; send < 2; send++) {
         if (ctx.attempts >= core.config.router.max_attempts || core.clock.now() >= ctx.deadline || ctx.clientGone.aborted) return endWithStreamError(ctx, why);
-        if (evacuation.signal.aborted) break;
+        if (evacuation.aborted) break;
         ctx.attempts++;
         const body = continuationBody(ctx.body, tier, backend, form, soFar, generated);
         const start = performance.now();
-        const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, evacuation: evacuation.signal, remainingMs: ctx.deadline - core.clock.now() });
+        const up = await core.upstreams.attempt({ backend, tier, path: ENDPOINT_PATHS.chat, body: JSON.stringify(body), stream: true, requestId: ctx.requestId, clientSignal: ctx.clientGone, evacuation, remainingMs: ctx.deadline - core.clock.now() });
         if (up.kind === "failure") {
           if (up.failure === "aborted") return;
           core.fail(ctx, j, classifyTransport(up.failure), up.detail);
@@ -235,8 +236,8 @@ export async function continueStream(core: Core, ctx: RequestCtx, failedIndex: n
         if (up.status !== 200 || !(header(up.headers, "content-type") ?? "").includes("text/event-stream")) {
           const text = await up.errorText();
           up.done();
-          if (evacuation.signal.aborted) {
-            core.fail(ctx, j, classifyTransport("evacuated"), String(evacuation.signal.reason));
+          if (evacuation.aborted) {
+            core.fail(ctx, j, classifyTransport("evacuated"), String(evacuation.reason));
             ended(tier.backend, "failed");
             break;
           }

@@ -13,6 +13,7 @@
  * attempts run at a time; each counts in the request's attempt budget and in
  * `x-llmsup-attempts`.
  */
+import { Cancel } from "../platform/cancel.ts";
 import type { Clock } from "../platform/clock.ts";
 import type { Config, TierConfig } from "../config/types.ts";
 import type { Core, HedgeHooks, TierResult } from "./attempt.ts";
@@ -77,7 +78,7 @@ interface Slot {
   /** Set when another attempt committed (or the race ended) and this one was aborted. */
   lost: boolean;
   counted: boolean;
-  readonly ctl: AbortController;
+  readonly ctl: Cancel;
   readonly done: Promise<{ slot: Slot; result: TierResult }>;
 }
 
@@ -119,8 +120,8 @@ export async function raceTiers(core: HedgeCore, ctx: RequestCtx, first: number,
   };
   const launch = (index: number, g: Gate, hedge: boolean): Slot => {
     const tier = tiers[index]!;
-    const ctl = new AbortController();
-    const signal = AbortSignal.any([ctx.clientGone, ctl.signal]);
+    const ctl = new Cancel();
+    const signal = Cancel.any(ctx.clientGone, ctl);
     const slot: Slot = {
       index,
       ref: { index, backend: tier.backend, model: tier.model },

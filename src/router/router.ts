@@ -25,6 +25,7 @@ import { ServedWindow } from "./window.ts";
 import { plural } from "../alerts/text.ts";
 import type { RequestCtx, RouterDeps, RouterEvent, TierRef } from "./types.ts";
 import { ENDPOINT_PATHS } from "./types.ts";
+import { Cancel } from "../platform/cancel.ts";
 
 export { ENDPOINT_PATHS, type CacheHook, type Endpoint, type RouterDeps, type RouterEvent, type TierRef, type TriedTier } from "./types.ts";
 export type { RouteSnapshot, TierSnapshot } from "./model.ts";
@@ -214,7 +215,7 @@ export class Router implements Core, HedgeCore {
       sendError(res, "model_not_found", `The model \`${model ?? ""}\` does not exist: llmsup routes ${this.config.routes.map((r) => r.model).join(", ")}`, { "x-request-id": requestId });
       return;
     }
-    const clientGone = new AbortController();
+    const clientGone = new Cancel();
     res.on("close", () => {
       if (!res.writableFinished) clientGone.abort();
     });
@@ -226,7 +227,7 @@ export class Router implements Core, HedgeCore {
       requestId,
       res,
       clientHeaders: req.headers,
-      clientGone: clientGone.signal,
+      clientGone,
       deadline: this.clock.now() + this.config.router.request_timeout,
       startedAt,
       attempts: 0,

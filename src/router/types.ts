@@ -10,6 +10,7 @@ import type { RouterMetrics } from "./metrics.ts";
 import type { Detector } from "./quality.ts";
 import type { Drain } from "./tier-state.ts";
 import type { UpstreamFaults } from "./upstream.ts";
+import type { Cancel } from "../platform/cancel.ts";
 
 export type Endpoint = "chat" | "completion" | "embedding";
 
@@ -98,7 +99,7 @@ export interface RequestCtx {
   readonly res: ServerResponse;
   /** The client's request headers (the cache reads its opt-out there). */
   readonly clientHeaders: IncomingMessage["headers"];
-  readonly clientGone: AbortSignal;
+  readonly clientGone: Cancel;
   readonly deadline: number;
   readonly startedAt: number;
   attempts: number;

@@ -3,6 +3,7 @@
  * with the tier's connect / first-byte / idle / total timeouts, and transport
  * failures named precisely. Thin I/O shell over undici.
  */
+import type { Abortable } from "../platform/cancel.ts";
 import type { EventEmitter } from "node:events";
 import { Readable } from "node:stream";
 import { Pool, errors as undiciErrors } from "undici";
@@ -50,9 +51,9 @@ export interface AttemptRequest {
   readonly stream: boolean;
   readonly requestId: string;
   /** The caller went away. */
-  readonly clientSignal: AbortSignal;
+  readonly clientSignal: Abortable;
   /** Aborted, with a reason in words, when the request is moved off this backend: the attempt ends as `evacuated`. */
-  readonly evacuation?: AbortSignal;
+  readonly evacuation?: Abortable;
   /** Milliseconds left of the whole request's deadline. */
   readonly remainingMs: number;
 }
