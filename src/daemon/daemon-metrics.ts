@@ -7,7 +7,6 @@
  * reload is gone from the next scrape.
  */
 import { Counter, type Metric, type Registry } from "prom-client";
-import type { AlerterStatus } from "../alerts/alerter.ts";
 import type { XidOutcome } from "../gpu/xid-policy.ts";
 import type { DaemonEvent } from "./deps.ts";
 import type { DaemonStatus } from "./status.ts";
@@ -17,8 +16,6 @@ export interface DaemonMetricsDeps {
   readonly registry: Registry;
   /** The status `llmsup status` shows (it may throw before the daemon is up: the verdict is then unknown). */
   readonly status: () => DaemonStatus;
-  /** The mail alerter's status, for the smtp channel while status lists no channels. */
-  readonly alerter: () => AlerterStatus | undefined;
   readonly now: () => number;
   readonly version: string;
 }
@@ -89,7 +86,7 @@ export class DaemonMetrics {
     } catch {
       status = undefined;
     }
-    const scrape = (this.scrape = { status, series: statusSeries({ status, now: this.d.now(), node: process.versions.node, version: this.d.version, alerter: status ? this.d.alerter() : undefined }) });
+    const scrape = (this.scrape = { status, series: statusSeries({ status, now: this.d.now(), node: process.versions.node, version: this.d.version }) });
     queueMicrotask(() => {
       if (this.scrape === scrape) this.scrape = undefined;
     });

@@ -112,7 +112,7 @@ export class Daemon {
     this.startedAt = this.clock.now();
     this.log = deps.logger;
     this.events = new EventHub<DaemonEvent>(this.log, deps.onEvent);
-    this.statusMetrics = new DaemonMetrics({ registry: this.metrics.registry, status: () => this.status(), alerter: () => this.alerts?.current?.status(), now: () => this.clock.now(), version: packageVersion() });
+    this.statusMetrics = new DaemonMetrics({ registry: this.metrics.registry, status: () => this.status(), now: () => this.clock.now(), version: packageVersion() });
     this.events.subscribe((e) => this.statusMetrics.event(e));
     this.windows = new ContextWindows({ clock: this.clock });
     this.drills = new DrillDesk(

@@ -8,7 +8,6 @@
  * others). Readings nobody has (a GPU not sampled yet, a remote backend's
  * memory) have no series.
  */
-import type { AlerterStatus } from "../alerts/alerter.ts";
 import { CLOCK_EVENT_REASONS } from "../gpu/report.ts";
 import { REMEDIATION_PHASES } from "../gpu/remediation.ts";
 import { BACKEND_STATES } from "../supervisor/states.ts";
@@ -86,8 +85,6 @@ export interface StatusMetricsInput {
   /** The Node.js version (process.versions.node). */
   readonly node: string;
   readonly version: string;
-  /** The mail alerter's own status: the one smtp channel comes from it while status lists no channels. */
-  readonly alerter?: AlerterStatus;
 }
 
 const CONDITIONS = ["ok", "degraded", "down", "unknown"] as const;
@@ -139,7 +136,7 @@ export function statusSeries(i: StatusMetricsInput): ReadonlyMap<StatusMetricNam
 
   if (s.gpus && s.gpu_monitor) gpuSeries(s, i.now, add, stateSet);
 
-  for (const c of alertChannels(s, i.alerter)) {
+  for (const c of alertChannels(s)) {
     const channel = { channel: c.channel };
     add("llmsup_alerts_pending", channel, c.pending);
     add("llmsup_alerts_delivered_total", channel, c.delivered);
@@ -199,24 +196,7 @@ function gpuSeries(s: DaemonStatus, now: number, add: Add, stateSet: StateSet): 
   for (const { labels, n } of faults.values()) add("llmsup_gpu_faults", labels, n);
 }
 
-/** The alert delivery channels: as status lists them, else the one smtp channel from the mail alerter's status. Pure. */
-export function alertChannels(s: DaemonStatus, alerter: AlerterStatus | undefined): readonly AlertChannelStatus[] {
-  const alerts = s.alerts;
-  if (!alerts?.enabled) return [];
-  if (alerts.channels && alerts.channels.length > 0) return alerts.channels;
-  const a = alerter;
-  return [
-    {
-      channel: "smtp",
-      pending: alerts.pending,
-      delivered: alerts.delivered,
-      failed_attempts: a?.failedAttempts ?? 0,
-      rejected: a?.rejected ?? 0,
-      dropped: a?.dropped?.count ?? 0,
-      failing: a ? a.failures > 0 : alerts.last_error !== null && alerts.pending > 0,
-      last_error_code: null,
-      last_error: alerts.last_error,
-      last_delivered_at: a?.lastDeliveredAt === undefined ? null : new Date(a.lastDeliveredAt).toISOString(),
-    },
-  ];
+/** The alert delivery channels, as status lists them (none while alerts are off). Pure. */
+export function alertChannels(s: DaemonStatus): readonly AlertChannelStatus[] {
+  return s.alerts?.enabled ? s.alerts.channels : [];
 }

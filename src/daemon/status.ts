@@ -128,7 +128,7 @@ export interface DaemonStatus {
   /** The remediation ladder, per GPU it is acting on or has acted on; null when GPUs are not watched. */
   readonly remediation: readonly RemediationStatus[] | null;
   readonly host: unknown;
-  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null; readonly channels?: readonly AlertChannelStatus[] } | null;
+  readonly alerts: { readonly enabled: boolean; readonly pending: number; readonly delivered: number; readonly last_error: string | null; readonly channels: readonly AlertChannelStatus[] } | null;
   /** The emergency response cache; null when no route has `cache = true`. */
   readonly cache: (CacheStatus & { readonly routes: readonly string[] }) | null;
   readonly events: readonly (HistoryEntry & { readonly time: string })[];
@@ -275,9 +275,9 @@ export function buildStatus(d: StatusSources): DaemonStatus {
         const a = d.alerts;
         const err = a.lastError?.failure;
         // The channel the last error came from, named unless it is mail.
-        const from = (a.channels ?? []).find((c) => c.lastError && c.lastError === a.lastError)?.channel;
+        const from = a.channels.find((c) => c.lastError && c.lastError === a.lastError)?.channel;
         const named = from && from !== "smtp" ? `${from}: ` : "";
-        return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${named}${failureText(err)}` : null, channels: (a.channels ?? []).map(alertChannelStatus) };
+        return { enabled: a.enabled, pending: a.pending, delivered: a.delivered, last_error: err ? `${named}${failureText(err)}` : null, channels: a.channels.map(alertChannelStatus) };
       })()
     : null;
   return {

@@ -7,14 +7,14 @@ import type { DaemonEvent } from "../../src/daemon/deps.ts";
 import type { DaemonStatus } from "../../src/daemon/status.ts";
 import { xidClassInfo, xidInfo } from "../../src/gpu/xid.ts";
 import type { XidOutcome } from "../../src/gpu/xid-policy.ts";
-import { NOW, alerter, status } from "./status-fixture.ts";
+import { NOW, status } from "./status-fixture.ts";
 
 const state = (backend: string, from: string, to: string): DaemonEvent => ({ event: "backend.state", backend, generation: 1, from, to, reason: "r", at: NOW }) as DaemonEvent;
 
 function setup(read: () => DaemonStatus) {
   const registry = new Registry();
   let reads = 0;
-  const m = new DaemonMetrics({ registry, status: () => (reads++, read()), alerter: () => alerter, now: () => NOW, version: "0.1.0" });
+  const m = new DaemonMetrics({ registry, status: () => (reads++, read()), now: () => NOW, version: "0.1.0" });
   return { m, registry, reads: () => reads };
 }
 

@@ -1,8 +1,7 @@
 /** A status as `llmsup status --json` gives it, with every part metrics read: routes on and off their first tier, backends in several states, sampled and unsampled GPUs with faults, the remediation ladder, a failing mail channel. */
-import type { AlerterStatus } from "../../src/alerts/alerter.ts";
 import { buildReport, reportJson } from "../../src/gpu/report.ts";
 import type { GpuFault, GpuSample } from "../../src/gpu/types.ts";
-import type { BackendStatus, DaemonStatus, RemediationStatus, RouteStatus } from "../../src/daemon/status.ts";
+import type { AlertChannelStatus, BackendStatus, DaemonStatus, RemediationStatus, RouteStatus } from "../../src/daemon/status.ts";
 
 export const NOW = Date.parse("2026-12-02T07:00:00.000Z");
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -92,6 +91,20 @@ const remediation: RemediationStatus[] = [
   { gpu: 0, state: "reboot_required", since: iso(NOW - 20_000), why: FREE_TEXT[6]!, cause: "reboot_fault", next: null, next_at: null, faults: [], resets_in_window: [], backends: ["primary"], backends_held: true, auto_reset: true },
 ];
 
+/** Mail failing to log in: 2 waiting, 7 delivered, the last at 06:30. */
+export const smtpChannel: AlertChannelStatus = {
+  channel: "smtp",
+  pending: 2,
+  delivered: 7,
+  failed_attempts: 3,
+  rejected: 1,
+  dropped: 4,
+  failing: true,
+  last_error_code: "LLMSUP_E_SMTP_AUTH",
+  last_error: `EAUTH: ${FREE_TEXT[4]}`,
+  last_delivered_at: "2026-12-02T06:30:00.000Z",
+};
+
 export const status: DaemonStatus = {
   daemon: { version: "0.1.0", pid: 100, started_at: iso(NOW - 3_600_000), uptime_s: 3600, config: "/etc/llmsup/supervisor.toml", hostname: "box" },
   router: {
@@ -115,11 +128,10 @@ export const status: DaemonStatus = {
   gpu_monitor: { state: "sampling", nvidia_smi: "/usr/bin/nvidia-smi", kernel_log: null, last_sample_at: iso(NOW - 2_500) },
   remediation,
   host: null,
-  alerts: { enabled: true, pending: 2, delivered: 7, last_error: `EAUTH: ${FREE_TEXT[4]}` },
+  alerts: { enabled: true, pending: 2, delivered: 7, last_error: `EAUTH: ${FREE_TEXT[4]}`, channels: [smtpChannel] },
   cache: null,
   events: [],
   reload: null,
   summary: { code: 2, state: "critical", text: "CRITICAL: qwen has no serving tier", problems: [] },
 };
 
-export const alerter = { enabled: true, queued: 0, held: 0, pending: 2, delivered: 7, rejected: 1, dropped: { count: 4, first: NOW - 9_000, last: NOW - 8_000 }, failures: 2, failedAttempts: 3, lastDeliveredAt: Date.parse("2026-12-02T06:30:00.000Z") } as AlerterStatus;

@@ -3,9 +3,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { DaemonStatus, TierStatus } from "../../src/daemon/status.ts";
 import { STATUS_METRICS, statusSeries, type Series, type StatusMetricName, type StatusMetricsInput } from "../../src/daemon/status-metrics.ts";
-import { FREE_TEXT, MIB, NOW, alerter, status } from "./status-fixture.ts";
+import { FREE_TEXT, MIB, NOW, smtpChannel, status } from "./status-fixture.ts";
 
-const input = (over: Partial<StatusMetricsInput> = {}): StatusMetricsInput => ({ status, now: NOW, node: "24.11.0", version: "0.1.0", alerter, ...over });
+const input = (over: Partial<StatusMetricsInput> = {}): StatusMetricsInput => ({ status, now: NOW, node: "24.11.0", version: "0.1.0", ...over });
 
 /** A metric's series as "label=value,…" → value, for exact comparison. */
 function flat(all: ReadonlyMap<StatusMetricName, readonly Series[]>, name: StatusMetricName): Record<string, number> {
@@ -111,7 +111,7 @@ test("nvidia-smi failing: the monitor is down (0) while the last readings stay, 
   assert.deepEqual(flat(s, "llmsup_gpu_readings_age_seconds"), { "gpu=0": 62.5 });
 });
 
-test("alerts: without channels in status, the one smtp channel from the mail alerter (failing while the last attempt failed); channels in status are taken as they are", () => {
+test("alerts: each channel as status lists it (failing while the last attempt failed), none while alerts are off", () => {
   const s = statusSeries(input());
   assert.deepEqual(flat(s, "llmsup_alerts_pending"), { "channel=smtp": 2 });
   assert.deepEqual(flat(s, "llmsup_alerts_delivered_total"), { "channel=smtp": 7 });
@@ -121,7 +121,7 @@ test("alerts: without channels in status, the one smtp channel from the mail ale
   assert.deepEqual(flat(s, "llmsup_alerts_delivery_failing"), { "channel=smtp": 1 });
   assert.deepEqual(flat(s, "llmsup_alerts_last_delivery_timestamp_seconds"), { "channel=smtp": Date.parse("2026-12-02T06:30:00.000Z") / 1000 });
 
-  const ok = statusSeries(input({ alerter: { ...alerter, failures: 0, lastDeliveredAt: undefined } }));
+  const ok = statusSeries(input({ status: { ...status, alerts: { ...status.alerts!, channels: [{ ...smtpChannel, failing: false, last_delivered_at: null }] } } }));
   assert.deepEqual(flat(ok, "llmsup_alerts_delivery_failing"), { "channel=smtp": 0 }, "0 once one got through");
   assert.deepEqual(flat(ok, "llmsup_alerts_last_delivery_timestamp_seconds"), {}, "no series before the first delivery");
 
@@ -135,7 +135,7 @@ test("alerts: without channels in status, the one smtp channel from the mail ale
   assert.deepEqual(flat(many, "llmsup_alerts_delivery_failing"), { "channel=smtp": 0, "channel=alertmanager": 1 });
   assert.deepEqual(flat(many, "llmsup_alerts_last_delivery_timestamp_seconds"), { "channel=smtp": Date.parse("2026-12-02T06:40:00.000Z") / 1000 });
 
-  const off = statusSeries(input({ status: { ...status, alerts: { enabled: false, pending: 0, delivered: 0, last_error: null } } }));
+  const off = statusSeries(input({ status: { ...status, alerts: { enabled: false, pending: 0, delivered: 0, last_error: null, channels: [] } } }));
   assert.deepEqual(flat(off, "llmsup_alerts_pending"), {}, "alerts off: no channel");
 });
 
