@@ -1,19 +1,21 @@
 /** Alert receivers for tests: a real Alertmanager (the Debian binary) and a webhook receiver that checks signatures, both on loopback. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { once } from "node:events";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import path from "node:path";
 import { verifySignature } from "../../src/alerts/webhook.ts";
 import { freePort } from "../helpers/sim.ts";
 import { tempDir } from "../helpers/tmp.ts";
+import { which } from "../helpers/tools.ts";
 import { answers200, waitUntil } from "../helpers/wait.ts";
 
-export const ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager";
+/** Debian's name for it, else the upstream one. */
+const ALERTMANAGER_BIN = which("prometheus-alertmanager") ?? which("alertmanager");
 
 /** Why Alertmanager tests cannot run here, or undefined when they can. */
 export function alertmanagerMissing(): string | undefined {
-  return existsSync(ALERTMANAGER_BIN) ? undefined : `${ALERTMANAGER_BIN} is not installed (Debian package prometheus-alertmanager): the tests against a real Alertmanager are skipped`;
+  return ALERTMANAGER_BIN ? undefined : "prometheus-alertmanager is not installed (Debian package prometheus-alertmanager): the tests against a real Alertmanager are skipped";
 }
 
 /** An alert as GET /api/v2/alerts lists it. */
@@ -96,7 +98,7 @@ export async function startAlertmanager(t: { after(fn: () => unknown): void }, o
     },
     async start() {
       let log = "";
-      child = spawn(ALERTMANAGER_BIN, [`--config.file=${config}`, `--storage.path=${path.join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--cluster.listen-address=", "--log.level=warn"], { stdio: ["ignore", "ignore", "pipe"] });
+      child = spawn(ALERTMANAGER_BIN!, [`--config.file=${config}`, `--storage.path=${path.join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--cluster.listen-address=", "--log.level=warn"], { stdio: ["ignore", "ignore", "pipe"] });
       child.stderr!.on("data", (c: Buffer) => (log += c.toString()));
       const c = child;
       await waitUntil(`Alertmanager ready on ${url}`, async () => {

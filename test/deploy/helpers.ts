@@ -1,28 +1,15 @@
 /** The deploy/ examples against the real tools: finding the binaries, running them bounded, a daemon on TCP for them, and the metric names in PromQL and in a scrape. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { REPO_ROOT } from "../helpers/cli.ts";
+import { which } from "../helpers/tools.ts";
 import { startDaemon, writeDaemonConfig, type DaemonFiles, type RunningDaemon, type SimBackendSpec } from "../helpers/daemon.ts";
 import { freePort } from "../helpers/sim.ts";
 
-export const DEPLOY = path.join(REPO_ROOT, "deploy");
+export { which };
 
-/** A program on PATH (or in /usr/sbin, /sbin, where nginx and haproxy live), else undefined. */
-export function which(bin: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/bin"];
-  for (const d of dirs) {
-    if (!d) continue;
-    const p = path.join(d, bin);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
+export const DEPLOY = path.join(REPO_ROOT, "deploy");
 
 export interface Run {
   readonly code: number | null;
