@@ -43,8 +43,8 @@ export interface VerdictInput {
     readonly enabled: boolean;
     readonly pending: number;
     readonly last_error: string | null;
-    /** Per channel (smtp, alertmanager, webhooks by name); absent: mail only, judged on the totals. */
-    readonly channels?: readonly { readonly channel: string; readonly pending: number; readonly failing: boolean; readonly last_error_code: string | null; readonly last_error?: string | null }[];
+    /** Per channel: smtp, alertmanager, webhooks by name. */
+    readonly channels: readonly { readonly channel: string; readonly pending: number; readonly failing: boolean; readonly last_error_code: string | null; readonly last_error: string | null }[];
   } | null;
   /** Reloads: the last refused one (until a good reload or a restart), settings waiting for a restart of llmsup. */
   readonly reload?: { readonly needs_restart: readonly string[]; readonly refused: { readonly time: string; readonly error: string; readonly problems: readonly string[] } | null } | null;
@@ -76,7 +76,7 @@ export function verdict(s: VerdictInput): Verdict {
     for (const f of g.faults) add("warning", `GPU ${g.index}: ${f.reason.replace(/^GPU \d+: /, "")}: ${f.action}`);
     if (throttles.length > 0 && g.faults.length === 0) add("warning", `GPU ${g.index} is throttling (${throttles.join(", ")}): check cooling and power`);
   }
-  if (s.alerts?.enabled && s.alerts.channels?.length) {
+  if (s.alerts?.enabled) {
     for (const ch of s.alerts.channels) {
       if (!ch.failing || ch.pending === 0) continue;
       const why = ch.last_error ?? ch.last_error_code ?? "failing";
@@ -84,8 +84,6 @@ export function verdict(s: VerdictInput): Verdict {
         ch.channel === "smtp" ? ["alert mails are not going out", "[alerts.smtp]"] : ch.channel === "alertmanager" ? ["alerts are not reaching Alertmanager", "[alerts.alertmanager] url"] : [`alerts are not reaching webhook ${ch.channel}`, `its [[alerts.webhook]] url`];
       add("warning", `${what} (${ch.pending} waiting): ${why}; check ${where} with \`llmsup test-alert\``);
     }
-  } else if (s.alerts?.enabled && s.alerts.last_error && s.alerts.pending > 0) {
-    add("warning", `alert mails are not going out (${s.alerts.pending} waiting): ${s.alerts.last_error}; check [alerts.smtp] with \`llmsup test-alert\``);
   }
   const refused = s.reload?.refused;
   if (refused) {
