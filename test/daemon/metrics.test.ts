@@ -96,8 +96,16 @@ test("a SIGKILLed first tier on /metrics: serving tier 0 → 1, on fallback sinc
     return code === 0 && s.backends.every((b) => b.state === "ready") && s.router.routes[0]!.serving_tier === 0 && g?.gpus.length === 2 && g.gpus.every((x) => x.sampled_at !== null) && smtp.mails.length >= 1;
   }, 20_000);
 
-  const before = await scrape(files);
-  const shown = (await status(d)).json as unknown as { gpus: GpuJson };
+  // The GPU sample may refresh between a scrape and a status read: take the pair from one sample (same sampled_at either side).
+  let before!: Awaited<ReturnType<typeof scrape>>;
+  let shown!: { gpus: GpuJson };
+  for (let i = 0; ; i++) {
+    const first = (await status(d)).json as unknown as { gpus: GpuJson };
+    before = await scrape(files);
+    shown = (await status(d)).json as unknown as { gpus: GpuJson };
+    if (first.gpus!.gpus[0]!.sampled_at === shown.gpus!.gpus[0]!.sampled_at) break;
+    assert.ok(i < 20, "a scrape between two status reads of the same GPU sample");
+  }
   assert.equal(before.value("llmsup_route_serving_tier", { route: "llama" }), 0);
   assert.equal(before.value("llmsup_route_on_fallback", { route: "llama" }), 0);
   assert.equal(before.value("llmsup_route_settling", { route: "llama" }), 0);
