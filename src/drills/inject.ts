@@ -9,6 +9,7 @@
  */
 import { Cancel } from "../platform/cancel.ts";
 import { Readable } from "node:stream";
+import { streamBody } from "../router/body.ts";
 import type { Logger } from "../log/logger.ts";
 import { sleepOn, type Clock, type TimerHandle } from "../platform/clock.ts";
 import type { AttemptOutcome, AttemptRequest, TransportFailure, UpstreamFaults } from "../router/upstream.ts";
@@ -115,21 +116,9 @@ export class FaultInjector implements UpstreamFaults {
   }
 }
 
-/** A body as the router reads an upstream's: a Readable that also has undici's arrayBuffer(). */
-function bodyOf(source: Readable): Readable {
-  return Object.assign(source, {
-    arrayBuffer: async (): Promise<ArrayBuffer> => {
-      const parts: Buffer[] = [];
-      for await (const c of source) parts.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
-      const b = Buffer.concat(parts);
-      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-    },
-  });
-}
-
 /** An answer no server sent, shaped as one: status, headers, body. */
 function synthetic(r: AttemptRequest, status: number, headers: Record<string, string>, text: string): Response {
-  const body = bodyOf(Readable.from([Buffer.from(text)]));
+  const body = streamBody(Readable.from([Buffer.from(text)]));
   let abortedBy: TransportFailure | undefined;
   return {
     kind: "response",
@@ -187,6 +176,6 @@ export function cutAfter(up: Response, chunks: number, mark: string): Response {
       yield c;
     }
   }
-  return { ...up, body: bodyOf(Readable.from(cut(), { objectMode: false })) };
+  return { ...up, body: streamBody(Readable.from(cut(), { objectMode: false })) };
 }
 

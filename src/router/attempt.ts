@@ -23,7 +23,7 @@ import { relayStream } from "./relay.ts";
 import { tierKey } from "./tier-book.ts";
 import { endDegenerate, sendPassThrough, sendWhole, writeStreamHead } from "./respond.ts";
 import { ENDPOINT_PATHS, type CacheHook, type RequestCtx, type TierRef } from "./types.ts";
-import type { AttemptOutcome, Upstreams } from "./upstream.ts";
+import { transportFailure, type AttemptOutcome, type Upstreams } from "./upstream.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import type { InFlight } from "./inflight.ts";
 
@@ -226,10 +226,11 @@ export function judgeWhole(ctx: Pick<RequestCtx, "endpoint" | "route">, json: Re
 async function wholeAnswer(core: Core, ctx: RequestCtx, index: number, up: Response, attemptStart: number, hedge: HedgeHooks | undefined): Promise<"sent" | "gone" | "lost" | TierFailure> {
   let raw: Buffer;
   try {
-    // undici's own consumer: cheaper than async iteration on this hot path. The bytes are kept to be sent on unchanged.
-    raw = Buffer.from(await (up.body as unknown as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer());
+    // The bytes are kept to be sent on unchanged.
+    raw = await up.body.whole();
   } catch (e) {
-    const why = up.abortedBy();
+    // Aborted by llmsup (the client left, a deadline, a move), or silent past the tier's idle_timeout; else it broke off.
+    const why = up.abortedBy() ?? (transportFailure(e) === "idle_timeout" ? "idle_timeout" : undefined);
     up.done();
     if (why === "aborted") return "gone";
     if (why === "evacuated") return { class: "evacuated", detail: up.evacuatedBecause() ?? "the request was moved off its backend" };

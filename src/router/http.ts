@@ -69,9 +69,9 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 /** Reads at most `limit` bytes of an upstream body as text (an error body, say), discarding the rest. */
-export async function readText(body: NodeJS.ReadableStream, limit = 65_536): Promise<string> {
+export async function readText(body: AsyncIterable<Buffer | string>, limit = 65_536): Promise<string> {
   let out = "";
-  for await (const chunk of body as AsyncIterable<Buffer | string>) {
+  for await (const chunk of body) {
     if (out.length < limit) out += typeof chunk === "string" ? chunk : chunk.toString("utf8");
   }
   return out.length > limit ? out.slice(0, limit) : out;

@@ -107,7 +107,7 @@ export class RecoveryProbes {
     if (up.kind === "failure") return { ok: false, detail: `${up.failure}: ${up.detail}` };
     let text = "";
     try {
-      text = await up.body.setEncoding("utf8").toArray().then((parts) => parts.join(""));
+      text = (await up.body.whole()).toString("utf8");
     } catch (e) {
       return { ok: false, detail: up.scrub(`the answer broke off: ${(e as Error).message}`) };
     } finally {

@@ -6,7 +6,7 @@
 import type { Abortable } from "../platform/cancel.ts";
 import type { EventEmitter } from "node:events";
 import { Readable } from "node:stream";
-import { Pool, errors as undiciErrors } from "undici";
+import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { isRefusedError, isResetError, socketErrorText } from "./classify.ts";
 import { probeUrl } from "../health/remote.ts";
@@ -14,6 +14,7 @@ import { authHeaders, readApiKey } from "../health/api-key.ts";
 import { MESSAGES_PATH, messagesExchange } from "./anthropic/wire.ts";
 import { readText } from "./http.ts";
 import { scrub } from "./scrub.ts";
+import { CollectedAnswer, streamBody, type UpstreamBody } from "./body.ts";
 
 /** `evacuated`: the router moved the request off its backend (router.ts `evacuate`); `aborted`: the client went away or the caller gave up. */
 export type TransportFailure = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted" | "evacuated";
@@ -23,7 +24,8 @@ export type AttemptOutcome =
       readonly kind: "response";
       readonly status: number;
       readonly headers: Record<string, string | string[] | undefined>;
-      readonly body: Readable;
+      /** Read as a stream for a streamed request, whole otherwise (body.ts). */
+      readonly body: UpstreamBody;
       /** Aborts the upstream request (client gone, deadline, stream given up). */
       readonly abort: (why?: TransportFailure) => void;
       /** Why the attempt was aborted, if it was. */
@@ -186,25 +188,42 @@ export class Upstreams {
     if (messages && "problem" in messages) {
       done();
       const text = JSON.stringify({ error: { message: `This request cannot be sent to ${backend.name} (Anthropic): ${messages.problem}`, type: "invalid_request_error", param: null, code: null } });
-      return { kind: "response", status: 400, headers: { "content-type": "application/json" }, body: Readable.from([Buffer.from(text)]), abort, abortedBy: () => abortedBy, evacuatedBecause, done, errorText: async () => text, scrub: (t) => this.scrub(t) };
+      return { kind: "response", status: 400, headers: { "content-type": "application/json" }, body: streamBody(Readable.from([Buffer.from(text)])), abort, abortedBy: () => abortedBy, evacuatedBecause, done, errorText: async () => text, scrub: (t) => this.scrub(t) };
     }
     try {
       const hot = this.hotPath(backend, tier.connect_timeout);
-      const res = await hot.pool.request({
+      const options: Dispatcher.DispatchOptions = {
         path: `${hot.path}${messages ? MESSAGES_PATH : r.path}`,
         method: "POST",
         headers,
         body: messages ? messages.body : r.body,
-        signal: ctl as unknown as EventEmitter,
         headersTimeout: Math.min(tier.ttft_timeout, totalMs),
         bodyTimeout: tier.idle_timeout,
-      });
-      const answer = messages?.answer(res.statusCode, res.headers as Record<string, string | string[] | undefined>, res.body);
-      const body = answer?.body ?? res.body;
+      };
+      let status: number;
+      let resHeaders: Record<string, string | string[] | undefined>;
+      let body: UpstreamBody;
+      if (!r.stream && !messages) {
+        // An answer read whole: collected straight from the dispatcher, no stream object per request.
+        const answer = await new Promise<CollectedAnswer>((resolve, reject) => {
+          const a = new CollectedAnswer(resolve, reject);
+          ctl.on("abort", () => a.abort(ctl.reason as Error));
+          hot.pool.dispatch(options, a);
+        });
+        status = answer.status;
+        resHeaders = answer.headers;
+        body = answer;
+      } else {
+        const res = await hot.pool.request({ ...options, signal: ctl as unknown as EventEmitter });
+        const translated = messages?.answer(res.statusCode, res.headers as Record<string, string | string[] | undefined>, res.body);
+        status = res.statusCode;
+        resHeaders = translated?.headers ?? (res.headers as Record<string, string | string[] | undefined>);
+        body = translated?.body ?? streamBody(res.body);
+      }
       return {
         kind: "response",
-        status: res.statusCode,
-        headers: answer?.headers ?? (res.headers as Record<string, string | string[] | undefined>),
+        status,
+        headers: resHeaders,
         body,
         abort,
         abortedBy: () => abortedBy,

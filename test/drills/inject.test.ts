@@ -11,6 +11,7 @@ import { FAULT_DEFAULTS, type ActiveFault, type FaultKind } from "../../src/dril
 import { FaultInjector } from "../../src/drills/inject.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { transportFailure, type AttemptOutcome, type AttemptRequest } from "../../src/router/upstream.ts";
+import { streamBody } from "../../src/router/body.ts";
 import { flush, ManualClock } from "../helpers/clock.ts";
 
 type Response = Extract<AttemptOutcome, { kind: "response" }>;
@@ -24,7 +25,7 @@ function realAnswer(stream: boolean): Response {
     kind: "response",
     status: 200,
     headers: { "content-type": stream ? "text/event-stream" : "application/json" },
-    body: Readable.from(chunks.map((c) => Buffer.from(c))),
+    body: streamBody(Readable.from(chunks.map((c) => Buffer.from(c)))),
     abort: () => undefined,
     abortedBy: () => undefined,
     evacuatedBecause: () => undefined,
@@ -84,7 +85,7 @@ test("a stream-cut stream delivers its first events, then resets as a socket wou
   assert.equal(text, SSE.slice(0, 3).join(""), "exactly three events got through");
   const whole = await faults.attempt(request(false), send);
   assert.ok(whole.kind === "response");
-  await assert.rejects((whole.body as unknown as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer(), /other side closed \[drill d9: stream-cut\]/);
+  await assert.rejects(whole.body.whole(), /other side closed \[drill d9: stream-cut\]/);
 });
 
 test("latency delays the real attempt and takes the delay off its deadlines; past ttft_timeout it is that timeout", async () => {

@@ -14,6 +14,7 @@ import fc from "fast-check";
 import { relayStream, type RelayResult } from "../../src/router/relay.ts";
 import { chunkContent, SseReader, type SseItem } from "../../src/router/sse.ts";
 import type { AttemptOutcome, TransportFailure } from "../../src/router/upstream.ts";
+import { streamBody } from "../../src/router/body.ts";
 import { cutAt, runs } from "./runs.ts";
 
 type Eol = "\n" | "\r\n" | "\r";
@@ -189,7 +190,7 @@ function upstream(parts: readonly Uint8Array[]): Response {
     kind: "response",
     status: 200,
     headers: { "content-type": "text/event-stream" },
-    body,
+    body: streamBody(body),
     abort: (w) => {
       why ??= w ?? "aborted";
       body.destroy(new Error("aborted"));

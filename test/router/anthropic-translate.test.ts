@@ -248,21 +248,21 @@ test("the exchange: the request goes as a Messages body; a whole answer, a strea
   assert.deepEqual(JSON.parse(x.body), { model: "m", max_tokens: DEFAULT_MAX_TOKENS, messages: [{ role: "user", content: "x" }], stream: true });
   const whole = x.answer(200, { "content-type": "application/json", "content-length": "99" }, Readable.from([Buffer.from('{"id":"msg_1","model":"m","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}')]));
   assert.equal(whole.headers["content-length"], undefined, "the length changed with the body");
-  const json = JSON.parse(Buffer.from(await whole.body.arrayBuffer()).toString("utf8")) as { created: number; choices: { message: { content: string } }[] };
+  const json = JSON.parse((await whole.body.whole()).toString("utf8")) as { created: number; choices: { message: { content: string } }[] };
   assert.equal(json.choices[0]!.message.content, "Hi");
   assert.equal(json.created, 9);
   const stream = x.answer(200, { "content-type": "text/event-stream" }, Readable.from([Buffer.from(ev("message_start", { message: { id: "a", model: "m" } }) + ev("message_delta", { delta: { stop_reason: "end_turn" }, usage: { output_tokens: 0 } }) + ev("message_stop"))]));
-  const text = (await stream.body.setEncoding("utf8").toArray()).join("");
+  const text = (await stream.body.whole()).toString("utf8");
   assert.match(text, /"finish_reason":"stop"/);
   assert.match(text, /data: \[DONE\]\n\n$/);
   const err = x.answer(529, { "content-type": "application/json", "retry-after": "3" }, Readable.from([Buffer.from('{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}')]));
   assert.equal(err.headers["retry-after"], "3");
-  assert.equal(JSON.parse((await err.body.setEncoding("utf8").toArray()).join("")).error.code, "overloaded_error");
+  assert.equal(JSON.parse((await err.body.whole()).toString("utf8")).error.code, "overloaded_error");
   const cut = x.answer(200, { "content-type": "text/event-stream" }, (async function* () {
     yield Buffer.from(ev("message_start", { message: { id: "a", model: "m" } }));
     throw Object.assign(new Error("other side closed"), { code: "UND_ERR_SOCKET" });
   })());
-  await assert.rejects(cut.body.toArray(), (e: Error & { code?: string }) => e.code === "UND_ERR_SOCKET", "a broken upstream breaks the translated stream with the same error");
+  await assert.rejects(cut.body.whole(), (e: Error & { code?: string }) => e.code === "UND_ERR_SOCKET", "a broken upstream breaks the translated stream with the same error");
 });
 
 test("an Anthropic backend is sent its key as x-api-key with anthropic-version 2023-06-01 (even without a key, the version); the others as a Bearer token", () => {

@@ -7,6 +7,7 @@
  * request.ts, response.ts and stream.ts; this is the plumbing around them.
  */
 import { Readable } from "node:stream";
+import { streamBody, type UpstreamBody } from "../body.ts";
 import { SseReader } from "../sse.ts";
 import { toMessagesRequest, wantsStreamUsage } from "./request.ts";
 import { toOpenAiAnswer, toOpenAiError } from "./response.ts";
@@ -16,23 +17,16 @@ export const MESSAGES_PATH = "/v1/messages";
 
 type Headers = Record<string, string | string[] | undefined>;
 
-/** A body as the router's readers take it: a stream, also readable whole through arrayBuffer() (as undici's are). */
-export type AnswerBody = Readable & { arrayBuffer(): Promise<ArrayBuffer> };
 
 export interface MessagesExchange {
   /** The request body to POST to MESSAGES_PATH. */
   readonly body: string;
   /** The upstream's answer as the OpenAI answer it stands for. */
-  answer(status: number, headers: Headers, body: AsyncIterable<Buffer>): { headers: Headers; body: AnswerBody };
+  answer(status: number, headers: Headers, body: AsyncIterable<Buffer>): { headers: Headers; body: UpstreamBody };
 }
 
-function answerBody(source: AsyncIterable<string>): AnswerBody {
-  const r = Readable.from(source, { objectMode: false }) as AnswerBody;
-  r.arrayBuffer = async () => {
-    const b = Buffer.concat((await r.toArray()) as Buffer[]);
-    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-  };
-  return r;
+function answerBody(source: AsyncIterable<string>): UpstreamBody {
+  return streamBody(Readable.from(source, { objectMode: false }));
 }
 
 async function* whole(source: AsyncIterable<Buffer>, translate: (text: string) => string): AsyncGenerator<string> {
