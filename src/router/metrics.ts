@@ -1,5 +1,6 @@
 /** Prometheus metrics of the router (prom-client), one registry per router so tests stay apart. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { HotCounter, HotHistogram } from "./hot-metrics.ts";
 
 /** What the metrics read of the tier-state model at each scrape. */
 export interface ModelView {
@@ -10,12 +11,13 @@ export interface ModelView {
 
 export class RouterMetrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<"route" | "tier" | "backend" | "outcome">;
+  // Counted on every request: hot-metrics.ts.
+  private readonly requests: HotCounter;
   private readonly failovers: Counter<"route" | "from" | "to" | "reason">;
   private readonly hedges: Counter<"route" | "from" | "to" | "outcome">;
   private readonly qualityFailures: Counter<"backend" | "model" | "detector">;
-  private readonly ttftHist: Histogram<"route" | "backend">;
-  private readonly overheadHist: Histogram;
+  private readonly ttftHist: HotHistogram;
+  private readonly overheadHist: HotHistogram;
   private readonly continuations: Counter<"route" | "from" | "to" | "outcome">;
   private readonly cacheHits: Counter<"route" | "match">;
   private readonly cacheMisses: Counter<"route">;
@@ -32,12 +34,12 @@ export class RouterMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    this.requests = new Counter({ name: "llmsup_requests_total", help: "Requests by route, tier, backend and outcome (ok, or the failure class).", labelNames: ["route", "tier", "backend", "outcome"], registers });
+    this.requests = new HotCounter(this.registry, "llmsup_requests_total", "Requests by route, tier, backend and outcome (ok, or the failure class).", ["route", "tier", "backend", "outcome"]);
     this.failovers = new Counter({ name: "llmsup_failovers_total", help: "Failovers from one tier to the next, by reason.", labelNames: ["route", "from", "to", "reason"], registers });
     this.hedges = new Counter({ name: "llmsup_hedges_total", help: "Hedged first tokens: a tier slow to its first token (from) got the next tier (to) started alongside; outcome: won (the hedge answered), lost (the tier it hedged answered, or the request ended otherwise), failed (the hedge failed).", labelNames: ["route", "from", "to", "outcome"], registers });
     this.qualityFailures = new Counter({ name: "llmsup_quality_failures_total", help: "Model failures caught on answers (a tier failure each), by backend, model and detector: loop, empty, garbage, refusal.", labelNames: ["backend", "model", "detector"], registers });
-    this.ttftHist = new Histogram({ name: "llmsup_time_to_first_token_seconds", help: "Time to first token (whole answer when not streaming).", labelNames: ["route", "backend"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers });
-    this.overheadHist = new Histogram({ name: "llmsup_router_overhead_seconds", help: "Time the router itself adds to a request.", buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05], registers });
+    this.ttftHist = new HotHistogram(this.registry, "llmsup_time_to_first_token_seconds", "Time to first token (whole answer when not streaming).", ["route", "backend"], [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]);
+    this.overheadHist = new HotHistogram(this.registry, "llmsup_router_overhead_seconds", "Time the router itself adds to a request.", [], [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05]);
     this.continuations = new Counter({ name: "llmsup_stream_continuations_total", help: "Streams that broke after their first bytes and were carried to another tier (from, to: backends); outcome: continued (the other tier finished the answer) or failed (it failed too).", labelNames: ["route", "from", "to", "outcome"], registers });
     this.cacheHits = new Counter({ name: "llmsup_cache_hits_total", help: "Answers served from the emergency cache (every tier down), by match: exact or similar.", labelNames: ["route", "match"], registers });
     this.cacheMisses = new Counter({ name: "llmsup_cache_misses_total", help: "Emergency cache lookups (every tier down) that found nothing to serve.", labelNames: ["route"], registers });
@@ -128,7 +130,7 @@ export class RouterMetrics {
   }
 
   request(route: string, tier: number, backend: string, outcome: string): void {
-    this.requests.inc({ route, tier: String(tier), backend, outcome });
+    this.requests.inc([route, String(tier), backend, outcome]);
   }
 
   failover(route: string, from: string, to: string, reason: string): void {
@@ -149,11 +151,11 @@ export class RouterMetrics {
   }
 
   ttft(route: string, backend: string, seconds: number): void {
-    this.ttftHist.observe({ route, backend }, seconds);
+    this.ttftHist.observe([route, backend], seconds);
   }
 
   overhead(seconds: number): void {
-    this.overheadHist.observe(seconds);
+    this.overheadHist.observe([], seconds);
   }
 
   // The emergency cache (src/cache/cache.ts CacheMetricsSink).
