@@ -4,8 +4,7 @@
  * values and read out by prom-client's registry at each scrape — the same
  * contract as the status-derived families (daemon-metrics.ts): name, get(),
  * reset(). prom-client's own Counter and Histogram hash a label object (and a
- * histogram makes a closure) on every call; these cost a string key and a
- * map lookup.
+ * histogram makes a closure) on every call; these cost a map lookup per label.
  */
 import type { Metric, Registry } from "prom-client";
 
@@ -33,53 +32,73 @@ function register(registry: Registry, f: Family): void {
   registry.registerMetric(metric as unknown as Metric);
 }
 
-/** The label values of a series, joined as its key (a NUL never appears in a configured name or a stable code). */
-const keyOf = (values: readonly string[]) => values.join("\u0000");
+/**
+ * Series by their label values, looked up level by level in nested maps — no key string is built per call,
+ * and configured names keep their cached hashes; `all` in the order the series first appeared.
+ */
+class SeriesIndex<S> {
+  readonly all: S[] = [];
+  private readonly root = new Map<string, unknown>();
+  private readonly labelNames: readonly string[];
+  private readonly make: (labels: Record<string, string>) => S;
 
-function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  names.forEach((n, i) => (labels[n] = values[i]!));
-  return labels;
+  constructor(labelNames: readonly string[], make: (labels: Record<string, string>) => S) {
+    this.labelNames = labelNames;
+    this.make = make;
+    // Without labels there is one series, there from the start.
+    if (labelNames.length === 0) this.all.push(make({}));
+  }
+
+  /** The series of these label values (in labelNames' order), made on first use. */
+  get(values: readonly string[]): S {
+    const last = values.length - 1;
+    if (last < 0) return this.all[0]!;
+    let level = this.root;
+    for (let i = 0; i < last; i++) {
+      let next = level.get(values[i]!) as Map<string, unknown> | undefined;
+      if (!next) level.set(values[i]!, (next = new Map()));
+      level = next;
+    }
+    let s = level.get(values[last]!) as S | undefined;
+    if (s === undefined) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((n, i) => (labels[n] = values[i]!));
+      level.set(values[last]!, (s = this.make(labels)));
+      this.all.push(s);
+    }
+    return s;
+  }
 }
 
 /** A counter with labels; a series exists from its first increment. */
 export class HotCounter {
-  private readonly series = new Map<string, { labels: Record<string, string>; value: number }>();
-  private readonly labelNames: readonly string[];
+  private readonly series: SeriesIndex<{ labels: Record<string, string>; value: number }>;
 
   constructor(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
-    this.labelNames = labelNames;
-    register(registry, { name, help, type: "counter", values: () => [...this.series.values()].map((s) => ({ labels: { ...s.labels }, value: s.value })) });
+    this.series = new SeriesIndex(labelNames, (labels) => ({ labels, value: 0 }));
+    register(registry, { name, help, type: "counter", values: () => this.series.all.map((s) => ({ labels: { ...s.labels }, value: s.value })) });
   }
 
   /** Adds `n` to the series of these label values (in labelNames' order). */
   inc(values: readonly string[], n = 1): void {
-    const key = keyOf(values);
-    const s = this.series.get(key);
-    if (s) s.value += n;
-    else this.series.set(key, { labels: labelsOf(this.labelNames, values), value: n });
+    this.series.get(values).value += n;
   }
 }
 
-/** A histogram with fixed buckets (upper bounds, ascending) and labels; a series exists from its first observation. */
+/** A histogram with fixed buckets (upper bounds, ascending) and labels; a series exists from its first observation (without labels, from the start). */
 export class HotHistogram {
-  private readonly series = new Map<string, { labels: Record<string, string>; counts: Float64Array; sum: number; count: number }>();
-  private readonly labelNames: readonly string[];
+  private readonly series: SeriesIndex<{ labels: Record<string, string>; counts: Float64Array; sum: number; count: number }>;
   private readonly buckets: readonly number[];
 
   constructor(registry: Registry, name: string, help: string, labelNames: readonly string[], buckets: readonly number[]) {
-    this.labelNames = labelNames;
     this.buckets = buckets;
+    this.series = new SeriesIndex(labelNames, (labels) => ({ labels, counts: new Float64Array(buckets.length), sum: 0, count: 0 }));
     register(registry, { name, help, type: "histogram", values: () => this.values(name) });
-    // Without labels there is one series, there from the start (zeros until the first observation).
-    if (labelNames.length === 0) this.series.set("", { labels: {}, counts: new Float64Array(buckets.length), sum: 0, count: 0 });
   }
 
   /** One observation in the series of these label values (in labelNames' order). */
   observe(values: readonly string[], v: number): void {
-    const key = keyOf(values);
-    let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { labels: labelsOf(this.labelNames, values), counts: new Float64Array(this.buckets.length), sum: 0, count: 0 }));
+    const s = this.series.get(values);
     const b = this.buckets;
     for (let i = 0; i < b.length; i++) {
       if (v <= b[i]!) {
@@ -94,7 +113,7 @@ export class HotHistogram {
   /** The exposition's series: cumulative buckets (le), +Inf, _sum and _count per label set. */
   private values(name: string): Value[] {
     const out: Value[] = [];
-    for (const s of this.series.values()) {
+    for (const s of this.series.all) {
       let cumulative = 0;
       this.buckets.forEach((le, i) => {
         cumulative += s.counts[i]!;
