@@ -73,6 +73,24 @@ async function write(res: ServerResponse, text: string): Promise<void> {
   }
 }
 
+/**
+ * After [DONE] the answer is complete and the client gets its end at once; the upstream's own end of the
+ * body (normally in the same read) is still read, so that its keep-alive connection serves the next
+ * request instead of being torn down with an aborted request. One that does not end within `graceMs` is aborted.
+ */
+function drainAfterDone(chunksIn: AsyncIterator<Buffer>, up: Response, graceMs: number): void {
+  const timer = setTimeout(() => up.abort("aborted"), graceMs);
+  void (async () => {
+    try {
+      while (!(await chunksIn.next()).done);
+    } catch {
+      // Cut off after [DONE]: nothing more was wanted of it.
+    } finally {
+      clearTimeout(timer);
+    }
+  })();
+}
+
 export async function relayStream(res: ServerResponse, up: Response, o: RelayOptions): Promise<RelayResult> {
   const reader = new SseReader();
   let committed = o.continuing;
@@ -109,8 +127,18 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
     for (const p of pending.splice(0)) out(p);
   };
 
+  // Read by hand, not for-await: after [DONE] the rest of the body is drained rather than destroyed (drainAfterDone).
+  const chunksIn = up.body[Symbol.asyncIterator]();
+  let afterDone = false;
+  let ended = false;
   try {
-    outer: for await (const chunk of up.body as AsyncIterable<Buffer>) {
+    outer: for (;;) {
+      const next = await chunksIn.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      const chunk = next.value;
       if (res.destroyed) break;
       for (const item of reader.pushBytes(chunk)) {
         if (item.type === "malformed") {
@@ -132,8 +160,8 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
           out(item.raw);
           doneSent = true;
           if (grace) clearTimeout(grace);
-          up.abort("aborted");
           finalising = true;
+          afterDone = true;
           break outer;
         }
         const c = item.json;
@@ -192,6 +220,10 @@ export async function relayStream(res: ServerResponse, up: Response, o: RelayOpt
       }
     }
   }
+
+  // Nothing more is read of a stream left early: it is destroyed (its request aborted) — after [DONE], drained instead.
+  if (afterDone) drainAfterDone(chunksIn, up, o.finishGraceMs);
+  else if (!ended) void chunksIn.return?.().catch(() => undefined);
 
   // Output that arrived before a break still reaches the client.
   await flush();
