@@ -4,9 +4,8 @@
  * failures named precisely. Thin I/O shell over undici.
  */
 import type { Abortable } from "../platform/cancel.ts";
-import type { EventEmitter } from "node:events";
 import { Readable } from "node:stream";
-import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
+import { Pool, errors as undiciErrors } from "undici";
 import type { BackendConfig, TierConfig } from "../config/types.ts";
 import { isRefusedError, isResetError, socketErrorText } from "./classify.ts";
 import { probeUrl } from "../health/remote.ts";
@@ -14,7 +13,7 @@ import { authHeaders, readApiKey } from "../health/api-key.ts";
 import { MESSAGES_PATH, messagesExchange } from "./anthropic/wire.ts";
 import { readText } from "./http.ts";
 import { scrub } from "./scrub.ts";
-import { CollectedAnswer, streamBody, type UpstreamBody } from "./body.ts";
+import { DispatchedAnswer, streamBody, type UpstreamBody } from "./body.ts";
 
 /** `evacuated`: the router moved the request off its backend (router.ts `evacuate`); `aborted`: the client went away or the caller gave up. */
 export type TransportFailure = "connect" | "connect_reset" | "connect_timeout" | "ttft_timeout" | "idle_timeout" | "total_timeout" | "aborted" | "evacuated";
@@ -154,17 +153,24 @@ export class Upstreams {
 
   private async reach(r: AttemptRequest): Promise<AttemptOutcome> {
     const { tier, backend } = r;
-    // undici takes an EventEmitter-like signal: lighter than an AbortController per attempt (see UpstreamSignal).
-    const ctl = new UpstreamSignal();
+    if (r.evacuation?.aborted) return { kind: "failure", failure: "evacuated", detail: String(r.evacuation.reason) };
+    // The handler and the body of this request in one object (body.ts), fed by undici's dispatcher.
+    let started!: (a: DispatchedAnswer) => void;
+    let failed!: (e: Error) => void;
+    const answered = new Promise<DispatchedAnswer>((resolve, reject) => {
+      started = resolve;
+      failed = reject;
+    });
+    const answer = new DispatchedAnswer(started, failed);
     let abortedBy: TransportFailure | undefined;
     const abort = (why: TransportFailure = "aborted") => {
-      if (!abortedBy) abortedBy = why;
-      ctl.fire();
+      if (abortedBy) return;
+      abortedBy = why;
+      answer.abort(new DOMException("This operation was aborted", "AbortError"));
     };
     const onClient = () => abort("aborted");
     const onEvacuation = () => abort("evacuated");
     const evacuatedBecause = () => (abortedBy === "evacuated" ? String(r.evacuation?.reason) : undefined);
-    if (r.evacuation?.aborted) return { kind: "failure", failure: "evacuated", detail: String(r.evacuation.reason) };
     // No { once } options object to validate per attempt: done() removes both listeners, and an aborted signal never fires again.
     r.clientSignal.addEventListener("abort", onClient);
     r.evacuation?.addEventListener("abort", onEvacuation);
@@ -192,38 +198,24 @@ export class Upstreams {
     }
     try {
       const hot = this.hotPath(backend, tier.connect_timeout);
-      const options: Dispatcher.DispatchOptions = {
-        path: `${hot.path}${messages ? MESSAGES_PATH : r.path}`,
-        method: "POST",
-        headers,
-        body: messages ? messages.body : r.body,
-        headersTimeout: Math.min(tier.ttft_timeout, totalMs),
-        bodyTimeout: tier.idle_timeout,
-      };
-      let status: number;
-      let resHeaders: Record<string, string | string[] | undefined>;
-      let body: UpstreamBody;
-      if (!r.stream && !messages) {
-        // An answer read whole: collected straight from the dispatcher, no stream object per request.
-        const answer = await new Promise<CollectedAnswer>((resolve, reject) => {
-          const a = new CollectedAnswer(resolve, reject);
-          ctl.on("abort", () => a.abort(ctl.reason as Error));
-          hot.pool.dispatch(options, a);
-        });
-        status = answer.status;
-        resHeaders = answer.headers;
-        body = answer;
-      } else {
-        const res = await hot.pool.request({ ...options, signal: ctl as unknown as EventEmitter });
-        const translated = messages?.answer(res.statusCode, res.headers as Record<string, string | string[] | undefined>, res.body);
-        status = res.statusCode;
-        resHeaders = translated?.headers ?? (res.headers as Record<string, string | string[] | undefined>);
-        body = translated?.body ?? streamBody(res.body);
-      }
+      hot.pool.dispatch(
+        {
+          path: `${hot.path}${messages ? MESSAGES_PATH : r.path}`,
+          method: "POST",
+          headers,
+          body: messages ? messages.body : r.body,
+          headersTimeout: Math.min(tier.ttft_timeout, totalMs),
+          bodyTimeout: tier.idle_timeout,
+        },
+        answer,
+      );
+      await answered;
+      const translated = messages?.answer(answer.status, answer.headers, answer);
+      const body = translated?.body ?? answer;
       return {
         kind: "response",
-        status,
-        headers: resHeaders,
+        status: answer.status,
+        headers: translated?.headers ?? answer.headers,
         body,
         abort,
         abortedBy: () => abortedBy,
@@ -265,43 +257,6 @@ export class Upstreams {
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
     this.pools.clear();
     this.hot = new WeakMap();
-  }
-}
-
-/**
- * The abort signal of one upstream attempt, as undici's `signal` option takes it (an EventEmitter:
- * `on`/`once`/`removeListener`), without an AbortController, its EventTarget and node's abort-listener
- * machinery per attempt. It has no `aborted` property on purpose: undici treats an object with one as an
- * AbortSignal. `fire` aborts once, with the same reason an AbortController's plain abort() gives.
- */
-class UpstreamSignal {
-  reason: unknown = undefined;
-  private listeners: (() => void)[] | undefined;
-  private fired = false;
-
-  on(_event: "abort", fn: () => void): this {
-    if (this.fired) queueMicrotask(fn);
-    else (this.listeners ??= []).push(fn);
-    return this;
-  }
-
-  once(event: "abort", fn: () => void): this {
-    return this.on(event, fn);
-  }
-
-  removeListener(_event: "abort", fn: () => void): this {
-    const i = this.listeners?.indexOf(fn) ?? -1;
-    if (i >= 0) this.listeners!.splice(i, 1);
-    return this;
-  }
-
-  fire(): void {
-    if (this.fired) return;
-    this.fired = true;
-    this.reason = new DOMException("This operation was aborted", "AbortError");
-    const fns = this.listeners;
-    this.listeners = undefined;
-    if (fns) for (const fn of fns) fn();
   }
 }
 
