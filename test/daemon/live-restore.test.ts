@@ -32,6 +32,15 @@ async function twoBackendsServing(t: { after(fn: () => void | Promise<void>): vo
   const first = await startDaemon(t, files);
   const s1 = (await waitStatus(first, "both ready", allReady)).json;
   pids.push(pidOf(s1, "primary"), pidOf(s1, "fallback"));
+  // Status is in memory; a SIGKILL must come once the state file, which a later llmsup adopts from, says both had loaded.
+  await waitUntil("state.json records both processes as ready", () => {
+    try {
+      const saved = JSON.parse(readFileSync(`${files.dir}/state/state.json`, "utf8")) as { backends?: Record<string, { process?: { readyAt?: number } }> };
+      return ["primary", "fallback"].every((b) => saved.backends?.[b]?.process?.readyAt !== undefined);
+    } catch {
+      return false;
+    }
+  });
   return { files, pids, first };
 }
 
