@@ -1,8 +1,8 @@
 /**
  * Helpers for `npm run bench` (scripts/bench.ts): the external load generator (wrk) and the
- * external reference proxy (nginx). Neither is installed by the benchmark; when one is
- * missing, `findTools` says how to get it and the benchmark falls back (its Node load
- * generator instead of wrk; no nginx row).
+ * external reference proxy (nginx). `npm run bench` installs both from Debian when they are
+ * missing (scripts/need-debian.sh, as root); when one is still missing, `findTools` says how
+ * to get it and the benchmark falls back (its Node load generator instead of wrk; no nginx row).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
@@ -53,7 +53,7 @@ export function findTools(): Tools {
     notes.push(
       `nginx not found${process.env.BENCH_NGINX === "none" ? " (BENCH_NGINX=none)" : ""}: no nginx reference row (BENCH_NGINX=/path/to/nginx names one; the benchmark starts its own instance on loopback, not the system service).`,
     );
-  if (notes.length) notes.push(`To install: ${INSTALL}. The benchmark installs nothing itself.`);
+  if (notes.length) notes.push(`To install: ${INSTALL}. (\`npm run bench\` installs them from Debian when it runs as root with apt-get.)`);
   return { ...(wrk ? { wrk } : {}), ...(nginx ? { nginx } : {}), notes };
 }
 
