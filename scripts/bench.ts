@@ -139,10 +139,10 @@ async function closedLoop(t: Target, seconds: number, concurrency: number): Prom
   return { rps: lat.length / elapsed, p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1) ?? NaN, errors: non2xx + socketErrors, non2xx, socketErrors, n: lat.length, cpuPerReqUs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, lat.length) };
 }
 
-/** `streams` concurrent SSE streams; counts chunks and clean endings. */
-async function streams(t: Target, count: number): Promise<{ ok: number; errors: number; chunks: number; cpuPer1kChunksMs?: number; peakRssMb?: number; seconds: number }> {
+/** `streams` concurrent SSE streams of `chunks` content chunks each (the upstream sends max_tokens of them); counts chunks and clean endings. */
+async function streams(t: Target, count: number, chunkCount = CHUNKS): Promise<{ ok: number; errors: number; chunks: number; cpuMs?: number; cpuPer1kChunksMs?: number; peakRssMb?: number; seconds: number }> {
   const agent = new Agent({ connections: count, pipelining: 1, ...(t.socketPath ? { connect: { socketPath: t.socketPath } } : {}) });
-  const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "stream" }], stream: true });
+  const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "stream" }], stream: true, max_tokens: chunkCount });
   let ok = 0;
   let errors = 0;
   let chunks = 0;
@@ -167,7 +167,7 @@ async function streams(t: Target, count: number): Promise<{ ok: number; errors: 
   if (sampler) clearInterval(sampler);
   const cpu = t.pid ? cpuMs(t.pid) - cpu0 : undefined;
   await agent.close();
-  return { ok, errors, chunks, seconds: (performance.now() - t0) / 1000, cpuPer1kChunksMs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, chunks), peakRssMb: t.pid ? peak : undefined };
+  return { ok, errors, chunks, ...(cpu === undefined ? {} : { cpuMs: cpu }), seconds: (performance.now() - t0) / 1000, cpuPer1kChunksMs: cpu === undefined ? undefined : (cpu * 1000) / Math.max(1, chunks), peakRssMb: t.pid ? peak : undefined };
 }
 
 function daemonConfig(dir: string, backends: string, routes: string, listen: string, extra = ""): string {
@@ -332,6 +332,18 @@ async function main(): Promise<void> {
       say(`  ${t.name.padEnd(14)} ${String(r.ok).padStart(5)}  ${String(r.errors).padStart(6)}  ${fmt(r.seconds).padStart(7)}  ${fmt(r.cpuPer1kChunksMs).padStart(16)}  ${fmt(r.peakRssMb, 0).padStart(11)}`);
     }
     say(`  llmsup tcp / minimal CPU per chunk: ×${fmt((sres["llmsup tcp"]!.cpuPer1kChunksMs ?? NaN) / (sres["minimal proxy"]!.cpuPer1kChunksMs ?? NaN))}`);
+    // The figures above include each stream's own cost (request, headers, routing) spread over its chunks; the
+    // cost of one more chunk is the difference to streams five times as long, per chunk of the difference.
+    const longer = CHUNKS * 5;
+    say(`  marginal CPU per chunk (streams of ${longer} chunks against ${CHUNKS}):`);
+    const marginal: Record<string, number> = {};
+    for (const t of targets.slice(1)) {
+      const r = await streams(t, STREAMS, longer);
+      const short = sres[t.name]!;
+      marginal[t.name] = r.cpuMs !== undefined && short.cpuMs !== undefined ? ((r.cpuMs - short.cpuMs) * 1000) / Math.max(1, r.chunks - short.chunks) : NaN;
+      say(`    ${t.name.padEnd(14)} ${fmt(marginal[t.name], 1)} µs (${r.ok} ok, ${r.errors} errors)`);
+    }
+    say(`    llmsup tcp / minimal: ×${fmt(marginal["llmsup tcp"]! / marginal["minimal proxy"]!)}`);
 
     // Idle: no traffic, probes on.
     await new Promise((r) => setTimeout(r, 2_000));
@@ -473,11 +485,12 @@ if (role === "upstream") {
     req.on("end", () => {
       if (req.url === "/health" || req.url === "/v1/models") return void res.end("{}");
       if (body.includes('"stream":true')) {
+        const count = Number(/"max_tokens":(\d+)/.exec(body)?.[1] ?? CHUNKS);
         res.writeHead(200, { "content-type": "text/event-stream" });
         res.write(`data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"bench-upstream","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n`);
         let i = 0;
         const t = setInterval(() => {
-          if (i < CHUNKS) res.write(chunk(i++));
+          if (i < count) res.write(chunk(i++));
           else {
             clearInterval(t);
             res.end(`data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"bench-upstream","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`);
