@@ -40,6 +40,8 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 /** Connection counts of the non-streaming TCP runs (wrk -c). */
 const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? "1,4,32").split(",").map(Number).filter((n) => n > 0);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 1000);
+/** Rounds of the minimal proxy and llmsup, taken in turn at each connection count; the median round is shown (this VM's figures move by ±10 % from run to run). */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 20);
 const CLK_TCK = 100;
 
@@ -278,7 +280,7 @@ async function main(): Promise<void> {
     const header = "  target          req/s     p50 ms   p99 ms  non-2xx  sock err  CPU/req µs";
 
     const nodeRuns = tools.wrk ? 3 : CONNECTIONS.length; // unix (and, with wrk, minimal + llmsup tcp for reference) on the Node generator
-    const runs = CONNECTIONS.length * tcpTargets.length + nodeRuns;
+    const runs = CONNECTIONS.length * (tcpTargets.length + 2 * (ROUNDS - 1)) + nodeRuns;
     say(`llmsup benchmark — node ${process.versions.node}, ${SECONDS}s per run, loopback only, ${availableParallelism()} CPUs`);
     say(`load generator: ${tools.wrk ? `${tools.wrk} (-t1), Node/undici for the unix socket` : "Node/undici (wrk missing)"}; nginx: ${tools.nginx ?? "missing"}`);
     for (const n of tools.notes) say(`NOTE: ${n}`);
@@ -296,7 +298,15 @@ async function main(): Promise<void> {
       say(`Non-streaming, ${conns} connection${conns === 1 ? "" : "s"} (${tools.wrk ? `wrk -t1 -c${conns} -d${SECONDS}s` : `Node generator, ${conns} concurrent`})`);
       say(header);
       const res: Record<string, LoadResult> = {};
-      for (const t of tcpTargets) row(t.name, (res[t.name] = await load(t, SECONDS, conns)));
+      // The references once; the minimal proxy and llmsup in turn, ROUNDS times, each shown by its median round.
+      const paired = tcpTargets.filter((t) => t.name === "minimal proxy" || t.name === "llmsup tcp");
+      const rounds: Record<string, LoadResult[]> = {};
+      for (let i = 0; i < ROUNDS; i++) for (const t of paired) (rounds[t.name] ??= []).push(await load(t, SECONDS, conns));
+      for (const t of tcpTargets) {
+        const all = rounds[t.name];
+        row(t.name, (res[t.name] = all ? [...all].sort((a, b) => a.rps - b.rps)[all.length >> 1]! : await load(t, SECONDS, conns)));
+      }
+      if (ROUNDS > 1) say(`  llmsup tcp / minimal throughput by round (taken in turn): ${rounds["llmsup tcp"]!.map((r, i) => ratio(r.rps, rounds["minimal proxy"]![i]!.rps)).join(" ")}`);
       // Without wrk every row comes from the same generator, so unix belongs in the same table.
       if (!tools.wrk) row(unix.name, (res[unix.name] = await closedLoop(unix, SECONDS, conns)));
       const base = res["minimal proxy"]!;
