@@ -6,8 +6,8 @@
  * bookkeeping showed in the router's CPU profile. AbortSignal satisfies
  * `Abortable` too, so code that waits on either takes both.
  *
- * undici is given UpstreamSignal (router/upstream.ts) instead: it takes any
- * object with `aborted` for a native AbortSignal.
+ * undici is given no signal at all: an upstream request is aborted through
+ * its dispatcher handler (router/body.ts DispatchedAnswer).
  *
  * As with AbortSignal: abort happens once, listeners run in the order they
  * were added, and a listener added after the abort is not called (callers
