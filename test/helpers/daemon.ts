@@ -30,7 +30,9 @@ export async function writeDaemonConfig(t: { after(fn: () => void): void }, back
   const ports: Record<string, number> = {};
   let text = `[daemon]\nstate_dir = "${dir}/state"\nlog_dir = "${dir}/log"\nrun_dir = "${dir}/run"\nshutdown_timeout = "15s"\n\n[router]\nsocket = "${dir}/run/api.sock"\nlisten = ""\n\n[gpu]\nenabled = false\n\n[health]\ninterval = "300ms"\ntimeout = "500ms"\n\n${extra}\n`;
   for (const b of backends) {
-    const port = await freePort();
+    // A port just freed can be handed out again at once: two backends of one configuration never share one (the config refuses it).
+    let port = await freePort();
+    while (Object.values(ports).includes(port)) port = await freePort();
     ports[b.name] = port;
     // Defaults a spec's own process keys replace.
     const defaults = ['restart_sec = "200ms"', 'restart_max_delay = "1s"', 'start_limit_interval = "1m"', 'stop_timeout = "3s"'].filter((l) => !(b.process ?? "").includes(`${l.split(" ")[0]} =`));
