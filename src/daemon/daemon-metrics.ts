@@ -6,7 +6,8 @@
  * kernel log. Families are stateless: a route, backend or GPU gone on
  * reload is gone from the next scrape.
  */
-import { Counter, type Metric, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
+import { registerFamily, type Family } from "../router/metric-family.ts";
 import type { XidOutcome } from "../gpu/xid-policy.ts";
 import type { DaemonEvent } from "./deps.ts";
 import type { DaemonStatus } from "./status.ts";
@@ -40,7 +41,7 @@ export class DaemonMetrics {
   constructor(deps: DaemonMetricsDeps) {
     this.d = deps;
     const registers = [deps.registry];
-    for (const spec of STATUS_METRICS) deps.registry.registerMetric(this.family(spec));
+    for (const spec of STATUS_METRICS) registerFamily(deps.registry, this.family(spec));
     const metrics = this;
     this.restarts = new Counter({
       name: "llmsup_backend_restarts_total",
@@ -94,18 +95,8 @@ export class DaemonMetrics {
   }
 
   /** A family prom-client's registry collects like its own metrics; its series are read afresh at each scrape. */
-  private family(spec: MetricSpec): Metric {
+  private family(spec: MetricSpec): Family {
     const read = () => this.current().series.get(spec.name as StatusMetricName) ?? [];
-    const family = {
-      name: spec.name,
-      help: spec.help,
-      type: spec.type,
-      aggregator: "sum" as const,
-      get: async () => ({ name: spec.name, help: spec.help, type: spec.type, aggregator: "sum" as const, values: read().map((s) => ({ labels: { ...s.labels }, value: s.value })) }),
-      // Nothing is kept between scrapes: there is nothing to reset (Registry.resetMetrics calls it).
-      reset: () => undefined,
-    };
-    // The registry needs only the name, get() and reset(); prom-client's types list its own classes.
-    return family as unknown as Metric;
+    return { name: spec.name, help: spec.help, type: spec.type, values: () => read().map((s) => ({ labels: { ...s.labels }, value: s.value })) };
   }
 }

@@ -1,36 +1,13 @@
 /**
  * The metrics counted on every request (requests by outcome, time to first
  * token, the router's own overhead), kept in plain maps keyed by the label
- * values and read out by prom-client's registry at each scrape — the same
- * contract as the status-derived families (daemon-metrics.ts): name, get(),
- * reset(). prom-client's own Counter and Histogram hash a label object (and a
- * histogram makes a closure) on every call; these cost a map lookup per label.
+ * values and read out by prom-client's registry at each scrape
+ * (metric-family.ts). prom-client's own Counter and Histogram hash a label
+ * object (and a histogram makes a closure) on every call; these cost a map
+ * lookup per label.
  */
-import type { Metric, Registry } from "prom-client";
-
-type Value = { labels: Record<string, string | number>; value: number; metricName?: string };
-
-interface Family {
-  readonly name: string;
-  readonly help: string;
-  readonly type: "counter" | "histogram";
-  values(): Value[];
-}
-
-/** Registers `f` on `registry` as prom-client collects its own metrics. */
-function register(registry: Registry, f: Family): void {
-  const metric = {
-    name: f.name,
-    help: f.help,
-    type: f.type,
-    aggregator: "sum" as const,
-    get: async () => ({ name: f.name, help: f.help, type: f.type, aggregator: "sum" as const, values: f.values() }),
-    // Counts live as long as the router's registry: nothing to reset (Registry.resetMetrics calls it).
-    reset: () => undefined,
-  };
-  // The registry needs only the name, get() and reset(); prom-client's types list its own classes.
-  registry.registerMetric(metric as unknown as Metric);
-}
+import type { Registry } from "prom-client";
+import { registerFamily, type FamilyValue } from "./metric-family.ts";
 
 /**
  * Series by their label values, looked up level by level in nested maps — no key string is built per call,
@@ -76,7 +53,7 @@ export class HotCounter {
 
   constructor(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
     this.series = new SeriesIndex(labelNames, (labels) => ({ labels, value: 0 }));
-    register(registry, { name, help, type: "counter", values: () => this.series.all.map((s) => ({ labels: { ...s.labels }, value: s.value })) });
+    registerFamily(registry, { name, help, type: "counter", values: () => this.series.all.map((s) => ({ labels: { ...s.labels }, value: s.value })) });
   }
 
   /** Adds `n` to the series of these label values (in labelNames' order). */
@@ -93,7 +70,7 @@ export class HotHistogram {
   constructor(registry: Registry, name: string, help: string, labelNames: readonly string[], buckets: readonly number[]) {
     this.buckets = buckets;
     this.series = new SeriesIndex(labelNames, (labels) => ({ labels, counts: new Float64Array(buckets.length), sum: 0, count: 0 }));
-    register(registry, { name, help, type: "histogram", values: () => this.values(name) });
+    registerFamily(registry, { name, help, type: "histogram", values: () => this.values(name) });
   }
 
   /** One observation in the series of these label values (in labelNames' order). */
@@ -111,8 +88,8 @@ export class HotHistogram {
   }
 
   /** The exposition's series: cumulative buckets (le), +Inf, _sum and _count per label set. */
-  private values(name: string): Value[] {
-    const out: Value[] = [];
+  private values(name: string): FamilyValue[] {
+    const out: FamilyValue[] = [];
     for (const s of this.series.all) {
       let cumulative = 0;
       this.buckets.forEach((le, i) => {
