@@ -166,7 +166,7 @@ export class Upstreams {
     const abort = (why: TransportFailure = "aborted") => {
       if (abortedBy) return;
       abortedBy = why;
-      answer.abort(new DOMException("This operation was aborted", "AbortError"));
+      answer.destroy();
     };
     const onClient = () => abort("aborted");
     const onEvacuation = () => abort("evacuated");
