@@ -3,13 +3,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { Alerter } from "../../src/alerts/alerter.ts";
-import type { Io } from "../../src/cli/output.ts";
 import { testAlertCommand } from "../../src/cli/test-alert.ts";
 import { decideHostChecks, hostNeeds, type HostFacts, type PathFact } from "../../src/config/host-checks.ts";
 import { validateConfigText } from "../../src/config/load.ts";
 import type { Config, ConfigProblem } from "../../src/config/types.ts";
+import { runIo } from "../helpers/cli.ts";
 import { freePort } from "../helpers/sim.ts";
 import { memoryLogger } from "../helpers/supervise.ts";
 import { tempDir } from "../helpers/tmp.ts";
@@ -61,19 +60,6 @@ test("an unreadable secret file stops the alerter with LLMSUP_E_SECRET_UNREADABL
   await assert.rejects(open(`[alerts.alertmanager]\nurl = "http://127.0.0.1:9/"\nbearer_token_file = "${dir}/empty"`), /alerts\.alertmanager\.bearer_token_file .*empty is empty/);
 });
 
-function capture(): Io & { out: () => string; err: () => string } {
-  let out = "";
-  let err = "";
-  const sink = (add: (s: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        add(chunk.toString());
-        cb();
-      },
-    });
-  return { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), env: { NO_COLOR: "1" }, out: () => out, err: () => err };
-}
-
 test("test-alert tries every channel and says which got it: a webhook that took it, one that is down", async (t) => {
   const dir = tempDir(t);
   const secret = path.join(dir, "hook-secret");
@@ -91,21 +77,21 @@ test("test-alert tries every channel and says which got it: a webhook that took 
       alerts: `${amSection}[[alerts.webhook]]\nname = "chatops"\nurl = "${hook.url}"\nsecret_file = "${secret}"\n[[alerts.webhook]]\nurl = "http://127.0.0.1:${downPort}/"\nsecret_file = "${secret}"\ntimeout = "2s"`,
     }),
   );
-  const io = capture();
-  assert.equal(await testAlertCommand({ config: file }, io), 69);
-  assert.match(io.out(), /^test alert sent to chatops \(http:\/\/127\.0\.0\.1:\d+\/hook\) in \d+ ms$/m);
-  assert.match(io.err(), /^error LLMSUP_E_ALERT_RECEIVER_UNREACHABLE: cannot send the test alert to webhook-1 \(http:\/\/127\.0\.0\.1:\d+\/\): ECONNREFUSED/m);
+  const io = await runIo((x) => testAlertCommand({ config: file }, x), { NO_COLOR: "1" });
+  assert.equal(io.code, 69);
+  assert.match(io.stdout, /^test alert sent to chatops \(http:\/\/127\.0\.0\.1:\d+\/hook\) in \d+ ms$/m);
+  assert.match(io.stderr, /^error LLMSUP_E_ALERT_RECEIVER_UNREACHABLE: cannot send the test alert to webhook-1 \(http:\/\/127\.0\.0\.1:\d+\/\): ECONNREFUSED/m);
   const [got] = await hook.waitFor(1);
   assert.deepEqual([got!.verified, got!.json.kind, got!.json.state, (got!.json.labels as Record<string, string>).alertname], [true, "test", "notice", "LlmsupTestAlert"]);
   if (am) {
-    assert.match(io.out(), /^test alert sent to alertmanager \(http:\/\/127\.0\.0\.1:\d+\) in \d+ ms$/m);
+    assert.match(io.stdout, /^test alert sent to alertmanager \(http:\/\/127\.0\.0\.1:\d+\) in \d+ ms$/m);
     const alerts = await am.alerts();
     assert.deepEqual(alerts.map((a) => [a.labels.alertname, a.status.state]), [["LlmsupTestAlert", "active"]]);
   } else t.diagnostic(alertmanagerMissing()!);
 
-  const json = capture();
-  assert.equal(await testAlertCommand({ config: file, json: true }, json), 69);
-  const r = JSON.parse(json.out()) as { sent: boolean; code: string; channels: { channel: string; sent: boolean; code?: string }[] };
+  const json = await runIo((x) => testAlertCommand({ config: file, json: true }, x), { NO_COLOR: "1" });
+  assert.equal(json.code, 69);
+  const r = JSON.parse(json.stdout) as { sent: boolean; code: string; channels: { channel: string; sent: boolean; code?: string }[] };
   assert.deepEqual([r.sent, r.code], [false, "LLMSUP_E_ALERT_RECEIVER_UNREACHABLE"]);
   assert.deepEqual(
     r.channels.map((c) => [c.channel, c.sent, c.code ?? null]),
