@@ -24,6 +24,19 @@ interface SimState {
   requests: number;
   last_request: { messages?: { role: string; content: unknown }[]; max_tokens?: number; system?: unknown } | undefined;
 }
+/** A streamed chat answer as the client assembles it: the text, the last finish_reason, the usage chunk. */
+async function readStream(stream: AsyncIterable<OpenAI.ChatCompletionChunk>): Promise<{ text: string; finish: string | null; usage: OpenAI.CompletionUsage | undefined }> {
+  let text = "";
+  let finish: string | null = null;
+  let usage: OpenAI.CompletionUsage | undefined;
+  for await (const c of stream) {
+    text += c.choices[0]?.delta.content ?? "";
+    finish = c.choices[0]?.finish_reason ?? finish;
+    if (c.usage) usage = c.usage;
+  }
+  return { text, finish, usage };
+}
+
 const state = async (url: string) => (await (await fetch(`${url}/_sim/state`)).json()) as SimState;
 
 test("a fallback chain Anthropic → OpenAI → smaller Anthropic model, through the daemon to the openai client", async (t) => {
@@ -80,14 +93,7 @@ test("a fallback chain Anthropic → OpenAI → smaller Anthropic model, through
   await t.test("a streamed answer: OpenAI chunks carrying the whole text, finish_reason stop, and the usage chunk asked for", async () => {
     const messages = [{ role: "user" as const, content: "Stream a sentence." }];
     const stream = await client.chat.completions.create({ model: "team", messages, stream: true, stream_options: { include_usage: true } });
-    let text = "";
-    let finish: string | null = null;
-    let usage: OpenAI.CompletionUsage | undefined;
-    for await (const c of stream) {
-      text += c.choices[0]?.delta.content ?? "";
-      finish = c.choices[0]?.finish_reason ?? finish;
-      if (c.usage) usage = c.usage;
-    }
+    const { text, finish, usage } = await readStream(stream);
     assert.equal(text, canonical(messages));
     assert.equal(finish, "stop");
     assert.ok(usage, "the usage chunk came");
@@ -184,14 +190,7 @@ test("a fallback chain Anthropic → OpenAI → smaller Anthropic model, through
     const ask = async (content: string) => {
       const messages = [{ role: "user" as const, content }];
       const stream = await client.chat.completions.create({ model: "continued", messages, stream: true, stream_options: { include_usage: true } });
-      let text = "";
-      let finish: string | null = null;
-      let usage: OpenAI.CompletionUsage | undefined;
-      for await (const c of stream) {
-        text += c.choices[0]?.delta.content ?? "";
-        finish = c.choices[0]?.finish_reason ?? finish;
-        if (c.usage) usage = c.usage;
-      }
+      const { text, finish, usage } = await readStream(stream);
       return { text, finish, usage, expected: canonical(messages), tokens: canonicalTokens(chatKey(messages)).length };
     };
     const before = (await state(haiku.url)).requests;
