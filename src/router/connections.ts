@@ -6,8 +6,9 @@
  * functions of the configuration; ClientConnections is the thin shell that
  * counts sockets and sends a refused one on its way.
  */
-import type { Server } from "node:http";
+import { STATUS_CODES, type Server } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { RouterConfig } from "../config/types.ts";
 import type { Clock, TimerHandle } from "../platform/clock.ts";
 
@@ -19,7 +20,7 @@ export const REFUSED_GRACE_MS = 1_000;
 
 /** The options of node:http createServer that bound a client. */
 export interface ServerBounds {
-  /** The whole request, headers and body (router.client_body_timeout); Node answers 408 and closes. */
+  /** The whole request, headers and body (router.client_body_timeout); past it, 408 and the connection closes (answerClientError). */
   readonly requestTimeout: number;
   /** The request's headers, from the connection's start for its first request (router.header_timeout, at most requestTimeout). */
   readonly headersTimeout: number;
@@ -43,6 +44,32 @@ export function serverBounds(r: Pick<RouterConfig, "client_body_timeout" | "head
     connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeout / 4))),
     maxRequestsPerSocket: 0,
   };
+}
+
+/** The status of a request node:http could not read, by its error code (as node's own answer picks it); 400 for the rest. */
+const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = { ERR_HTTP_REQUEST_TIMEOUT: 408, HPE_HEADER_OVERFLOW: 431, HPE_CHUNK_EXTENSIONS_OVERFLOW: 413 };
+
+/** How long a connection answered for a request it could not send stays half-open, its further bytes read and dropped. */
+export const CLIENT_ERROR_GRACE_MS = 1_000;
+
+/**
+ * A request node:http could not read (too slow, malformed, too large), answered as node would — 408, 431, 413
+ * or 400 with Connection: close — but the connection is half-closed after the answer and what the client still
+ * sends is read and dropped until it closes (at most CLIENT_ERROR_GRACE_MS). Node's own handler destroys the
+ * socket at once: a client still sending (a slow one dripping headers) then gets a reset that can overtake
+ * the answer, and is never told why. Nothing is written once an answer on the connection has begun.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const answering = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true;
+  if (err.code === "ECONNRESET" || !socket.writable || answering) return void socket.destroy();
+  const status = CLIENT_ERROR_STATUS[err.code ?? ""] ?? 400;
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+  // No more parsing (as node does on an upgrade): the bytes still coming are read and dropped.
+  socket.removeAllListeners("data");
+  socket.resume();
+  const cut = setTimeout(() => socket.destroy(), CLIENT_ERROR_GRACE_MS);
+  cut.unref();
+  socket.once("close", () => clearTimeout(cut));
 }
 
 /** Whether a new connection is served when `open` are served already and at most `max` may be. Pure. */

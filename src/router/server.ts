@@ -13,7 +13,7 @@ import { within } from "../platform/clock.ts";
 import { adoptListenFd, describeInherited, type InheritedAddress, type ListenFd } from "../platform/listen-fds.ts";
 import { LISTEN_BACKLOG, listenUnix } from "../platform/unix-socket.ts";
 import { keyMatches, loadApiKeys } from "./api-keys.ts";
-import { ClientConnections, OVERLOADED_RETRY_AFTER_S, serverBounds } from "./connections.ts";
+import { answerClientError, ClientConnections, OVERLOADED_RETRY_AFTER_S, serverBounds } from "./connections.ts";
 import { BodyTooLarge, readBody, sendError, sendJson } from "./http.ts";
 import type { RouterMetrics } from "./metrics.ts";
 import { readiness, readyRouteParam } from "./readiness.ts";
@@ -265,6 +265,7 @@ export class RouterServer {
         else res.destroy();
       });
     });
+    server.on("clientError", answerClientError);
     this.connections.watch(server);
     this.servers.push(server);
     return server;

@@ -127,6 +127,23 @@ test("a client that never finishes its headers (or sends none) is answered 408 a
   }
 });
 
+test("clients still sending when their time is up are told 408 before the connection closes, never reset before the answer", async (t) => {
+  const h = await startRouter(t, backend("a", "vllm", 9) + `[[route]]\nmodel = "m"\ntiers = [{ backend = "a", model = "m" }]\n`, `header_timeout = "200ms"`);
+  // Twenty clients sending a header line every 2 ms: bytes are always on their way when the header time runs out.
+  const clients = await Promise.all(Array.from({ length: 20 }, () => open({ path: h.socket })));
+  const closed = clients.map((c) => untilClosed(c));
+  const drips = clients.map((c) => {
+    c.write("GET /health HTTP/1.1\r\nhost: llmsup\r\n");
+    return setInterval(() => c.writable && c.write(`x-drip: ${"d".repeat(40)}\r\n`), 2);
+  });
+  t.after(() => drips.forEach(clearInterval));
+  const results = await Promise.all(closed);
+  drips.forEach(clearInterval);
+  const told = results.filter((r) => /^HTTP\/1\.1 408 /.test(r.text)).length;
+  assert.equal(told, clients.length, `every client read its 408 before the close (${told} of ${clients.length})`);
+  for (const r of results) assert.ok(r.ms < 2_500, `closed ${Math.round(r.ms)}ms after opening: within the header time and the grace after the answer`);
+});
+
 test("a reload's router.header_timeout and keepalive_timeout apply to the listeners already open", async (t) => {
   const h = await startRouter(t, backend("a", "vllm", 9) + `[[route]]\nmodel = "m"\ntiers = [{ backend = "a", model = "m" }]\n`);
   const next = testConfig(tempDir(t), `[router]\nsocket = "${h.socket}"\nlisten = "127.0.0.1:0"\nheader_timeout = "300ms"\nkeepalive_timeout = "2s"\n` + backend("a", "vllm", 9) + `[[route]]\nmodel = "m"\ntiers = [{ backend = "a", model = "m" }]\n`);
