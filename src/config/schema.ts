@@ -239,6 +239,12 @@ export const backendSchema = z.strictObject({
   context: z.int().min(1).optional(),
   api_key_file: absPath().optional(),
   api_key_env: envName().optional(),
+  /**
+   * Connections the router opens to this backend at once; a request beyond them waits in the router for
+   * one to come free, and the wait counts toward its tier's ttft_timeout. Unset: no bound of its own (the
+   * engine queues what it cannot run yet, and router.max_connections bounds the whole).
+   */
+  max_connections: z.int().min(1).max(1_000_000).optional(),
   /** Whether a broken stream is continued here by assistant prefill: "auto" (known for vllm/llamacpp/ollama, learnt for the rest), true, false (prefill-free form). */
   prefill: z.union([z.literal("auto"), z.boolean()]).default("auto"),
   process: processSchema.optional(),

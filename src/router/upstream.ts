@@ -117,13 +117,15 @@ export class Upstreams {
   /** Per backend (config object): its last pool and request path prefix, so the hot path skips the string keys. */
   private hot = new WeakMap<BackendConfig, { connectTimeout: number; pool: Pool; path: string }>();
 
+  /** One pool per origin, connect timeout and connection bound (backend.max_connections; unset: unbounded, as nginx's upstreams). */
   private pool(backend: BackendConfig, connectTimeout: number): Pool {
     const origin = this.base(backend).origin;
-    const key = `${origin}|${connectTimeout}`;
+    const max = backend.max_connections ?? null;
+    const key = `${origin}|${connectTimeout}|${max ?? ""}`;
     let p = this.pools.get(key);
     if (!p) {
       p = new Pool(origin, {
-        connections: 256,
+        connections: max,
         pipelining: 1,
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 120_000,

@@ -81,3 +81,63 @@ test("an upstream that sends [DONE] and then never ends its body: the client's s
   await waitUntil("the upstream request closed", () => a.state.cutOff === 1, { timeoutMs: 3_000 });
   assert.ok(Date.now() - t0 >= 900, "not before the finish grace (1 s) was given to it");
 });
+
+/** An upstream whose streams are held open until `release` is called, counting how many it holds at once. */
+async function holdingUpstream(t: { after(fn: () => Promise<void>): void }) {
+  const state = { open: 0, peak: 0, received: 0 };
+  const held: ServerResponse[] = [];
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    if (req.method === "GET") return void res.end("{}");
+    req.resume();
+    req.on("end", () => {
+      state.open++;
+      state.received++;
+      state.peak = Math.max(state.peak, state.open);
+      res.on("close", () => state.open--);
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(chunk({ role: "assistant", content: "" }));
+      res.write(chunk({ content: "Hello" }));
+      held.push(res);
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  const release = () => {
+    for (const res of held.splice(0)) res.end(chunk({}, "stop") + "data: [DONE]\n\n");
+  };
+  return { port: (server.address() as AddressInfo).port, state, release };
+}
+
+async function concurrentStreams(h: Awaited<ReturnType<typeof startRouter>>, n: number): Promise<Promise<string>[]> {
+  return Array.from({ length: n }, async () => {
+    const r = await h.fetch("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "llama", messages: [{ role: "user", content: "Hi" }], stream: true }) });
+    assert.equal(r.status, 200);
+    return r.text();
+  });
+}
+
+test("300 concurrent streams to one backend are all open upstream at once: the router does not queue them behind a connection pool of its own", async (t) => {
+  const a = await holdingUpstream(t);
+  const h = await startRouter(t, backend("a", "openai", a.port) + route);
+  const streams = await concurrentStreams(h, 300);
+  await waitUntil("300 streams open at the upstream", () => a.state.open === 300);
+  a.release();
+  for (const text of await Promise.all(streams)) assert.match(text, /"content":"Hello".*data: \[DONE\]\n\n$/s);
+  assert.equal(a.state.peak, 300);
+});
+
+test("backend max_connections = 4 bounds the connections to it: 12 concurrent streams are served 4 at a time, and all complete", async (t) => {
+  const a = await holdingUpstream(t);
+  const h = await startRouter(t, backend("a", "openai", a.port, "max_connections = 4") + route);
+  const streams = await concurrentStreams(h, 12);
+  for (const served of [4, 8, 12]) {
+    await waitUntil(`${served} streams reached the upstream, 4 of them open`, () => a.state.received === served && a.state.open === 4);
+    a.release();
+  }
+  for (const text of await Promise.all(streams)) assert.match(text, /"content":"Hello".*data: \[DONE\]\n\n$/s);
+  assert.equal(a.state.peak, 4, "never more than 4 at once");
+});
