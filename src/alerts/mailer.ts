@@ -2,9 +2,9 @@
  * The thin shell around nodemailer: a transport built from [alerts.smtp], the
  * password read once from its file or variable, every outcome turned into a
  * value (never a throw). The password reaches nodemailer and nothing else: no
- * log line, no error message (failures are scrubbed of it).
+ * log line, no error message (failures are scrubbed of it). nodemailer is
+ * loaded with the first mailer: a daemon that sends no mail never holds it.
  */
-import nodemailer from "nodemailer";
 import type { AlertsConfig } from "../config/types.ts";
 import { LlmsupError } from "../errors/error.ts";
 import type { Transport } from "./delivery.ts";
@@ -89,6 +89,7 @@ export async function createMailer(alerts: AlertsConfig, options: MailerOptions)
     logger: false,
     debug: false,
   };
+  const { default: nodemailer } = await import("nodemailer");
   // maxRequeues 0: llmsup's outbox does the retrying, with backoff, and wants to hear of each failure.
   const transport =
     options.pool === false
