@@ -172,6 +172,8 @@ http {
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # Streams go out chunk by chunk, as llmsup and the Node proxy send them.
+      proxy_buffering off;
     }
   }
 }

@@ -318,8 +318,6 @@ async function main(): Promise<void> {
       const direct = res.direct!;
       say(`  added latency p50 over direct: ${["nginx", "minimal proxy", "llmsup tcp"].filter((n) => res[n]).map((n) => `${n} ${fmt(res[n]!.p50 - direct.p50, 3)} ms`).join(", ")}`);
     }
-    if (nginx) await stopNginx(nginx);
-
     if (tools.wrk) {
       // wrk cannot use a unix socket: the unix figures come from the Node generator, with the
       // minimal proxy and llmsup tcp measured the same way next to them.
@@ -335,8 +333,11 @@ async function main(): Promise<void> {
     say();
     say(`Streaming, ${STREAMS} concurrent streams × ${CHUNKS} chunks`);
     say("  target          ok     errors  seconds  CPU/1k chunks ms  peak RSS MB");
+    // nginx (buffering off) is the native reference; every target's stream path is warmed up first, untimed.
+    const streamTargets = [...(nginx ? [tcpTargets[1]!] : []), ...targets.slice(1)];
+    for (const t of streamTargets) await streams(t, STREAMS);
     const sres: Record<string, Awaited<ReturnType<typeof streams>>> = {};
-    for (const t of targets.slice(1)) {
+    for (const t of streamTargets) {
       const r = await streams(t, STREAMS);
       sres[t.name] = r;
       say(`  ${t.name.padEnd(14)} ${String(r.ok).padStart(5)}  ${String(r.errors).padStart(6)}  ${fmt(r.seconds).padStart(7)}  ${fmt(r.cpuPer1kChunksMs).padStart(16)}  ${fmt(r.peakRssMb, 0).padStart(11)}`);
@@ -347,13 +348,14 @@ async function main(): Promise<void> {
     const longer = CHUNKS * 5;
     say(`  marginal CPU per chunk (streams of ${longer} chunks against ${CHUNKS}):`);
     const marginal: Record<string, number> = {};
-    for (const t of targets.slice(1)) {
+    for (const t of streamTargets) {
       const r = await streams(t, STREAMS, longer);
       const short = sres[t.name]!;
       marginal[t.name] = r.cpuMs !== undefined && short.cpuMs !== undefined ? ((r.cpuMs - short.cpuMs) * 1000) / Math.max(1, r.chunks - short.chunks) : NaN;
       say(`    ${t.name.padEnd(14)} ${fmt(marginal[t.name], 1)} µs (${r.ok} ok, ${r.errors} errors)`);
     }
-    say(`    llmsup tcp / minimal: ×${fmt(marginal["llmsup tcp"]! / marginal["minimal proxy"]!)}`);
+    say(`    llmsup tcp / minimal: ×${fmt(marginal["llmsup tcp"]! / marginal["minimal proxy"]!)}${nginx ? `, / nginx: ×${fmt(marginal["llmsup tcp"]! / marginal.nginx!)}` : ""}`);
+    if (nginx) await stopNginx(nginx);
 
     // Idle: no traffic, probes on.
     await new Promise((r) => setTimeout(r, 2_000));
@@ -523,7 +525,7 @@ if (role === "upstream") {
 } else if (role === "minimal") {
   // The floor: parse nothing, route nothing, stream through.
   const [port, upstream] = [Number(process.argv[3]), process.argv[4]!];
-  const pool = new Pool(upstream, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+  const pool = new Pool(upstream, { connections: null, pipelining: 1, keepAliveTimeout: 30_000 });
   createHttpServer({ keepAliveTimeout: 60_000 }, async (req, res) => {
     try {
       const up = await pool.request({ path: req.url!, method: req.method as "POST", headers: { "content-type": "application/json" }, body: req });
