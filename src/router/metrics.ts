@@ -30,6 +30,7 @@ export class RouterMetrics {
   private model: () => readonly ModelView[] = () => [];
   private inflight: () => readonly { readonly backend: string; readonly requests: number }[] = () => [];
   private connections: () => number = () => 0;
+  private upstream: () => readonly { readonly backend: string; readonly connected: number; readonly queued: number }[] = () => [];
   private readonly connectionsRefused: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -92,6 +93,26 @@ export class RouterMetrics {
         for (const b of metrics.inflight()) this.set({ backend: b.backend }, b.requests);
       },
     });
+    new Gauge({
+      name: "llmsup_backend_upstream_connections",
+      help: "Connections the router holds open to each backend's server now, idle keep-alive ones included.",
+      labelNames: ["backend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of metrics.upstream()) this.set({ backend: b.backend }, b.connected);
+      },
+    });
+    new Gauge({
+      name: "llmsup_backend_queued_requests",
+      help: "Requests waiting in llmsup for a connection to each backend (only when its max_connections are all in use); the wait counts toward the tier's ttft_timeout.",
+      labelNames: ["backend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of metrics.upstream()) this.set({ backend: b.backend }, b.queued);
+      },
+    });
     this.connectionsRefused = new Counter({ name: "llmsup_client_connections_refused_total", help: "Client connections refused because router.max_connections were open (answered 503 overloaded and closed).", registers });
     new Gauge({
       name: "llmsup_client_connections",
@@ -113,6 +134,11 @@ export class RouterMetrics {
   /** Where the in-flight gauge reads each configured backend's count (the current router). */
   followInflight(view: () => readonly { readonly backend: string; readonly requests: number }[]): void {
     this.inflight = view;
+  }
+
+  /** Where the upstream connection and queue gauges read each configured backend's figures (the current router's pools). */
+  followConnectionsUpstream(view: () => readonly { readonly backend: string; readonly connected: number; readonly queued: number }[]): void {
+    this.upstream = view;
   }
 
   /** Where the client-connection gauge reads its count (the routing socket's server). */

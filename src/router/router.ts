@@ -78,6 +78,7 @@ export class Router implements Core, HedgeCore {
     this.hedges = previous?.hedges ?? new HedgeBook();
     this.inflight = previous?.inflight ?? new InFlight();
     this.metrics?.followInflight(() => [...this.backends.keys()].map((backend) => ({ backend, requests: this.inflight.get(backend) })));
+    this.metrics?.followConnectionsUpstream(() => [...this.backends.values()].map((b) => ({ backend: b.name, ...this.upstreams.connectionStats(b) })));
   }
 
   /** The route for a model name: exact, else the default route "*". */

@@ -136,6 +136,24 @@ export class Upstreams {
     return p;
   }
 
+  /**
+   * Connections open to the backend's server (idle keep-alive ones included) and requests waiting in llmsup for
+   * one (only when backend.max_connections is reached), over its pools (one per connect timeout its tiers use).
+   */
+  connectionStats(backend: BackendConfig): { readonly connected: number; readonly queued: number } {
+    const origin = `${this.base(backend).origin}|`;
+    const bound = `|${backend.max_connections ?? ""}`;
+    let connected = 0;
+    let queued = 0;
+    for (const [key, p] of this.pools)
+      if (key.startsWith(origin) && key.endsWith(bound)) {
+        const s = p.stats;
+        connected += s.connected;
+        queued += s.queued;
+      }
+    return { connected, queued };
+  }
+
   /** pool() and the base path for one attempt, from the per-backend cache when its connect timeout is the same. */
   private hotPath(backend: BackendConfig, connectTimeout: number): { pool: Pool; path: string } {
     let h = this.hot.get(backend);

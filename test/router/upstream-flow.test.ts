@@ -130,14 +130,23 @@ test("300 concurrent streams to one backend are all open upstream at once: the r
   assert.equal(a.state.peak, 300);
 });
 
-test("backend max_connections = 4 bounds the connections to it: 12 concurrent streams are served 4 at a time, and all complete", async (t) => {
+/** A backend's value of a gauge on the router's registry. */
+async function gauge(h: Awaited<ReturnType<typeof startRouter>>, name: string, backendName: string): Promise<number | undefined> {
+  const m = await h.metrics.registry.getSingleMetric(name)!.get();
+  return m.values.find((v) => v.labels.backend === backendName)?.value;
+}
+
+test("backend max_connections = 4 bounds the connections to it: 12 concurrent streams are served 4 at a time, all complete, and /metrics shows the 4 connections and the requests waiting for one", async (t) => {
   const a = await holdingUpstream(t);
   const h = await startRouter(t, backend("a", "openai", a.port, "max_connections = 4") + route);
   const streams = await concurrentStreams(h, 12);
   for (const served of [4, 8, 12]) {
     await waitUntil(`${served} streams reached the upstream, 4 of them open`, () => a.state.received === served && a.state.open === 4);
+    assert.equal(await gauge(h, "llmsup_backend_queued_requests", "a"), 12 - served, "the requests not yet sent wait in llmsup");
+    assert.equal(await gauge(h, "llmsup_backend_upstream_connections", "a"), 4);
     a.release();
   }
   for (const text of await Promise.all(streams)) assert.match(text, /"content":"Hello".*data: \[DONE\]\n\n$/s);
   assert.equal(a.state.peak, 4, "never more than 4 at once");
+  assert.equal(await gauge(h, "llmsup_backend_queued_requests", "a"), 0);
 });
