@@ -67,7 +67,8 @@ export interface UpstreamFaults {
 
 
 export class Upstreams {
-  private readonly pools = new Map<string, Pool>();
+  /** Pools by server (origin and connection bound, see server()), then by connect timeout. */
+  private readonly pools = new Map<string, Map<number, Pool>>();
   private readonly keys = new Map<string, string | undefined>();
   /** Backends whose API key could not be read, and why: they are unusable until a reload. */
   readonly keyProblems = new Map<string, string>();
@@ -117,21 +118,26 @@ export class Upstreams {
   /** Per backend (config object): its last pool and request path prefix, so the hot path skips the string keys. */
   private hot = new WeakMap<BackendConfig, { connectTimeout: number; pool: Pool; path: string }>();
 
-  /** One pool per origin, connect timeout and connection bound (backend.max_connections; unset: unbounded, as nginx's upstreams). */
+  /** A backend's server as its pools are grouped: origin and connection bound (backend.max_connections; unset: unbounded, as nginx's upstreams). */
+  private server(backend: BackendConfig): string {
+    return `${this.base(backend).origin}|${backend.max_connections ?? ""}`;
+  }
+
+  /** One pool per server (origin and bound) and connect timeout. */
   private pool(backend: BackendConfig, connectTimeout: number): Pool {
-    const origin = this.base(backend).origin;
-    const max = backend.max_connections ?? null;
-    const key = `${origin}|${connectTimeout}|${max ?? ""}`;
-    let p = this.pools.get(key);
+    const key = this.server(backend);
+    let byTimeout = this.pools.get(key);
+    if (!byTimeout) this.pools.set(key, (byTimeout = new Map()));
+    let p = byTimeout.get(connectTimeout);
     if (!p) {
-      p = new Pool(origin, {
-        connections: max,
+      p = new Pool(this.base(backend).origin, {
+        connections: backend.max_connections ?? null,
         pipelining: 1,
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 120_000,
         connect: { timeout: connectTimeout },
       });
-      this.pools.set(key, p);
+      byTimeout.set(connectTimeout, p);
     }
     return p;
   }
@@ -141,16 +147,13 @@ export class Upstreams {
    * one (only when backend.max_connections is reached), over its pools (one per connect timeout its tiers use).
    */
   connectionStats(backend: BackendConfig): { readonly connected: number; readonly queued: number } {
-    const origin = `${this.base(backend).origin}|`;
-    const bound = `|${backend.max_connections ?? ""}`;
     let connected = 0;
     let queued = 0;
-    for (const [key, p] of this.pools)
-      if (key.startsWith(origin) && key.endsWith(bound)) {
-        const s = p.stats;
-        connected += s.connected;
-        queued += s.queued;
-      }
+    for (const p of this.pools.get(this.server(backend))?.values() ?? []) {
+      const s = p.stats;
+      connected += s.connected;
+      queued += s.queued;
+    }
     return { connected, queued };
   }
 
@@ -274,7 +277,7 @@ export class Upstreams {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => undefined)));
+    await Promise.all([...this.pools.values()].flatMap((byTimeout) => [...byTimeout.values()].map((p) => p.close().catch(() => undefined))));
     this.pools.clear();
     this.hot = new WeakMap();
   }
