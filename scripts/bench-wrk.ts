@@ -5,9 +5,10 @@
  * to get it and the benchmark falls back (its Node load generator instead of wrk; no nginx row).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
+import { which } from "../test/helpers/tools.ts";
 
 export interface Tools {
   /** Path of wrk, or undefined when it is not there. */
@@ -19,20 +20,6 @@ export interface Tools {
 }
 
 const INSTALL = "Debian/Ubuntu: `sudo apt-get install -y wrk nginx` (run `sudo apt-get update` first if apt cannot find them); Fedora: `sudo dnf install wrk nginx`; macOS: `brew install wrk nginx`";
-
-/** First executable of that name on PATH or in `extra` dirs (nginx lives in /usr/sbin, often not on a user's PATH). */
-function which(name: string, extra: string[] = []): string | undefined {
-  for (const dir of [...(process.env.PATH ?? "").split(":").filter(Boolean), ...extra]) {
-    const file = path.join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
 
 /**
  * Looks for wrk and nginx. BENCH_WRK / BENCH_NGINX name a binary explicitly, or `none` to

@@ -3,9 +3,9 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import path from "node:path";
 
-/** A program on PATH (or in /usr/sbin, /sbin, where nginx and haproxy live), else undefined. */
-export function which(bin: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/bin"];
+/** A program on PATH (or in /usr/sbin, /sbin, where nginx and haproxy live, or in `extra` dirs), else undefined. Also used by the benchmark (scripts/bench-wrk.ts). */
+export function which(bin: string, extra: readonly string[] = []): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/bin", ...extra];
   for (const d of dirs) {
     if (!d) continue;
     const p = path.join(d, bin);
